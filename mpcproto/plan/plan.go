@@ -1,0 +1,139 @@
+// Package plan defines the public description of a model: its op graph, the
+// shapes of its input and weights, and the attributes of each op (PySyft
+// calls this a Plan). A plan holds no secret: the weights' values live apart
+// (plaintext in Weights, secret-shared in the engine), so a plan can be put in
+// a manifest, hashed and sent to every party.
+//
+// The op set is canonical and small; the ONNX importer (mpcproto/onnx)
+// rewrites what torch.onnx.export emits into it, folding at import what the
+// owner knows in plaintext (transposes of weights, Gemm's alpha and beta,
+// BatchNormalization, constant subgraphs) so that the secure engine only
+// evaluates the ops below.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// Version is the plan format version written in every plan.
+const Version = 1
+
+// Op names a canonical operation. Values named in a Node's Inputs are the
+// plan's input, a weight, or an earlier node's output. Unless said otherwise
+// every input may be secret (an activation or a weight).
+type Op string
+
+// The canonical ops. Shapes follow ONNX: images are NCHW.
+const (
+	// MatMul: Inputs X [..., k], W [k, n] and an optional bias B [n];
+	// output [..., n] = X·W + B. A 1-D X [k] gives [n]. Leading dims of X
+	// are flattened into rows, so a whole batch is one matrix product.
+	MatMul Op = "MatMul"
+	// Conv: Inputs X [N, C, H, W], W [M, C/Group, kH, kW] and an optional
+	// bias B [M]. Attrs: Strides [2], Pads [4] (h_begin, w_begin, h_end,
+	// w_end), Dilations [2], Group.
+	Conv Op = "Conv"
+	// Add and Sub: two inputs with numpy (right-aligned) broadcasting.
+	Add Op = "Add"
+	Sub Op = "Sub"
+	// Mul: elementwise product of two secret inputs, numpy broadcasting.
+	Mul Op = "Mul"
+	// MulConst: one input times the public constant Attrs.Const (a scalar or
+	// a tensor broadcast against the input). Division by a constant is
+	// MulConst by its inverse.
+	MulConst Op = "MulConst"
+	// Relu: max(x, 0) elementwise.
+	Relu Op = "Relu"
+	// MaxPool: Input [N, C, H, W]. Attrs: Kernel [2], Strides [2], Pads [4],
+	// Dilations [2], CeilMode. Padding never wins the max (ONNX semantics).
+	MaxPool Op = "MaxPool"
+	// AveragePool: Input [N, C, H, W]. Attrs: Kernel, Strides, Pads,
+	// CeilMode, CountIncludePad (whether padded zeros count in the divisor).
+	AveragePool Op = "AveragePool"
+	// GlobalAveragePool: [N, C, H, W] -> [N, C, 1, 1].
+	GlobalAveragePool Op = "GlobalAveragePool"
+	// Pad: constant padding. Attrs: Pads in ONNX layout (x1_begin, x2_begin,
+	// ..., x1_end, x2_end, ...), one begin and one end per axis; Value is the
+	// public constant written in the padding.
+	Pad Op = "Pad"
+	// Flatten: [d0, ..., dn] -> [d0*...*d(Axis-1), dAxis*...*dn]. Attrs: Axis.
+	Flatten Op = "Flatten"
+	// Reshape: Attrs.Shape in ONNX semantics (0 copies the input's dim, -1
+	// is inferred). Batch-free plans use -1 or 0 for the batch dim.
+	Reshape Op = "Reshape"
+	// Identity: the input unchanged.
+	Identity Op = "Identity"
+)
+
+// Ops lists every canonical op, in the order of the constants above.
+var Ops = []Op{MatMul, Conv, Add, Sub, Mul, MulConst, Relu, MaxPool, AveragePool,
+	GlobalAveragePool, Pad, Flatten, Reshape, Identity}
+
+// Value is a named tensor of the graph with its shape. In Plan.Input a
+// leading -1 marks the free batch dimension.
+type Value struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+}
+
+// Const is a public constant tensor (the only numbers a plan carries).
+type Const struct {
+	Shape []int     `json:"shape"`
+	Data  []float64 `json:"data"`
+}
+
+// Attrs holds the attributes of every op; each op reads the fields its doc
+// names and leaves the others zero.
+type Attrs struct {
+	Strides         []int   `json:"strides,omitempty"`
+	Pads            []int   `json:"pads,omitempty"`
+	Dilations       []int   `json:"dilations,omitempty"`
+	Kernel          []int   `json:"kernel,omitempty"`
+	Group           int     `json:"group,omitempty"`
+	CeilMode        bool    `json:"ceil_mode,omitempty"`
+	CountIncludePad bool    `json:"count_include_pad,omitempty"`
+	Axis            int     `json:"axis,omitempty"`
+	Shape           []int   `json:"shape,omitempty"`
+	Value           float64 `json:"value,omitempty"`
+	Const           *Const  `json:"const,omitempty"`
+}
+
+// Node is one op of the graph. Name is the source node's name (ONNX node
+// name), used in error messages.
+type Node struct {
+	Name   string   `json:"name"`
+	Op     Op       `json:"op"`
+	Inputs []string `json:"inputs"`
+	Output string   `json:"output"`
+	Attrs  Attrs    `json:"attrs"`
+}
+
+// Plan is a model's public op graph. Nodes are in topological order.
+type Plan struct {
+	Version int     `json:"version"`
+	Input   Value   `json:"input"`
+	Output  string  `json:"output"`
+	Weights []Value `json:"weights"`
+	Nodes   []Node  `json:"nodes"`
+}
+
+// Weights are a model's secret parameter values by name, in plaintext: what
+// the owner holds before sharing and what the plaintext twin evaluates.
+type Weights map[string]*tensor.Dense[float64]
+
+// Marshal encodes the plan as JSON, its wire and storage form.
+func (p *Plan) Marshal() ([]byte, error) { return json.Marshal(p) }
+
+// Hash is the hex SHA-256 of the plan's encoding: what manifests name.
+func (p *Plan) Hash() (string, error) {
+	b, err := p.Marshal()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
