@@ -87,7 +87,9 @@ type Const struct {
 }
 
 // Attrs holds the attributes of every op; each op reads the fields its doc
-// names and leaves the others zero.
+// names and leaves the others zero. For Conv and the pools an empty Strides,
+// Pads or Dilations means the ONNX default (1s, 0s, 1s) and Group 0 means 1;
+// Attrs.Spatial and Attrs.Groups resolve them. The importer writes them all.
 type Attrs struct {
 	Strides         []int   `json:"strides,omitempty"`
 	Pads            []int   `json:"pads,omitempty"`

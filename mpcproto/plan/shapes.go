@@ -1,0 +1,256 @@
+package plan
+
+import "fmt"
+
+// Shapes validates the plan, binds its free batch dimension to batch and
+// infers the concrete shape of every value: the input, each weight and each
+// node's output, by name. A plan whose input shape starts with -1 takes any
+// batch >= 1; a plan without a free dimension takes batch 1 only. Errors
+// about a node name it and the shapes involved.
+func (p *Plan) Shapes(batch int) (map[string][]int, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	in, err := p.InputShape(batch)
+	if err != nil {
+		return nil, err
+	}
+	shapes := make(map[string][]int, 1+len(p.Weights)+len(p.Nodes))
+	shapes[p.Input.Name] = in
+	for _, w := range p.Weights {
+		shapes[w.Name] = append([]int(nil), w.Shape...)
+	}
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		ins := make([][]int, len(n.Inputs))
+		for j, name := range n.Inputs {
+			ins[j] = shapes[name]
+		}
+		out, err := NodeShape(n, ins)
+		if err == nil {
+			if cerr := checkShape(out, false); cerr != nil {
+				err = fmt.Errorf("output: %w", cerr)
+			}
+		}
+		if err != nil {
+			return nil, &NodeError{Index: i, Name: n.Name, Op: n.Op, Err: err}
+		}
+		shapes[n.Output] = out
+	}
+	return shapes, nil
+}
+
+// InputShape is the plan's input shape with the free batch dimension bound
+// to batch.
+func (p *Plan) InputShape(batch int) ([]int, error) {
+	in := append([]int(nil), p.Input.Shape...)
+	if len(in) > 0 && in[0] == -1 {
+		if batch < 1 || batch > MaxDim {
+			return nil, fmt.Errorf("batch %d out of range", batch)
+		}
+		in[0] = batch
+		if err := checkShape(in, false); err != nil {
+			return nil, fmt.Errorf("plan input %q with batch %d: %w", p.Input.Name, batch, err)
+		}
+		return in, nil
+	}
+	if batch != 1 {
+		return nil, fmt.Errorf("plan input %q has shape %v with no free batch dimension: batch must be 1, got %d",
+			p.Input.Name, p.Input.Shape, batch)
+	}
+	return in, nil
+}
+
+// NodeShape infers the output shape of node n from the shapes of its inputs
+// (in the order of n.Inputs). The node's attrs must be valid (Validate).
+func NodeShape(n *Node, ins [][]int) ([]int, error) {
+	a := &n.Attrs
+	switch n.Op {
+	case MatMul:
+		x, w := ins[0], ins[1]
+		if len(x) < 1 {
+			return nil, fmt.Errorf("input shape %v: want rank >= 1", x)
+		}
+		if len(w) != 2 {
+			return nil, fmt.Errorf("weight shape %v: want rank 2 [k, n]", w)
+		}
+		if x[len(x)-1] != w[0] {
+			return nil, fmt.Errorf("input shape %v and weight shape %v: inner dimensions differ", x, w)
+		}
+		if len(ins) == 3 && !equal(ins[2], []int{w[1]}) {
+			return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[1])
+		}
+		return append(append([]int(nil), x[:len(x)-1]...), w[1]), nil
+	case Conv:
+		x, w := ins[0], ins[1]
+		if len(x) != 4 || len(w) != 4 {
+			return nil, fmt.Errorf("input shape %v and weight shape %v: want rank 4 (NCHW, MCkHkW)", x, w)
+		}
+		g := a.Groups()
+		if x[1]%g != 0 || w[0]%g != 0 || x[1]/g != w[1] {
+			return nil, fmt.Errorf("input shape %v, weight shape %v and group %d: channels do not agree", x, w, g)
+		}
+		if len(a.Kernel) == 2 && (a.Kernel[0] != w[2] || a.Kernel[1] != w[3]) {
+			return nil, fmt.Errorf("kernel %v differs from weight shape %v", a.Kernel, w)
+		}
+		if len(ins) == 3 && !equal(ins[2], []int{w[0]}) {
+			return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[0])
+		}
+		return windowShape(x, w[0], [2]int{w[2], w[3]}, a, false)
+	case Add, Sub, Mul:
+		out, err := Broadcast(ins[0], ins[1])
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	case MulConst:
+		return Broadcast(ins[0], a.Const.Shape)
+	case Relu, Identity:
+		return append([]int(nil), ins[0]...), nil
+	case MaxPool, AveragePool:
+		x := ins[0]
+		if len(x) != 4 {
+			return nil, fmt.Errorf("input shape %v: want rank 4 (NCHW)", x)
+		}
+		return windowShape(x, x[1], [2]int{a.Kernel[0], a.Kernel[1]}, a, a.CeilMode)
+	case GlobalAveragePool:
+		x := ins[0]
+		if len(x) != 4 {
+			return nil, fmt.Errorf("input shape %v: want rank 4 (NCHW)", x)
+		}
+		return []int{x[0], x[1], 1, 1}, nil
+	case Pad:
+		x := ins[0]
+		if len(a.Pads) != 2*len(x) {
+			return nil, fmt.Errorf("pads %v: want %d values for input shape %v", a.Pads, 2*len(x), x)
+		}
+		out := make([]int, len(x))
+		for i := range x {
+			out[i] = x[i] + a.Pads[i] + a.Pads[len(x)+i]
+		}
+		if err := checkShape(out, false); err != nil {
+			return nil, fmt.Errorf("output: %w", err)
+		}
+		return out, nil
+	case Flatten:
+		x := ins[0]
+		axis := a.Axis
+		if axis < 0 {
+			axis += len(x)
+		}
+		if axis < 0 || axis > len(x) {
+			return nil, fmt.Errorf("axis %d out of range for input shape %v", a.Axis, x)
+		}
+		return []int{sizeOf(x[:axis]), sizeOf(x[axis:])}, nil
+	case Reshape:
+		return reshape(ins[0], a.Shape)
+	}
+	return nil, fmt.Errorf("unknown op %q", string(n.Op))
+}
+
+// reshape applies ONNX Reshape semantics (0 copies the input's dimension at
+// the same index, one -1 is inferred).
+func reshape(x, shape []int) ([]int, error) {
+	out := make([]int, len(shape))
+	total := sizeOf(x)
+	known, free := 1, -1
+	for i, d := range shape {
+		switch {
+		case d == 0:
+			if i >= len(x) {
+				return nil, fmt.Errorf("shape %v: 0 at index %d but input shape %v has rank %d", shape, i, x, len(x))
+			}
+			out[i] = x[i]
+		case d == -1:
+			free = i
+			continue
+		default:
+			out[i] = d
+		}
+		known *= out[i]
+		if known > MaxElements {
+			return nil, fmt.Errorf("shape %v: too many elements", shape)
+		}
+	}
+	if free >= 0 {
+		if known == 0 || total%known != 0 {
+			return nil, fmt.Errorf("cannot reshape input shape %v (%d elements) to %v", x, total, shape)
+		}
+		out[free] = total / known
+	} else if known != total {
+		return nil, fmt.Errorf("cannot reshape input shape %v (%d elements) to %v", x, total, shape)
+	}
+	return out, nil
+}
+
+// windowShape is the output shape of a Conv (m output channels) or a pooling
+// node over a [N, C, H, W] input.
+func windowShape(x []int, m int, kernel [2]int, a *Attrs, ceil bool) ([]int, error) {
+	strides, pads, dil := a.Spatial()
+	out := []int{x[0], m, 0, 0}
+	for i := 0; i < 2; i++ {
+		o, err := WindowOut(x[2+i], kernel[i], strides[i], pads[i], pads[2+i], dil[i], ceil)
+		if err != nil {
+			return nil, fmt.Errorf("input shape %v, kernel %v, strides %v, pads %v, dilations %v: %w",
+				x, kernel, strides, pads, dil, err)
+		}
+		out[2+i] = o
+	}
+	return out, nil
+}
+
+// WindowOut is the number of positions of a sliding window along one axis of
+// length in, with kernel size k, stride s, padding begin/end and dilation d.
+// With ceil set, a last partial window is kept unless it would start in the
+// end padding (PyTorch's rule, which ONNX follows since opset 19).
+func WindowOut(in, k, s, begin, end, d int, ceil bool) (int, error) {
+	ext := d*(k-1) + 1
+	span := in + begin + end - ext
+	if span < 0 {
+		return 0, fmt.Errorf("kernel extent %d exceeds padded input %d", ext, in+begin+end)
+	}
+	o := span/s + 1
+	if ceil {
+		o = (span+s-1)/s + 1
+		if (o-1)*s >= in+begin {
+			o--
+		}
+	}
+	return o, nil
+}
+
+// Broadcast is the numpy (right-aligned) broadcast of two shapes.
+func Broadcast(a, b []int) ([]int, error) {
+	n := max(len(a), len(b))
+	out := make([]int, n)
+	for i := 0; i < n; i++ {
+		da, db := 1, 1
+		if j := len(a) - n + i; j >= 0 {
+			da = a[j]
+		}
+		if j := len(b) - n + i; j >= 0 {
+			db = b[j]
+		}
+		switch {
+		case da == db, db == 1:
+			out[i] = da
+		case da == 1:
+			out[i] = db
+		default:
+			return nil, fmt.Errorf("shapes %v and %v do not broadcast", a, b)
+		}
+	}
+	return out, nil
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

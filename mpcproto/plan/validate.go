@@ -1,0 +1,316 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Limits on what a plan may describe. They bound the memory a plan from the
+// network can make a party allocate before any weight arrives.
+const (
+	// MaxRank is the largest rank of any value.
+	MaxRank = 8
+	// MaxDim is the largest single dimension.
+	MaxDim = 1 << 24
+	// MaxElements is the largest number of elements of any value.
+	MaxElements = 1 << 28
+	// MaxNodes is the largest number of nodes in a plan.
+	MaxNodes = 1 << 12
+	// MaxWeights is the largest number of weights in a plan.
+	MaxWeights = 1 << 12
+)
+
+// arity is the number of inputs each op takes: [min, max].
+var arity = map[Op][2]int{
+	MatMul:            {2, 3},
+	Conv:              {2, 3},
+	Add:               {2, 2},
+	Sub:               {2, 2},
+	Mul:               {2, 2},
+	MulConst:          {1, 1},
+	Relu:              {1, 1},
+	MaxPool:           {1, 1},
+	AveragePool:       {1, 1},
+	GlobalAveragePool: {1, 1},
+	Pad:               {1, 1},
+	Flatten:           {1, 1},
+	Reshape:           {1, 1},
+	Identity:          {1, 1},
+}
+
+// Known reports whether op is a canonical op.
+func Known(op Op) bool {
+	_, ok := arity[op]
+	return ok
+}
+
+// NodeError is an error about one node of a plan; its message names the node
+// and its op: "node /Conv_3 (Conv): pads must have 4 values, got 2".
+type NodeError struct {
+	Index int    // position of the node in Plan.Nodes
+	Name  string // the node's name, may be empty
+	Op    Op
+	Err   error
+}
+
+func (e *NodeError) Error() string {
+	name := e.Name
+	if name == "" {
+		name = fmt.Sprintf("#%d", e.Index)
+	}
+	return fmt.Sprintf("node %s (%s): %v", name, e.Op, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+func nodeErr(i int, n *Node, format string, args ...any) error {
+	return &NodeError{Index: i, Name: n.Name, Op: n.Op, Err: fmt.Errorf(format, args...)}
+}
+
+// Spatial returns the strides, pads (h_begin, w_begin, h_end, w_end) and
+// dilations of a Conv or pooling node with the ONNX defaults filled in: an
+// empty Strides or Dilations means 1s, an empty Pads means 0s. Call it on a
+// validated plan; on malformed attrs it returns the defaults.
+func (a Attrs) Spatial() (strides [2]int, pads [4]int, dilations [2]int) {
+	strides, dilations = [2]int{1, 1}, [2]int{1, 1}
+	if len(a.Strides) == 2 {
+		copy(strides[:], a.Strides)
+	}
+	if len(a.Pads) == 4 {
+		copy(pads[:], a.Pads)
+	}
+	if len(a.Dilations) == 2 {
+		copy(dilations[:], a.Dilations)
+	}
+	return strides, pads, dilations
+}
+
+// Groups returns Conv's group count, 1 when Group is unset.
+func (a Attrs) Groups() int {
+	if a.Group <= 0 {
+		return 1
+	}
+	return a.Group
+}
+
+// Validate checks that the plan is well formed: a known version, an input
+// whose only free dimension is a leading -1, unique value names, known ops
+// with the right number of inputs, inputs defined before use, attrs well
+// formed for each op, and one defined output. Errors about a node name it
+// (see NodeError). Shape agreement between values is checked by Shapes.
+func (p *Plan) Validate() error {
+	if p == nil {
+		return errors.New("plan is nil")
+	}
+	if p.Version != Version {
+		return fmt.Errorf("unsupported plan version %d (want %d)", p.Version, Version)
+	}
+	if p.Input.Name == "" {
+		return errors.New("plan input has no name")
+	}
+	if err := checkShape(p.Input.Shape, true); err != nil {
+		return fmt.Errorf("plan input %q: %w", p.Input.Name, err)
+	}
+	if len(p.Input.Shape) == 0 {
+		return fmt.Errorf("plan input %q: shape is empty", p.Input.Name)
+	}
+	if len(p.Weights) > MaxWeights {
+		return fmt.Errorf("plan has %d weights, more than %d", len(p.Weights), MaxWeights)
+	}
+	if len(p.Nodes) > MaxNodes {
+		return fmt.Errorf("plan has %d nodes, more than %d", len(p.Nodes), MaxNodes)
+	}
+	defined := map[string]bool{p.Input.Name: true}
+	for _, w := range p.Weights {
+		if w.Name == "" {
+			return errors.New("plan has a weight with no name")
+		}
+		if defined[w.Name] {
+			return fmt.Errorf("weight %q: name already used", w.Name)
+		}
+		if err := checkShape(w.Shape, false); err != nil {
+			return fmt.Errorf("weight %q: %w", w.Name, err)
+		}
+		defined[w.Name] = true
+	}
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		ar, ok := arity[n.Op]
+		if !ok {
+			return nodeErr(i, n, "unknown op %q", string(n.Op))
+		}
+		if len(n.Inputs) < ar[0] || len(n.Inputs) > ar[1] {
+			if ar[0] == ar[1] {
+				return nodeErr(i, n, "takes %d inputs, got %d", ar[0], len(n.Inputs))
+			}
+			return nodeErr(i, n, "takes %d to %d inputs, got %d", ar[0], ar[1], len(n.Inputs))
+		}
+		for _, in := range n.Inputs {
+			if in == "" {
+				return nodeErr(i, n, "has an input with no name")
+			}
+			if !defined[in] {
+				return nodeErr(i, n, "input %q is not defined before use", in)
+			}
+		}
+		if n.Output == "" {
+			return nodeErr(i, n, "has no output name")
+		}
+		if defined[n.Output] {
+			return nodeErr(i, n, "output %q: name already used", n.Output)
+		}
+		if err := checkAttrs(n); err != nil {
+			return &NodeError{Index: i, Name: n.Name, Op: n.Op, Err: err}
+		}
+		defined[n.Output] = true
+	}
+	if p.Output == "" {
+		return errors.New("plan has no output")
+	}
+	if !defined[p.Output] {
+		return fmt.Errorf("plan output %q is not defined", p.Output)
+	}
+	return nil
+}
+
+// checkShape checks a declared shape: rank, positive dims (a leading -1 when
+// free is set) and element count.
+func checkShape(shape []int, free bool) error {
+	if len(shape) > MaxRank {
+		return fmt.Errorf("rank %d exceeds %d", len(shape), MaxRank)
+	}
+	n := 1
+	for i, d := range shape {
+		if d == -1 && i == 0 && free {
+			continue
+		}
+		if d <= 0 || d > MaxDim {
+			return fmt.Errorf("shape %v: dimension %d is %d", shape, i, d)
+		}
+		n *= d
+		if n > MaxElements {
+			return fmt.Errorf("shape %v holds more than %d elements", shape, MaxElements)
+		}
+	}
+	return nil
+}
+
+func checkInts(name string, v []int, want, min int) error {
+	if len(v) == 0 {
+		return nil
+	}
+	if len(v) != want {
+		return fmt.Errorf("%s must have %d values, got %d", name, want, len(v))
+	}
+	for _, x := range v {
+		if x < min || x > MaxDim {
+			return fmt.Errorf("%s %v: value %d out of range", name, v, x)
+		}
+	}
+	return nil
+}
+
+func checkAttrs(n *Node) error {
+	a := &n.Attrs
+	switch n.Op {
+	case Conv:
+		if a.Group < 0 {
+			return fmt.Errorf("group must be positive, got %d", a.Group)
+		}
+		return checkWindow(a, false)
+	case MaxPool, AveragePool:
+		if len(a.Kernel) == 0 {
+			return errors.New("kernel must have 2 values, got 0")
+		}
+		if err := checkInts("kernel", a.Kernel, 2, 1); err != nil {
+			return err
+		}
+		if err := checkWindow(a, true); err != nil {
+			return err
+		}
+		_, pads, dil := a.Spatial()
+		for i, pad := range pads {
+			if ext := dil[i%2]*(a.Kernel[i%2]-1) + 1; pad >= ext {
+				return fmt.Errorf("pads %v: pad %d is not smaller than the kernel extent %d", a.Pads, pad, ext)
+			}
+		}
+	case MulConst:
+		c := a.Const
+		if c == nil {
+			return errors.New("const is missing")
+		}
+		if err := checkShape(c.Shape, false); err != nil {
+			return fmt.Errorf("const: %w", err)
+		}
+		if len(c.Data) != sizeOf(c.Shape) {
+			return fmt.Errorf("const: shape %v holds %d values, got %d", c.Shape, sizeOf(c.Shape), len(c.Data))
+		}
+		for _, v := range c.Data {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("const holds a non-finite value %v", v)
+			}
+		}
+	case Pad:
+		if len(a.Pads) == 0 || len(a.Pads)%2 != 0 || len(a.Pads) > 2*MaxRank {
+			return fmt.Errorf("pads must have 2 values per axis, got %d", len(a.Pads))
+		}
+		for _, v := range a.Pads {
+			if v < 0 || v > MaxDim {
+				return fmt.Errorf("pads %v: value %d out of range", a.Pads, v)
+			}
+		}
+		if math.IsNaN(a.Value) || math.IsInf(a.Value, 0) {
+			return fmt.Errorf("value %v is not finite", a.Value)
+		}
+	case Flatten:
+		if a.Axis < -MaxRank || a.Axis > MaxRank {
+			return fmt.Errorf("axis %d out of range", a.Axis)
+		}
+	case Reshape:
+		if len(a.Shape) > MaxRank {
+			return fmt.Errorf("shape %v: rank exceeds %d", a.Shape, MaxRank)
+		}
+		free := 0
+		for _, d := range a.Shape {
+			if d < -1 || d > MaxDim {
+				return fmt.Errorf("shape %v: value %d out of range", a.Shape, d)
+			}
+			if d == -1 {
+				free++
+			}
+		}
+		if free > 1 {
+			return fmt.Errorf("shape %v: more than one -1", a.Shape)
+		}
+	}
+	return nil
+}
+
+func checkWindow(a *Attrs, pool bool) error {
+	if err := checkInts("strides", a.Strides, 2, 1); err != nil {
+		return err
+	}
+	if err := checkInts("pads", a.Pads, 4, 0); err != nil {
+		return err
+	}
+	if err := checkInts("dilations", a.Dilations, 2, 1); err != nil {
+		return err
+	}
+	if !pool && len(a.Kernel) != 0 {
+		if err := checkInts("kernel", a.Kernel, 2, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sizeOf is the element count of a shape already checked by checkShape.
+func sizeOf(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
