@@ -1,0 +1,143 @@
+package swarm
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Plot size of every PNG: small enough to commit.
+const (
+	plotWidth  = 5 * vg.Inch
+	plotHeight = 3.5 * vg.Inch
+)
+
+// series is one named line of a plot.
+type series struct {
+	name string
+	xy   plotter.XYs
+}
+
+// WritePlots writes the result's PNG plots into dir and returns their paths:
+// scale: latency_vs_nodes.png and rss_vs_nodes.png; wan: latency_vs_rtt.png;
+// churn: churn_queries.png; seed (and any case with one run of one size):
+// latency_vs_nodes.png with its single point.
+func WritePlots(res *Result, dir string) ([]string, error) {
+	var files []string
+	add := func(name, title, xl, yl string, ss []series) error {
+		path := filepath.Join(dir, name)
+		if err := linePlot(path, title, xl, yl, ss); err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+		files = append(files, path)
+		return nil
+	}
+	ok := func(r *Run) bool { return r.Latency.N > 0 }
+	switch res.Case {
+	case CaseWAN:
+		var p50, wall, ref series
+		p50.name, wall.name, ref.name = "query latency p50 (client)", "grid infer wall time p50", "rounds x RTT"
+		for _, r := range res.Runs {
+			if !ok(r) {
+				continue
+			}
+			p50.xy = append(p50.xy, plotter.XY{X: r.RTTMs, Y: r.Latency.P50})
+			wall.xy = append(wall.xy, plotter.XY{X: r.RTTMs, Y: r.Wall.P50})
+			ref.xy = append(ref.xy, plotter.XY{X: r.RTTMs, Y: float64(r.Rounds) * r.RTTMs})
+		}
+		if len(p50.xy) == 0 {
+			return nil, nil
+		}
+		if err := add("latency_vs_rtt.png", fmt.Sprintf("seed query latency vs added RTT (%d daemons)", res.Runs[0].Nodes),
+			"added round-trip time (ms)", "ms", []series{p50, wall, ref}); err != nil {
+			return files, err
+		}
+	case CaseChurn:
+		var right, failed series
+		right.name, failed.name = "right (client latency)", "clear failure (wall time)"
+		for _, r := range res.Runs {
+			for _, q := range r.Queries {
+				switch q.Class {
+				case ClassRight:
+					right.xy = append(right.xy, plotter.XY{X: float64(q.Index), Y: q.TotalMs})
+				default:
+					failed.xy = append(failed.xy, plotter.XY{X: float64(q.Index), Y: q.WallMs})
+				}
+			}
+		}
+		var ss []series
+		for _, s := range []series{right, failed} {
+			if len(s.xy) > 0 {
+				ss = append(ss, s)
+			}
+		}
+		if len(ss) == 0 {
+			return nil, nil
+		}
+		if err := add("churn_queries.png", "queries under churn", "query", "ms", ss); err != nil {
+			return files, err
+		}
+	default:
+		var p50, p90, disc, rssMed, rssMax series
+		p50.name, p90.name, disc.name = "query latency p50", "query latency p90", "manifest on every daemon"
+		rssMed.name, rssMax.name = "RSS p50", "RSS max"
+		for _, r := range res.Runs {
+			n := float64(r.Nodes)
+			if ok(r) {
+				p50.xy = append(p50.xy, plotter.XY{X: n, Y: r.Latency.P50})
+				p90.xy = append(p90.xy, plotter.XY{X: n, Y: r.Latency.P90})
+			}
+			if r.DiscoverMs > 0 {
+				disc.xy = append(disc.xy, plotter.XY{X: n, Y: r.DiscoverMs})
+			}
+			if r.RSS.N > 0 {
+				rssMed.xy = append(rssMed.xy, plotter.XY{X: n, Y: r.RSS.P50 / 1024})
+				rssMax.xy = append(rssMax.xy, plotter.XY{X: n, Y: r.RSS.Max / 1024})
+			}
+		}
+		var ss []series
+		for _, s := range []series{p50, p90, disc} {
+			if len(s.xy) > 0 {
+				ss = append(ss, s)
+			}
+		}
+		if len(ss) > 0 {
+			if err := add("latency_vs_nodes.png", "latency vs swarm size", "daemons", "ms", ss); err != nil {
+				return files, err
+			}
+		}
+		if len(rssMed.xy) > 0 {
+			if err := add("rss_vs_nodes.png", "daemon memory vs swarm size", "daemons", "RSS per daemon (MiB)", []series{rssMed, rssMax}); err != nil {
+				return files, err
+			}
+		}
+	}
+	return files, nil
+}
+
+// linePlot draws each series as a line with points and saves a PNG.
+func linePlot(path, title, xlabel, ylabel string, ss []series) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.Y.Min = 0
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	var args []any
+	for _, s := range ss {
+		args = append(args, s.name, s.xy)
+	}
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return fmt.Errorf("add lines: %w", err)
+	}
+	if err := p.Save(plotWidth, plotHeight, path); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	return nil
+}

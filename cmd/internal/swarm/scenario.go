@@ -1,0 +1,304 @@
+// Package swarm runs testground-style scenarios against a local swarm of real
+// `grid daemon` processes: a scenario file names a plan, a case, the numbers
+// of instances and the case's parameters; the runner starts the daemons on
+// loopback with their own repo dirs, waits until they have found each other,
+// runs the case, collects a Result (JSON, a summary table, PNG plots) and
+// stops every process it started.
+//
+// Cases:
+//   - seed: publish the seed model in MPC mode over H holders, query it,
+//     check the answer (1022 for [5,3]).
+//   - scale: for each instance count, the time until every daemon lists a
+//     newly published manifest, query latency and per-daemon memory (RSS).
+//   - churn: daemons leave and rejoin during a bounded series of queries;
+//     answers are counted as right, clear failures, or wrong (must be 0).
+//   - wan: a delaying proxy in front of each daemon (which announces the
+//     proxy's address) adds a round-trip time; query latency against RTT.
+package swarm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Plan is the only plan this runner knows: the grid network.
+const Plan = "grid"
+
+// The cases of the grid plan.
+const (
+	CaseSeed  = "seed"
+	CaseScale = "scale"
+	CaseChurn = "churn"
+	CaseWAN   = "wan"
+)
+
+// Cases lists every case the runner implements.
+var Cases = []string{CaseSeed, CaseScale, CaseChurn, CaseWAN}
+
+// Limits on scenario values: scenarios are run on one 2-core machine, and a
+// scenario file is outside input.
+const (
+	MaxScenarioSize = 64 << 10
+	MaxInstances    = 100
+	MaxQueries      = 1000
+	MaxRTT          = 2 * time.Second
+	MaxValues       = 1 << 16
+	MaxTimeout      = time.Hour
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string
+// ("20ms", "1m30s").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"20ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Scenario is one scenario file: a plan, a case, instance counts, parameters
+// and timeouts.
+type Scenario struct {
+	// Plan must be "grid".
+	Plan string `json:"plan"`
+	// Case is one of Cases.
+	Case string `json:"case"`
+	// Description is free text for humans.
+	Description string `json:"description,omitempty"`
+	// Instances are the daemon counts to run, one run each (scale: several;
+	// the other cases: one). --nodes replaces it with one count.
+	Instances []int `json:"instances"`
+	// Params are the case's parameters.
+	Params Params `json:"params"`
+	// Timeouts bound each phase.
+	Timeouts Timeouts `json:"timeouts"`
+}
+
+// Params are the parameters of a case; fields a case does not use must be
+// left at zero.
+type Params struct {
+	// Holders is the number of share-holders the model is published over.
+	Holders int `json:"holders"`
+	// Model is the published model's name.
+	Model string `json:"model"`
+	// ModelFile is the ONNX file to publish, relative to the repository root
+	// (or absolute).
+	ModelFile string `json:"model_file"`
+	// Values is the flat query input (grid infer --values).
+	Values []float64 `json:"values"`
+	// Expect is the expected flat output.
+	Expect []float64 `json:"expect"`
+	// Tolerance is the largest absolute error accepted per output value.
+	Tolerance float64 `json:"tolerance"`
+	// Queries is the number of queries per run (latency samples; churn: the
+	// length of the series).
+	Queries int `json:"queries"`
+	// Plain also queries the model published in plain mode (seed: one more
+	// publish with --plain, one more query).
+	Plain bool `json:"plain,omitempty"`
+	// RTTs are the added round-trip times (wan only); "0s" is the baseline.
+	RTTs []Duration `json:"rtts,omitempty"`
+	// Churn describes the churn case's leave/join events.
+	Churn *Churn `json:"churn,omitempty"`
+}
+
+// Churn parameterises the churn case: before every query, with probability
+// Rate (drawn from the seeded generator), one daemon leaves (SIGTERM) or a
+// stopped one rejoins from its repo dir; at most MaxDown are down at once.
+// Daemon 0 is the swarm's bootstrap peer and never leaves.
+type Churn struct {
+	Rate    float64 `json:"rate"`
+	MaxDown int     `json:"max_down"`
+	// HoldersOnly restricts leaving to the model's holders (the hard case:
+	// queries that need a missing holder must fail clearly).
+	HoldersOnly bool `json:"holders_only,omitempty"`
+}
+
+// Timeouts bound the phases of a run.
+type Timeouts struct {
+	// Ready bounds the start of all daemons and their finding each other.
+	Ready Duration `json:"ready"`
+	// Publish bounds one publish.
+	Publish Duration `json:"publish"`
+	// Discover bounds the wait until every daemon lists a manifest.
+	Discover Duration `json:"discover"`
+	// Query bounds one query.
+	Query Duration `json:"query"`
+	// Total bounds the whole scenario.
+	Total Duration `json:"total"`
+}
+
+// Load reads and validates a scenario file.
+func Load(path string) (*Scenario, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load scenario: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxScenarioSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load scenario %s: %w", path, err)
+	}
+	s, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Parse decodes and validates a scenario. Unknown fields are errors, so a
+// misspelt parameter is not silently ignored.
+func Parse(b []byte) (*Scenario, error) {
+	if len(b) > MaxScenarioSize {
+		return nil, fmt.Errorf("scenario is over %d bytes", MaxScenarioSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var s Scenario
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("decode: trailing data after the scenario object")
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Validate checks the scenario; errors name the field at fault.
+func (s *Scenario) Validate() error {
+	if s.Plan != Plan {
+		return fmt.Errorf("plan %q: want %q", s.Plan, Plan)
+	}
+	if !slices.Contains(Cases, s.Case) {
+		return fmt.Errorf("case %q: want one of %s", s.Case, strings.Join(Cases, ", "))
+	}
+	if len(s.Instances) == 0 {
+		return errors.New("instances: at least one count is needed")
+	}
+	if len(s.Instances) > 16 {
+		return fmt.Errorf("instances: %d counts, at most 16", len(s.Instances))
+	}
+	p := s.Params
+	for i, n := range s.Instances {
+		if n < 1 || n > MaxInstances {
+			return fmt.Errorf("instances[%d] = %d: must be in [1, %d]", i, n, MaxInstances)
+		}
+		// The model's holders must be daemons other than a spare dealer:
+		// with H holders, H+1 daemons are needed so the client can pick a
+		// dealer that is not a holder.
+		if n < p.Holders+1 {
+			return fmt.Errorf("instances[%d] = %d: fewer than params.holders+1 = %d (holders plus a dealer)", i, n, p.Holders+1)
+		}
+	}
+	if p.Holders < 2 || p.Holders > MaxInstances {
+		return fmt.Errorf("params.holders = %d: must be in [2, %d]", p.Holders, MaxInstances)
+	}
+	if p.Model == "" || len(p.Model) > 128 || strings.ContainsAny(p.Model, " /\\\t\n") {
+		return fmt.Errorf("params.model %q: want a short name without spaces or slashes", p.Model)
+	}
+	if p.ModelFile == "" {
+		return errors.New("params.model_file: empty")
+	}
+	if len(p.Values) == 0 || len(p.Values) > MaxValues {
+		return fmt.Errorf("params.values: %d values, want 1..%d", len(p.Values), MaxValues)
+	}
+	if len(p.Expect) == 0 || len(p.Expect) > MaxValues {
+		return fmt.Errorf("params.expect: %d values, want 1..%d", len(p.Expect), MaxValues)
+	}
+	if !(p.Tolerance > 0 && p.Tolerance < 1e6) {
+		return fmt.Errorf("params.tolerance = %v: must be positive", p.Tolerance)
+	}
+	if p.Queries < 1 || p.Queries > MaxQueries {
+		return fmt.Errorf("params.queries = %d: must be in [1, %d]", p.Queries, MaxQueries)
+	}
+	switch s.Case {
+	case CaseWAN:
+		if len(p.RTTs) == 0 || len(p.RTTs) > 16 {
+			return fmt.Errorf("params.rtts: %d values, want 1..16 for case wan", len(p.RTTs))
+		}
+		for i, r := range p.RTTs {
+			if r < 0 || r.D() > MaxRTT {
+				return fmt.Errorf("params.rtts[%d] = %s: must be in [0, %s]", i, r.D(), MaxRTT)
+			}
+		}
+	default:
+		if len(p.RTTs) != 0 {
+			return fmt.Errorf("params.rtts: only case wan takes RTTs, not %s", s.Case)
+		}
+	}
+	switch s.Case {
+	case CaseChurn:
+		c := p.Churn
+		if c == nil {
+			return errors.New("params.churn: missing for case churn")
+		}
+		if !(c.Rate > 0 && c.Rate <= 1) {
+			return fmt.Errorf("params.churn.rate = %v: must be in (0, 1]", c.Rate)
+		}
+		if c.MaxDown < 1 {
+			return fmt.Errorf("params.churn.max_down = %d: must be at least 1", c.MaxDown)
+		}
+		for i, n := range s.Instances {
+			if c.MaxDown >= n-1 {
+				return fmt.Errorf("params.churn.max_down = %d: instances[%d] = %d leaves no daemon up beside the bootstrap", c.MaxDown, i, n)
+			}
+		}
+	default:
+		if p.Churn != nil {
+			return fmt.Errorf("params.churn: only case churn takes churn parameters, not %s", s.Case)
+		}
+	}
+	if s.Case != CaseScale && len(s.Instances) != 1 {
+		return fmt.Errorf("instances: case %s runs one swarm size, got %d", s.Case, len(s.Instances))
+	}
+	t := s.Timeouts
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{{"ready", t.Ready}, {"publish", t.Publish}, {"discover", t.Discover}, {"query", t.Query}, {"total", t.Total}} {
+		if f.d <= 0 || f.d.D() > MaxTimeout {
+			return fmt.Errorf("timeouts.%s = %s: must be in (0, %s]", f.name, f.d.D(), MaxTimeout)
+		}
+	}
+	return nil
+}
+
+// WithNodes returns a copy of s that runs one swarm of n daemons.
+func (s *Scenario) WithNodes(n int) *Scenario {
+	c := *s
+	c.Instances = []int{n}
+	return &c
+}
+
+// WithHolders returns a copy of s that publishes over h holders.
+func (s *Scenario) WithHolders(h int) *Scenario {
+	c := *s
+	c.Params.Holders = h
+	return &c
+}
