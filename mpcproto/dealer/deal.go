@@ -1,0 +1,136 @@
+// Package dealer supplies the correlated randomness of the secure engine
+// (PySyft's crypto provider, CrypTen's trusted third party): matrix,
+// convolution and elementwise Beaver triples, truncation material and the
+// material of the vectorised sign test (XOR-shared bits, AND triples, random
+// bits for the conversion back to arithmetic shares).
+//
+// The material of a session is fixed by the public plan and the batch size:
+// Schedule lists the requests in the order the engine consumes them, so the
+// dealer can prepare a session before its request arrives (the offline
+// phase) and the parties know what to expect.
+//
+// Traffic does not grow with N. Every party gets a 32-byte PRG seed and
+// expands its shares of the random parts itself; the parts derived from
+// them (C = A·B, r >> f, the AND of two words, ...) are also expanded from
+// the seeds by parties 0..N-2, and only the last party receives explicit
+// values: the corrections that make the shares add up. A Bundle is one
+// party's message from the dealer.
+//
+// Use:
+//  1. The dealer calls Deal (or DealWith) and sends bundle i to party i
+//     (Marshal / UnmarshalBundle).
+//  2. Each party calls Bundle.Expand with the plan to get a Source, and
+//     hands it to the engine, which takes the material in schedule order.
+package dealer
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/share"
+)
+
+// MaxParties bounds the number of parties of a session.
+const MaxParties = 256
+
+// Deal prepares the material of one evaluation of p with the given batch by
+// n parties, with the default encoding. rng supplies the seeds (nil means
+// crypto/rand).
+func Deal(p *plan.Plan, batch, n int, rng io.Reader) ([]*Bundle, error) {
+	return DealWith(p, batch, n, fixed.Default(), rng)
+}
+
+// DealWith is Deal with an explicit fixed-point encoding (truncation
+// material depends on the number of fractional bits).
+func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]*Bundle, error) {
+	if n < 2 || n > MaxParties {
+		return nil, fmt.Errorf("dealer: %d parties: need 2..%d", n, MaxParties)
+	}
+	if err := enc.Validate(); err != nil {
+		return nil, fmt.Errorf("dealer: %w", err)
+	}
+	sched, err := Schedule(p, batch)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := planHash(p)
+	if err != nil {
+		return nil, err
+	}
+	bundles := make([]*Bundle, n)
+	prgs := make([]*share.PRG, n)
+	for i := range n {
+		seed, err := share.NewSeed(rng)
+		if err != nil {
+			return nil, fmt.Errorf("dealer: %w", err)
+		}
+		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Seed: seed}
+		prgs[i] = share.NewPRG(seed)
+	}
+	var explicit []uint64
+	var buf []uint64
+	for ri, req := range sched {
+		layout, err := req.layout()
+		if err != nil {
+			return nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
+		}
+		vals := make([][]uint64, len(layout))
+		for j, pt := range layout {
+			vals[j] = make([]uint64, pt.n)
+			if cap(buf) < pt.n {
+				buf = make([]uint64, pt.n)
+			}
+			b := buf[:pt.n]
+			draws := n
+			if pt.derived {
+				draws = n - 1 // the last party's share is explicit
+			}
+			for i := range draws {
+				prgs[i].Fill(b)
+				combine(vals[j], b, pt.xor)
+			}
+		}
+		// vals now holds the random parts' values and, for derived parts,
+		// the combined shares of parties 0..n-2.
+		acc := make(map[int][]uint64)
+		for j, pt := range layout {
+			if pt.derived {
+				acc[j] = vals[j]
+				vals[j] = make([]uint64, pt.n)
+			}
+		}
+		if err := req.derive(enc, vals); err != nil {
+			return nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
+		}
+		for j, pt := range layout {
+			if !pt.derived {
+				continue
+			}
+			a := acc[j]
+			for k, v := range vals[j] {
+				if pt.xor {
+					explicit = append(explicit, v^a[k])
+				} else {
+					explicit = append(explicit, v-a[k])
+				}
+			}
+		}
+	}
+	bundles[n-1].Explicit = explicit
+	return bundles, nil
+}
+
+// combine folds a share into an accumulator: XOR or addition mod 2^64.
+func combine(acc, s []uint64, xor bool) {
+	if xor {
+		for i, v := range s {
+			acc[i] ^= v
+		}
+		return
+	}
+	for i, v := range s {
+		acc[i] += v
+	}
+}

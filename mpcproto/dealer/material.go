@@ -1,0 +1,140 @@
+package dealer
+
+import (
+	"fmt"
+
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// Material is one party's share of the material for one request: its parts
+// in the order of the kind's layout (see the Sign*, Trunc* and Bilinear*
+// part indices). Arithmetic parts are additive shares over Z_2^64, XOR parts
+// are XOR shares of 64-bit words.
+type Material struct {
+	Req   Request
+	Parts [][]uint64
+}
+
+// Part indices of bilinear material (MatMul, Conv, Mul).
+const (
+	BilinearA = iota // [size X] random
+	BilinearB        // [size Y] random
+	BilinearC        // [size out] = f(A, B)
+)
+
+// Part indices of truncation material.
+const (
+	TruncR     = iota // [n] random
+	TruncShift        // [n] = r >> f (logical shift)
+	TruncMSB          // [n] = r >> 63 (0 or 1)
+)
+
+// Part indices of sign material. SignAnd(l) is the first of the three parts
+// (u, v, u AND v; XOR-shared words) of the AND triples of carry level l.
+const (
+	SignR    = 0 // [n] random, arithmetic
+	SignBits = 1 // [n] the same r, XOR-shared
+	// parts 2 .. 2+3*SignLevels-1: AND triples
+	SignRho      = 2 + 3*SignLevels // [ceil(n/64)] random bits rho, XOR-shared, packed
+	SignRhoArith = SignRho + 1      // [n] rho as arithmetic 0/1
+	SignA        = SignRho + 2      // [n] random, arithmetic
+	SignARho     = SignRho + 3      // [n] = a * rho, arithmetic
+	signParts    = SignRho + 4
+)
+
+// SignAnd is the index of the u part of carry level l's AND triples; v and
+// u AND v follow it. Levels 0..SignLevels-2 hold 2n words (generate and
+// propagate), the last level n words (generate only).
+func SignAnd(l int) int { return 2 + 3*l }
+
+// SignAndWidth is the number of words of level l's AND triples for n
+// elements.
+func SignAndWidth(l, n int) int {
+	if l == SignLevels-1 {
+		return n
+	}
+	return 2 * n
+}
+
+// PackedLen is the number of words that hold n packed bits.
+func PackedLen(n int) int { return (n + 63) / 64 }
+
+type part struct {
+	n       int
+	xor     bool // XOR-shared (else additive)
+	derived bool // computed from the random parts (else drawn at random)
+}
+
+func (r Request) layout() ([]part, error) {
+	switch r.Kind {
+	case KindMatMul, KindConv, KindMul:
+		out, err := r.OutShape()
+		if err != nil {
+			return nil, err
+		}
+		return []part{{n: tensor.Size(r.X)}, {n: tensor.Size(r.Y)}, {n: tensor.Size(out), derived: true}}, nil
+	case KindTrunc:
+		if r.N < 0 {
+			return nil, fmt.Errorf("negative size %d", r.N)
+		}
+		return []part{{n: r.N}, {n: r.N, derived: true}, {n: r.N, derived: true}}, nil
+	case KindSign:
+		n := r.N
+		if n < 0 {
+			return nil, fmt.Errorf("negative size %d", n)
+		}
+		ps := make([]part, signParts)
+		ps[SignR] = part{n: n}
+		ps[SignBits] = part{n: n, xor: true, derived: true}
+		for l := range SignLevels {
+			w := SignAndWidth(l, n)
+			ps[SignAnd(l)] = part{n: w, xor: true}
+			ps[SignAnd(l)+1] = part{n: w, xor: true}
+			ps[SignAnd(l)+2] = part{n: w, xor: true, derived: true}
+		}
+		ps[SignRho] = part{n: PackedLen(n), xor: true}
+		ps[SignRhoArith] = part{n: n, derived: true}
+		ps[SignA] = part{n: n}
+		ps[SignARho] = part{n: n, derived: true}
+		return ps, nil
+	}
+	return nil, fmt.Errorf("unknown material kind %d", uint8(r.Kind))
+}
+
+// derive computes the derived parts of r's material from its random parts
+// (the plaintext values, in vals, indexed like the layout).
+func (r Request) derive(enc fixed.Encoding, vals [][]uint64) error {
+	switch r.Kind {
+	case KindMatMul, KindConv, KindMul:
+		a := &tensor.Dense[uint64]{Shape: r.X, Data: vals[BilinearA]}
+		b := &tensor.Dense[uint64]{Shape: r.Y, Data: vals[BilinearB]}
+		c, err := r.Bilinear(a, b)
+		if err != nil {
+			return err
+		}
+		vals[BilinearC] = c.Data
+	case KindTrunc:
+		for i, v := range vals[TruncR] {
+			vals[TruncShift][i] = v >> enc.Frac
+			vals[TruncMSB][i] = v >> 63
+		}
+	case KindSign:
+		copy(vals[SignBits], vals[SignR])
+		for l := range SignLevels {
+			u, v, uv := vals[SignAnd(l)], vals[SignAnd(l)+1], vals[SignAnd(l)+2]
+			for i := range uv {
+				uv[i] = u[i] & v[i]
+			}
+		}
+		rho := vals[SignRho]
+		for i := range vals[SignRhoArith] {
+			bit := (rho[i/64] >> (i % 64)) & 1
+			vals[SignRhoArith][i] = bit
+			vals[SignARho][i] = vals[SignA][i] * bit
+		}
+	default:
+		return fmt.Errorf("unknown material kind %d", uint8(r.Kind))
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+package dealer
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// Kind is a kind of correlated randomness.
+type Kind uint8
+
+// The kinds of material, one per protocol primitive of the engine.
+const (
+	// KindMatMul is a matrix triple (A [m,k], B [k,n], C = A·B).
+	KindMatMul Kind = iota + 1
+	// KindConv is a convolution triple (A, B, C = conv(A, B)) for the
+	// shapes, window and group of a Conv node; the engine masks the input
+	// itself (not its im2col expansion), so the opened mask is input-sized.
+	KindConv
+	// KindMul is an elementwise triple (A, B, C = A*B with broadcasting).
+	KindMul
+	// KindTrunc is truncation material: r, r >> f and msb(r) for uniform r.
+	KindTrunc
+	// KindSign is the material of one vectorised sign test fused with a
+	// multiplication (ReLU, max): r with its bits XOR-shared, AND triples
+	// for a 6-level carry circuit, a random bit rho shared both ways, and a
+	// product pair (a, a*rho).
+	KindSign
+)
+
+// String names the kind.
+func (k Kind) String() string {
+	switch k {
+	case KindMatMul:
+		return "matmul"
+	case KindConv:
+		return "conv"
+	case KindMul:
+		return "mul"
+	case KindTrunc:
+		return "trunc"
+	case KindSign:
+		return "sign"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Request describes one unit of material: what the engine asks for at one
+// step of a plan's evaluation. The sequence of requests for a plan and batch
+// (Schedule) is public and computed alike by the dealer and the parties.
+type Request struct {
+	Kind Kind
+	// Node is the name of the plan node that consumes the material.
+	Node string
+	// X and Y are the operand shapes of a bilinear kind (MatMul, Conv, Mul).
+	X, Y []int
+	// Window and Group are a Conv's geometry.
+	Window tensor.Window
+	Group  int
+	// N is the element count of a Trunc or Sign request.
+	N int
+}
+
+// Same reports whether r and o ask for the same material (Node aside).
+func (r Request) Same(o Request) bool {
+	return r.Kind == o.Kind && r.N == o.N && slices.Equal(r.X, o.X) && slices.Equal(r.Y, o.Y) &&
+		r.Window == o.Window && r.Group == o.Group
+}
+
+// String describes the request for error messages.
+func (r Request) String() string {
+	switch r.Kind {
+	case KindMatMul, KindConv, KindMul:
+		return fmt.Sprintf("%s %v x %v", r.Kind, r.X, r.Y)
+	}
+	return fmt.Sprintf("%s [%d]", r.Kind, r.N)
+}
+
+// OutShape is the shape of C for a bilinear request.
+func (r Request) OutShape() ([]int, error) {
+	switch r.Kind {
+	case KindMatMul:
+		if len(r.X) != 2 || len(r.Y) != 2 || r.X[1] != r.Y[0] {
+			return nil, fmt.Errorf("matmul shapes %v and %v", r.X, r.Y)
+		}
+		return []int{r.X[0], r.Y[1]}, nil
+	case KindConv:
+		return tensor.ConvShape(r.X, r.Y, r.Window, r.Group)
+	case KindMul:
+		return tensor.BroadcastShape(r.X, r.Y)
+	}
+	return nil, fmt.Errorf("%s is not bilinear", r.Kind)
+}
+
+// Bilinear evaluates the bilinear map of a MatMul, Conv or Mul request on
+// ring elements: the product, convolution or broadcast product of x and y.
+func (r Request) Bilinear(x, y *tensor.Dense[uint64]) (*tensor.Dense[uint64], error) {
+	switch r.Kind {
+	case KindMatMul:
+		return tensor.MatMul(x, y)
+	case KindConv:
+		return tensor.Conv2D(x, y, r.Window, r.Group)
+	case KindMul:
+		return tensor.MulBroadcast(x, y)
+	}
+	return nil, fmt.Errorf("%s is not bilinear", r.Kind)
+}
+
+// SignLevels is the depth of the carry circuit of a sign test: a
+// Kogge-Stone prefix over 63 bits, shifts 1, 2, 4, 8, 16, 32.
+const SignLevels = 6
+
+// ConstIsInteger reports whether a MulConst constant holds only integers of
+// magnitude below 2^31: the engine then multiplies shares by them directly,
+// exactly and without truncation (no material, no round).
+func ConstIsInteger(c *plan.Const) bool {
+	if c == nil {
+		return false
+	}
+	for _, v := range c.Data {
+		if v != math.Trunc(v) || math.Abs(v) >= 1<<31 {
+			return false
+		}
+	}
+	return true
+}
+
+// ConvWindow is the window of a Conv node whose weight has shape w.
+func ConvWindow(a *plan.Attrs, w []int) (tensor.Window, error) {
+	if len(w) != 4 {
+		return tensor.Window{}, fmt.Errorf("conv weight shape %v: want rank 4", w)
+	}
+	s, p, d := a.Spatial()
+	return tensor.NewWindow(w[2:], s[:], p[:], d[:], false)
+}
+
+// PoolWindow is the window of a MaxPool or AveragePool node.
+func PoolWindow(a *plan.Attrs) (tensor.Window, error) {
+	s, p, d := a.Spatial()
+	return tensor.NewWindow(a.Kernel, s[:], p[:], d[:], a.CeilMode)
+}
+
+// MaxTreeSizes is the sizes (in windows' worth of comparisons) of the levels
+// of the comparison tree that takes the max over k values: each level pairs
+// the values left, an odd one waits for the next level.
+func MaxTreeSizes(k int) []int {
+	var out []int
+	for k > 1 {
+		out = append(out, k/2)
+		k -= k / 2
+	}
+	return out
+}
+
+// Schedule is the sequence of material requests of one evaluation of p with
+// the given batch size, in the order the engine consumes them.
+func Schedule(p *plan.Plan, batch int) ([]Request, error) {
+	shapes, err := p.Shapes(batch)
+	if err != nil {
+		return nil, fmt.Errorf("dealer: schedule: %w", err)
+	}
+	var out []Request
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		reqs, err := NodeRequests(n, shapes)
+		if err != nil {
+			return nil, fmt.Errorf("dealer: schedule: node %s (%s): %w", n.Name, n.Op, err)
+		}
+		out = append(out, reqs...)
+	}
+	return out, nil
+}
+
+// NodeRequests is the material a node consumes, given every value's shape.
+func NodeRequests(n *plan.Node, shapes map[string][]int) ([]Request, error) {
+	in := func(i int) []int { return shapes[n.Inputs[i]] }
+	outSize := tensor.Size(shapes[n.Output])
+	trunc := Request{Kind: KindTrunc, Node: n.Name, N: outSize}
+	switch n.Op {
+	case plan.MatMul:
+		x, w := in(0), in(1)
+		if len(x) < 1 || len(w) != 2 {
+			return nil, fmt.Errorf("matmul shapes %v and %v", x, w)
+		}
+		m := tensor.Size(x[:len(x)-1])
+		return []Request{{Kind: KindMatMul, Node: n.Name, X: []int{m, x[len(x)-1]}, Y: slices.Clone(w)}, trunc}, nil
+	case plan.Conv:
+		win, err := ConvWindow(&n.Attrs, in(1))
+		if err != nil {
+			return nil, err
+		}
+		return []Request{{Kind: KindConv, Node: n.Name, X: slices.Clone(in(0)), Y: slices.Clone(in(1)),
+			Window: win, Group: n.Attrs.Groups()}, trunc}, nil
+	case plan.Mul:
+		return []Request{{Kind: KindMul, Node: n.Name, X: slices.Clone(in(0)), Y: slices.Clone(in(1))}, trunc}, nil
+	case plan.MulConst:
+		if ConstIsInteger(n.Attrs.Const) {
+			return nil, nil
+		}
+		return []Request{trunc}, nil
+	case plan.Relu:
+		return []Request{{Kind: KindSign, Node: n.Name, N: outSize}}, nil
+	case plan.MaxPool:
+		var out []Request
+		for _, pairs := range MaxTreeSizes(tensor.Size(n.Attrs.Kernel)) {
+			out = append(out, Request{Kind: KindSign, Node: n.Name, N: pairs * outSize})
+		}
+		return out, nil
+	case plan.AveragePool, plan.GlobalAveragePool:
+		return []Request{trunc}, nil
+	case plan.Add, plan.Sub, plan.Pad, plan.Flatten, plan.Reshape, plan.Identity:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown op %q", string(n.Op))
+}
