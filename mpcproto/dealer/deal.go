@@ -59,14 +59,56 @@ func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]
 	if err != nil {
 		return nil, err
 	}
+	seeds, explicit, err := dealSchedule(sched, n, enc, rng)
+	if err != nil {
+		return nil, err
+	}
 	bundles := make([]*Bundle, n)
+	for i := range n {
+		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Seed: seeds[i]}
+	}
+	bundles[n-1].Explicit = explicit
+	return bundles, nil
+}
+
+// NewSources deals material for an arbitrary schedule and expands it for
+// every party at once: an in-process provider for tests of the protocol
+// primitives and for custom computations outside a plan.
+func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*Source, error) {
+	if n < 2 || n > MaxParties {
+		return nil, fmt.Errorf("dealer: %d parties: need 2..%d", n, MaxParties)
+	}
+	if err := enc.Validate(); err != nil {
+		return nil, fmt.Errorf("dealer: %w", err)
+	}
+	seeds, explicit, err := dealSchedule(sched, n, enc, rng)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Source, n)
+	for i := range n {
+		var ex []uint64
+		if i == n-1 {
+			ex = explicit
+		}
+		if out[i], err = expand(sched, seeds[i], i == n-1, ex); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// dealSchedule draws n seeds and computes the last party's explicit words
+// for the schedule.
+func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]share.Seed, []uint64, error) {
+	seeds := make([]share.Seed, n)
 	prgs := make([]*share.PRG, n)
 	for i := range n {
 		seed, err := share.NewSeed(rng)
 		if err != nil {
-			return nil, fmt.Errorf("dealer: %w", err)
+			return nil, nil, fmt.Errorf("dealer: %w", err)
 		}
-		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Seed: seed}
+		seeds[i] = seed
 		prgs[i] = share.NewPRG(seed)
 	}
 	var explicit []uint64
@@ -74,7 +116,7 @@ func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]
 	for ri, req := range sched {
 		layout, err := req.layout()
 		if err != nil {
-			return nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
+			return nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
 		}
 		vals := make([][]uint64, len(layout))
 		for j, pt := range layout {
@@ -102,7 +144,7 @@ func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]
 			}
 		}
 		if err := req.derive(enc, vals); err != nil {
-			return nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
+			return nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
 		}
 		for j, pt := range layout {
 			if !pt.derived {
@@ -118,8 +160,7 @@ func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]
 			}
 		}
 	}
-	bundles[n-1].Explicit = explicit
-	return bundles, nil
+	return seeds, explicit, nil
 }
 
 // combine folds a share into an accumulator: XOR or addition mod 2^64.

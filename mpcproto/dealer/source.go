@@ -38,9 +38,13 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	last := b.Party == b.Parties-1
-	prg := share.NewPRG(b.Seed)
-	explicit := b.Explicit
+	return expand(sched, b.Seed, b.Party == b.Parties-1, b.Explicit)
+}
+
+// expand builds one party's Source from its seed and, for the last party,
+// its explicit words.
+func expand(sched []Request, seed share.Seed, last bool, explicit []uint64) (*Source, error) {
+	prg := share.NewPRG(seed)
 	src := &Source{mats: make([]Material, len(sched))}
 	for ri, req := range sched {
 		layout, err := req.layout()
@@ -51,8 +55,8 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 		for j, pt := range layout {
 			if pt.derived && last {
 				if len(explicit) < pt.n {
-					return nil, fmt.Errorf("dealer: bundle for party %d holds too few explicit words for request %d (%s, node %s)",
-						b.Party, ri, req, req.Node)
+					return nil, fmt.Errorf("dealer: the last party's bundle holds too few explicit words for request %d (%s, node %s)",
+						ri, req, req.Node)
 				}
 				m.Parts[j] = explicit[:pt.n:pt.n]
 				explicit = explicit[pt.n:]
@@ -63,7 +67,7 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 		src.mats[ri] = m
 	}
 	if len(explicit) > 0 {
-		return nil, fmt.Errorf("dealer: bundle for party %d holds %d explicit words more than plan needs", b.Party, len(explicit))
+		return nil, fmt.Errorf("dealer: the last party's bundle holds %d explicit words more than the plan needs", len(explicit))
 	}
 	return src, nil
 }

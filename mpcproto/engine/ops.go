@@ -1,0 +1,350 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+type shared = tensor.Dense[uint64]
+
+// evalNode evaluates one node on shares; out is the output shape the plan
+// infers for it (used by the shape-only ops and checked for the others).
+func (p *party) evalNode(n *plan.Node, ins []*shared, out []int) (*shared, error) {
+	var (
+		res *shared
+		err error
+	)
+	switch n.Op {
+	case plan.MatMul:
+		res, err = p.matmul(ins)
+	case plan.Conv:
+		res, err = p.conv(n, ins)
+	case plan.Add, plan.Sub:
+		res, err = p.addSub(n.Op == plan.Sub, ins[0], ins[1])
+	case plan.Mul:
+		res, err = p.mul(ins[0], ins[1])
+	case plan.MulConst:
+		res, err = p.mulConst(n.Attrs.Const, ins[0])
+	case plan.Relu:
+		var d []uint64
+		if d, err = p.relu(ins[0].Data); err == nil {
+			res = &shared{Shape: ins[0].Shape, Data: d}
+		}
+	case plan.MaxPool:
+		res, err = p.maxPool(n, ins[0])
+	case plan.AveragePool:
+		res, err = p.avgPool(n, ins[0])
+	case plan.GlobalAveragePool:
+		res, err = p.globalAvgPool(ins[0])
+	case plan.Pad:
+		res, err = p.pad(n, ins[0])
+	case plan.Flatten, plan.Reshape, plan.Identity:
+		res, err = ins[0].Reshape(out...)
+	default:
+		return nil, p.failf("unknown op %q", string(n.Op))
+	}
+	if err != nil {
+		if _, ok := err.(*ProtocolError); ok {
+			return nil, err
+		}
+		return nil, p.fail(-1, err)
+	}
+	if !slices.Equal(res.Shape, out) {
+		return nil, p.failf("output shape %v differs from the plan's %v", res.Shape, out)
+	}
+	return res, nil
+}
+
+// truncTensor truncates a product's shares.
+func (p *party) truncTensor(z *shared) (*shared, error) {
+	d, err := p.trunc(z.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &shared{Shape: z.Shape, Data: d}, nil
+}
+
+func (p *party) matmul(ins []*shared) (*shared, error) {
+	x, w := ins[0], ins[1]
+	if len(x.Shape) < 1 || len(w.Shape) != 2 || x.Shape[len(x.Shape)-1] != w.Shape[0] {
+		return nil, fmt.Errorf("matmul of shapes %v and %v", x.Shape, w.Shape)
+	}
+	k := w.Shape[0]
+	rows := tensor.Size(x.Shape[:len(x.Shape)-1])
+	x2 := &shared{Shape: []int{rows, k}, Data: x.Data}
+	z, err := p.bilinear(dealer.Request{Kind: dealer.KindMatMul, X: x2.Shape, Y: w.Shape}, x2, w)
+	if err != nil {
+		return nil, err
+	}
+	if z, err = p.truncTensor(z); err != nil {
+		return nil, err
+	}
+	if len(ins) == 3 {
+		b := ins[2]
+		if !slices.Equal(b.Shape, []int{w.Shape[1]}) {
+			return nil, fmt.Errorf("bias shape %v, want [%d]", b.Shape, w.Shape[1])
+		}
+		cols := w.Shape[1]
+		for i := range z.Data {
+			z.Data[i] += b.Data[i%cols]
+		}
+	}
+	return z.Reshape(append(slices.Clone(x.Shape[:len(x.Shape)-1]), w.Shape[1])...)
+}
+
+func (p *party) conv(n *plan.Node, ins []*shared) (*shared, error) {
+	x, w := ins[0], ins[1]
+	win, err := dealer.ConvWindow(&n.Attrs, w.Shape)
+	if err != nil {
+		return nil, err
+	}
+	req := dealer.Request{Kind: dealer.KindConv, X: x.Shape, Y: w.Shape, Window: win, Group: n.Attrs.Groups()}
+	z, err := p.bilinear(req, x, w)
+	if err != nil {
+		return nil, err
+	}
+	if z, err = p.truncTensor(z); err != nil {
+		return nil, err
+	}
+	if len(ins) == 3 {
+		b := ins[2]
+		m := z.Shape[1]
+		if !slices.Equal(b.Shape, []int{m}) {
+			return nil, fmt.Errorf("bias shape %v, want [%d]", b.Shape, m)
+		}
+		plane := z.Shape[2] * z.Shape[3]
+		for i := range z.Data {
+			z.Data[i] += b.Data[(i/plane)%m]
+		}
+	}
+	return z, nil
+}
+
+func (p *party) addSub(sub bool, a, b *shared) (*shared, error) {
+	shape, err := tensor.BroadcastShape(a.Shape, b.Shape)
+	if err != nil {
+		return nil, err
+	}
+	ea, err := tensor.Broadcast(a, shape)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := tensor.Broadcast(b, shape)
+	if err != nil {
+		return nil, err
+	}
+	out := tensor.New[uint64](shape...)
+	for i := range out.Data {
+		if sub {
+			out.Data[i] = ea.Data[i] - eb.Data[i]
+		} else {
+			out.Data[i] = ea.Data[i] + eb.Data[i]
+		}
+	}
+	return out, nil
+}
+
+func (p *party) mul(a, b *shared) (*shared, error) {
+	z, err := p.bilinear(dealer.Request{Kind: dealer.KindMul, X: a.Shape, Y: b.Shape}, a, b)
+	if err != nil {
+		return nil, err
+	}
+	return p.truncTensor(z)
+}
+
+// mulConst multiplies by a public constant: locally, by the integers
+// themselves when the constant holds only integers (exact, no round), else
+// by its encoding followed by a truncation.
+func (p *party) mulConst(c *plan.Const, x *shared) (*shared, error) {
+	if c == nil {
+		return nil, fmt.Errorf("missing constant")
+	}
+	ct, err := tensor.From(c.Shape, slices.Clone(c.Data))
+	if err != nil {
+		return nil, fmt.Errorf("constant: %w", err)
+	}
+	integer := dealer.ConstIsInteger(c)
+	enc := tensor.New[uint64](ct.Shape...)
+	for i, v := range ct.Data {
+		if integer {
+			enc.Data[i] = uint64(int64(v))
+		} else if enc.Data[i], err = p.enc.EncodeValue(v); err != nil {
+			return nil, fmt.Errorf("constant element %d: %w", i, err)
+		}
+	}
+	z, err := tensor.MulBroadcast(x, enc)
+	if err != nil {
+		return nil, err
+	}
+	if integer {
+		return z, nil
+	}
+	return p.truncTensor(z)
+}
+
+func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
+	win, err := dealer.PoolWindow(&n.Attrs)
+	if err != nil {
+		return nil, err
+	}
+	oh, ow, idx, err := tensor.WindowIndex(x.Shape, win)
+	if err != nil {
+		return nil, err
+	}
+	outShape := []int{x.Shape[0], x.Shape[1], oh, ow}
+	size := tensor.Size(outShape)
+	k := len(idx) / max(size, 1)
+	// padding never wins: a padded position repeats the window's first
+	// position inside the input
+	for o := range size {
+		first := -1
+		for j := range k {
+			if idx[j*size+o] >= 0 {
+				first = idx[j*size+o]
+				break
+			}
+		}
+		if first < 0 {
+			return nil, fmt.Errorf("a pooling window lies entirely in the padding")
+		}
+		for j := range k {
+			if idx[j*size+o] < 0 {
+				idx[j*size+o] = first
+			}
+		}
+	}
+	all, err := tensor.Gather(x, []int{k * size}, idx, 0)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([][]uint64, k)
+	for j := range k {
+		vals[j] = all.Data[j*size : (j+1)*size]
+	}
+	// comparison tree: max(a, b) = b + relu(a - b), one vectorised relu
+	// for all pairs of a level
+	for _, pairs := range dealer.MaxTreeSizes(k) {
+		diff := make([]uint64, 0, pairs*size)
+		for j := range pairs {
+			a, b := vals[2*j], vals[2*j+1]
+			for i := range size {
+				diff = append(diff, a[i]-b[i])
+			}
+		}
+		rl, err := p.relu(diff)
+		if err != nil {
+			return nil, err
+		}
+		next := make([][]uint64, 0, len(vals)-pairs)
+		for j := range pairs {
+			b := vals[2*j+1]
+			mx := rl[j*size : (j+1)*size]
+			for i := range size {
+				mx[i] += b[i]
+			}
+			next = append(next, mx)
+		}
+		if len(vals)%2 == 1 {
+			next = append(next, vals[len(vals)-1])
+		}
+		vals = next
+	}
+	return &shared{Shape: outShape, Data: slices.Clone(vals[0])}, nil
+}
+
+func (p *party) avgPool(n *plan.Node, x *shared) (*shared, error) {
+	win, err := dealer.PoolWindow(&n.Attrs)
+	if err != nil {
+		return nil, err
+	}
+	oh, ow, idx, err := tensor.WindowIndex(x.Shape, win)
+	if err != nil {
+		return nil, err
+	}
+	outShape := []int{x.Shape[0], x.Shape[1], oh, ow}
+	size := tensor.Size(outShape)
+	k := len(idx) / max(size, 1)
+	h, w := x.Shape[2], x.Shape[3]
+	sum := make([]uint64, size)
+	for j := range k {
+		for o := range size {
+			if i := idx[j*size+o]; i >= 0 {
+				sum[o] += x.Data[i]
+			}
+		}
+	}
+	// the divisor of each output position (same for every image and channel)
+	scale := make([]uint64, oh*ow)
+	for y := range oh {
+		for xx := range ow {
+			cnt := 0
+			for ki := range win.Kernel[0] {
+				iy := y*win.Strides[0] - win.Pads[0] + ki*win.Dilations[0]
+				for kj := range win.Kernel[1] {
+					ix := xx*win.Strides[1] - win.Pads[1] + kj*win.Dilations[1]
+					if n.Attrs.CountIncludePad {
+						if iy < h+win.Pads[2] && ix < w+win.Pads[3] {
+							cnt++
+						}
+					} else if iy >= 0 && iy < h && ix >= 0 && ix < w {
+						cnt++
+					}
+				}
+			}
+			if cnt == 0 {
+				return nil, fmt.Errorf("a pooling window lies entirely in the padding")
+			}
+			if scale[y*ow+xx], err = p.enc.EncodeValue(1 / float64(cnt)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for o := range sum {
+		sum[o] *= scale[o%(oh*ow)]
+	}
+	d, err := p.trunc(sum)
+	if err != nil {
+		return nil, err
+	}
+	return &shared{Shape: outShape, Data: d}, nil
+}
+
+func (p *party) globalAvgPool(x *shared) (*shared, error) {
+	if len(x.Shape) != 4 {
+		return nil, fmt.Errorf("input shape %v: want NCHW", x.Shape)
+	}
+	nc, hw := x.Shape[0]*x.Shape[1], x.Shape[2]*x.Shape[3]
+	inv, err := p.enc.EncodeValue(1 / float64(hw))
+	if err != nil {
+		return nil, err
+	}
+	sum := make([]uint64, nc)
+	for i := range nc {
+		var s uint64
+		for _, v := range x.Data[i*hw : (i+1)*hw] {
+			s += v
+		}
+		sum[i] = s * inv
+	}
+	d, err := p.trunc(sum)
+	if err != nil {
+		return nil, err
+	}
+	return &shared{Shape: []int{x.Shape[0], x.Shape[1], 1, 1}, Data: d}, nil
+}
+
+func (p *party) pad(n *plan.Node, x *shared) (*shared, error) {
+	v, err := p.enc.EncodeValue(n.Attrs.Value)
+	if err != nil {
+		return nil, fmt.Errorf("pad value: %w", err)
+	}
+	var fill uint64
+	if p.lead() {
+		fill = v // the constant is public: party 0 holds it, the others 0
+	}
+	return tensor.Pad(x, n.Attrs.Pads, fill)
+}

@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/transport"
+)
+
+// party is one party's state during a session.
+type party struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	t      transport.Transport
+	n      int
+	self   int
+	enc    fixed.Encoding
+	src    dealer.Provider
+
+	node *plan.Node // being evaluated, for errors and material requests
+
+	round     int
+	msgs      int64
+	bytesSent int64
+	bytesRecv int64
+}
+
+// headerSize is the size of a round message's header: the round number and
+// the number of 64-bit words that follow, both uint32 little-endian.
+const headerSize = 8
+
+// MaxWords bounds the words one party may send another in one round
+// (1 GiB): a larger exchange is refused before anything is allocated.
+const MaxWords = 1 << 27
+
+// fail wraps err with the party's current position.
+func (p *party) fail(peer int, err error) error {
+	pe := &ProtocolError{Self: p.self, Round: p.round, Peer: peer, Err: err}
+	if p.node != nil {
+		pe.Node, pe.Op = p.node.Name, p.node.Op
+	}
+	return pe
+}
+
+func (p *party) failf(format string, args ...any) error {
+	return p.fail(-1, fmt.Errorf(format, args...))
+}
+
+// exchange is one online round: it sends payload to every other party and
+// returns every party's payload, indexed by party (this party's own is
+// payload itself). All payloads of a round have the same length.
+func (p *party) exchange(payload []uint64) ([][]uint64, error) {
+	p.round++
+	if len(payload) > MaxWords {
+		return nil, p.failf("round payload of %d words exceeds %d", len(payload), MaxWords)
+	}
+	msg := make([]byte, headerSize+8*len(payload))
+	binary.LittleEndian.PutUint32(msg, uint32(p.round))
+	binary.LittleEndian.PutUint32(msg[4:], uint32(len(payload)))
+	for i, v := range payload {
+		binary.LittleEndian.PutUint64(msg[headerSize+8*i:], v)
+	}
+	var wg sync.WaitGroup
+	sendErrs := make([]error, p.n)
+	for j := range p.n {
+		if j == p.self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sendErrs[j] = p.t.Send(p.ctx, j, msg)
+		}()
+	}
+	out := make([][]uint64, p.n)
+	out[p.self] = payload
+	var err error
+	for j := range p.n {
+		if j == p.self {
+			continue
+		}
+		var m []byte
+		m, err = p.t.Recv(p.ctx, j)
+		if err != nil {
+			err = p.fail(j, fmt.Errorf("receive: %w", err))
+			break
+		}
+		if out[j], err = p.decode(m, len(payload)); err != nil {
+			err = p.fail(j, err)
+			break
+		}
+	}
+	if err != nil {
+		p.cancel() // unblock our pending sends
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	for j, e := range sendErrs {
+		if e != nil {
+			return nil, p.fail(j, fmt.Errorf("send: %w", e))
+		}
+	}
+	p.msgs += int64(p.n - 1)
+	p.bytesSent += int64((p.n - 1) * len(msg))
+	p.bytesRecv += int64((p.n - 1) * len(msg))
+	return out, nil
+}
+
+// errBadMessage is wrapped by the errors about malformed round messages.
+var errBadMessage = errors.New("bad message")
+
+// decode checks a peer's round message and returns its words.
+func (p *party) decode(m []byte, want int) ([]uint64, error) {
+	if len(m) < headerSize {
+		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errBadMessage, len(m), headerSize)
+	}
+	round, count := binary.LittleEndian.Uint32(m), binary.LittleEndian.Uint32(m[4:])
+	if int(round) != p.round {
+		return nil, fmt.Errorf("%w: message of round %d, expected round %d", errBadMessage, round, p.round)
+	}
+	if int(count) != want || len(m) != headerSize+8*want {
+		return nil, fmt.Errorf("%w: %d bytes announcing %d words, expected %d words (%d bytes)",
+			errBadMessage, len(m), count, want, headerSize+8*want)
+	}
+	out := make([]uint64, want)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(m[headerSize+8*i:])
+	}
+	return out, nil
+}
+
+// vec is a vector to open: its words and whether it is XOR-shared.
+type vec struct {
+	d   []uint64
+	xor bool
+}
+
+func arith(d []uint64) vec { return vec{d: d} }
+func xorv(d []uint64) vec  { return vec{d: d, xor: true} }
+
+// open reveals shared vectors to every party in one round: each party sends
+// its shares of all of them, then adds (or XORs) every party's shares.
+func (p *party) open(vs ...vec) ([][]uint64, error) {
+	total := 0
+	for _, v := range vs {
+		total += len(v.d)
+	}
+	payload := make([]uint64, 0, total)
+	for _, v := range vs {
+		payload = append(payload, v.d...)
+	}
+	all, err := p.exchange(payload)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]uint64, len(vs))
+	off := 0
+	for k, v := range vs {
+		res := make([]uint64, len(v.d))
+		for j := range p.n {
+			src := all[j][off : off+len(v.d)]
+			if v.xor {
+				for i, w := range src {
+					res[i] ^= w
+				}
+			} else {
+				for i, w := range src {
+					res[i] += w
+				}
+			}
+		}
+		out[k] = res
+		off += len(v.d)
+	}
+	return out, nil
+}
+
+// next takes the material for req from the provider.
+func (p *party) next(req dealer.Request) (*dealer.Material, error) {
+	if p.node != nil {
+		req.Node = p.node.Name
+	}
+	m, err := p.src.Next(req)
+	if err != nil {
+		return nil, p.fail(-1, err)
+	}
+	return m, nil
+}
+
+// lead reports whether this party adds public constants (party 0 does).
+func (p *party) lead() bool { return p.self == 0 }
