@@ -212,7 +212,13 @@ func (t *Inmem) Recv(ctx context.Context, from int) ([]byte, error) {
 	select {
 	case m = <-nw.boxes[from][t.self]:
 	case <-nw.down[from]:
-		return nil, fmt.Errorf("transport: party %d: receive from party %d: %w", t.self, from, ErrDisconnected)
+		// messages sent before the peer left are still delivered
+		select {
+		case m = <-nw.boxes[from][t.self]:
+			break
+		default:
+			return nil, fmt.Errorf("transport: party %d: receive from party %d: %w", t.self, from, ErrDisconnected)
+		}
 	case <-nw.down[t.self]:
 		return nil, fmt.Errorf("transport: party %d: receive from party %d: self: %w", t.self, from, ErrDisconnected)
 	case <-ctx.Done():

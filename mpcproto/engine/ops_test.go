@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"testing/quick"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// Values in these tests are multiples of 1/64 in [-4, 4]: exactly
+// representable, so the only errors are the engine's (truncation: less than
+// 2^-16 each; encodings of public non-dyadic constants: 2^-17 times the
+// value they scale).
+
+func randVals(r *rand.Rand, shape ...int) *tensor.Dense[float64] {
+	t := tensor.New[float64](shape...)
+	for i := range t.Data {
+		t.Data[i] = float64(r.IntN(513)-256) / 64
+	}
+	return t
+}
+
+func onePlan(in []int, out string, weights []plan.Value, nodes ...plan.Node) *plan.Plan {
+	return &plan.Plan{Version: plan.Version, Input: plan.Value{Name: "x", Shape: in}, Output: out, Weights: weights, Nodes: nodes}
+}
+
+type opCase struct {
+	name string
+	tol  float64
+	gen  func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64])
+}
+
+func opCases() []opCase {
+	pick := func(r *rand.Rand, xs ...int) int { return xs[r.IntN(len(xs))] }
+	return []opCase{
+		{"MatMul", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			b, k, n := 1+r.IntN(3), 1+r.IntN(9), 1+r.IntN(5)
+			inputs := []string{"x", "w"}
+			wv := []plan.Value{{Name: "w", Shape: []int{k, n}}}
+			ws := plan.Weights{"w": randVals(r, k, n)}
+			if r.IntN(2) == 0 {
+				inputs = append(inputs, "b")
+				wv = append(wv, plan.Value{Name: "b", Shape: []int{n}})
+				ws["b"] = randVals(r, n)
+			}
+			p := onePlan([]int{-1, k}, "y", wv, plan.Node{Name: "mm", Op: plan.MatMul, Inputs: inputs, Output: "y"})
+			return p, ws, randVals(r, b, k)
+		}},
+		{"MatMul1D", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			k, n := 1+r.IntN(9), 1+r.IntN(5)
+			p := onePlan([]int{k}, "y", []plan.Value{{Name: "w", Shape: []int{k, n}}},
+				plan.Node{Name: "mm", Op: plan.MatMul, Inputs: []string{"x", "w"}, Output: "y"})
+			return p, plan.Weights{"w": randVals(r, k, n)}, randVals(r, k)
+		}},
+		{"Conv", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			g := 1 + r.IntN(2)
+			c, m := g*(1+r.IntN(2)), g*(1+r.IntN(2))
+			kh, kw := 1+r.IntN(3), 1+r.IntN(3)
+			h, w := kh+2+r.IntN(3), kw+2+r.IntN(3)
+			attrs := plan.Attrs{Strides: []int{1 + r.IntN(2), 1 + r.IntN(2)}, Pads: []int{r.IntN(2), r.IntN(2), r.IntN(2), r.IntN(2)},
+				Dilations: []int{1, 1 + r.IntN(2)}, Group: g}
+			if kw*attrs.Dilations[1] > w {
+				attrs.Dilations[1] = 1
+			}
+			inputs := []string{"x", "k"}
+			wv := []plan.Value{{Name: "k", Shape: []int{m, c / g, kh, kw}}}
+			ws := plan.Weights{"k": randVals(r, m, c/g, kh, kw)}
+			if r.IntN(2) == 0 {
+				inputs = append(inputs, "b")
+				wv = append(wv, plan.Value{Name: "b", Shape: []int{m}})
+				ws["b"] = randVals(r, m)
+			}
+			p := onePlan([]int{-1, c, h, w}, "y", wv, plan.Node{Name: "conv", Op: plan.Conv, Inputs: inputs, Output: "y", Attrs: attrs})
+			return p, ws, randVals(r, 1+r.IntN(2), c, h, w)
+		}},
+		{"Add", 0, binCase(plan.Add)},
+		{"Sub", 0, binCase(plan.Sub)},
+		{"Mul", 1.0 / (1 << 14), binCase(plan.Mul)},
+		{"MulSelf", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			p := onePlan([]int{-1, 5}, "y", nil, plan.Node{Name: "sq", Op: plan.Mul, Inputs: []string{"x", "x"}, Output: "y"})
+			return p, plan.Weights{}, randVals(r, 2, 5)
+		}},
+		{"MulConst", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			c := &plan.Const{Data: []float64{[]float64{0.3, -1.7, 3, 0.125, -2}[r.IntN(5)]}}
+			if r.IntN(2) == 0 {
+				c = &plan.Const{Shape: []int{3}, Data: []float64{0.1, -2, 1.5}}
+			}
+			p := onePlan([]int{-1, 2, 3}, "y", nil, plan.Node{Name: "mc", Op: plan.MulConst, Inputs: []string{"x"}, Output: "y", Attrs: plan.Attrs{Const: c}})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(3), 2, 3)
+		}},
+		{"Relu", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			p := onePlan([]int{-1, 7}, "y", nil, plan.Node{Name: "relu", Op: plan.Relu, Inputs: []string{"x"}, Output: "y"})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(4), 7)
+		}},
+		{"MaxPool", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			k := pick(r, 1, 2, 3)
+			attrs := plan.Attrs{Kernel: []int{k, pick(r, 2, 3)}, Strides: []int{pick(r, 1, 2), pick(r, 1, 2)},
+				CeilMode: r.IntN(2) == 0}
+			if k > 1 && r.IntN(2) == 0 {
+				attrs.Pads = []int{1, 0, 1, 1}
+			}
+			if r.IntN(3) == 0 {
+				attrs.Dilations = []int{2, 1}
+			}
+			p := onePlan([]int{-1, 2, 6, 5}, "y", nil, plan.Node{Name: "mp", Op: plan.MaxPool, Inputs: []string{"x"}, Output: "y", Attrs: attrs})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 2, 6, 5)
+		}},
+		{"AveragePool", 1e-3, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			attrs := plan.Attrs{Kernel: []int{pick(r, 2, 3), pick(r, 1, 3)}, Strides: []int{pick(r, 1, 2), pick(r, 1, 2)},
+				CeilMode: r.IntN(2) == 0, CountIncludePad: r.IntN(2) == 0}
+			if r.IntN(2) == 0 {
+				attrs.Pads = []int{1, 0, 1, 0}
+			}
+			p := onePlan([]int{-1, 3, 5, 6}, "y", nil, plan.Node{Name: "ap", Op: plan.AveragePool, Inputs: []string{"x"}, Output: "y", Attrs: attrs})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 3, 5, 6)
+		}},
+		{"GlobalAveragePool", 1e-3, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			p := onePlan([]int{-1, 3, 4, 3}, "y", nil, plan.Node{Name: "gap", Op: plan.GlobalAveragePool, Inputs: []string{"x"}, Output: "y"})
+			return p, plan.Weights{}, randVals(r, 2, 3, 4, 3)
+		}},
+		{"Pad", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			attrs := plan.Attrs{Pads: []int{0, 0, r.IntN(3), r.IntN(2), 0, 0, r.IntN(2), r.IntN(3)}, Value: []float64{0, 1.5, -2}[r.IntN(3)]}
+			p := onePlan([]int{-1, 2, 3, 3}, "y", nil, plan.Node{Name: "pad", Op: plan.Pad, Inputs: []string{"x"}, Output: "y", Attrs: attrs})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 2, 3, 3)
+		}},
+		{"FlattenReshapeIdentity", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			p := onePlan([]int{-1, 2, 3, 2}, "z", nil,
+				plan.Node{Name: "flat", Op: plan.Flatten, Inputs: []string{"x"}, Output: "f", Attrs: plan.Attrs{Axis: 1}},
+				plan.Node{Name: "rs", Op: plan.Reshape, Inputs: []string{"f"}, Output: "g", Attrs: plan.Attrs{Shape: []int{0, 3, -1}}},
+				plan.Node{Name: "id", Op: plan.Identity, Inputs: []string{"g"}, Output: "z"})
+			return p, plan.Weights{}, randVals(r, 2, 2, 3, 2)
+		}},
+	}
+}
+
+// binCase is a two-input op of the input and a secret weight whose shape
+// broadcasts against it.
+func binCase(op plan.Op) func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+	return func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+		ws := [][]int{{4}, {3, 1}, {1, 4}, {3, 4}, {1}}[r.IntN(5)]
+		p := onePlan([]int{-1, 3, 4}, "y", []plan.Value{{Name: "w", Shape: ws}},
+			plan.Node{Name: "bin", Op: op, Inputs: []string{"x", "w"}, Output: "y"})
+		return p, plan.Weights{"w": randVals(r, ws...)}, randVals(r, 1+r.IntN(3), 3, 4)
+	}
+}
+
+// compare runs p securely with n parties and checks the result against the
+// plaintext twin within tol.
+func compare(t *testing.T, label string, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int, tol float64) Stats {
+	t.Helper()
+	want, err := plan.EvalPlain(p, w, x)
+	if err != nil {
+		t.Fatalf("%s: plaintext twin: %v", label, err)
+	}
+	got, st, err := RunLocal(context.Background(), p, w, x, n)
+	if err != nil {
+		t.Fatalf("%s: %v", label, err)
+	}
+	if !slices.Equal(got.Shape, want.Shape) {
+		t.Fatalf("%s: shape %v, twin %v", label, got.Shape, want.Shape)
+	}
+	for i := range got.Data {
+		if d := math.Abs(got.Data[i] - want.Data[i]); d > tol {
+			t.Fatalf("%s: element %d = %v, twin %v (|diff| %g > %g)", label, i, got.Data[i], want.Data[i], d, tol)
+		}
+	}
+	return st
+}
+
+// TestOpsAgainstTwin evaluates every op on random shapes and values for N =
+// 2, 3 and 4 and compares with plan.EvalPlain.
+func TestOpsAgainstTwin(t *testing.T) {
+	for ci, tc := range opCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(ci), 11))
+			for it := range 4 {
+				p, w, x := tc.gen(r)
+				for _, n := range []int{2, 3, 4} {
+					compare(t, fmt.Sprintf("instance %d N=%d", it, n), p, w, x, n, tc.tol)
+				}
+			}
+		})
+	}
+}
+
+// TestSmallCNNAgainstTwin chains the ops of a small CNN.
+func TestSmallCNNAgainstTwin(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	p, w := smallCNN(r)
+	for i := range w["k"].Data {
+		w["k"].Data[i] /= 4
+	}
+	x := randVals(r, 3, 1, 8, 8)
+	for _, n := range []int{2, 3, 4} {
+		st := compare(t, fmt.Sprintf("N=%d", n), p, w, x, n, 0.01)
+		if st.Rounds != smallCNNRounds {
+			t.Errorf("N=%d: %d rounds, want %d", n, st.Rounds, smallCNNRounds)
+		}
+	}
+}
+
+// TestReluProperty is a testing/quick property: relu on shares of any
+// int16-scaled values equals max(x, 0) exactly.
+func TestReluProperty(t *testing.T) {
+	p := onePlan([]int{-1}, "y", nil, plan.Node{Name: "relu", Op: plan.Relu, Inputs: []string{"x"}, Output: "y"})
+	f := func(vals []int16, n8 uint8) bool {
+		if len(vals) == 0 {
+			return true
+		}
+		x := tensor.New[float64](len(vals))
+		for i, v := range vals {
+			x.Data[i] = float64(v) / 16
+		}
+		y, _, err := RunLocal(context.Background(), p, plan.Weights{}, x, 2+int(n8%3))
+		if err != nil {
+			return false
+		}
+		for i, v := range x.Data {
+			if y.Data[i] != math.Max(v, 0) {
+				return false
+			}
+		}
+		return true
+	}
+	if err := quick.Check(f, &quick.Config{MaxCount: 30}); err != nil {
+		t.Fatal(err)
+	}
+}
