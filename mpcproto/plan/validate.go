@@ -137,32 +137,16 @@ func (p *Plan) Validate() error {
 	}
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
-		ar, ok := arity[n.Op]
-		if !ok {
-			return nodeErr(i, n, "unknown op %q", string(n.Op))
-		}
-		if len(n.Inputs) < ar[0] || len(n.Inputs) > ar[1] {
-			if ar[0] == ar[1] {
-				return nodeErr(i, n, "takes %d inputs, got %d", ar[0], len(n.Inputs))
-			}
-			return nodeErr(i, n, "takes %d to %d inputs, got %d", ar[0], ar[1], len(n.Inputs))
+		if err := n.Check(); err != nil {
+			return &NodeError{Index: i, Name: n.Name, Op: n.Op, Err: err}
 		}
 		for _, in := range n.Inputs {
-			if in == "" {
-				return nodeErr(i, n, "has an input with no name")
-			}
 			if !defined[in] {
 				return nodeErr(i, n, "input %q is not defined before use", in)
 			}
 		}
-		if n.Output == "" {
-			return nodeErr(i, n, "has no output name")
-		}
 		if defined[n.Output] {
 			return nodeErr(i, n, "output %q: name already used", n.Output)
-		}
-		if err := checkAttrs(n); err != nil {
-			return &NodeError{Index: i, Name: n.Name, Op: n.Op, Err: err}
 		}
 		defined[n.Output] = true
 	}
@@ -313,4 +297,29 @@ func sizeOf(shape []int) int {
 		n *= d
 	}
 	return n
+}
+
+// Check validates one node on its own: a known op, the right number of named
+// inputs, an output name and well-formed attrs. Validate calls it for every
+// node; the importer calls it before inferring a node's shape.
+func (n *Node) Check() error {
+	ar, ok := arity[n.Op]
+	if !ok {
+		return fmt.Errorf("unknown op %q", string(n.Op))
+	}
+	if len(n.Inputs) < ar[0] || len(n.Inputs) > ar[1] {
+		if ar[0] == ar[1] {
+			return fmt.Errorf("takes %d inputs, got %d", ar[0], len(n.Inputs))
+		}
+		return fmt.Errorf("takes %d to %d inputs, got %d", ar[0], ar[1], len(n.Inputs))
+	}
+	for _, in := range n.Inputs {
+		if in == "" {
+			return errors.New("has an input with no name")
+		}
+	}
+	if n.Output == "" {
+		return errors.New("has no output name")
+	}
+	return checkAttrs(n)
 }

@@ -1,0 +1,234 @@
+package onnx
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	pb "github.com/advancedclimatesystems/gonnx/onnx"
+)
+
+// ONNX TensorProto data types.
+const (
+	dtFloat   = 1
+	dtUint8   = 2
+	dtInt8    = 3
+	dtUint16  = 4
+	dtInt16   = 5
+	dtInt32   = 6
+	dtInt64   = 7
+	dtBool    = 9
+	dtFloat16 = 10
+	dtDouble  = 11
+	dtUint32  = 12
+	dtUint64  = 13
+)
+
+// readTensor decodes a TensorProto (float, double, int32/64, bool and the
+// small integer types, inline or raw little-endian data) into a ctensor.
+func readTensor(tp *pb.TensorProto) (*ctensor, error) {
+	if tp == nil {
+		return nil, errors.New("tensor is missing")
+	}
+	if tp.GetDataLocation() == pb.TensorProto_EXTERNAL || len(tp.GetExternalData()) > 0 {
+		return nil, errors.New("tensor data stored outside the model file is not supported (save the model with its weights inside)")
+	}
+	if tp.GetSegment() != nil {
+		return nil, errors.New("segmented tensors are not supported")
+	}
+	shape := make([]int, len(tp.GetDims()))
+	for i, d := range tp.GetDims() {
+		if d < 0 || d > math.MaxInt32 {
+			return nil, fmt.Errorf("dims %v: dimension %d out of range", tp.GetDims(), d)
+		}
+		shape[i] = int(d)
+	}
+	c, err := newC(shape, false)
+	if err != nil {
+		return nil, err
+	}
+	n := len(c.data)
+	raw := tp.GetRawData()
+	dt := tp.GetDataType()
+	width := map[int32]int{dtFloat: 4, dtDouble: 8, dtInt64: 8, dtInt32: 4, dtInt16: 2, dtUint16: 2,
+		dtInt8: 1, dtUint8: 1, dtBool: 1, dtUint32: 4, dtUint64: 8}[dt]
+	if width == 0 {
+		return nil, fmt.Errorf("data type %s is not supported", pb.TensorProto_DataType(dt))
+	}
+	c.isInt = dt != dtFloat && dt != dtDouble
+	if len(raw) > 0 {
+		if len(raw) != n*width {
+			return nil, fmt.Errorf("shape %v of %s needs %d bytes of raw data, got %d", shape, pb.TensorProto_DataType(dt), n*width, len(raw))
+		}
+		for i := 0; i < n; i++ {
+			b := raw[i*width : (i+1)*width]
+			var v float64
+			switch dt {
+			case dtFloat:
+				v = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
+			case dtDouble:
+				v = math.Float64frombits(binary.LittleEndian.Uint64(b))
+			case dtInt64:
+				v = float64(int64(binary.LittleEndian.Uint64(b)))
+			case dtUint64:
+				v = float64(binary.LittleEndian.Uint64(b))
+			case dtInt32:
+				v = float64(int32(binary.LittleEndian.Uint32(b)))
+			case dtUint32:
+				v = float64(binary.LittleEndian.Uint32(b))
+			case dtInt16:
+				v = float64(int16(binary.LittleEndian.Uint16(b)))
+			case dtUint16:
+				v = float64(binary.LittleEndian.Uint16(b))
+			case dtInt8:
+				v = float64(int8(b[0]))
+			case dtUint8:
+				v = float64(b[0])
+			case dtBool:
+				if b[0] != 0 {
+					v = 1
+				}
+			}
+			c.data[i] = v
+		}
+		return c, nil
+	}
+	var got int
+	switch dt {
+	case dtFloat:
+		got = len(tp.GetFloatData())
+		for i := 0; i < min(n, got); i++ {
+			c.data[i] = float64(tp.GetFloatData()[i])
+		}
+	case dtDouble:
+		got = len(tp.GetDoubleData())
+		copy(c.data, tp.GetDoubleData())
+	case dtInt64:
+		got = len(tp.GetInt64Data())
+		for i := 0; i < min(n, got); i++ {
+			c.data[i] = float64(tp.GetInt64Data()[i])
+		}
+	case dtUint32, dtUint64:
+		got = len(tp.GetUint64Data())
+		for i := 0; i < min(n, got); i++ {
+			c.data[i] = float64(tp.GetUint64Data()[i])
+		}
+	default: // int32, int16, int8, uint16, uint8, bool are stored in int32_data
+		got = len(tp.GetInt32Data())
+		for i := 0; i < min(n, got); i++ {
+			c.data[i] = float64(tp.GetInt32Data()[i])
+		}
+	}
+	if got != n {
+		return nil, fmt.Errorf("shape %v of %s holds %d values, got %d", shape, pb.TensorProto_DataType(dt), n, got)
+	}
+	return c, nil
+}
+
+// attrs indexes a node's attributes by name.
+type attrs map[string]*pb.AttributeProto
+
+func nodeAttrs(n *pb.NodeProto) (attrs, error) {
+	m := attrs{}
+	for _, a := range n.GetAttribute() {
+		if a.GetRefAttrName() != "" {
+			return nil, fmt.Errorf("attribute %s refers to a function attribute, which is not supported", a.GetName())
+		}
+		m[a.GetName()] = a
+	}
+	return m, nil
+}
+
+func (m attrs) has(name string) bool { _, ok := m[name]; return ok }
+
+func (m attrs) int(name string, def int) (int, error) {
+	a, ok := m[name]
+	if !ok {
+		return def, nil
+	}
+	if a.GetType() != pb.AttributeProto_INT {
+		return 0, fmt.Errorf("attribute %s must be an int", name)
+	}
+	v := a.GetI()
+	if v > math.MaxInt32 || v < math.MinInt32 {
+		return 0, fmt.Errorf("attribute %s = %d out of range", name, v)
+	}
+	return int(v), nil
+}
+
+func (m attrs) float(name string, def float64) (float64, error) {
+	a, ok := m[name]
+	if !ok {
+		return def, nil
+	}
+	if a.GetType() != pb.AttributeProto_FLOAT {
+		return 0, fmt.Errorf("attribute %s must be a float", name)
+	}
+	return float64(a.GetF()), nil
+}
+
+func (m attrs) ints(name string) ([]int, bool, error) {
+	a, ok := m[name]
+	if !ok {
+		return nil, false, nil
+	}
+	if a.GetType() != pb.AttributeProto_INTS {
+		return nil, false, fmt.Errorf("attribute %s must be a list of ints", name)
+	}
+	if len(a.GetInts()) > 64 {
+		return nil, false, fmt.Errorf("attribute %s has %d values", name, len(a.GetInts()))
+	}
+	out := make([]int, len(a.GetInts()))
+	for i, v := range a.GetInts() {
+		if v > math.MaxInt32*4 {
+			v = math.MaxInt32 * 4 // Slice's "to the end"
+		}
+		if v < math.MinInt32*4 {
+			v = math.MinInt32 * 4
+		}
+		out[i] = int(v)
+	}
+	return out, true, nil
+}
+
+func (m attrs) str(name, def string) (string, error) {
+	a, ok := m[name]
+	if !ok {
+		return def, nil
+	}
+	if a.GetType() != pb.AttributeProto_STRING {
+		return "", fmt.Errorf("attribute %s must be a string", name)
+	}
+	return string(a.GetS()), nil
+}
+
+// constantValue decodes a Constant node's value from whichever attribute
+// holds it.
+func constantValue(m attrs) (*ctensor, error) {
+	for name, a := range m {
+		switch name {
+		case "value":
+			return readTensor(a.GetT())
+		case "value_float":
+			return &ctensor{shape: []int{}, data: []float64{float64(a.GetF())}}, nil
+		case "value_floats":
+			c := &ctensor{shape: []int{len(a.GetFloats())}}
+			for _, v := range a.GetFloats() {
+				c.data = append(c.data, float64(v))
+			}
+			return c, nil
+		case "value_int":
+			return &ctensor{shape: []int{}, data: []float64{float64(a.GetI())}, isInt: true}, nil
+		case "value_ints":
+			c := &ctensor{shape: []int{len(a.GetInts())}, isInt: true}
+			for _, v := range a.GetInts() {
+				c.data = append(c.data, float64(v))
+			}
+			return c, nil
+		case "sparse_value", "value_string", "value_strings":
+			return nil, fmt.Errorf("constant attribute %s is not supported", name)
+		}
+	}
+	return nil, errors.New("constant has no value")
+}
