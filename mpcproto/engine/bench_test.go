@@ -1,0 +1,86 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// benchSession runs whole in-process sessions and reports, per inference:
+// online rounds, bytes sent per party (the most loaded party), the online
+// time (slowest party), the dealer's time, the parties' bundle expansion
+// time, and the dealer's bytes (all bundles).
+func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int) {
+	ctx := context.Background()
+	var online, dealer, offline time.Duration
+	var st Stats
+	b.ResetTimer()
+	for b.Loop() {
+		var err error
+		_, st, err = RunLocal(ctx, p, w, x, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		online += st.Online
+		dealer += st.Dealer
+		offline += st.Offline
+	}
+	it := float64(b.N)
+	batch := float64(x.Shape[0])
+	b.ReportMetric(float64(st.Rounds), "rounds")
+	b.ReportMetric(float64(st.BytesSent), "B/party")
+	b.ReportMetric(float64(st.DealerBytes), "dealerB")
+	b.ReportMetric(float64(online.Microseconds())/1000/it, "online-ms")
+	b.ReportMetric(float64(online.Microseconds())/1000/it/batch, "online-ms/sample")
+	b.ReportMetric(float64(dealer.Microseconds())/1000/it, "dealer-ms")
+	b.ReportMetric(float64(offline.Microseconds())/1000/it, "expand-ms")
+}
+
+// BenchmarkMLP784 is SecureML's network A (784-128-128-10, ReLU), weights
+// random but fixed by a seed, over the in-memory transport.
+func BenchmarkMLP784(b *testing.B) {
+	r := rand.New(rand.NewPCG(784, 1))
+	p, w := mlp(r, 784, 128, 128, 10)
+	for _, n := range []int{2, 3} {
+		for _, batch := range []int{1, 100} {
+			x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
+			b.Run(fmt.Sprintf("N=%d/batch=%d", n, batch), func(b *testing.B) { benchSession(b, p, w, x, n) })
+		}
+	}
+}
+
+// BenchmarkMLP784Plain is the plaintext twin (plan.EvalPlain) on the same
+// network, the reference for the per-sample cost.
+func BenchmarkMLP784Plain(b *testing.B) {
+	r := rand.New(rand.NewPCG(784, 1))
+	p, w := mlp(r, 784, 128, 128, 10)
+	for _, batch := range []int{1, 100} {
+		x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := plan.EvalPlain(p, w, x); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N)/float64(batch), "ms/sample")
+		})
+	}
+}
+
+// BenchmarkSmallCNN: conv 3x3 (4 channels) + ReLU + 2x2 max pool + fc on
+// 1x8x8 images.
+func BenchmarkSmallCNN(b *testing.B) {
+	r := rand.New(rand.NewPCG(8, 8))
+	p, w := smallCNN(r)
+	for _, n := range []int{2, 3} {
+		for _, batch := range []int{1, 100} {
+			x := uniform(rand.New(rand.NewPCG(2, uint64(batch))), 1, batch, 1, 8, 8)
+			b.Run(fmt.Sprintf("N=%d/batch=%d", n, batch), func(b *testing.B) { benchSession(b, p, w, x, n) })
+		}
+	}
+}
