@@ -1289,7 +1289,7 @@ func (c *ctx) batchnorm() error {
 		t[j] = p[1].data[j] - p[2].data[j]*s[j]
 	}
 	// fold into the producing Conv or MatMul
-	if pn := c.producer(x); pn != nil {
+	if pn := c.producer(x); pn != nil && (pn.Op == plan.Conv || pn.Op == plan.MatMul) {
 		wt := c.im.w[pn.Inputs[1]]
 		switch {
 		case pn.Op == plan.Conv && wt != nil && wt.Shape[0] == ch:
