@@ -75,6 +75,9 @@ type Run struct {
 	// DiscoverMs is the time from the end of the publish until every daemon
 	// listed the new manifest.
 	DiscoverMs float64 `json:"discover_ms"`
+	// DiscoverMethod is how the daemons' registries were observed
+	// ("api" or "metrics"); empty when they could not be.
+	DiscoverMethod string `json:"discover_method,omitempty"`
 	// ModelHolders are the peer IDs of the published model's holders.
 	ModelHolders []string `json:"model_holders,omitempty"`
 	Queries      []Query  `json:"queries"`
@@ -93,6 +96,8 @@ type Run struct {
 	RSS    Stats   `json:"rss_stats_kib"`
 	Counts Counts  `json:"counts"`
 	Events []Event `json:"events,omitempty"`
+	// StopErrors lists daemons that did not exit cleanly on SIGTERM.
+	StopErrors []string `json:"stop_errors,omitempty"`
 	// Error is why the run failed its checks, if it did.
 	Error string `json:"error,omitempty"`
 }

@@ -1,0 +1,173 @@
+package swarm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// How a daemon's model registry is observed, in order of preference.
+const (
+	// methodAPI: the daemon's /api/v0/models lists the model.
+	methodAPI = "api"
+	// methodMetrics: the daemon's Prometheus counter of manifests accepted
+	// into its registry has reached the number published in the swarm.
+	methodMetrics = "metrics"
+)
+
+const (
+	pathModels  = "/api/v0/models"
+	pathMetrics = "/debug/metrics/prometheus"
+	// metricAccepted counts manifests that changed a daemon's registry.
+	metricAccepted = "grid_discovery_manifests_accepted_total"
+	maxAPIBody     = 8 << 20
+)
+
+// errNotObservable means the daemon offers neither way to see its registry.
+var errNotObservable = errors.New("daemon has neither " + pathModels + " nor the " + metricAccepted + " metric")
+
+// errNotFound is an HTTP 404 from the daemon's API.
+var errNotFound = errors.New("not found")
+
+// listed reports whether the daemon whose HTTP API is at api lists the
+// model name (want is the number of manifests published in the swarm so
+// far, for the metrics method), and how that was observed.
+func listed(ctx context.Context, api, name string, want int) (bool, string, error) {
+	if api == "" {
+		return false, "", fmt.Errorf("%w: the daemon has no HTTP API", errNotObservable)
+	}
+	body, err := apiGet(ctx, api, pathModels)
+	switch {
+	case err == nil:
+		ok, perr := modelsListName(body, name)
+		if perr != nil {
+			return false, methodAPI, fmt.Errorf("daemon %s: %w", api, perr)
+		}
+		return ok, methodAPI, nil
+	case !errors.Is(err, errNotFound):
+		return false, methodAPI, err
+	}
+	body, err = apiGet(ctx, api, pathMetrics)
+	if err != nil {
+		return false, methodMetrics, err
+	}
+	n, found, err := sumMetric(body, metricAccepted)
+	if err != nil {
+		return false, methodMetrics, fmt.Errorf("daemon %s metrics: %w", api, err)
+	}
+	if !found {
+		return false, "", errNotObservable
+	}
+	return n >= float64(want), methodMetrics, nil
+}
+
+// apiGet fetches path from a daemon's HTTP API (5 s cap per request).
+func apiGet(ctx context.Context, addr, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("api %s%s: %w", addr, path, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("api %s%s: %w", addr, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
+	if err != nil {
+		return nil, fmt.Errorf("api %s%s: read: %w", addr, path, err)
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("api %s%s: %w", addr, path, errNotFound)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("api %s%s: %s", addr, path, resp.Status)
+	}
+	return body, nil
+}
+
+// modelsListName reports whether a models listing (JSON: a list of models,
+// or an object holding one, each model an object with "id" or "ID") has a
+// model called name.
+func modelsListName(body []byte, name string) (bool, error) {
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return false, fmt.Errorf("decode models list: %w", err)
+	}
+	return hasID(v, name, 0), nil
+}
+
+// hasID walks decoded JSON (depth-bounded) for an object whose id is name.
+func hasID(v any, name string, depth int) bool {
+	if depth > 8 {
+		return false
+	}
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			if hasID(e, name, depth+1) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, k := range []string{"id", "ID"} {
+			if s, ok := x[k].(string); ok && s == name {
+				return true
+			}
+		}
+		for _, e := range x {
+			if hasID(e, name, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sumMetric sums every sample of the Prometheus text-format metric called
+// name (all label sets); found is false when there is no such sample.
+func sumMetric(body []byte, name string) (sum float64, found bool, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue // another metric with this prefix
+		}
+		if rest != "" && rest[0] == '{' {
+			end := strings.LastIndexByte(rest, '}')
+			if end < 0 {
+				return 0, false, fmt.Errorf("metric %s: unterminated labels in %q", name, line)
+			}
+			rest = rest[end+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return 0, false, fmt.Errorf("metric %s: no value in %q", name, line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil || math.IsNaN(v) {
+			return 0, false, fmt.Errorf("metric %s: bad value in %q", name, line)
+		}
+		sum += v
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, false, fmt.Errorf("metric %s: %w", name, err)
+	}
+	return sum, found, nil
+}

@@ -1,0 +1,315 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/delayproxy"
+	"github.com/gridmpc/grid/cmd/internal/harness"
+)
+
+// startParallel bounds how many daemons start at once (the machine has two
+// cores; a daemon's start is mostly waiting on its bootstrap).
+const startParallel = 4
+
+// cluster is one swarm of daemons: their repo dirs, processes and (wan)
+// delaying proxies. Daemon 0 is the bootstrap peer of every other member.
+// It starts and stops processes only through the harness, by PID.
+type cluster struct {
+	hopts harness.Options
+	seed  int64
+	root  string
+	rtt   time.Duration
+	logf  func(format string, args ...any)
+
+	repos    []string
+	ids      []string
+	listen   [][]string // --listen of daemon i (fixed at its first start)
+	announce [][]string // --announce of daemon i (wan: its proxy)
+	proxies  []*delayproxy.Proxy
+
+	mu         sync.Mutex
+	daemons    []*harness.Daemon // nil while daemon i is down
+	stopErrors []string
+}
+
+// newCluster creates n repos under root (grid init, then the seeded
+// identity) and, for rtt > 0, one delaying proxy per daemon. It starts
+// nothing; start does.
+func newCluster(ctx context.Context, hopts harness.Options, seed int64, root string, n int, rtt time.Duration, logf func(string, ...any)) (*cluster, error) {
+	c := &cluster{
+		hopts: hopts, seed: seed, root: root, rtt: rtt, logf: logf,
+		repos: make([]string, n), ids: make([]string, n), listen: make([][]string, n),
+		announce: make([][]string, n), daemons: make([]*harness.Daemon, n),
+	}
+	for i := range n {
+		repo, id, err := makeRepo(ctx, hopts.Bin, seed, root, fmt.Sprintf("node%d", i))
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.repos[i], c.ids[i] = repo, id
+		port, err := freePort()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.listen[i] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+		if rtt > 0 {
+			p, err := delayproxy.New(delayproxy.Config{
+				Listen: "127.0.0.1:0", Target: fmt.Sprintf("127.0.0.1:%d", port), Delay: rtt / 2,
+			})
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("proxy for node%d: %w", i, err)
+			}
+			c.proxies = append(c.proxies, p)
+			c.announce[i] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p.Addr().Port)}
+		}
+	}
+	return c, nil
+}
+
+// makeRepo runs grid init for root/name and gives it the seeded identity
+// of name; it returns the repo dir and its peer ID.
+func makeRepo(ctx context.Context, bin string, seed int64, root, name string) (string, string, error) {
+	repo := filepath.Join(root, name)
+	if _, err := harness.Init(ctx, bin, repo); err != nil {
+		return "", "", err
+	}
+	sk, _, err := DeriveKey(seed, name)
+	if err != nil {
+		return "", "", err
+	}
+	id, err := SetIdentity(repo, sk)
+	if err != nil {
+		return "", "", err
+	}
+	return repo, id.String(), nil
+}
+
+// freePort asks the kernel for a free loopback TCP port. The port is free
+// when this returns; a daemon binds it a moment later (the small race is
+// accepted: a clash fails the daemon's start with a clear error).
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// size is the number of members, up or down.
+func (c *cluster) size() int { return len(c.repos) }
+
+// args are daemon i's flags.
+func (c *cluster) args(i int) []string {
+	var args []string
+	for _, l := range c.listen[i] {
+		args = append(args, "--listen", l)
+	}
+	for _, a := range c.announce[i] {
+		args = append(args, "--announce", a)
+	}
+	args = append(args, "--api", "127.0.0.1:0")
+	if i > 0 {
+		args = append(args, "--bootstrap", c.bootAddr())
+	}
+	return args
+}
+
+// bootAddr is daemon 0's dialable address with /p2p/: through its proxy in
+// a wan swarm.
+func (c *cluster) bootAddr() string {
+	addr := c.listen[0][0]
+	if len(c.announce[0]) > 0 {
+		addr = c.announce[0][0]
+	}
+	return addr + "/p2p/" + c.ids[0]
+}
+
+// start starts every member: daemon 0 first, then the others, a few at a
+// time, each bootstrapped from daemon 0.
+func (c *cluster) start(ctx context.Context) error {
+	if err := c.startOne(ctx, 0); err != nil {
+		return err
+	}
+	sem := make(chan struct{}, startParallel)
+	errs := make([]error, c.size())
+	var wg sync.WaitGroup
+	for i := 1; i < c.size(); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			errs[i] = c.startOne(ctx, i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// startOne starts daemon i (again) from its repo dir.
+func (c *cluster) startOne(ctx context.Context, i int) error {
+	c.mu.Lock()
+	up := c.daemons[i] != nil
+	c.mu.Unlock()
+	if up {
+		return fmt.Errorf("node%d is already running", i)
+	}
+	d, err := harness.StartDaemon(ctx, c.hopts, c.repos[i], c.args(i)...)
+	if err != nil {
+		return fmt.Errorf("start node%d: %w", i, err)
+	}
+	if d.ID != c.ids[i] {
+		d.Kill()
+		return fmt.Errorf("node%d printed peer ID %s, want the seeded %s", i, d.ID, c.ids[i])
+	}
+	c.mu.Lock()
+	c.daemons[i] = d
+	c.mu.Unlock()
+	return nil
+}
+
+// stopOne stops daemon i with SIGTERM (SIGKILL after the grace time); an
+// unclean exit is recorded, not returned, since the daemon is gone anyway.
+func (c *cluster) stopOne(i int) {
+	c.mu.Lock()
+	d := c.daemons[i]
+	c.daemons[i] = nil
+	c.mu.Unlock()
+	if d == nil {
+		return
+	}
+	if err := d.Stop(); err != nil {
+		c.mu.Lock()
+		c.stopErrors = append(c.stopErrors, fmt.Sprintf("node%d: %v", i, err))
+		c.mu.Unlock()
+	}
+}
+
+// up returns the indices of the running daemons.
+func (c *cluster) up() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int
+	for i, d := range c.daemons {
+		if d != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// daemon returns daemon i, nil while it is down.
+func (c *cluster) daemon(i int) *harness.Daemon {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.daemons[i]
+}
+
+// running returns the running daemons.
+func (c *cluster) running() []*harness.Daemon {
+	var out []*harness.Daemon
+	for _, i := range c.up() {
+		if d := c.daemon(i); d != nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// waitPeers waits until every running daemon sees at least min peers.
+func (c *cluster) waitPeers(ctx context.Context, min int) error {
+	return harness.WaitPeers(ctx, min, c.running()...)
+}
+
+// index maps a peer ID to its member index, -1 if it is not a member.
+func (c *cluster) index(id string) int {
+	for i, x := range c.ids {
+		if x == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// rss samples every running daemon's resident set size.
+func (c *cluster) rss() []int64 {
+	var out []int64
+	for _, d := range c.running() {
+		if v, err := RSSKiB(d.PID()); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// stopAll stops every running daemon in parallel (SIGTERM, by PID).
+func (c *cluster) stopAll() {
+	var wg sync.WaitGroup
+	for _, i := range c.up() {
+		wg.Go(func() { c.stopOne(i) })
+	}
+	wg.Wait()
+}
+
+// Close kills whatever still runs and closes the proxies. Safe to call
+// more than once.
+func (c *cluster) Close() {
+	c.mu.Lock()
+	ds := append([]*harness.Daemon(nil), c.daemons...)
+	for i := range c.daemons {
+		c.daemons[i] = nil
+	}
+	ps := c.proxies
+	c.proxies = nil
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		if d != nil {
+			wg.Go(d.Kill)
+		}
+	}
+	wg.Wait()
+	for _, p := range ps {
+		_ = p.Close()
+	}
+}
+
+// removeRepos deletes the repo dirs (datastores), keeping the daemons' logs
+// (repo+".log") beside them.
+func (c *cluster) removeRepos() {
+	for _, r := range c.repos {
+		if r != "" && strings.HasPrefix(r, c.root) {
+			_ = os.RemoveAll(r)
+		}
+	}
+}
+
+// logTail returns the last max bytes of daemon i's log, for a failure
+// report.
+func (c *cluster) logTail(i, max int) string {
+	b, err := os.ReadFile(c.repos[i] + ".log")
+	if err != nil {
+		return ""
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
+}
