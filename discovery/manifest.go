@@ -1,0 +1,387 @@
+package discovery
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/record"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gridmpc/grid/discovery/pb"
+)
+
+// Envelope identifiers of a signed manifest (libp2p core/record).
+const (
+	// ManifestDomain is the signature domain of manifest envelopes: a
+	// signature made for another record type never verifies as a manifest.
+	ManifestDomain = "grid-manifest"
+	// ManifestCodec is the envelope payload type of a manifest.
+	ManifestCodec = "/grid/manifest/1"
+)
+
+// Size and shape limits enforced on every manifest, signed or received.
+const (
+	// MaxManifestSize caps a signed manifest envelope in bytes. Larger
+	// envelopes are refused before any parsing or signature check.
+	MaxManifestSize = 1 << 20
+	// MaxIDLen caps a model ID in bytes.
+	MaxIDLen = 128
+	// MaxHolders caps the number of holders a manifest may name.
+	MaxHolders = 64
+	// MaxRank caps the rank of the input and output shapes.
+	MaxRank = 8
+	// maxDim caps one shape dimension.
+	maxDim = 1 << 31
+)
+
+// Modes of a model.
+const (
+	// ModeMPC: weights additively secret-shared over two or more holders.
+	ModeMPC = "mpc"
+	// ModePlain: the model is hosted in plaintext by exactly one holder.
+	ModePlain = "plain"
+)
+
+// Errors returned by Open, Seal, Publish, Unpublish and Lookup. Refusals
+// wrap one of them, so callers can test with errors.Is.
+var (
+	// ErrNotFound: no live manifest with that ID is known locally or in the DHT.
+	ErrNotFound = errors.New("model not found")
+	// ErrTooLarge: the envelope exceeds MaxManifestSize.
+	ErrTooLarge = errors.New("manifest too large")
+	// ErrBadEnvelope: the bytes are not a validly signed manifest envelope
+	// (malformed, wrong domain or payload type, or a forged signature).
+	ErrBadEnvelope = errors.New("invalid manifest envelope")
+	// ErrSignerNotOwner: the envelope is signed by a key other than the
+	// manifest's Owner.
+	ErrSignerNotOwner = errors.New("manifest signer is not its owner")
+	// ErrInvalidManifest: a field of the manifest is malformed.
+	ErrInvalidManifest = errors.New("invalid manifest")
+	// ErrNameTaken: the model ID already belongs to another owner.
+	ErrNameTaken = errors.New("model id owned by another peer")
+	// ErrStaleVersion: the manifest's version is not newer than the known one
+	// (a replay, or a conflicting manifest with an equal version).
+	ErrStaleVersion = errors.New("manifest version not newer than known")
+	// ErrNotOwner: an unpublish was attempted with a key that does not own
+	// the model.
+	ErrNotOwner = errors.New("not the owner of the model")
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Manifest is a model's public, signed description. It implements
+// record.Record, so it travels inside a libp2p signed envelope (see Seal and
+// Open); its payload is the protobuf pb.Manifest.
+type Manifest struct {
+	ID          string    // model name, e.g. "convnet"
+	Owner       peer.ID   // the signer
+	Mode        string    // "mpc" or "plain"
+	Holders     []peer.ID // share-holders in party order (mpc), or the one host (plain)
+	InputShape  []int     // plan input shape, -1 = free batch dim
+	OutputShape []int     // for batch 1
+	PlanHash    string    // hex sha256 of the plan encoding
+	Plan        []byte    // the plan encoding (plan.(*Plan).Marshal), public
+	AllowRemote bool      // false: holders refuse queries (--no-remote-inference)
+	Version     uint64    // strictly increasing per (owner, ID); replays of older versions are refused
+	Time        time.Time // when the owner signed this version
+	Deleted     bool      // a tombstone written by Unpublish (higher Version)
+}
+
+func init() { record.RegisterType(&Manifest{}) }
+
+// Domain implements record.Record.
+func (m *Manifest) Domain() string { return ManifestDomain }
+
+// Codec implements record.Record.
+func (m *Manifest) Codec() []byte { return []byte(ManifestCodec) }
+
+// MarshalRecord implements record.Record: the deterministic protobuf
+// encoding of m. It does not validate m; Seal does.
+func (m *Manifest) MarshalRecord() ([]byte, error) {
+	p := &pb.Manifest{
+		Id:           m.ID,
+		Owner:        []byte(m.Owner),
+		Mode:         m.Mode,
+		PlanHash:     m.PlanHash,
+		Plan:         m.Plan,
+		AllowRemote:  m.AllowRemote,
+		Version:      m.Version,
+		TimeUnixNano: m.Time.UnixNano(),
+		Deleted:      m.Deleted,
+	}
+	if m.Time.IsZero() {
+		p.TimeUnixNano = 0
+	}
+	for _, h := range m.Holders {
+		p.Holders = append(p.Holders, []byte(h))
+	}
+	for _, d := range m.InputShape {
+		p.InputShape = append(p.InputShape, int64(d))
+	}
+	for _, d := range m.OutputShape {
+		p.OutputShape = append(p.OutputShape, int64(d))
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("marshal manifest %q: %w", m.ID, err)
+	}
+	return b, nil
+}
+
+// UnmarshalRecord implements record.Record. It decodes the payload and
+// checks every field (see Validate); it does not check who signed it.
+func (m *Manifest) UnmarshalRecord(b []byte) error {
+	if len(b) > MaxManifestSize {
+		return fmt.Errorf("manifest payload of %d bytes: %w", len(b), ErrTooLarge)
+	}
+	var p pb.Manifest
+	if err := proto.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("%w: decode payload: %v", ErrInvalidManifest, err)
+	}
+	owner, err := peer.IDFromBytes(p.Owner)
+	if err != nil {
+		return fmt.Errorf("%w: owner: %v", ErrInvalidManifest, err)
+	}
+	out := Manifest{
+		ID:          p.Id,
+		Owner:       owner,
+		Mode:        p.Mode,
+		PlanHash:    p.PlanHash,
+		Plan:        p.Plan,
+		AllowRemote: p.AllowRemote,
+		Version:     p.Version,
+		Deleted:     p.Deleted,
+	}
+	if p.TimeUnixNano != 0 {
+		out.Time = time.Unix(0, p.TimeUnixNano).UTC()
+	}
+	if len(p.Holders) > MaxHolders {
+		return fmt.Errorf("%w: %d holders, at most %d", ErrInvalidManifest, len(p.Holders), MaxHolders)
+	}
+	for i, hb := range p.Holders {
+		h, err := peer.IDFromBytes(hb)
+		if err != nil {
+			return fmt.Errorf("%w: holder %d: %v", ErrInvalidManifest, i, err)
+		}
+		out.Holders = append(out.Holders, h)
+	}
+	if out.InputShape, err = decodeShape("input shape", p.InputShape); err != nil {
+		return err
+	}
+	if out.OutputShape, err = decodeShape("output shape", p.OutputShape); err != nil {
+		return err
+	}
+	if err := out.Validate(); err != nil {
+		return err
+	}
+	*m = out
+	return nil
+}
+
+func decodeShape(what string, dims []int64) ([]int, error) {
+	if len(dims) > MaxRank {
+		return nil, fmt.Errorf("%w: %s has rank %d, at most %d", ErrInvalidManifest, what, len(dims), MaxRank)
+	}
+	if dims == nil {
+		return nil, nil
+	}
+	out := make([]int, len(dims))
+	for i, d := range dims {
+		if d < -1 || d > maxDim {
+			return nil, fmt.Errorf("%w: %s dim %d is %d", ErrInvalidManifest, what, i, d)
+		}
+		out[i] = int(d)
+	}
+	return out, nil
+}
+
+// ValidID reports whether id is a well-formed model ID: 1 to MaxIDLen bytes
+// of ASCII letters, digits, '.', '_' and '-', starting with a letter or digit.
+func ValidID(id string) error {
+	if len(id) == 0 || len(id) > MaxIDLen || !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: model id %q: want 1 to %d of [A-Za-z0-9._-] starting with a letter or digit",
+			ErrInvalidManifest, id, MaxIDLen)
+	}
+	return nil
+}
+
+// Validate checks every field of m except the signature:
+//  1. ID is a valid model ID (ValidID), Owner a valid peer ID, Version >= 1
+//     and Time set;
+//  2. a tombstone (Deleted) carries nothing else but may keep the fields;
+//  3. otherwise Mode is "mpc" with at least two distinct holders or "plain"
+//     with exactly one, shapes have dims >= 1 (or -1 for the batch dim,
+//     first input dim only), PlanHash is 64 lowercase hex digits, Plan is
+//     non-empty and hashes to PlanHash.
+func (m *Manifest) Validate() error {
+	if err := ValidID(m.ID); err != nil {
+		return err
+	}
+	if err := validPeer(m.Owner); err != nil {
+		return fmt.Errorf("%w: %q: owner: %v", ErrInvalidManifest, m.ID, err)
+	}
+	if m.Version == 0 {
+		return fmt.Errorf("%w: %q: version must be at least 1", ErrInvalidManifest, m.ID)
+	}
+	if m.Time.IsZero() {
+		return fmt.Errorf("%w: %q: time not set", ErrInvalidManifest, m.ID)
+	}
+	if m.Deleted {
+		return nil
+	}
+	switch m.Mode {
+	case ModeMPC:
+		if len(m.Holders) < 2 {
+			return fmt.Errorf("%w: %q: mpc mode needs at least 2 holders, got %d", ErrInvalidManifest, m.ID, len(m.Holders))
+		}
+	case ModePlain:
+		if len(m.Holders) != 1 {
+			return fmt.Errorf("%w: %q: plain mode needs exactly 1 host, got %d", ErrInvalidManifest, m.ID, len(m.Holders))
+		}
+	default:
+		return fmt.Errorf("%w: %q: mode %q, want %q or %q", ErrInvalidManifest, m.ID, m.Mode, ModeMPC, ModePlain)
+	}
+	if len(m.Holders) > MaxHolders {
+		return fmt.Errorf("%w: %q: %d holders, at most %d", ErrInvalidManifest, m.ID, len(m.Holders), MaxHolders)
+	}
+	seen := make(map[peer.ID]bool, len(m.Holders))
+	for i, h := range m.Holders {
+		if err := validPeer(h); err != nil {
+			return fmt.Errorf("%w: %q: holder %d: %v", ErrInvalidManifest, m.ID, i, err)
+		}
+		if seen[h] {
+			return fmt.Errorf("%w: %q: holder %s named twice", ErrInvalidManifest, m.ID, h)
+		}
+		seen[h] = true
+	}
+	if err := checkShape(m.ID, "input shape", m.InputShape, true); err != nil {
+		return err
+	}
+	if err := checkShape(m.ID, "output shape", m.OutputShape, false); err != nil {
+		return err
+	}
+	if len(m.PlanHash) != 2*sha256.Size || !isLowerHex(m.PlanHash) {
+		return fmt.Errorf("%w: %q: plan hash %q is not 64 lowercase hex digits", ErrInvalidManifest, m.ID, m.PlanHash)
+	}
+	if len(m.Plan) == 0 {
+		return fmt.Errorf("%w: %q: empty plan", ErrInvalidManifest, m.ID)
+	}
+	if sum := sha256.Sum256(m.Plan); hex.EncodeToString(sum[:]) != m.PlanHash {
+		return fmt.Errorf("%w: %q: plan hash %s does not match the plan (sha256 %x)", ErrInvalidManifest, m.ID, m.PlanHash, sum)
+	}
+	return nil
+}
+
+func checkShape(id, what string, dims []int, batchDim bool) error {
+	if len(dims) == 0 {
+		return fmt.Errorf("%w: %q: empty %s", ErrInvalidManifest, id, what)
+	}
+	if len(dims) > MaxRank {
+		return fmt.Errorf("%w: %q: %s has rank %d, at most %d", ErrInvalidManifest, id, what, len(dims), MaxRank)
+	}
+	for i, d := range dims {
+		ok := d >= 1 && d <= maxDim || d == -1 && i == 0 && batchDim
+		if !ok {
+			return fmt.Errorf("%w: %q: %s %v: dim %d is %d", ErrInvalidManifest, id, what, dims, i, d)
+		}
+	}
+	return nil
+}
+
+// validPeer checks that id is a well-formed peer ID (a multihash).
+func validPeer(id peer.ID) error {
+	if _, err := peer.IDFromBytes([]byte(id)); err != nil {
+		return err
+	}
+	return nil
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Clone returns a deep copy of m.
+func (m *Manifest) Clone() *Manifest {
+	c := *m
+	c.Holders = slices.Clone(m.Holders)
+	c.InputShape = slices.Clone(m.InputShape)
+	c.OutputShape = slices.Clone(m.OutputShape)
+	c.Plan = bytes.Clone(m.Plan)
+	return &c
+}
+
+// Seal validates m, checks that sk is the key of m.Owner and returns the
+// serialized signed envelope. It does not change m.
+func Seal(m *Manifest, sk crypto.PrivKey) ([]byte, error) {
+	if sk == nil {
+		return nil, fmt.Errorf("seal manifest %q: nil private key", m.ID)
+	}
+	signer, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		return nil, fmt.Errorf("seal manifest %q: signer id: %w", m.ID, err)
+	}
+	if signer != m.Owner {
+		return nil, fmt.Errorf("seal manifest %q: key of %s, owner %s: %w", m.ID, signer, m.Owner, ErrSignerNotOwner)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	env, err := record.Seal(m, sk)
+	if err != nil {
+		return nil, fmt.Errorf("seal manifest %q: %w", m.ID, err)
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("seal manifest %q: marshal envelope: %w", m.ID, err)
+	}
+	if len(b) > MaxManifestSize {
+		return nil, fmt.Errorf("seal manifest %q: envelope of %d bytes, cap %d: %w", m.ID, len(b), MaxManifestSize, ErrTooLarge)
+	}
+	return b, nil
+}
+
+// Open verifies a serialized manifest envelope and returns its manifest:
+//  1. the envelope is at most MaxManifestSize bytes;
+//  2. its signature verifies in ManifestDomain, its payload type is
+//     ManifestCodec, and the payload decodes to a valid manifest;
+//  3. the signing key is the key of the manifest's Owner.
+//
+// It never panics on any input.
+func Open(envelope []byte) (*Manifest, error) {
+	if len(envelope) > MaxManifestSize {
+		return nil, fmt.Errorf("open manifest: envelope of %d bytes, cap %d: %w", len(envelope), MaxManifestSize, ErrTooLarge)
+	}
+	env, rec, err := record.ConsumeEnvelope(envelope, ManifestDomain)
+	if err != nil {
+		if errors.Is(err, ErrInvalidManifest) || errors.Is(err, ErrTooLarge) {
+			return nil, fmt.Errorf("open manifest: %w", err)
+		}
+		return nil, fmt.Errorf("open manifest: %w: %v", ErrBadEnvelope, err)
+	}
+	m, ok := rec.(*Manifest)
+	if !ok {
+		return nil, fmt.Errorf("open manifest: %w: payload type %q is a %T", ErrBadEnvelope, env.PayloadType, rec)
+	}
+	signer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("open manifest %q: %w: signer key: %v", m.ID, ErrBadEnvelope, err)
+	}
+	if signer != m.Owner {
+		return nil, fmt.Errorf("open manifest %q: signed by %s, owner %s: %w", m.ID, signer, m.Owner, ErrSignerNotOwner)
+	}
+	return m, nil
+}

@@ -1,0 +1,170 @@
+package discovery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+)
+
+// maxRegistryEntries caps the number of model IDs (live or tombstoned) a
+// node keeps, so that a peer signing junk manifests under fresh names cannot
+// grow a node's memory without bound.
+const maxRegistryEntries = 10000
+
+var (
+	errRegistryFull = errors.New("manifest registry full")
+	errBadKey       = errors.New("dht key does not match manifest id")
+)
+
+// registryPrefix is where the registry persists envelopes in the datastore,
+// one key per model ID.
+var registryPrefix = datastore.NewKey("/grid/discovery/manifests")
+
+// entry is one model ID's newest known manifest and its signed envelope.
+type entry struct {
+	m   *Manifest
+	env []byte
+}
+
+// registry is the node's view of the network's models: for each ID, the
+// newest verified manifest (tombstones included). It enforces the update
+// rules of decide and persists every accepted envelope when ds is set.
+type registry struct {
+	mu      sync.RWMutex
+	entries map[string]*entry
+	ds      datastore.Datastore // nil: memory only
+}
+
+func newRegistry(ds datastore.Datastore) *registry {
+	return &registry{entries: make(map[string]*entry), ds: ds}
+}
+
+// verdict is what decide concludes about an incoming manifest.
+type verdict int
+
+const (
+	verdictRefuse    verdict = iota // refused: the error says why
+	verdictAccept                   // newer: replace the entry
+	verdictDuplicate                // byte-identical to the known entry: nothing to do
+)
+
+// decide applies the update rules to an incoming manifest m (already
+// verified by Open) with envelope env, given the known entry (nil if none):
+//  1. an unknown ID is accepted (first signer owns the name, as far as this
+//     node knows);
+//  2. an ID known under another owner is refused (ErrNameTaken), tombstones
+//     included: a name stays with its owner after Unpublish;
+//  3. an older version is refused (ErrStaleVersion: a replay);
+//  4. an equal version is a duplicate if byte-identical, else refused
+//     (ErrStaleVersion: two different manifests with one version);
+//  5. a newer version is accepted.
+func decide(known *entry, m *Manifest, env []byte) (verdict, error) {
+	switch {
+	case known == nil:
+		return verdictAccept, nil
+	case m.Owner != known.m.Owner:
+		return verdictRefuse, fmt.Errorf("model %q owned by %s, manifest signed by %s: %w", m.ID, known.m.Owner, m.Owner, ErrNameTaken)
+	case m.Version < known.m.Version:
+		return verdictRefuse, fmt.Errorf("model %q version %d, known version %d: %w", m.ID, m.Version, known.m.Version, ErrStaleVersion)
+	case m.Version == known.m.Version:
+		if bytes.Equal(env, known.env) {
+			return verdictDuplicate, nil
+		}
+		return verdictRefuse, fmt.Errorf("model %q: a different manifest with the known version %d: %w", m.ID, m.Version, ErrStaleVersion)
+	default:
+		return verdictAccept, nil
+	}
+}
+
+// check tells what apply would do, without changing anything.
+func (r *registry) check(m *Manifest, env []byte) (verdict, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.checkLocked(m, env)
+}
+
+func (r *registry) checkLocked(m *Manifest, env []byte) (verdict, error) {
+	known := r.entries[m.ID]
+	v, err := decide(known, m, env)
+	if v == verdictAccept && known == nil && len(r.entries) >= maxRegistryEntries {
+		return verdictRefuse, fmt.Errorf("model %q: %d models known: %w", m.ID, len(r.entries), errRegistryFull)
+	}
+	return v, err
+}
+
+// apply stores m if decide accepts it, persisting env first when the
+// registry has a datastore. It returns the verdict.
+func (r *registry) apply(ctx context.Context, m *Manifest, env []byte) (verdict, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, err := r.checkLocked(m, env)
+	if v != verdictAccept {
+		return v, err
+	}
+	if r.ds != nil {
+		if err := r.ds.Put(ctx, registryPrefix.ChildString(m.ID), env); err != nil {
+			return verdictRefuse, fmt.Errorf("persist manifest %q: %w", m.ID, err)
+		}
+	}
+	r.entries[m.ID] = &entry{m: m, env: env}
+	return verdictAccept, nil
+}
+
+// get returns the entry for id, or nil.
+func (r *registry) get(id string) *entry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.entries[id]
+}
+
+// all returns every entry, tombstones included, sorted by ID.
+func (r *registry) all() []*entry {
+	r.mu.RLock()
+	out := make([]*entry, 0, len(r.entries))
+	for _, e := range r.entries {
+		out = append(out, e)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].m.ID < out[j].m.ID })
+	return out
+}
+
+// stored is one envelope read back from the datastore.
+type stored struct {
+	key string
+	env []byte
+}
+
+// loadStored reads every persisted envelope. Verifying them is the
+// caller's job (Discovery.load), so that refusals are logged and counted.
+func (r *registry) loadStored(ctx context.Context) ([]stored, error) {
+	if r.ds == nil {
+		return nil, nil
+	}
+	res, err := r.ds.Query(ctx, query.Query{Prefix: registryPrefix.String()})
+	if err != nil {
+		return nil, fmt.Errorf("query stored manifests: %w", err)
+	}
+	defer res.Close()
+	var out []stored
+	for i := 0; ; i++ {
+		e, ok := res.NextSync()
+		if !ok {
+			break
+		}
+		if e.Error != nil {
+			return out, fmt.Errorf("read stored manifests: %w", e.Error)
+		}
+		if i >= maxRegistryEntries {
+			return out, fmt.Errorf("read stored manifests: more than %d: %w", maxRegistryEntries, errRegistryFull)
+		}
+		out = append(out, stored{key: e.Key, env: e.Value})
+	}
+	return out, nil
+}
