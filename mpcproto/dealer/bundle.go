@@ -22,6 +22,9 @@ type Bundle struct {
 	Frac uint
 	// PlanHash is the SHA-256 of the plan's encoding (plan.Plan.Hash).
 	PlanHash [32]byte
+	// Masks is the ID of the weight masks the material was dealt for
+	// (DealMasked), zero when none.
+	Masks [32]byte
 	// Seed keys the party's PRG.
 	Seed share.Seed
 	// Explicit holds the last party's shares of the derived parts, in
@@ -33,8 +36,8 @@ const (
 	bundleMagic   = "GRDB"
 	bundleVersion = 1
 	// bundleHeader: magic, version, frac, party u16, parties u16, batch u32,
-	// plan hash, seed, explicit count u64.
-	bundleHeader = 4 + 1 + 1 + 2 + 2 + 4 + 32 + share.SeedSize + 8
+	// plan hash, masks ID, seed, explicit count u64.
+	bundleHeader = 4 + 1 + 1 + 2 + 2 + 4 + 32 + 32 + share.SeedSize + 8
 	// MaxBatch bounds the batch size a bundle may name.
 	MaxBatch = 1 << 24
 )
@@ -55,8 +58,9 @@ func (b *Bundle) Marshal() ([]byte, error) {
 	binary.LittleEndian.PutUint16(out[8:], uint16(b.Parties))
 	binary.LittleEndian.PutUint32(out[10:], uint32(b.Batch))
 	copy(out[14:46], b.PlanHash[:])
-	copy(out[46:78], b.Seed[:])
-	binary.LittleEndian.PutUint64(out[78:], uint64(len(b.Explicit)))
+	copy(out[46:78], b.Masks[:])
+	copy(out[78:110], b.Seed[:])
+	binary.LittleEndian.PutUint64(out[110:], uint64(len(b.Explicit)))
 	for i, v := range b.Explicit {
 		binary.LittleEndian.PutUint64(out[bundleHeader+8*i:], v)
 	}
@@ -99,8 +103,9 @@ func UnmarshalBundle(data []byte) (*Bundle, error) {
 		Batch:   int(binary.LittleEndian.Uint32(data[10:])),
 	}
 	copy(b.PlanHash[:], data[14:46])
-	copy(b.Seed[:], data[46:78])
-	count := binary.LittleEndian.Uint64(data[78:])
+	copy(b.Masks[:], data[46:78])
+	copy(b.Seed[:], data[78:110])
+	count := binary.LittleEndian.Uint64(data[110:])
 	rest := uint64(len(data) - bundleHeader)
 	if rest%8 != 0 || count != rest/8 {
 		return nil, fmt.Errorf("dealer: bundle announces %d words but carries %d bytes after its header", count, rest)

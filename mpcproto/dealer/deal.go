@@ -59,13 +59,55 @@ func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]
 	if err != nil {
 		return nil, err
 	}
-	seeds, explicit, err := dealSchedule(sched, n, enc, rng)
+	seeds, explicit, err := dealSchedule(sched, n, enc, rng, nil)
 	if err != nil {
 		return nil, err
 	}
 	bundles := make([]*Bundle, n)
 	for i := range n {
 		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Seed: seeds[i]}
+	}
+	bundles[n-1].Explicit = explicit
+	return bundles, nil
+}
+
+// DealMasked is DealWith for parties that have opened the weight masks m
+// (see Masks): MatMul and Conv on masked weights use the fixed masks as B,
+// so their triples carry no B and the online phase opens no weight. The
+// bundles name m.ID.
+func DealMasked(p *plan.Plan, batch int, enc fixed.Encoding, m *Masks, rng io.Reader) ([]*Bundle, error) {
+	if m == nil {
+		return nil, fmt.Errorf("dealer: nil masks")
+	}
+	n := m.Parties
+	if n < 2 || n > MaxParties || len(m.Seeds) != n {
+		return nil, fmt.Errorf("dealer: masks for %d parties with %d seeds", n, len(m.Seeds))
+	}
+	if err := enc.Validate(); err != nil {
+		return nil, fmt.Errorf("dealer: %w", err)
+	}
+	hash, err := planHash(p)
+	if err != nil {
+		return nil, err
+	}
+	if hash != m.PlanHash {
+		return nil, fmt.Errorf("dealer: masks were made for plan %x, not %x", m.PlanHash[:8], hash[:8])
+	}
+	sched, err := ScheduleWith(p, batch, true)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := m.values(p)
+	if err != nil {
+		return nil, err
+	}
+	seeds, explicit, err := dealSchedule(sched, n, enc, rng, vals)
+	if err != nil {
+		return nil, err
+	}
+	bundles := make([]*Bundle, n)
+	for i := range n {
+		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Masks: m.ID, Seed: seeds[i]}
 	}
 	bundles[n-1].Explicit = explicit
 	return bundles, nil
@@ -81,7 +123,7 @@ func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*S
 	if err := enc.Validate(); err != nil {
 		return nil, fmt.Errorf("dealer: %w", err)
 	}
-	seeds, explicit, err := dealSchedule(sched, n, enc, rng)
+	seeds, explicit, err := dealSchedule(sched, n, enc, rng, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +142,7 @@ func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*S
 
 // dealSchedule draws n seeds and computes the last party's explicit words
 // for the schedule.
-func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]share.Seed, []uint64, error) {
+func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader, masks map[string][]uint64) ([]share.Seed, []uint64, error) {
 	seeds := make([]share.Seed, n)
 	prgs := make([]*share.PRG, n)
 	for i := range n {
@@ -143,7 +185,7 @@ func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]
 				vals[j] = make([]uint64, pt.n)
 			}
 		}
-		if err := req.derive(enc, vals); err != nil {
+		if err := req.derive(enc, vals, masks); err != nil {
 			return nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
 		}
 		for j, pt := range layout {

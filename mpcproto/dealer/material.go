@@ -73,7 +73,11 @@ func (r Request) layout() ([]part, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []part{{n: tensor.Size(r.X)}, {n: tensor.Size(r.Y)}, {n: tensor.Size(out), derived: true}}, nil
+		nb := tensor.Size(r.Y)
+		if r.FixedB != "" {
+			nb = 0 // the long-term mask serves as B
+		}
+		return []part{{n: tensor.Size(r.X)}, {n: nb}, {n: tensor.Size(out), derived: true}}, nil
 	case KindTrunc:
 		if r.N < 0 {
 			return nil, fmt.Errorf("negative size %d", r.N)
@@ -103,12 +107,20 @@ func (r Request) layout() ([]part, error) {
 }
 
 // derive computes the derived parts of r's material from its random parts
-// (the plaintext values, in vals, indexed like the layout).
-func (r Request) derive(enc fixed.Encoding, vals [][]uint64) error {
+// (the plaintext values, in vals, indexed like the layout) and, for a
+// request with a fixed B, the weight masks.
+func (r Request) derive(enc fixed.Encoding, vals [][]uint64, masks map[string][]uint64) error {
 	switch r.Kind {
 	case KindMatMul, KindConv, KindMul:
 		a := &tensor.Dense[uint64]{Shape: r.X, Data: vals[BilinearA]}
 		b := &tensor.Dense[uint64]{Shape: r.Y, Data: vals[BilinearB]}
+		if r.FixedB != "" {
+			mb, ok := masks[r.FixedB]
+			if !ok || len(mb) != tensor.Size(r.Y) {
+				return fmt.Errorf("no mask for weight %q of shape %v", r.FixedB, r.Y)
+			}
+			b.Data = mb
+		}
 		c, err := r.Bilinear(a, b)
 		if err != nil {
 			return err

@@ -62,18 +62,24 @@ type Request struct {
 	Group  int
 	// N is the element count of a Trunc or Sign request.
 	N int
+	// FixedB names the weight whose long-term mask serves as B (MatMul and
+	// Conv with weight masks, see Masks): the material then holds no B.
+	FixedB string
 }
 
 // Same reports whether r and o ask for the same material (Node aside).
 func (r Request) Same(o Request) bool {
 	return r.Kind == o.Kind && r.N == o.N && slices.Equal(r.X, o.X) && slices.Equal(r.Y, o.Y) &&
-		r.Window == o.Window && r.Group == o.Group
+		r.Window == o.Window && r.Group == o.Group && r.FixedB == o.FixedB
 }
 
 // String describes the request for error messages.
 func (r Request) String() string {
 	switch r.Kind {
 	case KindMatMul, KindConv, KindMul:
+		if r.FixedB != "" {
+			return fmt.Sprintf("%s %v x %v (mask of %s)", r.Kind, r.X, r.Y, r.FixedB)
+		}
 		return fmt.Sprintf("%s %v x %v", r.Kind, r.X, r.Y)
 	}
 	return fmt.Sprintf("%s [%d]", r.Kind, r.N)
@@ -158,14 +164,27 @@ func MaxTreeSizes(k int) []int {
 // Schedule is the sequence of material requests of one evaluation of p with
 // the given batch size, in the order the engine consumes them.
 func Schedule(p *plan.Plan, batch int) ([]Request, error) {
+	return ScheduleWith(p, batch, false)
+}
+
+// ScheduleWith is Schedule, with weight masks (see Masks) when masked is
+// set: MatMul and Conv requests on a masked weight then name it in FixedB.
+func ScheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 	shapes, err := p.Shapes(batch)
 	if err != nil {
 		return nil, fmt.Errorf("dealer: schedule: %w", err)
 	}
+	var fixed map[string]bool
+	if masked {
+		fixed = make(map[string]bool)
+		for _, w := range MaskedWeights(p) {
+			fixed[w] = true
+		}
+	}
 	var out []Request
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
-		reqs, err := NodeRequests(n, shapes)
+		reqs, err := NodeRequests(n, shapes, fixed)
 		if err != nil {
 			return nil, fmt.Errorf("dealer: schedule: node %s (%s): %w", n.Name, n.Op, err)
 		}
@@ -174,8 +193,13 @@ func Schedule(p *plan.Plan, batch int) ([]Request, error) {
 	return out, nil
 }
 
-// NodeRequests is the material a node consumes, given every value's shape.
-func NodeRequests(n *plan.Node, shapes map[string][]int) ([]Request, error) {
+// NodeRequests is the material a node consumes, given every value's shape
+// and the set of weights with long-term masks (nil when none).
+func NodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool) ([]Request, error) {
+	fixedB := ""
+	if (n.Op == plan.MatMul || n.Op == plan.Conv) && len(n.Inputs) > 1 && masked[n.Inputs[1]] {
+		fixedB = n.Inputs[1]
+	}
 	in := func(i int) []int { return shapes[n.Inputs[i]] }
 	outSize := tensor.Size(shapes[n.Output])
 	trunc := Request{Kind: KindTrunc, Node: n.Name, N: outSize}
@@ -186,14 +210,14 @@ func NodeRequests(n *plan.Node, shapes map[string][]int) ([]Request, error) {
 			return nil, fmt.Errorf("matmul shapes %v and %v", x, w)
 		}
 		m := tensor.Size(x[:len(x)-1])
-		return []Request{{Kind: KindMatMul, Node: n.Name, X: []int{m, x[len(x)-1]}, Y: slices.Clone(w)}, trunc}, nil
+		return []Request{{Kind: KindMatMul, Node: n.Name, X: []int{m, x[len(x)-1]}, Y: slices.Clone(w), FixedB: fixedB}, trunc}, nil
 	case plan.Conv:
 		win, err := ConvWindow(&n.Attrs, in(1))
 		if err != nil {
 			return nil, err
 		}
 		return []Request{{Kind: KindConv, Node: n.Name, X: slices.Clone(in(0)), Y: slices.Clone(in(1)),
-			Window: win, Group: n.Attrs.Groups()}, trunc}, nil
+			Window: win, Group: n.Attrs.Groups(), FixedB: fixedB}, trunc}, nil
 	case plan.Mul:
 		return []Request{{Kind: KindMul, Node: n.Name, X: slices.Clone(in(0)), Y: slices.Clone(in(1))}, trunc}, nil
 	case plan.MulConst:

@@ -34,7 +34,7 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 	if hash != b.PlanHash {
 		return nil, fmt.Errorf("dealer: bundle was dealt for plan %x, not %x", b.PlanHash[:8], hash[:8])
 	}
-	sched, err := Schedule(p, b.Batch)
+	sched, err := ScheduleWith(p, b.Batch, b.Masked())
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +71,9 @@ func expand(sched []Request, seed share.Seed, last bool, explicit []uint64) (*So
 	}
 	return src, nil
 }
+
+// Masked reports whether the bundle was dealt for weight masks.
+func (b *Bundle) Masked() bool { return b.Masks != [32]byte{} }
 
 // Next returns the material of the next request; it fails when the
 // schedule is exhausted or the next request differs from want.

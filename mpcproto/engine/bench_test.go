@@ -11,18 +11,27 @@ import (
 	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
-// benchSession runs whole in-process sessions and reports, per inference:
-// online rounds, bytes sent per party (the most loaded party), the online
-// time (slowest party), the dealer's time, the parties' bundle expansion
-// time, and the dealer's bytes (all bundles).
-func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int) {
+// benchSession deploys the model once (sharing the weights, and opening
+// the weight masks when masked) and runs one inference per iteration,
+// reporting per inference: online rounds, bytes sent per party (the most
+// loaded party), the online time (slowest party), the dealer's time, the
+// parties' bundle expansion time, and the dealer's bytes (all bundles).
+func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int, masked bool) {
 	ctx := context.Background()
+	var opts []Option
+	if masked {
+		opts = append(opts, WithWeightMasks())
+	}
+	l, err := NewLocal(ctx, p, w, n, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var online, dealer, offline time.Duration
 	var st Stats
 	b.ResetTimer()
 	for b.Loop() {
 		var err error
-		_, st, err = RunLocal(ctx, p, w, x, n)
+		_, st, err = l.Infer(ctx, x)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -39,17 +48,25 @@ func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[fl
 	b.ReportMetric(float64(online.Microseconds())/1000/it/batch, "online-ms/sample")
 	b.ReportMetric(float64(dealer.Microseconds())/1000/it, "dealer-ms")
 	b.ReportMetric(float64(offline.Microseconds())/1000/it, "expand-ms")
+	if masked {
+		b.ReportMetric(float64(l.Setup.BytesSent), "setupB/party")
+	}
 }
 
 // BenchmarkMLP784 is SecureML's network A (784-128-128-10, ReLU), weights
-// random but fixed by a seed, over the in-memory transport.
+// random but fixed by a seed, over the in-memory transport, with fresh
+// matrix triples per query ("triples") and with weight masks opened once
+// at deployment ("masks", the setup's bytes reported as setupB/party).
 func BenchmarkMLP784(b *testing.B) {
 	r := rand.New(rand.NewPCG(784, 1))
 	p, w := mlp(r, 784, 128, 128, 10)
-	for _, n := range []int{2, 3} {
-		for _, batch := range []int{1, 100} {
-			x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
-			b.Run(fmt.Sprintf("N=%d/batch=%d", n, batch), func(b *testing.B) { benchSession(b, p, w, x, n) })
+	for _, masked := range []bool{false, true} {
+		mode := map[bool]string{false: "triples", true: "masks"}[masked]
+		for _, n := range []int{2, 3} {
+			for _, batch := range []int{1, 100} {
+				x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
+				b.Run(fmt.Sprintf("%s/N=%d/batch=%d", mode, n, batch), func(b *testing.B) { benchSession(b, p, w, x, n, masked) })
+			}
 		}
 	}
 }
@@ -80,7 +97,7 @@ func BenchmarkSmallCNN(b *testing.B) {
 	for _, n := range []int{2, 3} {
 		for _, batch := range []int{1, 100} {
 			x := uniform(rand.New(rand.NewPCG(2, uint64(batch))), 1, batch, 1, 8, 8)
-			b.Run(fmt.Sprintf("N=%d/batch=%d", n, batch), func(b *testing.B) { benchSession(b, p, w, x, n) })
+			b.Run(fmt.Sprintf("N=%d/batch=%d", n, batch), func(b *testing.B) { benchSession(b, p, w, x, n, true) })
 		}
 	}
 }

@@ -24,6 +24,10 @@ type Config struct {
 	// Enc is the fixed-point encoding of every share; the zero value is
 	// exact integers (0 fractional bits): use fixed.Default().
 	Enc fixed.Encoding
+	// Masks is this party's opened weight masks (OpenMasks), or nil. With
+	// masks, the bundle must have been dealt by dealer.DealMasked with the
+	// same mask set; without, by dealer.Deal.
+	Masks *WeightMasks
 }
 
 // Stats are one party's figures for a session (RunLocal sums or maxes them
@@ -75,6 +79,10 @@ func RunParty(ctx context.Context, cfg Config, t transport.Transport,
 		return nil, st, fmt.Errorf("engine: bundle was dealt for batch %d, the session has batch %d", b.Batch, batch)
 	case b.Frac != cfg.Enc.Frac:
 		return nil, st, fmt.Errorf("engine: bundle was dealt for %d fractional bits, the session uses %d", b.Frac, cfg.Enc.Frac)
+	case cfg.Masks == nil && b.Masked():
+		return nil, st, errors.New("engine: bundle was dealt for weight masks, the session has none (run OpenMasks)")
+	case cfg.Masks != nil && b.Masks != cfg.Masks.ID:
+		return nil, st, fmt.Errorf("engine: bundle was dealt for mask set %x, the session's masks are %x", b.Masks[:8], cfg.Masks.ID[:8])
 	}
 	start := time.Now()
 	src, err := b.Expand(cfg.Plan)
@@ -135,7 +143,7 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p := &party{ctx: pctx, cancel: cancel, t: t, n: n, self: self, enc: cfg.Enc, src: src}
+	p := &party{ctx: pctx, cancel: cancel, t: t, n: n, self: self, enc: cfg.Enc, src: src, masks: cfg.Masks}
 	start := time.Now()
 	for i := range cfg.Plan.Nodes {
 		nd := &cfg.Plan.Nodes[i]

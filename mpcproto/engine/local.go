@@ -15,13 +15,14 @@ import (
 	"github.com/gridmpc/grid/mpcproto/transport"
 )
 
-// Option configures RunLocal.
+// Option configures RunLocal and NewLocal.
 type Option func(*localConfig)
 
 type localConfig struct {
-	enc fixed.Encoding
-	rng io.Reader
-	net *transport.Network
+	enc    fixed.Encoding
+	rng    io.Reader
+	net    *transport.Network
+	masked bool
 }
 
 // WithEncoding sets the fixed-point encoding (default fixed.Default()).
@@ -32,107 +33,128 @@ func WithEncoding(e fixed.Encoding) Option { return func(c *localConfig) { c.enc
 func WithRand(r io.Reader) Option { return func(c *localConfig) { c.rng = r } }
 
 // WithNetwork runs the parties over nw (which must have n parties) instead
-// of a fresh in-memory network, so that a test can drop, delay, rewrite or
-// disconnect messages and read the counters.
+// of a fresh in-memory network per session, so that a test can drop, delay,
+// rewrite or disconnect messages and read the counters.
 func WithNetwork(nw *transport.Network) Option { return func(c *localConfig) { c.net = nw } }
 
-// RunLocal runs a whole session in-process with n parties: it encodes and
-// shares the weights and the input, deals the material, runs the n parties
-// concurrently over an in-memory network, and reconstructs and decodes the
-// output. The returned Stats hold the largest per-party figures (rounds,
-// bytes, online and offline time), the dealer's time and total bundle
-// bytes, and every party's own Stats in Parties. On failure the error is
-// the first party error (the cause; the others are cancelled).
-func RunLocal(ctx context.Context, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int,
-	opts ...Option) (*tensor.Dense[float64], Stats, error) {
-	var st Stats
+// WithWeightMasks turns on the "mask weights once" optimisation: NewLocal
+// opens F = W - B for the dealer's weight masks once, and every inference
+// then opens only activations (see dealer.Masks).
+func WithWeightMasks() Option { return func(c *localConfig) { c.masked = true } }
+
+// Local is an in-process deployment of a model: its weights shared among n
+// parties once (and, with WithWeightMasks, their masks opened once), ready
+// for any number of inferences. It plays the owner, the dealer, the client
+// and the n holders; the holders run RunParty exactly as over a network.
+type Local struct {
+	p      *plan.Plan
+	n      int
+	cfg    localConfig
+	shares []map[string]*tensor.Dense[uint64]
+	masks  *dealer.Masks
+	wm     []*WeightMasks
+	// Setup holds the figures of the one-time mask opening (zero without
+	// weight masks): rounds, bytes per party, time.
+	Setup Stats
+}
+
+// NewLocal encodes and shares w among n parties for plan p (and opens the
+// weight masks with WithWeightMasks).
+func NewLocal(ctx context.Context, p *plan.Plan, w plan.Weights, n int, opts ...Option) (*Local, error) {
 	cfg := localConfig{enc: fixed.Default()}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if p == nil {
-		return nil, st, errors.New("engine: nil plan")
-	}
-	if x == nil {
-		return nil, st, errors.New("engine: nil input")
+		return nil, errors.New("engine: nil plan")
 	}
 	if n < 2 || n > dealer.MaxParties {
-		return nil, st, fmt.Errorf("engine: %d parties: need 2..%d", n, dealer.MaxParties)
+		return nil, fmt.Errorf("engine: %d parties: need 2..%d", n, dealer.MaxParties)
 	}
 	if cfg.net != nil && cfg.net.Parties() != n {
-		return nil, st, fmt.Errorf("engine: network has %d parties, the session %d", cfg.net.Parties(), n)
+		return nil, fmt.Errorf("engine: network has %d parties, the session %d", cfg.net.Parties(), n)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	if err := plan.CheckWeights(p, w); err != nil {
-		return nil, st, fmt.Errorf("engine: %w", err)
+		return nil, fmt.Errorf("engine: %w", err)
 	}
-	batch, err := batchOf(Config{Plan: p}, &tensor.Dense[uint64]{Shape: x.Shape})
-	if err != nil {
-		return nil, st, err
-	}
-	ex, err := cfg.enc.Encode(x)
-	if err != nil {
-		return nil, st, fmt.Errorf("engine: input: %w", err)
-	}
-	inShares, err := share.Split(ex, n, cfg.rng)
-	if err != nil {
-		return nil, st, fmt.Errorf("engine: input: %w", err)
-	}
-	wShares := make([]map[string]*tensor.Dense[uint64], n)
-	for i := range wShares {
-		wShares[i] = make(map[string]*tensor.Dense[uint64], len(w))
+	l := &Local{p: p, n: n, cfg: cfg, shares: make([]map[string]*tensor.Dense[uint64], n)}
+	for i := range l.shares {
+		l.shares[i] = make(map[string]*tensor.Dense[uint64], len(w))
 	}
 	for name, t := range w {
 		et, err := cfg.enc.Encode(t)
 		if err != nil {
-			return nil, st, fmt.Errorf("engine: weight %q: %w", name, err)
+			return nil, fmt.Errorf("engine: weight %q: %w", name, err)
 		}
 		ss, err := share.Split(et, n, cfg.rng)
 		if err != nil {
-			return nil, st, fmt.Errorf("engine: weight %q: %w", name, err)
+			return nil, fmt.Errorf("engine: weight %q: %w", name, err)
 		}
 		for i := range n {
-			wShares[i][name] = ss[i]
+			l.shares[i][name] = ss[i]
 		}
 	}
-	start := time.Now()
-	bundles, err := dealer.DealWith(p, batch, n, cfg.enc, cfg.rng)
+	if cfg.masked {
+		if err := l.openMasks(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Local) network() *transport.Network {
+	if l.cfg.net != nil {
+		return l.cfg.net
+	}
+	return transport.NewNetwork(l.n)
+}
+
+func (l *Local) openMasks(ctx context.Context) error {
+	m, err := dealer.NewMasks(l.p, l.n, l.cfg.rng)
 	if err != nil {
-		return nil, st, fmt.Errorf("engine: %w", err)
+		return fmt.Errorf("engine: %w", err)
 	}
-	st.Dealer = time.Since(start)
-	nw := cfg.net
-	if nw == nil {
-		nw = transport.NewNetwork(n)
-	}
+	l.masks = m
+	l.wm = make([]*WeightMasks, l.n)
+	mbs := m.Bundles()
+	nw := l.network()
+	stats := make([]Stats, l.n)
+	err = l.runAll(ctx, func(ctx context.Context, i int) error {
+		var err error
+		l.wm[i], stats[i], err = OpenMasks(ctx, l.p, nw.Transport(i), l.shares[i], mbs[i])
+		return err
+	})
+	l.Setup = summarize(stats)
+	return err
+}
+
+// runAll runs fn for every party concurrently and returns the first error
+// (the cause: the other parties are cancelled when one fails).
+func (l *Local) runAll(ctx context.Context, fn func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		party int
-		out   *tensor.Dense[uint64]
-		st    Stats
-		err   error
+	errs := make(chan error, l.n)
+	for i := range l.n {
+		go func() { errs <- fn(ctx, i) }()
 	}
-	results := make(chan result, n)
-	ecfg := Config{Plan: p, Batch: batch, Enc: cfg.enc}
-	for i := range n {
-		go func() {
-			out, s, err := RunParty(ctx, ecfg, nw.Transport(i), wShares[i], inShares[i], bundles[i])
-			results <- result{i, out, s, err}
-		}()
-	}
-	outs := make([]*tensor.Dense[uint64], n)
-	st.Parties = make([]Stats, n)
 	var first error
-	for range n {
-		r := <-results
-		if r.err != nil && first == nil {
-			first = r.err
+	for range l.n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 			cancel()
 		}
-		outs[r.party] = r.out
-		st.Parties[r.party] = r.st
 	}
-	for _, s := range st.Parties {
+	return first
+}
+
+// summarize combines per-party stats: the largest figure of each kind, the
+// total dealer bytes, and the parties' own stats.
+func summarize(ps []Stats) Stats {
+	var st Stats
+	for _, s := range ps {
 		st.Rounds = max(st.Rounds, s.Rounds)
 		st.Messages = max(st.Messages, s.Messages)
 		st.BytesSent = max(st.BytesSent, s.BytesSent)
@@ -141,12 +163,77 @@ func RunLocal(ctx context.Context, p *plan.Plan, w plan.Weights, x *tensor.Dense
 		st.Offline = max(st.Offline, s.Offline)
 		st.DealerBytes += s.DealerBytes
 	}
-	if first != nil {
-		return nil, st, first
+	st.Parties = ps
+	return st
+}
+
+// Infer runs one session on x: it shares x, deals the material, runs the
+// parties, and reconstructs and decodes the output. The returned Stats hold
+// the largest per-party figures (rounds, bytes, online and offline time),
+// the dealer's time and total bundle bytes, and every party's own Stats in
+// Parties. On failure the error is the first party error (the cause).
+func (l *Local) Infer(ctx context.Context, x *tensor.Dense[float64]) (*tensor.Dense[float64], Stats, error) {
+	var st Stats
+	if x == nil {
+		return nil, st, errors.New("engine: nil input")
 	}
-	y, err := share.ReconstructN(outs, n)
+	batch, err := batchOf(Config{Plan: l.p}, &tensor.Dense[uint64]{Shape: x.Shape})
+	if err != nil {
+		return nil, st, err
+	}
+	ex, err := l.cfg.enc.Encode(x)
+	if err != nil {
+		return nil, st, fmt.Errorf("engine: input: %w", err)
+	}
+	in, err := share.Split(ex, l.n, l.cfg.rng)
+	if err != nil {
+		return nil, st, fmt.Errorf("engine: input: %w", err)
+	}
+	start := time.Now()
+	var bundles []*dealer.Bundle
+	if l.masks != nil {
+		bundles, err = dealer.DealMasked(l.p, batch, l.cfg.enc, l.masks, l.cfg.rng)
+	} else {
+		bundles, err = dealer.DealWith(l.p, batch, l.n, l.cfg.enc, l.cfg.rng)
+	}
+	if err != nil {
+		return nil, st, fmt.Errorf("engine: %w", err)
+	}
+	dealt := time.Since(start)
+	nw := l.network()
+	outs := make([]*tensor.Dense[uint64], l.n)
+	stats := make([]Stats, l.n)
+	err = l.runAll(ctx, func(ctx context.Context, i int) error {
+		cfg := Config{Plan: l.p, Batch: batch, Enc: l.cfg.enc}
+		if l.wm != nil {
+			cfg.Masks = l.wm[i]
+		}
+		var err error
+		outs[i], stats[i], err = RunParty(ctx, cfg, nw.Transport(i), l.shares[i], in[i], bundles[i])
+		return err
+	})
+	st = summarize(stats)
+	st.Dealer = dealt
+	if err != nil {
+		return nil, st, err
+	}
+	y, err := share.ReconstructN(outs, l.n)
 	if err != nil {
 		return nil, st, fmt.Errorf("engine: output: %w", err)
 	}
-	return cfg.enc.Decode(y), st, nil
+	return l.cfg.enc.Decode(y), st, nil
+}
+
+// RunLocal runs a whole session in-process with n parties: NewLocal then
+// one Infer (see there for the Stats).
+func RunLocal(ctx context.Context, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int,
+	opts ...Option) (*tensor.Dense[float64], Stats, error) {
+	if x == nil {
+		return nil, Stats{}, errors.New("engine: nil input")
+	}
+	l, err := NewLocal(ctx, p, w, n, opts...)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	return l.Infer(ctx, x)
 }

@@ -20,7 +20,7 @@ func (p *party) evalNode(n *plan.Node, ins []*shared, out []int) (*shared, error
 	)
 	switch n.Op {
 	case plan.MatMul:
-		res, err = p.matmul(ins)
+		res, err = p.matmul(ins, p.fixedB(n.Inputs[1]))
 	case plan.Conv:
 		res, err = p.conv(n, ins)
 	case plan.Add, plan.Sub:
@@ -68,7 +68,7 @@ func (p *party) truncTensor(z *shared) (*shared, error) {
 	return &shared{Shape: z.Shape, Data: d}, nil
 }
 
-func (p *party) matmul(ins []*shared) (*shared, error) {
+func (p *party) matmul(ins []*shared, fixedB string) (*shared, error) {
 	x, w := ins[0], ins[1]
 	if len(x.Shape) < 1 || len(w.Shape) != 2 || x.Shape[len(x.Shape)-1] != w.Shape[0] {
 		return nil, fmt.Errorf("matmul of shapes %v and %v", x.Shape, w.Shape)
@@ -76,7 +76,7 @@ func (p *party) matmul(ins []*shared) (*shared, error) {
 	k := w.Shape[0]
 	rows := tensor.Size(x.Shape[:len(x.Shape)-1])
 	x2 := &shared{Shape: []int{rows, k}, Data: x.Data}
-	z, err := p.bilinear(dealer.Request{Kind: dealer.KindMatMul, X: x2.Shape, Y: w.Shape}, x2, w)
+	z, err := p.bilinear(dealer.Request{Kind: dealer.KindMatMul, X: x2.Shape, Y: w.Shape, FixedB: fixedB}, x2, w)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,8 @@ func (p *party) conv(n *plan.Node, ins []*shared) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := dealer.Request{Kind: dealer.KindConv, X: x.Shape, Y: w.Shape, Window: win, Group: n.Attrs.Groups()}
+	req := dealer.Request{Kind: dealer.KindConv, X: x.Shape, Y: w.Shape, Window: win, Group: n.Attrs.Groups(),
+		FixedB: p.fixedB(n.Inputs[1])}
 	z, err := p.bilinear(req, x, w)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ type party struct {
 	self   int
 	enc    fixed.Encoding
 	src    dealer.Provider
+	masks  *WeightMasks // nil without weight masks
 
 	node *plan.Node // being evaluated, for errors and material requests
 

@@ -8,7 +8,9 @@ import (
 // bilinear computes shares of f(x, y) for the bilinear map f of req (matrix
 // product, convolution or broadcast product), with a triple (A, B, C = f(A, B)):
 //
-//  1. open E = x - A and F = y - B (one round, both at once);
+//  1. open E = x - A and F = y - B (one round, both at once); with weight
+//     masks (req.FixedB) B is the weight's long-term mask and F = W - B was
+//     opened once at setup, so only E is opened;
 //  2. z = C + f(E, B + F) + f(A, F), the f(E, F) term (inside B + F) being
 //     added by party 0 only; since f is bilinear,
 //     f(E + A, F + B) = f(E, F) + f(E, B) + f(A, F) + f(A, B) = f(x, y).
@@ -25,16 +27,31 @@ func (p *party) bilinear(req dealer.Request, x, y *tensor.Dense[uint64]) (*tenso
 	for i, v := range x.Data {
 		e[i] = v - a[i]
 	}
-	f := make([]uint64, len(y.Data))
-	for i, v := range y.Data {
-		f[i] = v - b[i]
+	var E, F *tensor.Dense[uint64]
+	if req.FixedB != "" {
+		// weight masks: B is the long-term mask, F = W - B is already open
+		mb, mf := p.masks.B[req.FixedB], p.masks.F[req.FixedB]
+		if mb == nil || mf == nil || len(mb.Data) != len(y.Data) {
+			return nil, p.failf("no opened mask for weight %q", req.FixedB)
+		}
+		b, F = mb.Data, mf
+		op, err := p.open(arith(e))
+		if err != nil {
+			return nil, err
+		}
+		E = &tensor.Dense[uint64]{Shape: x.Shape, Data: op[0]}
+	} else {
+		f := make([]uint64, len(y.Data))
+		for i, v := range y.Data {
+			f[i] = v - b[i]
+		}
+		op, err := p.open(arith(e), arith(f))
+		if err != nil {
+			return nil, err
+		}
+		E = &tensor.Dense[uint64]{Shape: x.Shape, Data: op[0]}
+		F = &tensor.Dense[uint64]{Shape: y.Shape, Data: op[1]}
 	}
-	op, err := p.open(arith(e), arith(f))
-	if err != nil {
-		return nil, err
-	}
-	E := &tensor.Dense[uint64]{Shape: x.Shape, Data: op[0]}
-	F := &tensor.Dense[uint64]{Shape: y.Shape, Data: op[1]}
 	bf := make([]uint64, len(b))
 	copy(bf, b)
 	if p.lead() {

@@ -17,7 +17,7 @@ import (
 // transcript runs one session and returns what party `watch` receives in
 // the online phase: the message headers, and the payload bytes, each as the
 // concatenation of the streams from party 0, 1, ... in turn.
-func transcript(t *testing.T, x *tensor.Dense[float64], n, watch int) (headers, payload []byte) {
+func transcript(t *testing.T, x *tensor.Dense[float64], n, watch int, opts ...Option) (headers, payload []byte) {
 	t.Helper()
 	p, w, _ := smallMLP()
 	nw := transport.NewNetwork(n)
@@ -32,7 +32,7 @@ func transcript(t *testing.T, x *tensor.Dense[float64], n, watch int) (headers, 
 		}
 		return m, true
 	})
-	if _, _, err := RunLocal(context.Background(), p, w, x, n, WithNetwork(nw)); err != nil {
+	if _, _, err := RunLocal(context.Background(), p, w, x, n, append(opts, WithNetwork(nw))...); err != nil {
 		t.Fatal(err)
 	}
 	return bytes.Join(hs, nil), bytes.Join(ps, nil)
@@ -88,7 +88,15 @@ const chiLimit = 400
 //     catch a single unmasked value;
 //   - and, as a control that the statistics have power, the same tests
 //     reject the unmasked fixed-point encoding of the input.
+//
+// It runs with and without weight masks (with them, the transcript also
+// holds the one-time opening of F = W - B).
 func TestPrivacyOpenedValuesUniform(t *testing.T) {
+	t.Run("triples", func(t *testing.T) { testPrivacy(t) })
+	t.Run("weight masks", func(t *testing.T) { testPrivacy(t, WithWeightMasks()) })
+}
+
+func testPrivacy(t *testing.T, opts ...Option) {
 	const runs = 150
 	n, watch := 3, 1
 	xa := tensor.New[float64](2, 4)
@@ -101,8 +109,8 @@ func TestPrivacyOpenedValuesUniform(t *testing.T) {
 	var words int
 	var topA, topB [][256]float64 // per word position: histogram of its top byte
 	for run := range runs {
-		hdrA, pa := transcript(t, xa, n, watch)
-		hdrB, pb := transcript(t, xb, n, watch)
+		hdrA, pa := transcript(t, xa, n, watch, opts...)
+		hdrB, pb := transcript(t, xb, n, watch, opts...)
 		if !bytes.Equal(hdrA, hdrB) || len(pa) != len(pb) {
 			t.Fatalf("run %d: transcript shape differs between inputs", run)
 		}

@@ -1,0 +1,205 @@
+package dealer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/share"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// Weight masks ("mask weights once"). Weights do not change between
+// queries, so for a (model, dealer) pair the dealer fixes a uniform mask B
+// per weight that is the right operand of a MatMul or Conv, the holders
+// open F = W - B once (engine.OpenMasks), and every later triple for that
+// weight is (A, B, A·B) with a fresh A: a query then opens only X - A, its
+// activations' size, instead of the weights' (SecureML and CrypTen do the
+// same). F reveals nothing: B is uniform and never used with another W.
+//
+// Every party expands its share of B from its own mask seed, so B is the
+// sum of N PRG streams; the dealer, which holds all seeds, knows B and
+// derives the C = A·B of later bundles from it.
+
+// Masks is the dealer's long-term mask state for one plan and N parties.
+// Keep it secret: it determines every party's mask shares.
+type Masks struct {
+	PlanHash [32]byte
+	Parties  int
+	// ID names the mask set (a hash of the seeds); bundles dealt with it
+	// carry it so a party can match them with its opened masks.
+	ID    [32]byte
+	Seeds []share.Seed
+}
+
+// MaskedWeights lists, in plan order, the weights that get a fixed mask:
+// those used as the right operand (input 1) of a MatMul or Conv node.
+func MaskedWeights(p *plan.Plan) []string {
+	used := make(map[string]bool)
+	for _, n := range p.Nodes {
+		if (n.Op == plan.MatMul || n.Op == plan.Conv) && len(n.Inputs) > 1 {
+			used[n.Inputs[1]] = true
+		}
+	}
+	var out []string
+	for _, w := range p.Weights {
+		if used[w.Name] {
+			out = append(out, w.Name)
+		}
+	}
+	return out
+}
+
+// NewMasks draws the mask seeds of a plan for n parties (rng nil means
+// crypto/rand).
+func NewMasks(p *plan.Plan, n int, rng io.Reader) (*Masks, error) {
+	if n < 2 || n > MaxParties {
+		return nil, fmt.Errorf("dealer: %d parties: need 2..%d", n, MaxParties)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("dealer: %w", err)
+	}
+	hash, err := planHash(p)
+	if err != nil {
+		return nil, err
+	}
+	m := &Masks{PlanHash: hash, Parties: n, Seeds: make([]share.Seed, n)}
+	h := sha256.New()
+	h.Write([]byte("grid mask set"))
+	for i := range m.Seeds {
+		if m.Seeds[i], err = share.NewSeed(rng); err != nil {
+			return nil, fmt.Errorf("dealer: %w", err)
+		}
+		h.Write(m.Seeds[i][:])
+	}
+	copy(m.ID[:], h.Sum(nil))
+	return m, nil
+}
+
+// values computes the masks B themselves (the sum of every party's share).
+func (m *Masks) values(p *plan.Plan) (map[string][]uint64, error) {
+	out := make(map[string][]uint64)
+	for i := range m.Parties {
+		sh, err := expandMasks(p, m.Seeds[i])
+		if err != nil {
+			return nil, err
+		}
+		for name, s := range sh {
+			if out[name] == nil {
+				out[name] = make([]uint64, len(s.Data))
+			}
+			combine(out[name], s.Data, false)
+		}
+	}
+	return out, nil
+}
+
+// Bundles returns every party's mask bundle, to send once.
+func (m *Masks) Bundles() []*MaskBundle {
+	out := make([]*MaskBundle, m.Parties)
+	for i := range out {
+		out[i] = &MaskBundle{Party: i, Parties: m.Parties, PlanHash: m.PlanHash, ID: m.ID, Seed: m.Seeds[i]}
+	}
+	return out
+}
+
+// MaskBundle is one party's part of a mask set: its seed.
+type MaskBundle struct {
+	Party, Parties int
+	PlanHash       [32]byte
+	ID             [32]byte
+	Seed           share.Seed
+}
+
+const (
+	maskMagic = "GRDM"
+	maskSize  = 4 + 1 + 2 + 2 + 32 + 32 + share.SeedSize
+)
+
+// Marshal encodes the mask bundle.
+func (b *MaskBundle) Marshal() ([]byte, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	out := make([]byte, maskSize)
+	copy(out, maskMagic)
+	out[4] = bundleVersion
+	binary.LittleEndian.PutUint16(out[5:], uint16(b.Party))
+	binary.LittleEndian.PutUint16(out[7:], uint16(b.Parties))
+	copy(out[9:41], b.PlanHash[:])
+	copy(out[41:73], b.ID[:])
+	copy(out[73:], b.Seed[:])
+	return out, nil
+}
+
+func (b *MaskBundle) check() error {
+	if b.Parties < 2 || b.Parties > MaxParties {
+		return fmt.Errorf("dealer: mask bundle for %d parties: need 2..%d", b.Parties, MaxParties)
+	}
+	if b.Party < 0 || b.Party >= b.Parties {
+		return fmt.Errorf("dealer: mask bundle party %d out of range for %d parties", b.Party, b.Parties)
+	}
+	return nil
+}
+
+// UnmarshalMaskBundle decodes a mask bundle, checking its size and fields.
+func UnmarshalMaskBundle(data []byte) (*MaskBundle, error) {
+	if len(data) != maskSize {
+		return nil, fmt.Errorf("dealer: mask bundle of %d bytes, want %d", len(data), maskSize)
+	}
+	if string(data[:4]) != maskMagic {
+		return nil, errors.New("dealer: not a mask bundle (bad magic)")
+	}
+	if data[4] != bundleVersion {
+		return nil, fmt.Errorf("dealer: mask bundle version %d, want %d", data[4], bundleVersion)
+	}
+	b := &MaskBundle{
+		Party:   int(binary.LittleEndian.Uint16(data[5:])),
+		Parties: int(binary.LittleEndian.Uint16(data[7:])),
+	}
+	copy(b.PlanHash[:], data[9:41])
+	copy(b.ID[:], data[41:73])
+	copy(b.Seed[:], data[73:])
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Expand returns the party's shares of the masks of p, by weight name.
+func (b *MaskBundle) Expand(p *plan.Plan) (map[string]*tensor.Dense[uint64], error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	hash, err := planHash(p)
+	if err != nil {
+		return nil, err
+	}
+	if hash != b.PlanHash {
+		return nil, fmt.Errorf("dealer: mask bundle was made for plan %x, not %x", b.PlanHash[:8], hash[:8])
+	}
+	return expandMasks(p, b.Seed)
+}
+
+func expandMasks(p *plan.Plan, seed share.Seed) (map[string]*tensor.Dense[uint64], error) {
+	shapes := make(map[string][]int, len(p.Weights))
+	for _, w := range p.Weights {
+		shapes[w.Name] = w.Shape
+	}
+	prg := share.NewPRG(seed)
+	out := make(map[string]*tensor.Dense[uint64])
+	for _, name := range MaskedWeights(p) {
+		s := shapes[name]
+		if tensor.Size(s) < 0 || slices.Contains(s, -1) {
+			return nil, fmt.Errorf("dealer: weight %q has shape %v", name, s)
+		}
+		t := tensor.New[uint64](s...)
+		prg.Fill(t.Data)
+		out[name] = t
+	}
+	return out, nil
+}

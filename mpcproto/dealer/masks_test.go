@@ -1,0 +1,137 @@
+package dealer
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+func TestMaskedWeights(t *testing.T) {
+	if got := MaskedWeights(testPlan()); !slices.Equal(got, []string{"k", "w"}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// TestDealMasked: with masks, the bilinear material holds no B, and
+// C = f(A, B) for B the sum of every party's mask shares.
+func TestDealMasked(t *testing.T) {
+	p := testPlan()
+	for _, n := range []int{2, 3, 4} {
+		m, err := NewMasks(p, n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mbs := m.Bundles()
+		B := map[string][]uint64{}
+		for _, mb := range mbs {
+			raw, err := mb.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb2, err := UnmarshalMaskBundle(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sh, err := mb2.Expand(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, s := range sh {
+				if B[name] == nil {
+					B[name] = make([]uint64, len(s.Data))
+				}
+				combine(B[name], s.Data, false)
+			}
+		}
+		bundles, err := DealMasked(p, 2, fixed.Default(), m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs := make([]*Source, n)
+		for i, b := range bundles {
+			if b.Masks != m.ID || !b.Masked() {
+				t.Fatal("bundle does not name the mask set")
+			}
+			if srcs[i], err = b.Expand(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fixedSeen := 0
+		for ri, mat := range srcs[0].mats {
+			req := mat.Req
+			if req.Kind != KindMatMul && req.Kind != KindConv {
+				continue
+			}
+			if req.FixedB == "" {
+				t.Fatalf("%s: no fixed B", req)
+			}
+			fixedSeen++
+			if len(mat.Parts[BilinearB]) != 0 {
+				t.Fatalf("%s: material carries a B", req)
+			}
+			a := &tensor.Dense[uint64]{Shape: req.X, Data: reconstruct(srcs, ri, BilinearA, false)}
+			want, err := req.Bilinear(a, &tensor.Dense[uint64]{Shape: req.Y, Data: B[req.FixedB]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(reconstruct(srcs, ri, BilinearC, false), want.Data) {
+				t.Fatalf("N=%d %s: C != A·B", n, req)
+			}
+		}
+		if fixedSeen != 2 {
+			t.Fatalf("%d fixed-B requests, want 2", fixedSeen)
+		}
+	}
+	other := testPlan()
+	other.Nodes[0].Name = "renamed"
+	m, _ := NewMasks(p, 2, nil)
+	if _, err := DealMasked(other, 1, fixed.Default(), m, nil); err == nil || !strings.Contains(err.Error(), "masks were made for plan") {
+		t.Fatalf("other plan: got %v", err)
+	}
+	if _, err := m.Bundles()[0].Expand(other); err == nil {
+		t.Fatal("mask bundle for another plan: want error")
+	}
+}
+
+func TestUnmarshalMaskBundleErrors(t *testing.T) {
+	good, err := (&MaskBundle{Party: 1, Parties: 3}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate := func(f func([]byte)) []byte { d := slices.Clone(good); f(d); return d }
+	for name, data := range map[string][]byte{
+		"short":   good[:10],
+		"long":    append(slices.Clone(good), 0),
+		"magic":   mutate(func(d []byte) { d[1] = 'x' }),
+		"version": mutate(func(d []byte) { d[4] = 7 }),
+		"party":   mutate(func(d []byte) { d[5] = 3 }),
+		"parties": mutate(func(d []byte) { d[7] = 1 }),
+	} {
+		if _, err := UnmarshalMaskBundle(data); err == nil {
+			t.Errorf("%s: want error", name)
+		}
+	}
+	if _, err := (&MaskBundle{Party: 2, Parties: 2}).Marshal(); err == nil {
+		t.Error("marshal of a bad bundle: want error")
+	}
+}
+
+func FuzzUnmarshalMaskBundle(f *testing.F) {
+	good, _ := (&MaskBundle{Party: 1, Parties: 3}).Marshal()
+	f.Add(good)
+	f.Add([]byte("GRDM"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := UnmarshalMaskBundle(data)
+		if err != nil {
+			return
+		}
+		raw, err := b.Marshal()
+		if err != nil || !bytes.Equal(raw, data) {
+			t.Fatalf("re-encoding differs: %v", err)
+		}
+	})
+}
