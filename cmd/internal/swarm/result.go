@@ -228,12 +228,19 @@ func (res *Result) WriteJSON(dir string) (string, error) {
 // WriteTable prints the summary table, one line per run.
 func (res *Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "nodes\tholders\trtt ms\tready ms\tpublish ms\tdiscover ms\tq p50 ms\tq p90 ms\tonline p50\twall p50 ms\trounds\trss p50 MiB\trss max MiB\tright\tfailed\twrong\t\n")
+	fmt.Fprintf(tw, "nodes\tholders\trtt ms\tready ms\tpublish ms\tdiscover ms\tq p50 ms\tq p90 ms\tonline p50\twall p50 ms\trounds\trss p50 MiB\trss max MiB\tright\tfailed\twrong\tanswer\t\n")
 	for _, r := range res.Runs {
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t\n",
+		answer := "-"
+		for _, q := range r.Queries {
+			if q.Class == ClassRight {
+				answer = fmt.Sprint(q.Output)
+				break
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t%s\t\n",
 			r.Nodes, r.Holders, r.RTTMs, r.ReadyMs, r.PublishMs, r.DiscoverMs,
 			r.Latency.P50, r.Latency.P90, r.Online.P50, r.Wall.P50, r.Rounds,
-			r.RSS.P50/1024, r.RSS.Max/1024, r.Counts.Right, r.Counts.Failed, r.Counts.Wrong)
+			r.RSS.P50/1024, r.RSS.Max/1024, r.Counts.Right, r.Counts.Failed, r.Counts.Wrong, answer)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

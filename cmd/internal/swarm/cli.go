@@ -1,0 +1,181 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Exit codes of grid-swarm.
+const (
+	ExitPass        = 0   // the scenario passed
+	ExitFail        = 1   // the scenario ran and failed, or could not run
+	ExitUsage       = 2   // bad flags or scenario file
+	ExitInterrupted = 130 // SIGINT or SIGTERM: everything started was stopped
+)
+
+const usage = `usage: grid-swarm [flags] SCENARIO
+
+Runs a scenario (a JSON file, or the name of one under scripts/scenarios:
+seed, scale, churn, wan) against a local swarm of real "grid daemon"
+processes on loopback, writes OUT/result.json and PNG plots, and prints a
+summary table. Every process it starts is stopped by PID on exit, also on
+Ctrl-C. Exit status: 0 pass, 1 fail, 2 bad usage, 130 interrupted.
+
+flags:
+`
+
+// Main is grid-swarm's command line: it parses args (without the program
+// name), runs the scenario with SIGINT/SIGTERM cancelling it, and returns
+// the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("grid-swarm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	grid := fs.String("grid", "", "the grid binary to run (default: grid beside grid-swarm)")
+	root := fs.String("repo-root", "", "repository root: resolves scenario names and model files (default: found from the working directory)")
+	nodes := fs.Int("nodes", 0, "run one swarm of N daemons instead of the scenario's instances")
+	holders := fs.Int("holders", 0, "publish over H holders instead of the scenario's")
+	out := fs.String("out", "", "output directory (default: a new grid-swarm-CASE-* temp dir)")
+	seed := fs.Int64("seed", 1, "seed of the identities and churn events")
+	keep := fs.Bool("keep", false, "keep the daemons' repo dirs")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	if err := parseInterspersed(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitPass
+		}
+		return ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "grid-swarm: give exactly one SCENARIO")
+		fs.Usage()
+		return ExitUsage
+	}
+	if *root == "" {
+		wd, _ := os.Getwd()
+		*root = findRepoRoot(wd)
+	}
+	path := resolveScenario(fs.Arg(0), *root)
+	sc, err := Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
+		return ExitUsage
+	}
+	if *nodes != 0 {
+		sc = sc.WithNodes(*nodes)
+	}
+	if *holders != 0 {
+		sc = sc.WithHolders(*holders)
+	}
+	if err := sc.Validate(); err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: %s with --nodes/--holders: %v\n", path, err)
+		return ExitUsage
+	}
+	if *grid == "" {
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "grid-swarm: --grid not given and own path unknown: %v\n", err)
+			return ExitUsage
+		}
+		*grid = filepath.Join(filepath.Dir(self), "grid")
+	}
+	if st, err := os.Stat(*grid); err != nil || st.IsDir() {
+		fmt.Fprintf(stderr, "grid-swarm: grid binary %s: not found (build it: go build -o DIR/grid ./cmd/grid)\n", *grid)
+		return ExitUsage
+	}
+	if *out == "" {
+		if *out, err = os.MkdirTemp("", "grid-swarm-"+sc.Case+"-"); err != nil {
+			fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
+			return ExitFail
+		}
+	}
+	var log io.Writer = stderr
+	if *quiet {
+		log = io.Discard
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// The run is being cancelled; its deferred cleanup stops the
+		// daemons. The signal stays caught until Main returns.
+		fmt.Fprintln(log, "swarm: interrupted: stopping every process started")
+	}()
+	res, runErr := RunScenario(ctx, sc, path, Options{Grid: *grid, RepoRoot: *root, Out: *out, Seed: *seed, Keep: *keep, Log: log})
+	interrupted := ctx.Err() != nil // only a signal ends this context
+
+	if p, err := res.WriteJSON(*out); err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
+	} else {
+		fmt.Fprintf(log, "swarm: wrote %s\n", p)
+	}
+	files, err := WritePlots(res, *out)
+	if err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
+	}
+	for _, f := range files {
+		fmt.Fprintf(log, "swarm: wrote %s\n", f)
+	}
+	_ = res.WriteTable(stdout)
+	switch {
+	case runErr == nil:
+		return ExitPass
+	case interrupted:
+		return ExitInterrupted
+	default:
+		return ExitFail
+	}
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments (grid-swarm seed --nodes 6).
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// resolveScenario maps a bare name ("seed") to scripts/scenarios/NAME.json
+// under root; anything else is a path.
+func resolveScenario(arg, root string) string {
+	if !strings.ContainsAny(arg, "/.") {
+		return filepath.Join(root, "scripts", "scenarios", arg+".json")
+	}
+	return arg
+}
+
+// findRepoRoot walks up from dir to the directory holding go.mod (dir if
+// there is none).
+func findRepoRoot(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	for d := dir; ; {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return dir
+		}
+		d = parent
+	}
+}
