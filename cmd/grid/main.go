@@ -1,13 +1,23 @@
-// Command grid is the command-line interface of the grid network: it runs a
-// node daemon, publishes models, discovers and queries them.
+// Command grid is the command-line interface of the grid network: it creates
+// a node's repo, runs the node daemon, publishes models, lists and queries
+// them, and runs a one-process demo swarm.
+//
+// The commands are a thin layer over package node: flags become a
+// node.Config, results are formatted as text or JSON (--json), and errors are
+// one line on stderr prefixed with "grid: ". Exit codes: 0 ok, 1 runtime
+// failure, 2 bad usage or bad input.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "grid: not built yet")
-	os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
 }

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/harness"
+)
+
+// TestEndToEnd runs real grid processes on loopback: 5 daemons, a client
+// repo, the seed model published over 4 holders, queried in MPC and plain
+// mode, the error cases, a late joiner that catches up, and a restart of
+// every daemon from its repo dir (shares persisted).
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test with real processes; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	bin, err := harness.Build(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := harness.Options{Bin: bin, ReadyTimeout: 20 * time.Second, StopTimeout: 10 * time.Second}
+	s, err := harness.NewSwarm(ctx, opts, filepath.Join(dir, "swarm"), harness.SwarmConfig{N: 5, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	defer func() {
+		if t.Failed() {
+			for i, r := range s.Repos {
+				if b, err := os.ReadFile(r + ".log"); err == nil {
+					t.Logf("daemon %d log (tail):\n%s", i, tail(string(b), 3000))
+				}
+			}
+		}
+	}()
+
+	client := filepath.Join(dir, "client")
+	if _, err := harness.Init(ctx, bin, client); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GRID_PATH=" + client, "GRID_BOOTSTRAP=" + s.Bootstrap()}
+	grid := func(args ...string) harness.Result {
+		t.Helper()
+		res, err := harness.Run(ctx, bin, env, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	ok := func(args ...string) harness.Result {
+		t.Helper()
+		res := grid(args...)
+		if res.Code != 0 {
+			t.Fatalf("%v", res)
+		}
+		return res
+	}
+	fails := func(code int, want string, args ...string) {
+		t.Helper()
+		res := grid(args...)
+		if res.Code != code || res.Stdout != "" || !strings.HasPrefix(res.Stderr, "grid: ") ||
+			strings.Count(res.Stderr, "\n") != 1 || !strings.Contains(res.Stderr, want) {
+			t.Errorf("want exit %d and one line holding %q; got %v", code, want, res)
+		}
+	}
+	seed := filepath.Join("..", "..", "testdata", "seed.onnx")
+
+	// The daemon's API answers grid id and grid peers.
+	var id struct {
+		ID string `json:"id"`
+	}
+	decode(t, ok("id", "--repo", s.Repos[0], "--json"), &id)
+	if id.ID != s.IDs[0] {
+		t.Errorf("grid id = %q, want %q", id.ID, s.IDs[0])
+	}
+	var peers struct {
+		Peers []struct{ ID string } `json:"peers"`
+	}
+	decode(t, ok("peers", "--repo", s.Repos[0], "--json"), &peers)
+	if len(peers.Peers) < 4 {
+		t.Errorf("daemon 0 sees %d peers, want >= 4", len(peers.Peers))
+	}
+
+	// Publish over 4 holders; models lists it.
+	var pub modelView
+	decode(t, ok("publish", seed, "--id", "convnet", "--holders", "4", "--json"), &pub)
+	if pub.ID != "convnet" || pub.Mode != "mpc" || len(pub.Holders) != 4 {
+		t.Fatalf("publish answered %+v", pub)
+	}
+	var models []modelView
+	decode(t, ok("models", "--json"), &models)
+	if m := findModel(models, "convnet"); m == nil || len(m.Holders) != 4 || !equalInts(m.InputShape, []int{2}) || m.Owner == "" {
+		t.Fatalf("models --json = %+v, want convnet over 4 holders with input [2]", models)
+	}
+
+	// Private query: 1022, with and without a dealer of the network.
+	checkInfer(t, ok("infer", "convnet", "--values", "5,3", "--json"), "convnet", 1022)
+	checkInfer(t, ok("infer", "convnet", "--values", "5,3", "--dealer", "self", "--json"), "convnet", 1022)
+	inputFile := filepath.Join(dir, "x.json")
+	if err := os.WriteFile(inputFile, []byte("[5, 3]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := ok("infer", "convnet", "--input", inputFile); strings.TrimSpace(res.Stdout) != "[1022]" {
+		t.Errorf("infer text output %q, want [1022]", res.Stdout)
+	}
+
+	// Plain mode.
+	ok("publish", seed, "--id", "convnet-plain", "--plain")
+	checkInfer(t, ok("infer", "convnet-plain", "--values", "5,3", "--plain", "--json"), "convnet-plain", 1022)
+	fails(2, "add --plain", "infer", "convnet-plain", "--values", "5,3")
+
+	// Refusals and errors.
+	ok("publish", seed, "--id", "convnet-private", "--holders", "2", "--no-remote-inference")
+	fails(1, "remote inference disabled", "infer", "convnet-private", "--values", "5,3")
+	fails(1, "unknown model", "infer", "nosuchmodel", "--values", "5,3")
+	fails(2, "wrong input shape", "infer", "convnet", "--values", "5,3,1")
+	fails(2, "unknown flag", "infer", "convnet", "--valuez", "5,3")
+	fails(2, "does not exist", "publish", filepath.Join(dir, "missing.onnx"), "--id", "m")
+	fails(1, "no bootstrap peer reachable", "models", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/"+s.IDs[1], "--timeout", "2s")
+
+	// A daemon that joins after the publish catches up.
+	late, lateD, err := s.Add(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateEnv := []string{"GRID_PATH=" + client, "GRID_BOOTSTRAP=" + lateD.Addr()}
+	waitListed(ctx, t, bin, lateEnv, "convnet")
+
+	// Stop every daemon (SIGTERM, clean exit), start the late joiner alone:
+	// it lists the model from its own store.
+	if err := s.StopAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(ctx, t, bin, lateEnv, "convnet")
+
+	// Start the others again from their repo dirs: the query still answers.
+	for i := range 5 {
+		if _, err := s.Start(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := s.WaitPeers(wctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	checkInfer(t, ok("infer", "convnet", "--values", "5,3", "--json"), "convnet", 1022)
+
+	// Unpublish: the model disappears.
+	ok("unpublish", "convnet")
+	fails(1, "unknown model", "infer", "convnet", "--values", "5,3")
+
+	if err := s.StopAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitListed polls grid models until it lists id (bounded by ctx and 20 s).
+func waitListed(ctx context.Context, t *testing.T, bin string, env []string, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var last harness.Result
+	for ctx.Err() == nil {
+		res, err := harness.Run(ctx, bin, env, "models", "--json", "--timeout", "10s")
+		if err != nil {
+			break
+		}
+		last = res
+		var models []modelView
+		if res.Code == 0 && json.Unmarshal([]byte(res.Stdout), &models) == nil && findModel(models, id) != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("model %q never listed; last: %v", id, last)
+}
+
+func decode(t *testing.T, res harness.Result, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(res.Stdout), v); err != nil {
+		t.Fatalf("decode %v: %v", res, err)
+	}
+}
+
+func checkInfer(t *testing.T, res harness.Result, model string, want float64) {
+	t.Helper()
+	var v inferView
+	decode(t, res, &v)
+	if v.Model != model || !equalInts(v.Shape, []int{1}) || len(v.Output) != 1 || math.Abs(v.Output[0]-want) > 1e-3 {
+		t.Fatalf("infer %s answered %+v, want shape [1] and output [%g]", model, v, want)
+	}
+}
+
+func findModel(ms []modelView, id string) *modelView {
+	for i := range ms {
+		if ms[i].ID == id {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/node"
+)
+
+// inferView is the --json answer of grid infer.
+type inferView struct {
+	Model     string    `json:"model"`
+	Shape     []int     `json:"shape"`
+	Output    []float64 `json:"output"`
+	Mode      string    `json:"mode"`
+	Holders   []string  `json:"holders"`
+	Dealer    string    `json:"dealer,omitempty"`
+	Rounds    int       `json:"rounds"`
+	BytesSent int64     `json:"bytes_sent"`
+	BytesRecv int64     `json:"bytes_recv"`
+	OnlineMS  float64   `json:"online_ms"`
+	TotalMS   float64   `json:"total_ms"`
+}
+
+func viewResult(r *node.Result, plain bool) inferView {
+	v := inferView{
+		Model: r.Model, Shape: r.Shape, Output: r.Output, Mode: discovery.ModeMPC, Holders: []string{},
+		Dealer: r.Dealer, Rounds: r.Rounds, BytesSent: r.BytesSent, BytesRecv: r.BytesRecv,
+		OnlineMS: millis(r.Online), TotalMS: millis(r.Total),
+	}
+	if plain {
+		v.Mode = discovery.ModePlain
+	}
+	for _, h := range r.Holders {
+		v.Holders = append(v.Holders, h.String())
+	}
+	if v.Shape == nil {
+		v.Shape = []int{}
+	}
+	if v.Output == nil {
+		v.Output = []float64{}
+	}
+	return v
+}
+
+func (c *cli) inferCmd() *cobra.Command {
+	var (
+		flags         clientFlags
+		values, input string
+		dealer        string
+		plain, asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "infer NAME (--values 5,3 | --input FILE.json|.npy)",
+		Short: "Run private inference: only this client sees the answer",
+		Long: `Query a model with a private input. In MPC mode the input is secret-shared
+to the model's holders, which evaluate the network together with correlated
+randomness from a dealer; only this client reconstructs the answer.
+
+The input is --values (a flat list, shaped to the model's input shape; a
+whole number of samples when the model has a batch dimension) or --input (a
+JSON nested list, or a .npy float32/float64 array). --dealer picks the
+dealer: a peer ID, "self" (this client deals), or by default a dealer of the
+network that is not one of the holders. --plain queries a model published
+with --plain. It prints the output tensor; --json prints
+{"model", "shape", "output", "holders", "dealer", "rounds", "bytes_sent",
+"bytes_recv", "online_ms", "total_ms"}.`,
+		Example: `  grid infer convnet --values 5,3
+  grid infer digits --input sample.npy --dealer self --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if (values == "") == (input == "") {
+				return usageErrorf("give exactly one of --values and --input")
+			}
+			if dealer != "" && dealer != "self" {
+				if err := checkPeerID("--dealer", dealer); err != nil {
+					return err
+				}
+			}
+			// Parse and read the input before joining the network: bad
+			// input fails fast with exit code 2.
+			var (
+				flat []float64
+				x    *tensor.Dense[float64]
+				err  error
+			)
+			if values != "" {
+				if flat, err = parseValues(values); err != nil {
+					return badInput(err)
+				}
+			} else if x, err = readInputFile(input); err != nil {
+				return badInput(err)
+			}
+			cl, err := c.openClient(cmd, &flags)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			m, err := c.lookupModel(cl, name)
+			if err != nil {
+				return fmt.Errorf("infer %q: %w", name, c.explain(cl.ctx, err, flags.timeout))
+			}
+			if x == nil {
+				if x, err = fitFlat(name, flat, m.InputShape); err != nil {
+					return badInput(err)
+				}
+			} else if x, err = fitInput(name, x, m.InputShape); err != nil {
+				return badInput(err)
+			}
+			if plain != (m.Mode == discovery.ModePlain) {
+				if plain {
+					return badInput(fmt.Errorf("model %q is published in %s mode, not plain: drop --plain", name, m.Mode))
+				}
+				return badInput(fmt.Errorf("model %q is published in plain mode: add --plain", name))
+			}
+			res, err := cl.Infer(cl.ctx, name, x, node.InferOptions{Plain: plain, Dealer: dealer})
+			if err != nil {
+				return nodeError(fmt.Errorf("infer %q: %w", name, c.explain(cl.ctx, err, flags.timeout)))
+			}
+			if asJSON {
+				return writeJSON(c.stdout, viewResult(res, plain))
+			}
+			fmt.Fprintln(c.stdout, formatTensor(res.Shape, res.Output))
+			return nil
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&values, "values", "", "input values, comma-separated (shaped to the model's input)")
+	fs.StringVar(&input, "input", "", "input file: .json (nested lists) or .npy")
+	fs.BoolVar(&plain, "plain", false, "query a model published with --plain (no MPC)")
+	fs.StringVar(&dealer, "dealer", "", `dealer peer ID, or "self" (default: a dealer of the network that is not a holder)`)
+	flags.register(fs)
+	addJSONFlag(fs, &asJSON)
+	return cmd
+}
+
+// lookupModel finds the model's manifest among those the client knows.
+func (c *cli) lookupModel(cl *client, name string) (*discovery.Manifest, error) {
+	m, err := cl.Discovery().Lookup(cl.ctx, name)
+	if errors.Is(err, discovery.ErrNotFound) || errors.Is(err, node.ErrUnknownModel) {
+		return nil, fmt.Errorf("%w %q: no such model on the network (see \"grid models\")", node.ErrUnknownModel, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}

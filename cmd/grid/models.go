@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridmpc/grid/discovery"
+)
+
+// modelView is a manifest as the CLI prints it (--json).
+type modelView struct {
+	ID          string    `json:"id"`
+	Owner       string    `json:"owner"`
+	Mode        string    `json:"mode"`
+	Holders     []string  `json:"holders"`
+	InputShape  []int     `json:"input_shape"`
+	OutputShape []int     `json:"output_shape"`
+	AllowRemote bool      `json:"allow_remote_inference"`
+	PlanHash    string    `json:"plan_hash"`
+	Version     uint64    `json:"version"`
+	Time        time.Time `json:"time"`
+}
+
+func viewModel(m *discovery.Manifest) modelView {
+	v := modelView{
+		ID: m.ID, Owner: m.Owner.String(), Mode: m.Mode, Holders: []string{},
+		InputShape: m.InputShape, OutputShape: m.OutputShape, AllowRemote: m.AllowRemote,
+		PlanHash: m.PlanHash, Version: m.Version, Time: m.Time.UTC(),
+	}
+	for _, h := range m.Holders {
+		v.Holders = append(v.Holders, h.String())
+	}
+	if v.InputShape == nil {
+		v.InputShape = []int{}
+	}
+	if v.OutputShape == nil {
+		v.OutputShape = []int{}
+	}
+	return v
+}
+
+// shapeString prints a shape with the free batch dim as "N": [N, 64].
+func shapeString(shape []int) string {
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		if d < 0 {
+			parts[i] = "N"
+		} else {
+			parts[i] = fmt.Sprint(d)
+		}
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// writeModelsTable prints models as a table with shortened peer IDs.
+func writeModelsTable(w io.Writer, ms []modelView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tOWNER\tMODE\tHOLDERS\tINPUT\tOUTPUT\tREMOTE")
+	for _, m := range ms {
+		hs := make([]string, len(m.Holders))
+		for i, h := range m.Holders {
+			hs[i] = shortID(h)
+		}
+		remote := "yes"
+		if !m.AllowRemote {
+			remote = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d: %s\t%s\t%s\t%s\n", m.ID, shortID(m.Owner), m.Mode, len(hs),
+			strings.Join(hs, ","), shapeString(m.InputShape), shapeString(m.OutputShape), remote)
+	}
+	return tw.Flush()
+}
+
+func (c *cli) modelsCmd() *cobra.Command {
+	var (
+		flags  clientFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "models",
+		Short: "List the models the network knows: id, owner, mode, holders, input shape",
+		Long: `List the models announced on the network (signed manifests, verified):
+id, owner, mode (mpc or plain), holders (peer IDs), input and output shapes
+(N is the free batch dimension) and whether remote inference is allowed.
+Peer IDs are shortened in the table; --json prints them whole.`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.openClient(cmd, &flags)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ms, err := cl.Models(cl.ctx)
+			if err != nil {
+				return fmt.Errorf("list models: %w", c.explain(cl.ctx, err, flags.timeout))
+			}
+			views := make([]modelView, 0, len(ms))
+			for _, m := range ms {
+				views = append(views, viewModel(m))
+			}
+			sort.Slice(views, func(i, j int) bool { return views[i].ID < views[j].ID })
+			if asJSON {
+				return writeJSON(c.stdout, views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintln(c.stdout, "no models")
+				return nil
+			}
+			return writeModelsTable(c.stdout, views)
+		}),
+	}
+	flags.register(cmd.Flags())
+	addJSONFlag(cmd.Flags(), &asJSON)
+	return cmd
+}

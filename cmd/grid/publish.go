@@ -1,0 +1,185 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/onnx"
+	"github.com/gridmpc/grid/node"
+)
+
+// progressThreshold is the upload size from which publish shows a progress
+// bar on stderr.
+const progressThreshold = 1 << 20
+
+func (c *cli) publishCmd() *cobra.Command {
+	var (
+		flags                   clientFlags
+		id                      string
+		holders                 int
+		plain, noRemote, asJSON bool
+		quiet                   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "publish FILE.onnx --id NAME",
+		Short: "Publish an ONNX model, its weights secret-shared across holders",
+		Long: `Import an ONNX model (what torch.onnx.export writes), split its weights into
+additive secret shares, upload one share set to each of --holders holder
+peers, and announce the signed manifest (id, owner, holders, public op graph
+and shapes). In --plain mode the weights go in plaintext to one host peer
+instead. --no-remote-inference makes every holder refuse queries. The repo's
+identity owns the model: only it can publish a new version or unpublish it.
+Uploads over 1 MiB show a progress bar on stderr (--quiet hides it).`,
+		Example: `  grid publish testdata/seed.onnx --id convnet --holders 4
+  grid publish model.onnx --id digits --plain`,
+		Args: cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			file := args[0]
+			if err := discovery.ValidID(id); err != nil {
+				return usageErrorf("--id %q: %v", id, err)
+			}
+			if plain && cmd.Flags().Changed("holders") {
+				return usageErrorf("--plain hosts the model on one peer: drop --holders")
+			}
+			if !plain && holders < 2 {
+				return usageErrorf("--holders %d: MPC needs at least 2 holders (or use --plain)", holders)
+			}
+			data, err := readModelFile(file)
+			if err != nil {
+				return badInput(err)
+			}
+			p, w, err := onnx.ImportBytes(data)
+			if err != nil {
+				return badInput(fmt.Errorf("import %s: %w", file, err))
+			}
+			cl, err := c.openClient(cmd, &flags)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			opts := node.PublishOptions{Holders: holders, Plain: plain, NoRemoteInference: noRemote}
+			var bar *uploadBar
+			if !quiet {
+				bar = newUploadBar(c.stderr)
+				opts.Progress = bar.update
+			}
+			m, err := cl.Publish(cl.ctx, id, p, w, opts)
+			bar.finish(err == nil)
+			if err != nil {
+				return nodeError(fmt.Errorf("publish %q: %w", id, c.explain(cl.ctx, err, flags.timeout)))
+			}
+			v := viewModel(m)
+			if asJSON {
+				return writeJSON(c.stdout, v)
+			}
+			what := fmt.Sprintf("over %d holders", len(v.Holders))
+			if m.Mode == discovery.ModePlain {
+				what = "in plain mode on host"
+			}
+			fmt.Fprintf(c.stdout, "published %q (%s, version %d) %s:\n", v.ID, v.Mode, v.Version, what)
+			for _, h := range v.Holders {
+				fmt.Fprintf(c.stdout, "  %s\n", h)
+			}
+			fmt.Fprintf(c.stdout, "input shape %s, output shape %s\n", shapeString(v.InputShape), shapeString(v.OutputShape))
+			if !v.AllowRemote {
+				fmt.Fprintln(c.stdout, "remote inference is disabled: holders refuse queries")
+			}
+			return nil
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&id, "id", "", "model name (letters, digits, '.', '_', '-')")
+	fs.IntVar(&holders, "holders", 2, "number of share-holders (MPC mode)")
+	fs.BoolVar(&plain, "plain", false, "host the model in plaintext on one peer (no MPC)")
+	fs.BoolVar(&noRemote, "no-remote-inference", false, "publish, but have holders refuse queries")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	_ = cmd.MarkFlagRequired("id")
+	flags.register(fs)
+	addJSONFlag(fs, &asJSON)
+	return cmd
+}
+
+// maxModelFile caps the ONNX file publish reads.
+const maxModelFile = 1 << 30
+
+// readModelFile reads an ONNX file with a clear error when it is missing.
+func readModelFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("model file %s does not exist", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open model file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat model file: %w", err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("model file %s is a directory", path)
+	}
+	if st.Size() > maxModelFile {
+		return nil, fmt.Errorf("model file %s is %s, over the %s limit", path, formatBytes(st.Size()), formatBytes(maxModelFile))
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read model file: %w", err)
+	}
+	return b, nil
+}
+
+// uploadBar shows share-upload progress on stderr once the upload is large
+// enough to be worth it. Progress callbacks may come from several
+// goroutines (one upload per holder).
+type uploadBar struct {
+	w   io.Writer
+	mu  sync.Mutex
+	bar *progressbar.ProgressBar
+}
+
+func newUploadBar(w io.Writer) *uploadBar { return &uploadBar{w: w} }
+
+func (u *uploadBar) update(done, total int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if total < progressThreshold {
+		return
+	}
+	if u.bar == nil {
+		u.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(u.w),
+			progressbar.OptionSetDescription("uploading shares"),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100_000_000), // 100 ms
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(u.w) }),
+		)
+	}
+	_ = u.bar.Set64(done)
+}
+
+func (u *uploadBar) finish(ok bool) {
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.bar == nil {
+		return
+	}
+	if ok {
+		_ = u.bar.Finish()
+	} else {
+		_ = u.bar.Exit()
+		fmt.Fprintln(u.w)
+	}
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseValues(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []float64
+		wantErr string
+	}{
+		{"5,3", []float64{5, 3}, ""},
+		{" 0.5 , -1e3,2 ", []float64{0.5, -1000, 2}, ""},
+		{"7", []float64{7}, ""},
+		{"", nil, "--values is empty"},
+		{"1,,2", nil, `item 2 ("")`},
+		{"1,two", nil, `item 2 ("two") is not a number`},
+		{"Inf", nil, "not a finite number"},
+		{"1e400", nil, "is not a number"},
+	}
+	for _, tt := range tests {
+		got, err := parseValues(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseValues(%q) error %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseValues(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestFitFlat(t *testing.T) {
+	tests := []struct {
+		values    int
+		shape     []int
+		wantShape []int
+		wantErr   string
+	}{
+		{2, []int{2}, []int{2}, ""},
+		{3, []int{2}, nil, "expected shape [2] (2 values), got 3 values"},
+		{6, []int{2, 3}, []int{2, 3}, ""},
+		{64, []int{-1, 64}, []int{1, 64}, ""},
+		{128, []int{-1, 64}, []int{2, 64}, ""},
+		{100, []int{-1, 64}, nil, "a multiple of 64 values"},
+		{0, []int{-1, 2}, nil, "a multiple of 2"},
+		{128, []int{-1, 1, 8, 8}, []int{2, 1, 8, 8}, ""},
+		{1, []int{}, []int{}, ""},
+		{2, []int{}, nil, "expected a scalar"},
+		{2, []int{2, -1}, nil, "unusable input shape"},
+	}
+	for _, tt := range tests {
+		x, err := fitFlat("m", make([]float64, tt.values), tt.shape)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("fitFlat(%d, %v) error %v, want %q", tt.values, tt.shape, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(x.Shape, tt.wantShape) {
+			t.Errorf("fitFlat(%d, %v) = %v, %v; want shape %v", tt.values, tt.shape, x, err, tt.wantShape)
+		}
+	}
+}
+
+func TestFormatTensor(t *testing.T) {
+	tests := []struct {
+		shape []int
+		data  []float64
+		want  string
+	}{
+		{[]int{1}, []float64{1021.99998}, "[1022]"},
+		{[]int{2}, []float64{0.5, -0.00001}, "[0.5, 0]"},
+		{[]int{2, 2}, []float64{1, 2, 3, 4}, "[[1, 2], [3, 4]]"},
+		{[]int{}, []float64{3.25}, "3.25"},
+		{[]int{1, 2, 1}, []float64{-1.23456, 7}, "[[[-1.2346], [7]]]"},
+	}
+	for _, tt := range tests {
+		if got := formatTensor(tt.shape, tt.data); got != tt.want {
+			t.Errorf("formatTensor(%v, %v) = %q, want %q", tt.shape, tt.data, got, tt.want)
+		}
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB"} {
+		if got := formatBytes(n); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	if got := oneLine("a\nb\r\n\n  c  d "); got != "a; b; c d" {
+		t.Errorf("oneLine = %q", got)
+	}
+}
