@@ -1,0 +1,302 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// The roles a daemon can take.
+const (
+	// RoleHolder stores weight shares and runs MPC sessions.
+	RoleHolder = "holder"
+	// RoleDealer deals the correlated randomness of sessions it is asked for.
+	RoleDealer = "dealer"
+	// RoleHost serves plain-mode (non-MPC) models.
+	RoleHost = "host"
+)
+
+// AllRoles lists every role, the daemon default.
+var AllRoles = []string{RoleHolder, RoleDealer, RoleHost}
+
+// Files and directories of a repo dir.
+const (
+	// ConfigFile holds the node's JSON config, including its private key
+	// (file mode 0600).
+	ConfigFile = "config"
+	// DatastoreDir is the pebble datastore (shares, manifests, DHT records).
+	DatastoreDir = "datastore"
+	// LockFile is held (flock) by the daemon that uses the repo.
+	LockFile = "repo.lock"
+	// APIFile holds the running daemon's HTTP API address.
+	APIFile = "api"
+)
+
+// Config configures a Node. Build it with DefaultConfig or LoadConfig and
+// check it with Validate (New does).
+type Config struct {
+	// RepoDir is the node's repo dir: config file, datastore and lock. A
+	// Client node reads only its identity there and keeps no store.
+	RepoDir string
+	// Listen are the multiaddrs to listen on (loopback by default).
+	Listen []string
+	// Announce, when set, are the addresses announced to other peers
+	// instead of the listen addresses (e.g. behind a proxy).
+	Announce []string
+	// Bootstrap are peers to connect to at start, multiaddrs with /p2p/.
+	Bootstrap []string
+	// Roles are the services this node offers: "holder", "dealer", "host".
+	Roles []string
+	// Client makes a one-shot peer: DHT client mode, no roles, no stream
+	// handlers, no repo lock and an in-memory store.
+	Client bool
+	// APIAddr is the host:port of the local HTTP API and Prometheus
+	// metrics ("" = none).
+	APIAddr string
+	// SessionTimeout bounds a whole inference session, on every party.
+	SessionTimeout time.Duration
+	// MaxSessions is the number of sessions a holder or host serves at once;
+	// beyond it, requests are refused with ErrBusy.
+	MaxSessions int
+	// Logger receives structured logs (slog.Default() if nil).
+	Logger *slog.Logger
+
+	// identity is the private key, loaded from the repo's config file.
+	identity crypto.PrivKey
+}
+
+// DefaultConfig returns the daemon defaults: loopback TCP on a free port,
+// every role, a 30 s session timeout and 64 concurrent sessions.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         []string{"/ip4/127.0.0.1/tcp/0"},
+		Roles:          slices.Clone(AllRoles),
+		SessionTimeout: 30 * time.Second,
+		MaxSessions:    64,
+	}
+}
+
+// Validate checks every field; errors name the field at fault.
+func (c Config) Validate() error {
+	if c.RepoDir == "" {
+		return errors.New("config: RepoDir is empty")
+	}
+	for i, a := range c.Listen {
+		if _, err := multiaddr.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("config: Listen[%d] %q: %w", i, a, err)
+		}
+	}
+	for i, a := range c.Announce {
+		if _, err := multiaddr.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("config: Announce[%d] %q: %w", i, a, err)
+		}
+	}
+	for i, a := range c.Bootstrap {
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			return fmt.Errorf("config: Bootstrap[%d] %q (want a multiaddr ending in /p2p/PEER): %w", i, a, err)
+		}
+	}
+	for i, r := range c.Roles {
+		if !slices.Contains(AllRoles, r) {
+			return fmt.Errorf("config: Roles[%d] %q is not one of %v", i, r, AllRoles)
+		}
+	}
+	if c.Client && len(c.Roles) > 0 {
+		return fmt.Errorf("config: Roles %v: a Client node takes no roles", c.Roles)
+	}
+	if c.APIAddr != "" {
+		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+			return fmt.Errorf("config: APIAddr %q: %w", c.APIAddr, err)
+		}
+	}
+	if c.SessionTimeout <= 0 {
+		return fmt.Errorf("config: SessionTimeout %v must be positive", c.SessionTimeout)
+	}
+	if c.MaxSessions <= 0 {
+		return fmt.Errorf("config: MaxSessions %d must be positive", c.MaxSessions)
+	}
+	return nil
+}
+
+// fileConfig is the JSON layout of the repo's config file.
+type fileConfig struct {
+	Identity struct {
+		PeerID  string `json:"PeerID"`
+		PrivKey string `json:"PrivKey"` // base64 of the libp2p protobuf key
+	} `json:"Identity"`
+	Addresses struct {
+		Listen   []string `json:"Listen"`
+		Announce []string `json:"Announce"`
+		API      string   `json:"API"`
+	} `json:"Addresses"`
+	Bootstrap []string `json:"Bootstrap"`
+	Roles     []string `json:"Roles"`
+	Sessions  struct {
+		Timeout string `json:"Timeout"`
+		Max     int    `json:"Max"`
+	} `json:"Sessions"`
+}
+
+// maxConfigSize caps the config file read by LoadConfig.
+const maxConfigSize = 1 << 20
+
+// Init creates a repo dir: a fresh ed25519 identity and a config file
+// (mode 0600) with the defaults and the given bootstrap peers. It fails if
+// the repo already has a config.
+func Init(repoDir string, bootstrap []string) (peer.ID, error) {
+	if repoDir == "" {
+		return "", errors.New("init: repo dir is empty")
+	}
+	for i, a := range bootstrap {
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			return "", fmt.Errorf("init: bootstrap[%d] %q: %w", i, a, err)
+		}
+	}
+	if err := os.MkdirAll(repoDir, 0o700); err != nil {
+		return "", fmt.Errorf("init: create repo dir: %w", err)
+	}
+	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("init: generate identity: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		return "", fmt.Errorf("init: peer id: %w", err)
+	}
+	raw, err := crypto.MarshalPrivateKey(sk)
+	if err != nil {
+		return "", fmt.Errorf("init: marshal identity: %w", err)
+	}
+	def := DefaultConfig()
+	var fc fileConfig
+	fc.Identity.PeerID = id.String()
+	fc.Identity.PrivKey = base64.StdEncoding.EncodeToString(raw)
+	fc.Addresses.Listen = def.Listen
+	fc.Addresses.Announce = []string{}
+	fc.Addresses.API = "127.0.0.1:0"
+	fc.Bootstrap = append([]string{}, bootstrap...)
+	fc.Roles = def.Roles
+	fc.Sessions.Timeout = def.SessionTimeout.String()
+	fc.Sessions.Max = def.MaxSessions
+	b, err := json.MarshalIndent(&fc, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("init: encode config: %w", err)
+	}
+	path := filepath.Join(repoDir, ConfigFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("init: %s already exists (repo already initialised)", path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", fmt.Errorf("init: write config: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("init: write config: %w", err)
+	}
+	return id, nil
+}
+
+// LoadConfig reads the repo's config file into a Config (RepoDir set, the
+// identity loaded). The file must not be readable by group or others: it
+// holds the private key.
+func LoadConfig(repoDir string) (Config, error) {
+	path := filepath.Join(repoDir, ConfigFile)
+	st, err := os.Stat(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w (run init first)", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return Config{}, fmt.Errorf("load config: %s has mode %#o and holds the private key: chmod 600 it", path, st.Mode().Perm())
+	}
+	if st.Size() > maxConfigSize {
+		return Config{}, fmt.Errorf("load config: %s is %d bytes, over the %d-byte limit", path, st.Size(), maxConfigSize)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	c, err := parseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config %s: %w", path, err)
+	}
+	c.RepoDir = repoDir
+	return c, nil
+}
+
+// parseConfig decodes a config file's bytes. It is the fuzzed decoder.
+func parseConfig(b []byte) (Config, error) {
+	if len(b) > maxConfigSize {
+		return Config{}, fmt.Errorf("config is %d bytes, over the %d-byte limit", len(b), maxConfigSize)
+	}
+	var fc fileConfig
+	if err := json.Unmarshal(b, &fc); err != nil {
+		return Config{}, fmt.Errorf("decode: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(fc.Identity.PrivKey)
+	if err != nil {
+		return Config{}, fmt.Errorf("Identity.PrivKey: %w", err)
+	}
+	sk, err := crypto.UnmarshalPrivateKey(raw)
+	if err != nil {
+		return Config{}, fmt.Errorf("Identity.PrivKey: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		return Config{}, fmt.Errorf("Identity.PrivKey: %w", err)
+	}
+	if fc.Identity.PeerID != id.String() {
+		return Config{}, fmt.Errorf("Identity.PeerID %q does not match the private key (%s)", fc.Identity.PeerID, id)
+	}
+	c := DefaultConfig()
+	c.identity = sk
+	c.Listen = fc.Addresses.Listen
+	c.Announce = fc.Addresses.Announce
+	c.APIAddr = fc.Addresses.API
+	c.Bootstrap = fc.Bootstrap
+	if fc.Roles != nil {
+		c.Roles = fc.Roles
+	}
+	if fc.Sessions.Timeout != "" {
+		d, err := time.ParseDuration(fc.Sessions.Timeout)
+		if err != nil {
+			return Config{}, fmt.Errorf("Sessions.Timeout: %w", err)
+		}
+		c.SessionTimeout = d
+	}
+	if fc.Sessions.Max != 0 {
+		c.MaxSessions = fc.Sessions.Max
+	}
+	return c, nil
+}
+
+// loadIdentity returns the config's private key, reading it from the repo's
+// config file when the Config was built by hand.
+func (c *Config) loadIdentity() (crypto.PrivKey, error) {
+	if c.identity != nil {
+		return c.identity, nil
+	}
+	fc, err := LoadConfig(c.RepoDir)
+	if err != nil {
+		return nil, err
+	}
+	return fc.identity, nil
+}

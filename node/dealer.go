@@ -1,0 +1,252 @@
+package node
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/node/pb"
+)
+
+// requestDeal asks the dealer to deal for session sid and deliver the
+// bundles to the model's holders; it returns once every holder has its
+// bundle. The error names the dealer, or the holder the dealer could not
+// reach.
+func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discovery.Manifest, batch int) error {
+	fail := func(err error) error { return &PeerError{Peer: d, Role: "dealer", Err: err} }
+	if err := n.ensureAddrs(ctx, d); err != nil {
+		return fail(err)
+	}
+	s, err := n.h.NewStream(ctx, d, ProtoDealer)
+	if err != nil {
+		return fail(fmt.Errorf("open dealer stream: %w", err))
+	}
+	defer s.Close()
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
+	holders := make([][]byte, len(m.Holders))
+	for i, h := range m.Holders {
+		holders[i] = []byte(h)
+	}
+	req := &pb.DealerMessage{Body: &pb.DealerMessage_Deal{Deal: &pb.DealRequest{
+		Session: sid, Model: m.ID, Plan: m.Plan, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: holders,
+	}}}
+	if err := writeMsg(s, req); err != nil {
+		s.Reset()
+		return fail(fmt.Errorf("send deal request: %w", err))
+	}
+	var st pb.Status
+	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
+		s.Reset()
+		return fail(fmt.Errorf("read deal status: %w", err))
+	}
+	err = errorFromStatus(&st)
+	var rb *remoteBlame
+	if errors.As(err, &rb) {
+		role := "peer"
+		for i, h := range m.Holders {
+			if h == rb.peer {
+				role = fmt.Sprintf("holder %d", i)
+			}
+		}
+		return &PeerError{Peer: rb.peer, Role: role, Err: fmt.Errorf("dealer %s could not deliver its bundle: %s", d, rb.msg)}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// dealAndDeliver deals the session's material (hash is the manifest's
+// plan hash, which the holders check) and sends each holder its
+// bundle on /grid/dealer/1.0.0 (the dealer's job, or the client's with
+// dealer "self").
+func (n *Node) dealAndDeliver(ctx context.Context, sid []byte, p *plan.Plan, hash string, batch int, holders []peer.ID) error {
+	bundles, err := dealer.Deal(p, batch, len(holders), crand.Reader)
+	if err != nil {
+		return fmt.Errorf("deal: %w", err)
+	}
+	errs := make([]error, len(holders))
+	var wg sync.WaitGroup
+	for i, h := range holders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw, err := bundles[i].Marshal()
+			if err == nil {
+				err = n.deliverBundle(ctx, h, &pb.BundleDelivery{Session: sid, Party: uint32(i), PlanHash: hash, Bundle: raw})
+			}
+			if err != nil {
+				errs[i] = &PeerError{Peer: h, Role: fmt.Sprintf("holder %d", i), Err: fmt.Errorf("deliver bundle: %w", err)}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstError(errs)
+}
+
+// deliverBundle sends one bundle and waits for the holder's status.
+func (n *Node) deliverBundle(ctx context.Context, h peer.ID, b *pb.BundleDelivery) error {
+	if err := n.ensureAddrs(ctx, h); err != nil {
+		return err
+	}
+	s, err := n.h.NewStream(ctx, h, ProtoDealer)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	defer s.Close()
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
+	if err := writeMsg(s, &pb.DealerMessage{Body: &pb.DealerMessage_Bundle{Bundle: b}}); err != nil {
+		s.Reset()
+		return fmt.Errorf("send: %w", err)
+	}
+	n.met.bytesSent.WithLabelValues("dealer").Add(float64(len(b.Bundle)))
+	var st pb.Status
+	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
+		s.Reset()
+		return fmt.Errorf("read status: %w", err)
+	}
+	return errorFromStatus(&st)
+}
+
+// handleDealer serves /grid/dealer/1.0.0: deal requests (dealer role) and
+// bundle deliveries (holder role).
+func (n *Node) handleDealer(s network.Stream) {
+	defer n.resetOnPanic(s)
+	if err := s.Scope().SetService(svcDealer); err != nil {
+		s.Reset()
+		return
+	}
+	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
+	fr := newFrameReader(s)
+	var msg pb.DealerMessage
+	reserved := 0
+	defer func() { s.Scope().ReleaseMemory(reserved) }()
+	b, err := fr.nextReserve(maxBundleFrame, func(size int) error {
+		if err := s.Scope().ReserveMemory(size, network.ReservationPriorityMedium); err != nil {
+			return err
+		}
+		reserved = size
+		return nil
+	})
+	if err == nil {
+		err = protoUnmarshal(b, &msg)
+	}
+	if err != nil {
+		n.refuse(s, "dealer", fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	switch body := msg.Body.(type) {
+	case *pb.DealerMessage_Deal:
+		if !n.hasRole(RoleDealer) {
+			n.refuse(s, "dealer", fmt.Errorf("%w: this peer is not a dealer", errBadRequest))
+			return
+		}
+		n.serveDeal(s, body.Deal)
+	case *pb.DealerMessage_Bundle:
+		if !n.hasRole(RoleHolder) {
+			n.refuse(s, "holder", fmt.Errorf("%w: this peer is not a holder", errBadRequest))
+			return
+		}
+		err := n.acceptBundle(s.Conn().RemotePeer(), body.Bundle)
+		if err != nil {
+			n.refuse(s, "holder", err)
+			return
+		}
+		n.met.bytesRecv.WithLabelValues("dealer").Add(float64(len(body.Bundle.Bundle)))
+		_ = writeMsg(s, statusOK)
+		s.Close()
+	default:
+		n.refuse(s, "dealer", fmt.Errorf("%w: empty dealer message", errBadRequest))
+	}
+}
+
+// serveDeal deals one session for a client and delivers the bundles.
+func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
+	n.met.sessionsStarted.WithLabelValues("dealer").Inc()
+	select {
+	case n.deals <- struct{}{}:
+		defer func() { <-n.deals }()
+	default:
+		n.met.busy.Inc()
+		n.refuse(s, "dealer", fmt.Errorf("%w (%d deals running)", ErrBusy, cap(n.deals)))
+		return
+	}
+	p, holders, err := checkDealRequest(req)
+	if err != nil {
+		n.refuse(s, "dealer", err)
+		return
+	}
+	if containsPeer(holders, n.ID()) {
+		n.refuse(s, "dealer", fmt.Errorf("%w: the dealer is one of the session's holders", errBadRequest))
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTimeout)
+	defer cancel()
+	if err := n.dealAndDeliver(ctx, req.Session, p, req.PlanHash, int(req.Batch), holders); err != nil {
+		n.refuse(s, "dealer", err)
+		return
+	}
+	n.met.sessionsOK.WithLabelValues("dealer").Inc()
+	_ = writeMsg(s, statusOK)
+	s.Close()
+}
+
+// checkDealRequest validates a deal request: session ID, holders, the plan
+// against its hash, and the batch against the plan.
+func checkDealRequest(req *pb.DealRequest) (*plan.Plan, []peer.ID, error) {
+	if len(req.Session) != sessionIDLen {
+		return nil, nil, fmt.Errorf("%w: session id of %d bytes", errBadRequest, len(req.Session))
+	}
+	holders, err := decodePeers(req.Holders)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(holders) < 2 {
+		return nil, nil, fmt.Errorf("%w: %d holders", errBadRequest, len(holders))
+	}
+	sum := sha256.Sum256(req.Plan)
+	if hex.EncodeToString(sum[:]) != req.PlanHash {
+		return nil, nil, fmt.Errorf("%w: plan does not match its hash", errBadRequest)
+	}
+	p, err := plan.Unmarshal(req.Plan)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if _, err := p.InputShape(int(req.Batch)); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	return p, holders, nil
+}
+
+// acceptBundle hands a delivered bundle to its session after checking that
+// it comes from the session's dealer and fits the session.
+func (n *Node) acceptBundle(from peer.ID, b *pb.BundleDelivery) error {
+	sess := n.sessions.get(b.Session)
+	if sess == nil {
+		return fmt.Errorf("%w: bundle for an unknown session", errBadRequest)
+	}
+	if from != sess.dealer {
+		return fmt.Errorf("%w: bundle from %s, the session's dealer is %s", errBadRequest, from, sess.dealer)
+	}
+	if int(b.Party) != sess.party || b.PlanHash != sess.planHash {
+		return fmt.Errorf("%w: bundle for party %d plan %.12s, this is party %d plan %.12s", errBadRequest, b.Party, b.PlanHash, sess.party, sess.planHash)
+	}
+	bundle, err := dealer.UnmarshalBundle(b.Bundle)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	return sess.deliverBundle(bundle)
+}

@@ -1,0 +1,130 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/node/pb"
+)
+
+var (
+	// ErrUnknownModel is returned when no manifest names the model, or a
+	// holder does not hold it.
+	ErrUnknownModel = errors.New("unknown model")
+	// ErrBadInput is returned when an input does not fit the model (shape,
+	// values); nothing was sent to any peer. The CLI maps it to exit code 2.
+	ErrBadInput = errors.New("bad input")
+	// ErrBusy is returned when a holder or host already serves its
+	// MaxSessions sessions.
+	ErrBusy = errors.New("busy: too many concurrent sessions")
+	// ErrRemoteInferenceDisabled is returned when the model was published
+	// with NoRemoteInference: its holders refuse queries.
+	ErrRemoteInferenceDisabled = errors.New("remote inference disabled for this model")
+	// ErrDamaged is returned when a holder's stored shares of the model fail
+	// their checksum: it refuses to answer rather than answer wrong.
+	ErrDamaged = errors.New("stored shares damaged")
+	// ErrNotOwner is returned by Unpublish for a model this node did not sign.
+	ErrNotOwner = errors.New("not the model's owner")
+)
+
+// PeerError is a failure attributed to one remote peer: the peer that
+// refused, disconnected or timed out.
+type PeerError struct {
+	Peer peer.ID // the peer at fault
+	Role string  // its part: "holder 2", "dealer", "host"
+	Err  error
+}
+
+func (e *PeerError) Error() string { return fmt.Sprintf("%s %s: %v", e.Role, e.Peer, e.Err) }
+
+// Unwrap returns the underlying error.
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// statusOK is the accepting status.
+var statusOK = &pb.Status{Code: pb.Code_OK}
+
+// statusFromError turns a local error into the status sent to a peer.
+func statusFromError(err error) *pb.Status {
+	if err == nil {
+		return statusOK
+	}
+	st := &pb.Status{Code: pb.Code_INTERNAL, Message: err.Error()}
+	var pe *PeerError
+	switch {
+	case errors.Is(err, ErrBusy):
+		st.Code = pb.Code_BUSY
+	case errors.Is(err, ErrUnknownModel):
+		st.Code = pb.Code_UNKNOWN_MODEL
+	case errors.Is(err, ErrRemoteInferenceDisabled):
+		st.Code = pb.Code_REMOTE_DISABLED
+	case errors.Is(err, ErrDamaged):
+		st.Code = pb.Code_DAMAGED
+	case errors.Is(err, ErrBadInput), errors.Is(err, errBadRequest):
+		st.Code = pb.Code_BAD_REQUEST
+	case errors.As(err, &pe):
+		st.Code = pb.Code_PEER_FAILED
+		st.Peer = []byte(pe.Peer)
+	case errors.Is(err, context.DeadlineExceeded):
+		st.Code = pb.Code_TIMEOUT
+	}
+	return st
+}
+
+// errBadRequest marks a malformed or inconsistent request from a peer.
+var errBadRequest = errors.New("bad request")
+
+// errorFromStatus turns a peer's status into an error (nil for OK). The
+// sentinel matching the code is wrapped so errors.Is works on the client.
+func errorFromStatus(st *pb.Status) error {
+	if st == nil {
+		return fmt.Errorf("%w: missing status", errBadRequest)
+	}
+	var base error
+	switch st.Code {
+	case pb.Code_OK:
+		return nil
+	case pb.Code_BUSY:
+		base = ErrBusy
+	case pb.Code_UNKNOWN_MODEL:
+		base = ErrUnknownModel
+	case pb.Code_REMOTE_DISABLED:
+		base = ErrRemoteInferenceDisabled
+	case pb.Code_DAMAGED:
+		base = ErrDamaged
+	case pb.Code_BAD_REQUEST:
+		base = errBadRequest
+	case pb.Code_TIMEOUT:
+		base = context.DeadlineExceeded
+	case pb.Code_PEER_FAILED:
+		if id, err := peer.IDFromBytes(st.Peer); err == nil {
+			return &remoteBlame{peer: id, msg: st.Message}
+		}
+		return errors.New(st.Message)
+	default:
+		return errors.New(st.Message)
+	}
+	if st.Message == "" {
+		return base
+	}
+	return &remoteError{base: base, msg: st.Message}
+}
+
+// remoteError is an error reported by a peer, matching a local sentinel.
+type remoteError struct {
+	base error
+	msg  string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.base }
+
+// remoteBlame is a peer's report that another peer failed.
+type remoteBlame struct {
+	peer peer.ID
+	msg  string
+}
+
+func (e *remoteBlame) Error() string { return e.msg }

@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/discovery"
+)
+
+// Unpublish replaces the model's manifest with a tombstone signed by this
+// node, which must be its owner (ErrNotOwner otherwise). Holders drop their
+// shares when the tombstone reaches them.
+func (n *Node) Unpublish(ctx context.Context, id string) error {
+	m, err := n.disc.Lookup(ctx, id)
+	if err != nil {
+		if errors.Is(err, discovery.ErrNotFound) {
+			return fmt.Errorf("unpublish %q: %w: %w", id, ErrUnknownModel, err)
+		}
+		return fmt.Errorf("unpublish %q: %w", id, err)
+	}
+	if m.Owner != n.ID() {
+		return fmt.Errorf("unpublish %q: owned by %s, this peer is %s: %w", id, m.Owner, n.ID(), ErrNotOwner)
+	}
+	if err := n.disc.Unpublish(ctx, id, n.sk); err != nil {
+		return fmt.Errorf("unpublish %q: %w", id, err)
+	}
+	n.log.Info("unpublished", "id", id)
+	return nil
+}
+
+// tombstonePoll is how often a holder compares its store with the manifests
+// it knows.
+var tombstonePoll = time.Second
+
+// registryKey is where discovery persists a model's newest envelope in the
+// shared datastore (documented in discovery.Config.Datastore).
+func registryKey(id string) ds.Key { return ds.NewKey("/grid/discovery/manifests").ChildString(id) }
+
+// tombstoneLoop drops stored shares whose model was unpublished by its owner
+// (a tombstone newer than the shares) or republished without this node.
+func (n *Node) tombstoneLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(tombstonePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, sm := range n.store.list() {
+			if n.ctx.Err() != nil {
+				return
+			}
+			drop, why := n.superseded(sm.meta)
+			if !drop {
+				continue
+			}
+			owner, err := peer.Decode(sm.meta.Owner)
+			if err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			err = n.store.remove(ctx, owner, sm.meta.Model)
+			cancel()
+			if err != nil {
+				n.log.Warn("drop shares", "model", sm.meta.Model, "err", err)
+				continue
+			}
+			n.log.Info("dropped shares", "model", sm.meta.Model, "owner", owner, "reason", why)
+		}
+	}
+}
+
+// superseded tells whether the registry holds a manifest by the shares'
+// owner that retires them.
+func (n *Node) superseded(meta shareMeta) (bool, string) {
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	env, err := n.ds.Get(ctx, registryKey(meta.Model))
+	if err != nil {
+		return false, ""
+	}
+	m, err := discovery.Open(env)
+	if err != nil || m.Owner.String() != meta.Owner || m.Version <= meta.Version {
+		return false, ""
+	}
+	if m.Deleted {
+		return true, fmt.Sprintf("unpublished at version %d", m.Version)
+	}
+	if !containsPeer(m.Holders, n.ID()) {
+		return true, fmt.Sprintf("republished at version %d without this peer", m.Version)
+	}
+	return false, ""
+}

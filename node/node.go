@@ -1,0 +1,339 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multiaddr"
+
+	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/plan"
+)
+
+// Node is a grid peer: a libp2p host with discovery, the share store and
+// the stream protocols of its roles. Its methods are safe for concurrent use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	sk    crypto.PrivKey
+	lock  *repoLock
+	ds    ds.Batching
+	h     host.Host
+	disc  *discovery.Discovery
+	store *shareStore
+	met   *metrics
+	api   *apiServer
+
+	sessions *sessionTable
+	slots    chan struct{} // holder/host sessions being served
+	deals    chan struct{} // deals being served
+	plans    *planCache
+
+	// testHook, when set by tests, is called at stages of a holder's
+	// session ("run": bundle received, before the mesh is built).
+	testHook func(stage string, sess *holderSession)
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	errC   error
+}
+
+// New opens the repo (taking its lock unless cfg.Client), the store, the
+// libp2p host and discovery, registers the stream handlers of cfg.Roles,
+// starts the HTTP API when cfg.APIAddr is set and advertises the roles.
+// Damaged stored models are logged and refused, not fatal.
+func New(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sk, err := cfg.loadIdentity()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	nctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg: cfg, sk: sk, met: newMetrics(),
+		sessions: newSessionTable(),
+		slots:    make(chan struct{}, cfg.MaxSessions),
+		deals:    make(chan struct{}, cfg.MaxSessions),
+		plans:    newPlanCache(),
+		ctx:      nctx, cancel: cancel,
+	}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if cfg.Client {
+		n.ds = dssync.MutexWrap(ds.NewMapDatastore())
+	} else {
+		if n.lock, err = lockRepo(cfg.RepoDir); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(cfg.RepoDir, DatastoreDir)
+		pds, err := pebbleds.NewDatastore(path)
+		if err != nil {
+			return nil, fmt.Errorf("open datastore %s: %w", path, err)
+		}
+		n.ds = pds
+	}
+	if n.store, err = openStore(ctx, n.ds); err != nil {
+		return nil, err
+	}
+	if n.h, err = newHost(cfg, sk); err != nil {
+		return nil, err
+	}
+	n.log = log.With("peer", n.h.ID().String())
+	for _, derr := range n.store.damaged() {
+		n.log.Error("refusing damaged model", "err", derr)
+		n.met.errors.WithLabelValues("damaged").Inc()
+		n.met.damaged.Inc()
+	}
+	boot := make([]peer.AddrInfo, 0, len(cfg.Bootstrap))
+	for _, a := range cfg.Bootstrap {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap %q: %w", a, err)
+		}
+		if ai.ID != n.h.ID() {
+			boot = append(boot, *ai)
+		}
+	}
+	n.disc, err = discovery.New(ctx, discovery.Config{
+		Host:      n.h,
+		Server:    !cfg.Client,
+		Bootstrap: boot,
+		Datastore: n.ds,
+		Logger:    n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	n.registerHandlers()
+	if cfg.APIAddr != "" && !cfg.Client {
+		if n.api, err = startAPI(n); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.Roles) > 0 {
+		n.wg.Add(1)
+		go n.advertiseLoop()
+	}
+	if n.hasRole(RoleHolder) || n.hasRole(RoleHost) {
+		n.wg.Add(1)
+		go n.tombstoneLoop()
+	}
+	return n, nil
+}
+
+func (n *Node) hasRole(r string) bool { return slices.Contains(n.cfg.Roles, r) }
+
+// registerHandlers sets the stream handlers of the node's roles. A client
+// node registers none: its sessions use the streams it opens.
+func (n *Node) registerHandlers() {
+	if n.cfg.Client {
+		return
+	}
+	if n.hasRole(RoleHolder) || n.hasRole(RoleHost) {
+		n.h.SetStreamHandler(ProtoShares, n.handleShares)
+	}
+	if n.hasRole(RoleHolder) {
+		n.h.SetStreamHandler(ProtoInfer, n.handleInfer)
+		n.h.SetStreamHandler(ProtoMPC, n.handleMPC)
+	}
+	if n.hasRole(RoleHolder) || n.hasRole(RoleDealer) {
+		n.h.SetStreamHandler(ProtoDealer, n.handleDealer)
+	}
+	if n.hasRole(RoleHost) {
+		n.h.SetStreamHandler(ProtoPlain, n.handlePlain)
+	}
+}
+
+// advertiseInterval is how often roles are re-advertised, so that peers
+// that joined later (and closer to the role's key) learn them.
+var advertiseInterval = 30 * time.Second
+
+// advertiseLoop waits for the routing table, then advertises the node's
+// roles, retrying quickly until it works once and periodically after.
+func (n *Node) advertiseLoop() {
+	defer n.wg.Done()
+	wait := 200 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := n.disc.WaitReady(ctx)
+		if err == nil {
+			for _, r := range n.cfg.Roles {
+				if aerr := n.disc.Advertise(ctx, r); aerr != nil {
+					err = fmt.Errorf("advertise %s: %w", r, aerr)
+				}
+			}
+		}
+		cancel()
+		if n.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			n.log.Debug("advertise roles", "err", err)
+			wait = min(2*wait, 5*time.Second)
+		} else {
+			wait = advertiseInterval
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(wait + time.Duration(rand.Int64N(int64(wait/4)+1))):
+		}
+	}
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.h.ID() }
+
+// Host is the node's libp2p host.
+func (n *Node) Host() host.Host { return n.h }
+
+// Discovery is the node's discovery service.
+func (n *Node) Discovery() *discovery.Discovery { return n.disc }
+
+// Addrs returns the node's addresses with its /p2p/ component, ready to be
+// used as bootstrap addresses.
+func (n *Node) Addrs() []multiaddr.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.h.ID(), Addrs: n.h.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Peers returns the peers the node is connected to.
+func (n *Node) Peers() []peer.ID {
+	ps := n.h.Network().Peers()
+	slices.Sort(ps)
+	return ps
+}
+
+// APIAddr returns the HTTP API's address ("" when it does not run).
+func (n *Node) APIAddr() string {
+	if n.api == nil {
+		return ""
+	}
+	return n.api.addr
+}
+
+// Models returns the models the node knows (live, verified manifests).
+func (n *Node) Models(ctx context.Context) ([]*discovery.Manifest, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return n.disc.Models(), nil
+}
+
+// Close stops the node: the API (removing the repo's api file), running
+// sessions, discovery, the host, the store and the repo lock.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		n.cancel()
+		var errs []error
+		if n.api != nil {
+			errs = append(errs, n.api.close())
+		}
+		if n.h != nil {
+			for _, p := range []protocol.ID{ProtoShares, ProtoInfer, ProtoMPC, ProtoDealer, ProtoPlain} {
+				n.h.RemoveStreamHandler(p)
+			}
+		}
+		n.sessions.cancelAll()
+		n.wg.Wait()
+		if n.disc != nil {
+			errs = append(errs, n.disc.Close())
+		}
+		if n.h != nil {
+			errs = append(errs, n.h.Close())
+		}
+		if n.ds != nil {
+			errs = append(errs, n.ds.Close())
+		}
+		errs = append(errs, n.lock.release())
+		n.errC = errors.Join(errs...)
+	})
+	return n.errC
+}
+
+// takeSlot reserves one of MaxSessions serving slots, or fails with ErrBusy.
+func (n *Node) takeSlot() (release func(), err error) {
+	select {
+	case n.slots <- struct{}{}:
+		n.met.sessionsActive.Inc()
+		return func() { <-n.slots; n.met.sessionsActive.Dec() }, nil
+	default:
+		n.met.busy.Inc()
+		n.met.errors.WithLabelValues("busy").Inc()
+		return nil, fmt.Errorf("%w (%d running)", ErrBusy, cap(n.slots))
+	}
+}
+
+// resetOnPanic turns a panic in a stream handler into a reset stream and a
+// logged error: no panic crosses the network boundary.
+func (n *Node) resetOnPanic(s network.Stream) {
+	if r := recover(); r != nil {
+		n.log.Error("stream handler panic", "protocol", s.Protocol(), "remote", s.Conn().RemotePeer(), "panic", r)
+		n.met.errors.WithLabelValues("panic").Inc()
+		_ = s.Reset()
+	}
+}
+
+// planCache keeps decoded plans by hash.
+type planCache struct {
+	mu    sync.Mutex
+	plans map[string]*plan.Plan
+}
+
+func newPlanCache() *planCache { return &planCache{plans: map[string]*plan.Plan{}} }
+
+// get decodes (or returns the cached) plan of a manifest, checking its hash.
+func (c *planCache) get(m *discovery.Manifest) (*plan.Plan, error) {
+	c.mu.Lock()
+	p := c.plans[m.PlanHash]
+	c.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	sum := sha256.Sum256(m.Plan)
+	if h := hex.EncodeToString(sum[:]); h != m.PlanHash {
+		return nil, fmt.Errorf("model %q: plan hash %s does not match the manifest's %s", m.ID, h, m.PlanHash)
+	}
+	p, err := plan.Unmarshal(m.Plan)
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", m.ID, err)
+	}
+	c.mu.Lock()
+	if len(c.plans) >= 256 {
+		clear(c.plans)
+	}
+	c.plans[m.PlanHash] = p
+	c.mu.Unlock()
+	return p, nil
+}

@@ -1,0 +1,5 @@
+// Package pb holds the protobuf wire messages of the node's stream
+// protocols (grid.proto) and their generated code.
+package pb
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative grid.proto

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/mpcproto/dealer"
+)
+
+// sessionIDLen is the length of a session ID in bytes.
+const sessionIDLen = 16
+
+// newSessionID returns a fresh random session ID.
+func newSessionID() ([]byte, error) {
+	id := make([]byte, sessionIDLen)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("session id: %w", err)
+	}
+	return id, nil
+}
+
+// holderSession is a holder's state for one session between its accept and
+// its end: who the parties and the dealer are, and the rendezvous points for
+// the dealer's bundle and the other holders' MPC streams.
+type holderSession struct {
+	id       []byte
+	party    int
+	holders  []peer.ID
+	dealer   peer.ID
+	planHash string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	bundle   chan *dealer.Bundle // capacity 1: the dealer's delivery
+	incoming []chan *mpcStream   // by party index, capacity 1: streams dialled by lower parties
+
+	mu        sync.Mutex
+	gotBundle bool
+}
+
+// sessionTable indexes a holder's live sessions by session ID.
+type sessionTable struct {
+	mu sync.Mutex
+	m  map[string]*holderSession
+}
+
+func newSessionTable() *sessionTable { return &sessionTable{m: map[string]*holderSession{}} }
+
+// add registers s; a duplicate session ID is refused.
+func (t *sessionTable) add(s *holderSession) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := string(s.id)
+	if _, dup := t.m[k]; dup {
+		return fmt.Errorf("%w: session %s already running", errBadRequest, hex.EncodeToString(s.id))
+	}
+	t.m[k] = s
+	return nil
+}
+
+func (t *sessionTable) get(id []byte) *holderSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[string(id)]
+}
+
+func (t *sessionTable) remove(s *holderSession) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[string(s.id)] == s {
+		delete(t.m, string(s.id))
+	}
+}
+
+func (t *sessionTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
+
+// cancelAll cancels every live session (on Close).
+func (t *sessionTable) cancelAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.m {
+		s.cancel()
+	}
+}
+
+// deliverBundle hands the dealer's bundle to the session, once.
+func (s *holderSession) deliverBundle(b *dealer.Bundle) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gotBundle {
+		return fmt.Errorf("%w: bundle for session %s already delivered", errBadRequest, hex.EncodeToString(s.id))
+	}
+	s.gotBundle = true
+	s.bundle <- b
+	return nil
+}

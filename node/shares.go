@@ -1,0 +1,443 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	crand "crypto/rand"
+	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/share"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/node/pb"
+)
+
+// DefaultHolders is the number of holders Publish uses when
+// PublishOptions.Holders is 0.
+const DefaultHolders = 3
+
+// PublishOptions tune Publish.
+type PublishOptions struct {
+	// Holders is the number of share holders (mpc mode, at least 2;
+	// 0 = DefaultHolders).
+	Holders int
+	// Plain publishes the weights in plaintext to one "host" peer.
+	Plain bool
+	// NoRemoteInference makes the holders refuse every query.
+	NoRemoteInference bool
+	// Progress, if set, is called as the uploads progress, in bytes.
+	Progress func(done, total int64)
+}
+
+// peerWait bounds how long Publish and Infer wait for enough peers of a
+// role to be advertised.
+var peerWait = 5 * time.Second
+
+// Publish shares the model's weights across holders found through discovery
+// (or, with Plain, uploads them to one host), then signs and announces the
+// manifest. The owner is this node. Holders never include the owner; an
+// upload failure names the holder and nothing is announced.
+func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weights, o PublishOptions) (*discovery.Manifest, error) {
+	if err := discovery.ValidID(id); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if p == nil {
+		return nil, fmt.Errorf("publish %q: nil plan", id)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	if err := plan.CheckWeights(p, w); err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	shapes, err := p.Shapes(1)
+	if err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	planBytes, err := p.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("publish %q: encode plan: %w", id, err)
+	}
+	sum := sha256.Sum256(planBytes)
+	planHash := hex.EncodeToString(sum[:])
+
+	version := uint64(max(time.Now().UnixMilli(), 1))
+	known, err := n.disc.Lookup(ctx, id)
+	switch {
+	case err == nil && known.Owner != n.ID():
+		return nil, fmt.Errorf("publish %q: owned by %s: %w", id, known.Owner, discovery.ErrNameTaken)
+	case err == nil && known.Version >= version:
+		version = known.Version + 1
+	case err != nil && !errors.Is(err, discovery.ErrNotFound):
+		n.log.Debug("publish: lookup of the previous version", "id", id, "err", err)
+	}
+
+	mode, role, count := discovery.ModeMPC, RoleHolder, o.Holders
+	if o.Plain {
+		mode, role, count = discovery.ModePlain, RoleHost, 1
+	} else {
+		if count == 0 {
+			count = DefaultHolders
+		}
+		if count < 2 {
+			return nil, fmt.Errorf("publish %q: %d holders: mpc mode needs at least 2", id, count)
+		}
+	}
+	peers, err := n.pickPeers(ctx, role, count, nil)
+	if err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	blobs, err := shareWeights(p, w, count, o.Plain)
+	if err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	holders := make([][]byte, count)
+	for i, pi := range peers {
+		holders[i] = []byte(pi)
+	}
+	var total int64
+	for _, b := range blobs {
+		total += int64(len(b))
+	}
+	var done atomic.Int64
+	var progressMu sync.Mutex
+	progress := func(k int) {
+		d := done.Add(int64(k))
+		if o.Progress != nil {
+			progressMu.Lock()
+			o.Progress(d, total)
+			progressMu.Unlock()
+		}
+	}
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for i := range count {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sum := sha256.Sum256(blobs[i])
+			hdr := &pb.UploadHeader{
+				Model: id, Mode: mode, Version: version, PlanHash: planHash, Party: uint32(i),
+				Holders: holders, TotalBytes: uint64(len(blobs[i])), Checksum: sum[:],
+			}
+			if err := n.upload(ctx, peers[i], hdr, blobs[i], progress); err != nil {
+				role := fmt.Sprintf("holder %d", i)
+				if o.Plain {
+					role = "host"
+				}
+				errs[i] = &PeerError{Peer: peers[i], Role: role, Err: fmt.Errorf("upload shares: %w", err)}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	inShape := append([]int(nil), p.Input.Shape...)
+	m := &discovery.Manifest{
+		ID: id, Owner: n.ID(), Mode: mode, Holders: peers,
+		InputShape: inShape, OutputShape: shapes[p.Output],
+		PlanHash: planHash, Plan: planBytes, AllowRemote: !o.NoRemoteInference, Version: version,
+	}
+	if err := n.disc.Publish(ctx, m, n.sk); err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	n.log.Info("published", "id", id, "mode", mode, "holders", peers, "version", version)
+	return m, nil
+}
+
+// shareWeights encodes the weights (fixed point) and splits each into count
+// additive shares, returning one WeightSet blob per holder; in plain mode
+// the one blob holds the float64 bit patterns.
+func shareWeights(p *plan.Plan, w plan.Weights, count int, plain bool) ([][]byte, error) {
+	sets := make([]map[string]*tensor.Dense[uint64], count)
+	for i := range sets {
+		sets[i] = map[string]*tensor.Dense[uint64]{}
+	}
+	enc := fixed.Default()
+	for _, v := range p.Weights {
+		t := w[v.Name]
+		if plain {
+			bits := &tensor.Dense[uint64]{Shape: t.Shape, Data: make([]uint64, len(t.Data))}
+			for i, x := range t.Data {
+				bits.Data[i] = math.Float64bits(x)
+			}
+			sets[0][v.Name] = bits
+			continue
+		}
+		e, err := enc.Encode(t)
+		if err != nil {
+			return nil, fmt.Errorf("weight %q: %w", v.Name, err)
+		}
+		shares, err := share.Split(e, count, crand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("weight %q: %w", v.Name, err)
+		}
+		for i, s := range shares {
+			sets[i][v.Name] = s
+		}
+	}
+	blobs := make([][]byte, count)
+	for i, s := range sets {
+		b, err := encodeWeightSet(s)
+		if err != nil {
+			return nil, err
+		}
+		blobs[i] = b
+	}
+	return blobs, nil
+}
+
+// pickPeers finds count peers advertising role (not this node, not in
+// exclude) that it can connect to, waiting up to peerWait for enough of
+// them to be advertised, and returns them in random order.
+func (n *Node) pickPeers(ctx context.Context, role string, count int, exclude []peer.ID) ([]peer.ID, error) {
+	deadline := time.Now().Add(peerWait)
+	var found []peer.ID
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ais, err := n.disc.FindPeers(fctx, role, 64)
+		cancel()
+		found = found[:0]
+		if err == nil {
+			for _, ai := range ais {
+				if ai.ID == n.ID() || containsPeer(exclude, ai.ID) || containsPeer(found, ai.ID) {
+					continue
+				}
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				cerr := n.h.Connect(cctx, ai)
+				cancel()
+				if cerr != nil {
+					n.log.Debug("skip unreachable peer", "role", role, "peer", ai.ID, "err", cerr)
+					continue
+				}
+				found = append(found, ai.ID)
+			}
+		}
+		if len(found) >= count {
+			rand.Shuffle(len(found), func(i, j int) { found[i], found[j] = found[j], found[i] })
+			return append([]peer.ID(nil), found[:count]...), nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("find %q peers: %w", role, err)
+			}
+			return nil, fmt.Errorf("found %d reachable %q peers (owner and excluded peers left out), need %d", len(found), role, count)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func containsPeer(ps []peer.ID, p peer.ID) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// uploadTimeout bounds an upload of size bytes: the session timeout plus a
+// second per MiB.
+func (n *Node) uploadTimeout(size int) time.Duration {
+	return n.cfg.SessionTimeout + time.Duration(size>>20)*time.Second
+}
+
+// upload sends one holder its blob on /grid/shares/1.0.0 and waits for the
+// holder's status (sent after it stored the blob).
+func (n *Node) upload(ctx context.Context, p peer.ID, hdr *pb.UploadHeader, blob []byte, progress func(int)) error {
+	s, err := n.h.NewStream(ctx, p, ProtoShares)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(n.uploadTimeout(len(blob))))
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	if err := writeMsg(s, hdr); err != nil {
+		s.Reset()
+		return fmt.Errorf("send header: %w", err)
+	}
+	for off := 0; off < len(blob); off += chunkSize {
+		end := min(off+chunkSize, len(blob))
+		if err := writeMsg(s, &pb.UploadChunk{Data: blob[off:end]}); err != nil {
+			s.Reset()
+			return fmt.Errorf("send chunk at %d: %w", off, err)
+		}
+		n.met.bytesSent.WithLabelValues("shares").Add(float64(end - off))
+		progress(end - off)
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return fmt.Errorf("close write: %w", err)
+	}
+	var st pb.Status
+	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
+		s.Reset()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("read status: %w", err)
+	}
+	return errorFromStatus(&st)
+}
+
+// checkUploadHeader validates an upload header against this holder.
+func checkUploadHeader(hdr *pb.UploadHeader, self peer.ID) ([]peer.ID, error) {
+	if err := discovery.ValidID(hdr.Model); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if hdr.Mode != discovery.ModeMPC && hdr.Mode != discovery.ModePlain {
+		return nil, fmt.Errorf("%w: mode %q", errBadRequest, hdr.Mode)
+	}
+	if len(hdr.Checksum) != sha256.Size {
+		return nil, fmt.Errorf("%w: checksum of %d bytes", errBadRequest, len(hdr.Checksum))
+	}
+	if hdr.TotalBytes > maxUpload {
+		return nil, fmt.Errorf("%w: upload of %d bytes over the %d-byte limit", errBadRequest, hdr.TotalBytes, maxUpload)
+	}
+	if len(hdr.PlanHash) != 64 {
+		return nil, fmt.Errorf("%w: plan hash %q", errBadRequest, hdr.PlanHash)
+	}
+	holders, err := decodePeers(hdr.Holders)
+	if err != nil {
+		return nil, err
+	}
+	if hdr.Mode == discovery.ModePlain && len(holders) != 1 {
+		return nil, fmt.Errorf("%w: plain mode with %d hosts", errBadRequest, len(holders))
+	}
+	if hdr.Mode == discovery.ModeMPC && len(holders) < 2 {
+		return nil, fmt.Errorf("%w: mpc mode with %d holders", errBadRequest, len(holders))
+	}
+	if int(hdr.Party) >= len(holders) || holders[hdr.Party] != self {
+		return nil, fmt.Errorf("%w: party %d of %d is not this peer", errBadRequest, hdr.Party, len(holders))
+	}
+	return holders, nil
+}
+
+// maxHolders caps the number of parties of a model or session.
+const maxHolders = 64
+
+// decodePeers parses a list of peer IDs, refusing duplicates.
+func decodePeers(raw [][]byte) ([]peer.ID, error) {
+	if len(raw) > maxHolders {
+		return nil, fmt.Errorf("%w: %d holders, limit %d", errBadRequest, len(raw), maxHolders)
+	}
+	out := make([]peer.ID, len(raw))
+	for i, b := range raw {
+		id, err := peer.IDFromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: holder %d: %v", errBadRequest, i, err)
+		}
+		if containsPeer(out[:i], id) {
+			return nil, fmt.Errorf("%w: holder %s listed twice", errBadRequest, id)
+		}
+		out[i] = id
+	}
+	return out, nil
+}
+
+// handleShares receives an upload: header, chunks (memory reserved with
+// the resource manager as they arrive), checksum, then one atomic write to
+// the store, then the status.
+func (n *Node) handleShares(s network.Stream) {
+	defer n.resetOnPanic(s)
+	if err := s.Scope().SetService(svcShares); err != nil {
+		s.Reset()
+		return
+	}
+	owner := s.Conn().RemotePeer()
+	_ = s.SetReadDeadline(time.Now().Add(n.cfg.SessionTimeout))
+	fr := newFrameReader(s)
+	err := n.receiveUpload(s, fr, owner)
+	if err != nil {
+		n.log.Warn("share upload refused", "owner", owner, "err", err)
+		n.met.uploads.WithLabelValues("refused").Inc()
+		n.met.errors.WithLabelValues("upload").Inc()
+	} else {
+		n.met.uploads.WithLabelValues("ok").Inc()
+	}
+	_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if werr := writeMsg(s, statusFromError(err)); werr != nil {
+		s.Reset()
+		return
+	}
+	s.Close()
+}
+
+func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) error {
+	var hdr pb.UploadHeader
+	if err := fr.readMsg(&hdr, maxControlFrame); err != nil {
+		return fmt.Errorf("%w: header: %v", errBadRequest, err)
+	}
+	holders, err := checkUploadHeader(&hdr, n.ID())
+	if err != nil {
+		return err
+	}
+	if hdr.Mode == discovery.ModeMPC && !n.hasRole(RoleHolder) {
+		return fmt.Errorf("%w: this peer is not a holder", errBadRequest)
+	}
+	if hdr.Mode == discovery.ModePlain && !n.hasRole(RoleHost) {
+		return fmt.Errorf("%w: this peer is not a host", errBadRequest)
+	}
+	size := int(hdr.TotalBytes)
+	if err := s.Scope().ReserveMemory(size, network.ReservationPriorityMedium); err != nil {
+		return fmt.Errorf("upload of %d bytes refused by the resource manager: %w", size, err)
+	}
+	defer s.Scope().ReleaseMemory(size)
+	_ = s.SetReadDeadline(time.Now().Add(n.uploadTimeout(size)))
+	var buf bytes.Buffer
+	buf.Grow(min(size, 64<<20))
+	for buf.Len() < size {
+		var c pb.UploadChunk
+		if err := fr.readMsg(&c, maxChunk); err != nil {
+			return fmt.Errorf("%w: chunk at %d of %d bytes: %v", errBadRequest, buf.Len(), size, err)
+		}
+		if buf.Len()+len(c.Data) > size {
+			return fmt.Errorf("%w: chunks exceed the announced %d bytes", errBadRequest, size)
+		}
+		buf.Write(c.Data)
+		n.met.bytesRecv.WithLabelValues("shares").Add(float64(len(c.Data)))
+	}
+	blob := buf.Bytes()
+	sum := sha256.Sum256(blob)
+	if !bytes.Equal(sum[:], hdr.Checksum) {
+		return fmt.Errorf("%w: checksum mismatch", errBadRequest)
+	}
+	weights, err := decodeWeightSet(blob)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	hs := make([]string, len(holders))
+	for i, h := range holders {
+		hs[i] = h.String()
+	}
+	meta := shareMeta{
+		Model: hdr.Model, Owner: owner.String(), Mode: hdr.Mode, Version: hdr.Version,
+		PlanHash: hdr.PlanHash, Party: int(hdr.Party), Holders: hs,
+		Size: size, Checksum: hex.EncodeToString(sum[:]),
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	if err := n.store.put(ctx, meta, blob, weights); err != nil {
+		return err
+	}
+	n.log.Info("stored shares", "model", hdr.Model, "owner", owner, "party", hdr.Party, "bytes", size)
+	return nil
+}
