@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/share"
@@ -34,6 +35,14 @@ type Masks struct {
 	// carry it so a party can match them with its opened masks.
 	ID    [32]byte
 	Seeds []share.Seed
+
+	cache *maskCache // the masks' values, computed once
+}
+
+type maskCache struct {
+	once sync.Once
+	vals map[string][]uint64
+	err  error
 }
 
 // MaskedWeights lists, in plan order, the weights that get a fixed mask:
@@ -67,7 +76,7 @@ func NewMasks(p *plan.Plan, n int, rng io.Reader) (*Masks, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Masks{PlanHash: hash, Parties: n, Seeds: make([]share.Seed, n)}
+	m := &Masks{PlanHash: hash, Parties: n, Seeds: make([]share.Seed, n), cache: &maskCache{}}
 	h := sha256.New()
 	h.Write([]byte("grid mask set"))
 	for i := range m.Seeds {
@@ -80,8 +89,17 @@ func NewMasks(p *plan.Plan, n int, rng io.Reader) (*Masks, error) {
 	return m, nil
 }
 
-// values computes the masks B themselves (the sum of every party's share).
+// values returns the masks B themselves (the sum of every party's share),
+// computed on first use. It is safe for concurrent use.
 func (m *Masks) values(p *plan.Plan) (map[string][]uint64, error) {
+	if m.cache == nil {
+		return m.compute(p)
+	}
+	m.cache.once.Do(func() { m.cache.vals, m.cache.err = m.compute(p) })
+	return m.cache.vals, m.cache.err
+}
+
+func (m *Masks) compute(p *plan.Plan) (map[string][]uint64, error) {
 	out := make(map[string][]uint64)
 	for i := range m.Parties {
 		sh, err := expandMasks(p, m.Seeds[i])

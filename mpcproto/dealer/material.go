@@ -19,8 +19,11 @@ type Material struct {
 // Part indices of bilinear material (MatMul, Conv, Mul).
 const (
 	BilinearA = iota // [size X] random
-	BilinearB        // [size Y] random
+	BilinearB        // [size Y] random (empty with a fixed B)
 	BilinearC        // [size out] = f(A, B)
+	// BilinearAF is not dealt: a party with weight masks may append its
+	// share of f(A, F) offline (F is public to the parties), see Source.Materials.
+	BilinearAF
 )
 
 // Part indices of truncation material.
@@ -44,17 +47,25 @@ const (
 )
 
 // SignAnd is the index of the u part of carry level l's AND triples; v and
-// u AND v follow it. Levels 0..SignLevels-2 hold 2n words (generate and
-// propagate), the last level n words (generate only).
+// u AND v follow it.
 func SignAnd(l int) int { return 2 + 3*l }
 
+// SignAndBits is the number of bits each of n elements contributes to one
+// operand of level l of the carry circuit: the circuit halves the number of
+// bit groups of every element at each level, 64 -> 32 -> ... -> 1, so level
+// l combines 32 >> l pairs of groups per element.
+func SignAndBits(l int) int { return 32 >> l }
+
 // SignAndWidth is the number of words of level l's AND triples for n
-// elements.
+// elements: the operand bits of every element packed together, once for
+// the generate and once for the propagate bits (the last level needs the
+// generate bit only).
 func SignAndWidth(l, n int) int {
+	w := PackedLen(n * SignAndBits(l))
 	if l == SignLevels-1 {
-		return n
+		return w
 	}
-	return 2 * n
+	return 2 * w
 }
 
 // PackedLen is the number of words that hold n packed bits.

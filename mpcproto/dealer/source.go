@@ -90,5 +90,10 @@ func (s *Source) Next(want Request) (*Material, error) {
 	return m, nil
 }
 
+// Materials returns the material of every request, in schedule order, for
+// a party's offline precomputation (the engine adds A·F for masked
+// weights). The slice is the Source's own: changes are seen by Next.
+func (s *Source) Materials() []Material { return s.mats }
+
 // Remaining is the number of requests not yet served.
 func (s *Source) Remaining() int { return len(s.mats) - s.pos }

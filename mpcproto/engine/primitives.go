@@ -63,12 +63,18 @@ func (p *party) bilinear(req dealer.Request, x, y *tensor.Dense[uint64]) (*tenso
 	if err != nil {
 		return nil, p.fail(-1, err)
 	}
-	t2, err := req.Bilinear(&tensor.Dense[uint64]{Shape: x.Shape, Data: a}, F)
-	if err != nil {
-		return nil, p.fail(-1, err)
+	var af []uint64
+	if len(m.Parts) > dealer.BilinearAF {
+		af = m.Parts[dealer.BilinearAF] // f(A, F), precomputed offline
+	} else {
+		t2, err := req.Bilinear(&tensor.Dense[uint64]{Shape: x.Shape, Data: a}, F)
+		if err != nil {
+			return nil, p.fail(-1, err)
+		}
+		af = t2.Data
 	}
 	for i := range t1.Data {
-		t1.Data[i] += t2.Data[i] + c[i]
+		t1.Data[i] += af[i] + c[i]
 	}
 	return t1, nil
 }
@@ -131,12 +137,14 @@ func (p *party) trunc(x []uint64) ([]uint64, error) {
 //
 //  1. open c = x + r and d = x - a (one round; r, a uniform);
 //  2. x = c - r = c + NOT(r) + 1; with y = NOT(r) XOR-shared (the dealer
-//     XOR-shares r's bits), compute the carry into bit 63 of c + y + 1 with
-//     a Kogge-Stone prefix over the words: generate G = c AND y (bit 0:
-//     c OR y, the carry-in), propagate P = c XOR y, then for s = 1, 2, 4,
-//     8, 16, 32: G ^= P AND (G << s), P &= P << s, each level one round of
-//     AND triples on all words at once;
-//  3. b = msb(x) = bit 63 of (c XOR y) XOR bit 62 of G, XOR-shared;
+//     XOR-shares r's bits), find the carry into bit 63 of c + y + 1: per
+//     bit, generate g = c AND y (bit 0: c OR y, the carry-in) and propagate
+//     p = c XOR y, with g = 0, p = 1 at bit 63 so that the carry out of the
+//     whole word is the carry into bit 63; then a binary tree of 6 levels
+//     merges adjacent groups, (G, P) = (G_hi XOR P_hi AND G_lo,
+//     P_hi AND P_lo): 32, 16, 8, 4, 2, 1 merges per element, each level one
+//     round of AND triples on the bits of all elements packed in words;
+//  3. b = msb(x) = bit 63 of (c XOR y) XOR the carry, XOR-shared;
 //  4. open e = b XOR rho (one round, bits packed 64 to a word), rho a
 //     random bit the dealer shares both as a bit and as an integer;
 //  5. x*rho = a*rho + d*rho from the pair (a, a*rho), and
@@ -144,6 +152,10 @@ func (p *party) trunc(x []uint64) ([]uint64, error) {
 //     (b = rho or 1 - rho).
 //
 // It is exact: no truncation, no error. msb is the sign for |x| < 2^63.
+// Traffic per element and peer: 16 bytes in step 1, 250 bits (31.25 bytes)
+// of AND openings in step 2 (two operands of 2·w bits at the levels with
+// w = 32, 16, 8, 4, 2 merges, one bit each at the last), 1/8 byte in step 4:
+// about 48 bytes.
 func (p *party) relu(x []uint64) ([]uint64, error) {
 	n := len(x)
 	m, err := p.next(dealer.Request{Kind: dealer.KindSign, N: n})
@@ -163,6 +175,7 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 	c, d := op[0], op[1]
 	lead := p.lead()
 	g, pr := make([]uint64, n), make([]uint64, n)
+	top := make([]uint64, n) // bit 63 of c XOR y
 	for i, ci := range c {
 		y := rbits[i]
 		if lead {
@@ -176,53 +189,65 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 		} else {
 			gi |= y & 1
 		}
-		g[i] = gi
 		pi := y
 		if lead {
 			pi ^= ci
 		}
+		top[i] = pi >> 63
+		// bit 63: generate 0, propagate 1 (a public 1: party 0 holds it)
+		g[i] = gi &^ (1 << 63)
+		pi &^= 1 << 63
+		if lead {
+			pi |= 1 << 63
+		}
 		pr[i] = pi
 	}
-	top := make([]uint64, n) // bit 63 of c XOR y
-	for i, v := range pr {
-		top[i] = v >> 63
-	}
+	hiG, loG, hiP, loP := make([]uint64, n), make([]uint64, n), make([]uint64, n), make([]uint64, n)
 	for l := range dealer.SignLevels {
-		s := uint(1) << l
+		w := dealer.SignAndBits(l)
 		last := l == dealer.SignLevels-1
-		u, v, uv := m.Parts[dealer.SignAnd(l)], m.Parts[dealer.SignAnd(l)+1], m.Parts[dealer.SignAnd(l)+2]
-		w := len(uv)
-		eps, del := make([]uint64, w), make([]uint64, w)
 		for i := range n {
-			eps[i] = pr[i] ^ u[i]
-			del[i] = (g[i] << s) ^ v[i]
-			if !last {
-				eps[n+i] = pr[i] ^ u[n+i]
-				del[n+i] = (pr[i] << s) ^ v[n+i]
-			}
+			hiG[i], loG[i] = compactEven(g[i]>>1), compactEven(g[i])
+			hiP[i], loP[i] = compactEven(pr[i]>>1), compactEven(pr[i])
 		}
-		op, err := p.open(xorv(eps), xorv(del))
+		u, v, uv := m.Parts[dealer.SignAnd(l)], m.Parts[dealer.SignAnd(l)+1], m.Parts[dealer.SignAnd(l)+2]
+		words := dealer.PackedLen(n * w)
+		X, Y := make([]uint64, len(uv)), make([]uint64, len(uv))
+		packBits(X[:words], hiP, w)
+		packBits(Y[:words], loG, w)
+		if !last {
+			packBits(X[words:], hiP, w)
+			packBits(Y[words:], loP, w)
+		}
+		for i := range X {
+			X[i] ^= u[i]
+			Y[i] ^= v[i]
+		}
+		op, err := p.open(xorv(X), xorv(Y))
 		if err != nil {
 			return nil, err
 		}
 		E, D := op[0], op[1]
-		for i := range w {
-			z := uv[i] ^ (E[i] & v[i]) ^ (D[i] & u[i])
+		z := make([]uint64, len(uv))
+		for i := range z {
+			z[i] = uv[i] ^ (E[i] & v[i]) ^ (D[i] & u[i])
 			if lead {
-				z ^= E[i] & D[i]
+				z[i] ^= E[i] & D[i]
 			}
-			if i < n {
-				g[i] ^= z
-			} else {
-				pr[i-n] = z
-			}
+		}
+		unpackBits(g, z[:words], w)
+		for i := range n {
+			g[i] ^= hiG[i]
+		}
+		if !last {
+			unpackBits(pr, z[words:], w)
 		}
 	}
 	rho := m.Parts[dealer.SignRho]
 	packed := make([]uint64, len(rho))
 	copy(packed, rho)
 	for i := range n {
-		b := (top[i] ^ g[i]>>62) & 1
+		b := (top[i] ^ g[i]) & 1
 		packed[i/64] ^= b << (i % 64)
 	}
 	op, err = p.open(xorv(packed))
@@ -241,4 +266,42 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// compactEven gathers the even bits of x (0, 2, ..., 62) into its low 32
+// bits. It is linear over GF(2), so it applies to XOR shares.
+func compactEven(x uint64) uint64 {
+	x &= 0x5555555555555555
+	x = (x | x>>1) & 0x3333333333333333
+	x = (x | x>>2) & 0x0f0f0f0f0f0f0f0f
+	x = (x | x>>4) & 0x00ff00ff00ff00ff
+	x = (x | x>>8) & 0x0000ffff0000ffff
+	x = (x | x>>16) & 0x00000000ffffffff
+	return x
+}
+
+// packBits writes the low w bits of every vals[i] at bit offset i*w of dst
+// (w divides 64, so no value straddles two words).
+func packBits(dst []uint64, vals []uint64, w int) {
+	mask := uint64(1)<<w - 1
+	if w == 64 {
+		mask = ^uint64(0)
+	}
+	clear(dst)
+	for i, v := range vals {
+		off := i * w
+		dst[off/64] |= (v & mask) << (off % 64)
+	}
+}
+
+// unpackBits is the inverse of packBits: vals[i] = the w bits at offset i*w.
+func unpackBits(vals []uint64, src []uint64, w int) {
+	mask := uint64(1)<<w - 1
+	if w == 64 {
+		mask = ^uint64(0)
+	}
+	for i := range vals {
+		off := i * w
+		vals[i] = (src[off/64] >> (off % 64)) & mask
+	}
 }

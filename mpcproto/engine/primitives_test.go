@@ -224,3 +224,35 @@ func TestOpenXorAndArith(t *testing.T) {
 		}
 	}
 }
+
+func TestBitHelpers(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 13))
+	for range 1000 {
+		x := r.Uint64()
+		var want uint64
+		for i := range 32 {
+			want |= (x >> (2 * i) & 1) << i
+		}
+		if got := compactEven(x); got != want {
+			t.Fatalf("compactEven(%x) = %x, want %x", x, got, want)
+		}
+	}
+	for _, w := range []int{1, 2, 4, 8, 16, 32, 64} {
+		vals := make([]uint64, 37)
+		for i := range vals {
+			vals[i] = r.Uint64() & (uint64(1)<<w - 1)
+			if w == 64 {
+				vals[i] = r.Uint64()
+			}
+		}
+		buf := make([]uint64, (37*w+63)/64)
+		packBits(buf, vals, w)
+		got := make([]uint64, 37)
+		unpackBits(got, buf, w)
+		for i := range vals {
+			if got[i] != vals[i] {
+				t.Fatalf("width %d: value %d: %x != %x", w, i, got[i], vals[i])
+			}
+		}
+	}
+}
