@@ -366,3 +366,13 @@ func Im2ColIndex(shape []int, w Window) (oh, ow int, idx []int, err error) {
 	}
 	return oh, ow, idx, nil
 }
+
+// Im2Col gathers the receptive fields of a convolution over x [n, c, h, w]
+// into a [n*oh*ow, c*kH*kW] matrix (see Im2ColIndex), padding with zeros.
+func Im2Col[T Number](x *Dense[T], w Window) (*Dense[T], error) {
+	oh, ow, idx, err := Im2ColIndex(x.Shape, w)
+	if err != nil {
+		return nil, err
+	}
+	return Gather(x, []int{x.Shape[0] * oh * ow, x.Shape[1] * w.Kernel[0] * w.Kernel[1]}, idx, 0)
+}

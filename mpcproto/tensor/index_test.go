@@ -240,3 +240,19 @@ func TestMatMul(t *testing.T) {
 		t.Fatal("mismatch: want error")
 	}
 }
+
+func TestIm2Col(t *testing.T) {
+	x, _ := From([]int{1, 1, 2, 3}, []float64{1, 2, 3, 4, 5, 6})
+	win, _ := NewWindow([]int{2, 2}, nil, []int{0, 0, 0, 1}, nil, false)
+	cols, err := Im2Col(x, win)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{1, 2, 4, 5, 2, 3, 5, 6, 3, 0, 6, 0}
+	if !slices.Equal(cols.Shape, []int{3, 4}) || !slices.Equal(cols.Data, want) {
+		t.Fatalf("got %v %v", cols.Shape, cols.Data)
+	}
+	if _, err := Im2Col(New[float64](2, 2), win); err == nil {
+		t.Fatal("2-D input: want error")
+	}
+}

@@ -1,0 +1,43 @@
+// Package engine is the online protocol of grid's secure inference: one
+// party (a holder of weight shares) evaluating a plan on additive shares
+// over Z_2^64 with the other parties, through a transport.Transport, using
+// correlated randomness from a dealer (package dealer).
+//
+// Security model: semi-honest parties, any N >= 2, any N-1 of them may
+// collude; the dealer must not collude with a holder. Every value a party
+// receives online is masked by fresh uniform dealer randomness (see
+// TestPrivacyOpenedValuesUniform).
+//
+// # A session, as the network layer runs it
+//
+//  1. The model owner encodes every weight (fixed.Encoding.Encode) and
+//     splits it among the N holders (share.Split); holder i keeps share i.
+//  2. Optionally, once per (model, dealer): the dealer makes weight masks
+//     (dealer.NewMasks) and sends mask bundle i to holder i; the holders run
+//     OpenMasks together and keep the returned WeightMasks with their
+//     shares. Later queries then open only activations.
+//  3. The client encodes and splits its input and sends share i to holder
+//     i; the dealer deals for (plan, batch, N) — dealer.Deal, or
+//     dealer.DealMasked with masks — and sends bundle i to holder i.
+//  4. Every holder calls RunParty with the same Config (plan, batch,
+//     encoding, its own WeightMasks or nil), its transport, weight shares,
+//     input share and bundle, and sends the returned output share to the
+//     client, which adds the shares (share.Reconstruct) and decodes them.
+//
+// RunParty expands the bundle first (offline work, Stats.Offline), then
+// evaluates the plan node by node; every op is vectorised over the batch
+// and the layer, so the number of rounds depends on the plan's depth only.
+// Errors during the online phase are *ProtocolError values naming the
+// party, node, op, round and peer.
+//
+// # In one process
+//
+// RunLocal runs a whole session with N parties over an in-memory network;
+// NewLocal + Local.Infer keep a shared model for many queries (with
+// WithWeightMasks, the masks are opened once). Both are what tests and
+// benchmarks use; the holders inside them run RunParty exactly as over a
+// network.
+//
+// docs/ARCHITECTURE.md ("Engine") lists the protocols, the rounds and bytes
+// of every op and the error bounds.
+package engine
