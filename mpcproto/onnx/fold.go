@@ -19,10 +19,17 @@ type ctensor struct {
 	isInt bool
 }
 
+// maxFolded bounds the size of a tensor computed at import (initializers
+// are bounded by plan.MaxElements).
+const maxFolded = 1 << 22
+
 func newC(shape []int, isInt bool) (*ctensor, error) {
 	n, err := elements(shape)
 	if err != nil {
 		return nil, err
+	}
+	if n > maxFolded {
+		return nil, fmt.Errorf("folded constant of shape %v holds more than %d elements", shape, maxFolded)
 	}
 	return &ctensor{shape: append([]int{}, shape...), data: make([]float64, n), isInt: isInt}, nil
 }

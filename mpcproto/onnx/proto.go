@@ -44,11 +44,10 @@ func readTensor(tp *pb.TensorProto) (*ctensor, error) {
 		}
 		shape[i] = int(d)
 	}
-	c, err := newC(shape, false)
+	n, err := elements(shape)
 	if err != nil {
 		return nil, err
 	}
-	n := len(c.data)
 	raw := tp.GetRawData()
 	dt := tp.GetDataType()
 	width := map[int32]int{dtFloat: 4, dtDouble: 8, dtInt64: 8, dtInt32: 4, dtInt16: 2, dtUint16: 2,
@@ -56,11 +55,30 @@ func readTensor(tp *pb.TensorProto) (*ctensor, error) {
 	if width == 0 {
 		return nil, fmt.Errorf("data type %s is not supported", pb.TensorProto_DataType(dt))
 	}
-	c.isInt = dt != dtFloat && dt != dtDouble
-	if len(raw) > 0 {
+	// check the data's length before allocating for the declared shape
+	var got int
+	switch {
+	case len(raw) > 0:
+		got = len(raw) / width
 		if len(raw) != n*width {
 			return nil, fmt.Errorf("shape %v of %s needs %d bytes of raw data, got %d", shape, pb.TensorProto_DataType(dt), n*width, len(raw))
 		}
+	case dt == dtFloat:
+		got = len(tp.GetFloatData())
+	case dt == dtDouble:
+		got = len(tp.GetDoubleData())
+	case dt == dtInt64:
+		got = len(tp.GetInt64Data())
+	case dt == dtUint32 || dt == dtUint64:
+		got = len(tp.GetUint64Data())
+	default: // int32, int16, int8, uint16, uint8, bool are stored in int32_data
+		got = len(tp.GetInt32Data())
+	}
+	if got != n {
+		return nil, fmt.Errorf("shape %v of %s holds %d values, got %d", shape, pb.TensorProto_DataType(dt), n, got)
+	}
+	c := &ctensor{shape: shape, data: make([]float64, n), isInt: dt != dtFloat && dt != dtDouble}
+	if len(raw) > 0 {
 		for i := 0; i < n; i++ {
 			b := raw[i*width : (i+1)*width]
 			var v float64
@@ -94,34 +112,25 @@ func readTensor(tp *pb.TensorProto) (*ctensor, error) {
 		}
 		return c, nil
 	}
-	var got int
 	switch dt {
 	case dtFloat:
-		got = len(tp.GetFloatData())
-		for i := 0; i < min(n, got); i++ {
-			c.data[i] = float64(tp.GetFloatData()[i])
+		for i, v := range tp.GetFloatData() {
+			c.data[i] = float64(v)
 		}
 	case dtDouble:
-		got = len(tp.GetDoubleData())
 		copy(c.data, tp.GetDoubleData())
 	case dtInt64:
-		got = len(tp.GetInt64Data())
-		for i := 0; i < min(n, got); i++ {
-			c.data[i] = float64(tp.GetInt64Data()[i])
+		for i, v := range tp.GetInt64Data() {
+			c.data[i] = float64(v)
 		}
 	case dtUint32, dtUint64:
-		got = len(tp.GetUint64Data())
-		for i := 0; i < min(n, got); i++ {
-			c.data[i] = float64(tp.GetUint64Data()[i])
+		for i, v := range tp.GetUint64Data() {
+			c.data[i] = float64(v)
 		}
-	default: // int32, int16, int8, uint16, uint8, bool are stored in int32_data
-		got = len(tp.GetInt32Data())
-		for i := 0; i < min(n, got); i++ {
-			c.data[i] = float64(tp.GetInt32Data()[i])
+	default:
+		for i, v := range tp.GetInt32Data() {
+			c.data[i] = float64(v)
 		}
-	}
-	if got != n {
-		return nil, fmt.Errorf("shape %v of %s holds %d values, got %d", shape, pb.TensorProto_DataType(dt), n, got)
 	}
 	return c, nil
 }
