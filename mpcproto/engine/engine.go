@@ -172,8 +172,9 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 	defer cancel()
 	p := &party{ctx: pctx, cancel: cancel, t: t, n: n, self: self, enc: cfg.Enc, src: src, masks: cfg.Masks}
 	start := time.Now()
-	for i := range cfg.Plan.Nodes {
-		nd := &cfg.Plan.Nodes[i]
+	nodes := cfg.Plan.Nodes
+	for i := 0; i < len(nodes); i++ {
+		nd := &nodes[i]
 		p.node = nd
 		if err := ctx.Err(); err != nil {
 			return nil, p.stats(st, start), p.fail(-1, err)
@@ -181,6 +182,18 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 		ins := make([]*shared, len(nd.Inputs))
 		for j, name := range nd.Inputs {
 			ins[j] = vals[name]
+		}
+		// a product followed by a ReLU of it: truncate and compare at once
+		if i+1 < len(nodes) && truncates(nd) && nodes[i+1].Op == plan.Relu &&
+			len(nodes[i+1].Inputs) == 1 && nodes[i+1].Inputs[0] == nd.Output {
+			relu := &nodes[i+1]
+			t, y, err := p.evalFused(nd, relu, ins, shapes[nd.Output])
+			if err != nil {
+				return nil, p.stats(st, start), err
+			}
+			vals[nd.Output], vals[relu.Output] = t, y
+			i++
+			continue
 		}
 		out, err := p.evalNode(nd, ins, shapes[nd.Output])
 		if err != nil {

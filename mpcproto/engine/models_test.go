@@ -55,8 +55,9 @@ func smallCNN(r *rand.Rand) (*plan.Plan, plan.Weights) {
 	return p, w
 }
 
-// smallCNNRounds: conv 2 + relu 8 + max pool 2x2 (two levels) 16 + fc 2.
-const smallCNNRounds = 28
+// smallCNNRounds: conv 1 + (truncation and relu fused) 8 + max pool 2x2
+// (two levels) 16 + fc 2.
+const smallCNNRounds = 27
 
 func uniform(r *rand.Rand, scale float64, shape ...int) *tensor.Dense[float64] {
 	t := tensor.New[float64](shape...)

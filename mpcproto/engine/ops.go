@@ -14,10 +14,70 @@ type shared = tensor.Dense[uint64]
 // evalNode evaluates one node on shares; out is the output shape the plan
 // infers for it (used by the shape-only ops and checked for the others).
 func (p *party) evalNode(n *plan.Node, ins []*shared, out []int) (*shared, error) {
-	var (
-		res *shared
-		err error
-	)
+	res, pending, err := p.evalRaw(n, ins, out)
+	if err == nil && pending {
+		res, err = p.truncTensor(res)
+	}
+	if err != nil {
+		return nil, p.wrap(err)
+	}
+	return p.checkShape(res, out)
+}
+
+func (p *party) wrap(err error) error {
+	if _, ok := err.(*ProtocolError); ok {
+		return err
+	}
+	return p.fail(-1, err)
+}
+
+func (p *party) checkShape(res *shared, out []int) (*shared, error) {
+	if !slices.Equal(res.Shape, out) {
+		return nil, p.failf("output shape %v differs from the plan's %v", res.Shape, out)
+	}
+	return res, nil
+}
+
+// evalFused evaluates a node whose result awaits a truncation together with
+// the Relu node that follows it: the truncation and the sign test share
+// their first round (truncRelu). It returns both nodes' outputs.
+func (p *party) evalFused(n, relu *plan.Node, ins []*shared, out []int) (t, y *shared, err error) {
+	res, pending, err := p.evalRaw(n, ins, out)
+	if err != nil {
+		return nil, nil, p.wrap(err)
+	}
+	if !pending {
+		return nil, nil, p.failf("internal: node has no pending truncation")
+	}
+	p.node = relu
+	td, yd, err := p.truncRelu(res.Data)
+	if err != nil {
+		return nil, nil, p.wrap(err)
+	}
+	t, err = p.checkShape(&shared{Shape: res.Shape, Data: td}, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, &shared{Shape: res.Shape, Data: yd}, nil
+}
+
+// truncates reports whether a node's evaluation ends with a truncation
+// (which evalRaw leaves pending).
+func truncates(n *plan.Node) bool {
+	switch n.Op {
+	case plan.MatMul, plan.Conv, plan.Mul, plan.AveragePool, plan.GlobalAveragePool:
+		return true
+	case plan.MulConst:
+		return !dealer.ConstIsInteger(n.Attrs.Const)
+	}
+	return false
+}
+
+// evalRaw evaluates one node, leaving out the final truncation of the ops
+// that end with one (pending is then true: the result carries 2f
+// fractional bits).
+func (p *party) evalRaw(n *plan.Node, ins []*shared, out []int) (res *shared, pending bool, err error) {
+	pending = truncates(n)
 	switch n.Op {
 	case plan.MatMul:
 		res, err = p.matmul(ins, p.fixedB(n.Inputs[1]))
@@ -26,7 +86,7 @@ func (p *party) evalNode(n *plan.Node, ins []*shared, out []int) (*shared, error
 	case plan.Add, plan.Sub:
 		res, err = p.addSub(n.Op == plan.Sub, ins[0], ins[1])
 	case plan.Mul:
-		res, err = p.mul(ins[0], ins[1])
+		res, err = p.bilinear(dealer.Request{Kind: dealer.KindMul, X: ins[0].Shape, Y: ins[1].Shape}, ins[0], ins[1])
 	case plan.MulConst:
 		res, err = p.mulConst(n.Attrs.Const, ins[0])
 	case plan.Relu:
@@ -45,18 +105,9 @@ func (p *party) evalNode(n *plan.Node, ins []*shared, out []int) (*shared, error
 	case plan.Flatten, plan.Reshape, plan.Identity:
 		res, err = ins[0].Reshape(out...)
 	default:
-		return nil, p.failf("unknown op %q", string(n.Op))
+		return nil, false, p.failf("unknown op %q", string(n.Op))
 	}
-	if err != nil {
-		if _, ok := err.(*ProtocolError); ok {
-			return nil, err
-		}
-		return nil, p.fail(-1, err)
-	}
-	if !slices.Equal(res.Shape, out) {
-		return nil, p.failf("output shape %v differs from the plan's %v", res.Shape, out)
-	}
-	return res, nil
+	return res, pending, err
 }
 
 // truncTensor truncates a product's shares.
@@ -80,17 +131,16 @@ func (p *party) matmul(ins []*shared, fixedB string) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	if z, err = p.truncTensor(z); err != nil {
-		return nil, err
-	}
 	if len(ins) == 3 {
+		// the product carries 2f fractional bits: add the bias scaled to
+		// match, before the (pending) truncation
 		b := ins[2]
 		if !slices.Equal(b.Shape, []int{w.Shape[1]}) {
 			return nil, fmt.Errorf("bias shape %v, want [%d]", b.Shape, w.Shape[1])
 		}
 		cols := w.Shape[1]
 		for i := range z.Data {
-			z.Data[i] += b.Data[i%cols]
+			z.Data[i] += b.Data[i%cols] << p.enc.Frac
 		}
 	}
 	return z.Reshape(append(slices.Clone(x.Shape[:len(x.Shape)-1]), w.Shape[1])...)
@@ -108,9 +158,6 @@ func (p *party) conv(n *plan.Node, ins []*shared) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	if z, err = p.truncTensor(z); err != nil {
-		return nil, err
-	}
 	if len(ins) == 3 {
 		b := ins[2]
 		m := z.Shape[1]
@@ -119,7 +166,7 @@ func (p *party) conv(n *plan.Node, ins []*shared) (*shared, error) {
 		}
 		plane := z.Shape[2] * z.Shape[3]
 		for i := range z.Data {
-			z.Data[i] += b.Data[(i/plane)%m]
+			z.Data[i] += b.Data[(i/plane)%m] << p.enc.Frac
 		}
 	}
 	return z, nil
@@ -149,14 +196,6 @@ func (p *party) addSub(sub bool, a, b *shared) (*shared, error) {
 	return out, nil
 }
 
-func (p *party) mul(a, b *shared) (*shared, error) {
-	z, err := p.bilinear(dealer.Request{Kind: dealer.KindMul, X: a.Shape, Y: b.Shape}, a, b)
-	if err != nil {
-		return nil, err
-	}
-	return p.truncTensor(z)
-}
-
 // mulConst multiplies by a public constant: locally, by the integers
 // themselves when the constant holds only integers (exact, no round), else
 // by its encoding followed by a truncation.
@@ -177,14 +216,9 @@ func (p *party) mulConst(c *plan.Const, x *shared) (*shared, error) {
 			return nil, fmt.Errorf("constant element %d: %w", i, err)
 		}
 	}
-	z, err := tensor.MulBroadcast(x, enc)
-	if err != nil {
-		return nil, err
-	}
-	if integer {
-		return z, nil
-	}
-	return p.truncTensor(z)
+	// an integer constant gives the exact result; otherwise the product
+	// awaits a truncation (see truncates)
+	return tensor.MulBroadcast(x, enc)
 }
 
 func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
@@ -307,11 +341,7 @@ func (p *party) avgPool(n *plan.Node, x *shared) (*shared, error) {
 	for o := range sum {
 		sum[o] *= scale[o%(oh*ow)]
 	}
-	d, err := p.trunc(sum)
-	if err != nil {
-		return nil, err
-	}
-	return &shared{Shape: outShape, Data: d}, nil
+	return &shared{Shape: outShape, Data: sum}, nil // awaits a truncation
 }
 
 func (p *party) globalAvgPool(x *shared) (*shared, error) {
@@ -331,11 +361,7 @@ func (p *party) globalAvgPool(x *shared) (*shared, error) {
 		}
 		sum[i] = s * inv
 	}
-	d, err := p.trunc(sum)
-	if err != nil {
-		return nil, err
-	}
-	return &shared{Shape: []int{x.Shape[0], x.Shape[1], 1, 1}, Data: d}, nil
+	return &shared{Shape: []int{x.Shape[0], x.Shape[1], 1, 1}, Data: sum}, nil // awaits a truncation
 }
 
 func (p *party) pad(n *plan.Node, x *shared) (*shared, error) {

@@ -129,6 +129,19 @@ func opCases() []opCase {
 			p := onePlan([]int{-1, 2, 3, 3}, "y", nil, plan.Node{Name: "pad", Op: plan.Pad, Inputs: []string{"x"}, Output: "y", Attrs: attrs})
 			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 2, 3, 3)
 		}},
+		{"FusedTruncRelu", 0.01, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			// products followed by a ReLU (truncation and sign test fused),
+			// with the product also used after the ReLU
+			p := onePlan([]int{-1, 3}, "s", []plan.Value{{Name: "w", Shape: []int{3, 3}}, {Name: "b", Shape: []int{3}}},
+				plan.Node{Name: "mm", Op: plan.MatMul, Inputs: []string{"x", "w", "b"}, Output: "m"},
+				plan.Node{Name: "r1", Op: plan.Relu, Inputs: []string{"m"}, Output: "r"},
+				plan.Node{Name: "sum", Op: plan.Add, Inputs: []string{"r", "m"}, Output: "a"},
+				plan.Node{Name: "third", Op: plan.MulConst, Inputs: []string{"a"}, Output: "t", Attrs: plan.Attrs{Const: &plan.Const{Data: []float64{-0.3}}}},
+				plan.Node{Name: "r2", Op: plan.Relu, Inputs: []string{"t"}, Output: "u"},
+				plan.Node{Name: "sq", Op: plan.Mul, Inputs: []string{"u", "t"}, Output: "q"},
+				plan.Node{Name: "r3", Op: plan.Relu, Inputs: []string{"q"}, Output: "s"})
+			return p, plan.Weights{"w": randVals(r, 3, 3), "b": randVals(r, 3)}, randVals(r, 1+r.IntN(3), 3)
+		}},
 		{"FlattenReshapeIdentity", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
 			p := onePlan([]int{-1, 2, 3, 2}, "z", nil,
 				plan.Node{Name: "flat", Op: plan.Flatten, Inputs: []string{"x"}, Output: "f", Attrs: plan.Attrs{Axis: 1}},

@@ -100,8 +100,16 @@ func (p *party) trunc(x []uint64) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, rs, rm := m.Parts[dealer.TruncR], m.Parts[dealer.TruncShift], m.Parts[dealer.TruncMSB]
-	f := p.enc.Frac
+	op, err := p.open(arith(p.truncMask(m, x)))
+	if err != nil {
+		return nil, err
+	}
+	return p.truncFinish(m, op[0]), nil
+}
+
+// truncMask is step 1-2 of trunc: the shares of c = x + 2^62 + r to open.
+func (p *party) truncMask(m *dealer.Material, x []uint64) []uint64 {
+	r := m.Parts[dealer.TruncR]
 	masked := make([]uint64, len(x))
 	for i, v := range x {
 		masked[i] = v + r[i]
@@ -109,12 +117,14 @@ func (p *party) trunc(x []uint64) ([]uint64, error) {
 			masked[i] += 1 << 62
 		}
 	}
-	op, err := p.open(arith(masked))
-	if err != nil {
-		return nil, err
-	}
-	c := op[0]
-	out := make([]uint64, len(x))
+	return masked
+}
+
+// truncFinish is step 3-4 of trunc, from the opened c.
+func (p *party) truncFinish(m *dealer.Material, c []uint64) []uint64 {
+	rs, rm := m.Parts[dealer.TruncShift], m.Parts[dealer.TruncMSB]
+	f := p.enc.Frac
+	out := make([]uint64, len(c))
 	var wrapScale uint64
 	if f > 0 {
 		wrapScale = 1 << (64 - f)
@@ -129,7 +139,7 @@ func (p *party) trunc(x []uint64) ([]uint64, error) {
 		}
 		out[i] = v
 	}
-	return out, nil
+	return out
 }
 
 // relu computes shares of max(x, 0) for every element of x at once, in
@@ -157,13 +167,12 @@ func (p *party) trunc(x []uint64) ([]uint64, error) {
 // w = 32, 16, 8, 4, 2 merges, one bit each at the last), 1/8 byte in step 4:
 // about 48 bytes.
 func (p *party) relu(x []uint64) ([]uint64, error) {
-	n := len(x)
-	m, err := p.next(dealer.Request{Kind: dealer.KindSign, N: n})
+	m, err := p.next(dealer.Request{Kind: dealer.KindSign, N: len(x)})
 	if err != nil {
 		return nil, err
 	}
-	r, rbits, a := m.Parts[dealer.SignR], m.Parts[dealer.SignBits], m.Parts[dealer.SignA]
-	cm, dm := make([]uint64, n), make([]uint64, n)
+	r, a := m.Parts[dealer.SignR], m.Parts[dealer.SignA]
+	cm, dm := make([]uint64, len(x)), make([]uint64, len(x))
 	for i, v := range x {
 		cm[i] = v + r[i]
 		dm[i] = v - a[i]
@@ -172,7 +181,57 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, d := op[0], op[1]
+	b, _, err := p.msb(m, op[0], nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.reluSelect(m, x, op[1], b)
+}
+
+// truncRelu truncates a product z and applies ReLU to the result, in the
+// rounds of a ReLU alone (8): the first round opens both the truncation's
+// c_t = z + 2^62 + r_t and the sign test's c = z + r (msb(z) decides
+// relu(trunc(z)): trunc(z) >= 0 iff z >= 0, up to values that truncate to
+// -1 ulp or 0, where both give 0); d = trunc(z) - a is opened with the
+// first AND level. It returns trunc(z) (for other consumers) and its ReLU.
+func (p *party) truncRelu(z []uint64) (t, y []uint64, err error) {
+	mt, err := p.next(dealer.Request{Kind: dealer.KindTrunc, N: len(z)})
+	if err != nil {
+		return nil, nil, err
+	}
+	ms, err := p.next(dealer.Request{Kind: dealer.KindSign, N: len(z)})
+	if err != nil {
+		return nil, nil, err
+	}
+	r := ms.Parts[dealer.SignR]
+	cm := make([]uint64, len(z))
+	for i, v := range z {
+		cm[i] = v + r[i]
+	}
+	op, err := p.open(arith(p.truncMask(mt, z)), arith(cm))
+	if err != nil {
+		return nil, nil, err
+	}
+	t = p.truncFinish(mt, op[0])
+	a := ms.Parts[dealer.SignA]
+	dm := make([]uint64, len(t))
+	for i, v := range t {
+		dm[i] = v - a[i]
+	}
+	b, d, err := p.msb(ms, op[1], dm)
+	if err != nil {
+		return nil, nil, err
+	}
+	y, err = p.reluSelect(ms, t, d, b)
+	return t, y, err
+}
+
+// msb is step 2-3 of relu: from the opened c = x + r it returns XOR shares
+// of msb(x), one bit per element (bit 0 of each word). extra, when not nil,
+// is opened (additively) in the first AND round and returned opened.
+func (p *party) msb(m *dealer.Material, c []uint64, extra []uint64) (bits, opened []uint64, err error) {
+	n := len(c)
+	rbits := m.Parts[dealer.SignBits]
 	lead := p.lead()
 	g, pr := make([]uint64, n), make([]uint64, n)
 	top := make([]uint64, n) // bit 63 of c XOR y
@@ -223,9 +282,16 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 			X[i] ^= u[i]
 			Y[i] ^= v[i]
 		}
-		op, err := p.open(xorv(X), xorv(Y))
+		vs := []vec{xorv(X), xorv(Y)}
+		if l == 0 && extra != nil {
+			vs = append(vs, arith(extra))
+		}
+		op, err := p.open(vs...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if l == 0 && extra != nil {
+			opened = op[2]
 		}
 		E, D := op[0], op[1]
 		z := make([]uint64, len(uv))
@@ -243,14 +309,23 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 			unpackBits(pr, z[words:], w)
 		}
 	}
+	for i := range n {
+		g[i] = (top[i] ^ g[i]) & 1
+	}
+	return g, opened, nil
+}
+
+// reluSelect is step 4-5 of relu: from shares of x, the opened d = x - a
+// and XOR shares of b = msb(x), it returns shares of x·(1 - b).
+func (p *party) reluSelect(m *dealer.Material, x, d, b []uint64) ([]uint64, error) {
+	n := len(x)
 	rho := m.Parts[dealer.SignRho]
 	packed := make([]uint64, len(rho))
 	copy(packed, rho)
 	for i := range n {
-		b := (top[i] ^ g[i]) & 1
-		packed[i/64] ^= b << (i % 64)
+		packed[i/64] ^= (b[i] & 1) << (i % 64)
 	}
-	op, err = p.open(xorv(packed))
+	op, err := p.open(xorv(packed))
 	if err != nil {
 		return nil, err
 	}
