@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,9 @@ const (
 	// methodMetrics: the daemon's Prometheus counter of manifests accepted
 	// into its registry has reached the number published in the swarm.
 	methodMetrics = "metrics"
+	// methodLog: the daemon's log (stderr, slog text format) has a
+	// "manifest accepted" line for the model, whose time is used.
+	methodLog = "log"
 )
 
 const (
@@ -170,4 +174,80 @@ func sumMetric(body []byte, name string) (sum float64, found bool, err error) {
 		return 0, false, fmt.Errorf("metric %s: %w", name, err)
 	}
 	return sum, found, nil
+}
+
+// maxLogScan caps how much of a daemon's log logAccepted reads (its end).
+const maxLogScan = 16 << 20
+
+// logAccepted scans a daemon's log for the first line, at or after since,
+// that records the acceptance of manifest name into its registry:
+//
+//	time=2026-11-27T09:12:47.322Z level=INFO msg="manifest accepted" ... id=NAME ...
+//
+// and returns that line's time.
+func logAccepted(path, name string, since time.Time) (time.Time, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("daemon log: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > maxLogScan {
+		if _, err := f.Seek(st.Size()-maxLogScan, io.SeekStart); err != nil {
+			return time.Time{}, false, fmt.Errorf("daemon log: %w", err)
+		}
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	long := false // inside a line longer than the buffer: skipped, not ours
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			long = true
+			continue
+		case long:
+			long = false
+		default:
+			if at, ok := acceptedLine(string(line), name); ok && !at.Before(since.Truncate(time.Millisecond)) {
+				return at, true, nil
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return time.Time{}, false, nil
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return time.Time{}, false, fmt.Errorf("daemon log %s: %w", path, err)
+		}
+	}
+}
+
+// acceptedLine parses one slog text line: true with its time if it says
+// manifest name was accepted.
+func acceptedLine(line, name string) (time.Time, bool) {
+	if !strings.Contains(line, `msg="manifest accepted"`) {
+		return time.Time{}, false
+	}
+	var at time.Time
+	var id string
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return time.Time{}, false
+			}
+			at = t
+		case "id":
+			if id == "" {
+				id = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if at.IsZero() || id != name {
+		return time.Time{}, false
+	}
+	return at, true
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestModelsListName(t *testing.T) {
@@ -110,4 +113,54 @@ func TestListed(t *testing.T) {
 	if _, _, err := listed(ctx, "", "m", 1); !errors.Is(err, errNotObservable) {
 		t.Errorf("no API: %v, want errNotObservable", err)
 	}
+}
+
+func TestAcceptedLine(t *testing.T) {
+	const line = `time=2026-11-27T09:12:47.322Z level=INFO msg="manifest accepted" peer=12D3KooWDq component=discovery self=12D3KooWDq id=convnet owner=12D3KooWFB version=17 deleted=false source=push from=12D3KooWFB`
+	at, ok := acceptedLine(line, "convnet")
+	want := time.Date(2026, 11, 27, 9, 12, 47, 322e6, time.UTC)
+	if !ok || !at.Equal(want) {
+		t.Fatalf("acceptedLine = %v, %v; want %v", at, ok, want)
+	}
+	for _, tt := range []struct{ line, name string }{
+		{line, "convnet-plain"},
+		{strings.Replace(line, "accepted", "refused", 1), "convnet"},
+		{strings.Replace(line, "time=2026-11-27T09:12:47.322Z", "time=yesterday", 1), "convnet"},
+		{strings.Replace(line, "time=2026-11-27T09:12:47.322Z ", "", 1), "convnet"},
+		{"", "convnet"},
+	} {
+		if _, ok := acceptedLine(tt.line, tt.name); ok {
+			t.Errorf("acceptedLine(%.60q, %s) matched", tt.line, tt.name)
+		}
+	}
+}
+
+func TestLogAccepted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node0.log")
+	old := `time=2026-11-27T09:00:00.000Z level=INFO msg="manifest accepted" id=convnet source=store`
+	fresh := `time=2026-11-27T09:12:47.322Z level=INFO msg="manifest accepted" id=convnet source=pubsub`
+	if err := os.WriteFile(path, []byte("noise\n"+old+"\n"+strings.Repeat("x", 2<<20)+"\n"+fresh+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 11, 27, 9, 12, 0, 0, time.UTC)
+	at, ok, err := logAccepted(path, "convnet", since)
+	if err != nil || !ok || at.Minute() != 12 {
+		t.Fatalf("logAccepted = %v, %v, %v; want the 09:12 line", at, ok, err)
+	}
+	if _, ok, err := logAccepted(path, "convnet", since.Add(time.Hour)); ok || err != nil {
+		t.Fatalf("a line before since counted: %v %v", ok, err)
+	}
+	if _, _, err := logAccepted(filepath.Join(t.TempDir(), "none.log"), "convnet", since); err == nil {
+		t.Fatal("missing log gave no error")
+	}
+}
+
+func FuzzAcceptedLine(f *testing.F) {
+	f.Add(`time=2026-11-27T09:12:47.322Z level=INFO msg="manifest accepted" id=convnet`)
+	f.Add(`msg="manifest accepted" id="convnet" time=x`)
+	f.Fuzz(func(t *testing.T, line string) {
+		if at, ok := acceptedLine(line, "convnet"); ok && at.IsZero() {
+			t.Fatal("matched without a time")
+		}
+	})
 }

@@ -103,14 +103,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		// The run is being cancelled; its deferred cleanup stops the
-		// daemons. The signal stays caught until Main returns.
-		fmt.Fprintln(log, "swarm: interrupted: stopping every process started")
+		select {
+		case <-ctx.Done():
+			// The run is being cancelled; its deferred cleanup stops the
+			// daemons. The signal stays caught until Main returns.
+			fmt.Fprintln(log, "swarm: interrupted: stopping every process started")
+		case <-finished:
+		}
 	}()
 	res, runErr := RunScenario(ctx, sc, path, Options{Grid: *grid, RepoRoot: *root, Out: *out, Seed: *seed, Keep: *keep, Log: log})
 	interrupted := ctx.Err() != nil // only a signal ends this context
+	close(finished)
 
 	if p, err := res.WriteJSON(*out); err != nil {
 		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)

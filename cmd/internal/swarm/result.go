@@ -81,13 +81,18 @@ type Run struct {
 	// ModelHolders are the peer IDs of the published model's holders.
 	ModelHolders []string `json:"model_holders,omitempty"`
 	Queries      []Query  `json:"queries"`
-	// Latency is the client-reported total latency of the right answers, ms.
+	// Latency is the client-reported total latency of the right MPC
+	// answers, ms.
 	Latency Stats `json:"latency_ms"`
-	// Online is the client-reported online-phase latency of the right answers, ms.
+	// Online is the client-reported online-phase latency of the right MPC
+	// answers, ms.
 	Online Stats `json:"online_ms"`
 	// Wall is the wall time of the `grid infer` processes (start-up, joining
-	// the DHT, lookup and the query) of the right answers, ms.
+	// the DHT, lookup and the query) of the right MPC answers, ms.
 	Wall Stats `json:"wall_ms"`
+	// Plain is the client-reported total latency of the right plain-mode
+	// answers, ms.
+	Plain Stats `json:"plain_latency_ms"`
 	// Rounds is the number of communication rounds of a query (the most seen).
 	Rounds int `json:"rounds"`
 	// RSSKiB are the daemons' resident set sizes after the queries, KiB.
@@ -187,24 +192,26 @@ func Classify(exitCode int, out, expect []float64, tol float64) string {
 // its queries and RSS sample.
 func (r *Run) Finish() {
 	r.Counts = Counts{}
-	var total, online, wall []float64
+	var total, online, wall, plain []float64
 	for _, q := range r.Queries {
 		switch q.Class {
 		case ClassRight:
 			r.Counts.Right++
+			if q.Mode != "mpc" {
+				plain = append(plain, q.TotalMs)
+				continue
+			}
 			total = append(total, q.TotalMs)
 			online = append(online, q.OnlineMs)
 			wall = append(wall, q.WallMs)
-			if q.Mode == "mpc" {
-				r.Rounds = max(r.Rounds, q.Rounds)
-			}
+			r.Rounds = max(r.Rounds, q.Rounds)
 		case ClassFailed:
 			r.Counts.Failed++
 		default:
 			r.Counts.Wrong++
 		}
 	}
-	r.Latency, r.Online, r.Wall = Summarize(total), Summarize(online), Summarize(wall)
+	r.Latency, r.Online, r.Wall, r.Plain = Summarize(total), Summarize(online), Summarize(wall), Summarize(plain)
 	rss := make([]float64, len(r.RSSKiB))
 	for i, v := range r.RSSKiB {
 		rss[i] = float64(v)

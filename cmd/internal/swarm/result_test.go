@@ -91,8 +91,8 @@ func TestRunFinish(t *testing.T) {
 	if r.Rounds != 3 {
 		t.Fatalf("Rounds = %d, want 3 (the MPC query's)", r.Rounds)
 	}
-	if r.Latency.N != 2 || r.Latency.Max != 10 {
-		t.Fatalf("Latency = %+v, want the 2 right answers", r.Latency)
+	if r.Latency.N != 1 || r.Latency.Max != 10 || r.Plain.N != 1 || r.Plain.Max != 2 {
+		t.Fatalf("Latency = %+v, Plain = %+v; want one right answer each", r.Latency, r.Plain)
 	}
 	if r.RSS.Max != 2048 {
 		t.Fatalf("RSS = %+v", r.RSS)

@@ -204,7 +204,8 @@ type clients struct {
 	c      *cluster
 	owner  string // repo dirs
 	user   string
-	models int // manifests published so far
+	models int    // manifests published so far
+	method string // how registries are observed, once known
 }
 
 func (r *runner) newClients(ctx context.Context, dir string, c *cluster) (*clients, error) {
@@ -241,6 +242,7 @@ func (cl *clients) publish(ctx context.Context, name string, plain bool, run *Ru
 	} else {
 		args = append(args, "--holders", strconv.Itoa(p.Holders))
 	}
+	started := time.Now()
 	res, took, err := cl.grid(ctx, cl.owner, cl.r.sc.Timeouts.Publish.D(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", name, err)
@@ -259,14 +261,14 @@ func (cl *clients) publish(ctx context.Context, name string, plain bool, run *Ru
 	run.PublishMs = ms(took)
 	cl.r.logf("published %s (%s) in %.0f ms; holders %s", name, map[bool]string{true: "plain", false: "mpc"}[plain],
 		run.PublishMs, strings.Join(cl.c.names(m.Holders), ","))
-	d, method, err := cl.waitListed(ctx, name)
+	last, method, err := cl.waitListed(ctx, name, started)
 	if err != nil {
 		return nil, err
 	}
 	if method != "" {
-		run.DiscoverMs = ms(d)
+		run.DiscoverMs = ms(last.Sub(started))
 		run.DiscoverMethod = method
-		cl.r.logf("every daemon lists %s %.0f ms after the publish returned (%s)", name, run.DiscoverMs, method)
+		cl.r.logf("every daemon lists %s %.0f ms after the publish started (observed by %s)", name, run.DiscoverMs, method)
 	}
 	return m.Holders, nil
 }
@@ -284,42 +286,69 @@ func (c *cluster) names(ids []string) []string {
 	return out
 }
 
-// waitListed polls every running daemon until each lists the model, and
-// returns how long that took and how it was observed ("" when the daemons
-// offer no way to observe their registry).
-func (cl *clients) waitListed(ctx context.Context, name string) (time.Duration, string, error) {
-	t0 := time.Now()
+// waitListed polls every running daemon until each lists the model
+// published at since. It returns when the last daemon was seen to list it
+// (the logged acceptance time with the log method, else the poll's time)
+// and how that was observed ("" when the daemons offer no way to see it).
+func (cl *clients) waitListed(ctx context.Context, name string, since time.Time) (time.Time, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, cl.r.sc.Timeouts.Discover.D())
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	method := ""
+	seen := map[int]time.Time{}
 	for {
 		var missing []string
 		for _, i := range cl.c.up() {
 			d := cl.c.daemon(i)
-			if d == nil {
+			if d == nil || !seen[i].IsZero() {
 				continue
 			}
-			ok, how, err := listed(ctx, d.API, name, cl.models)
+			ok, at, method, err := cl.observe(ctx, d, name, since)
 			if errors.Is(err, errNotObservable) {
-				cl.r.logf("cannot observe the daemons' model registry (%v): discovery time not measured", err)
-				return 0, "", nil
+				cl.r.logf("cannot observe the daemons' model registries (%v): discovery time not measured", err)
+				return time.Time{}, "", nil
 			}
-			method = how
-			if !ok {
+			if ok {
+				seen[i] = at
+				cl.method = method
+			} else {
 				missing = append(missing, fmt.Sprintf("node%d", i))
 			}
 		}
 		if len(missing) == 0 {
-			return time.Since(t0), method, nil
+			var last time.Time
+			for _, t := range seen {
+				if t.After(last) {
+					last = t
+				}
+			}
+			return last, cl.method, nil
 		}
 		select {
 		case <-ctx.Done():
-			return 0, method, fmt.Errorf("manifest %s not listed by %v after %s: %w", name, missing, cl.r.sc.Timeouts.Discover.D(), ctx.Err())
+			return time.Time{}, cl.method, fmt.Errorf("manifest %s not listed by %v after %s: %w", name, missing, cl.r.sc.Timeouts.Discover.D(), ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// observe reports whether daemon d lists model name, and since when. It
+// tries, in order: the daemon's /api/v0/models, its Prometheus counter of
+// accepted manifests, and its log's "manifest accepted" lines; once one
+// works it sticks to it.
+func (cl *clients) observe(ctx context.Context, d *harness.Daemon, name string, since time.Time) (bool, time.Time, string, error) {
+	if cl.method == "" || cl.method == methodAPI || cl.method == methodMetrics {
+		ok, how, err := listed(ctx, d.API, name, cl.models)
+		if !errors.Is(err, errNotObservable) {
+			return ok, time.Now(), how, err
+		}
+		cl.method = methodLog
+	}
+	at, ok, err := logAccepted(d.LogPath(), name, since)
+	if err != nil {
+		return false, time.Time{}, methodLog, err
+	}
+	return ok, at, methodLog, nil
 }
 
 // queries runs the scenario's queries against model, sequentially.
