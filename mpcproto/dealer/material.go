@@ -71,6 +71,20 @@ func SignAndWidth(l, n int) int {
 // PackedLen is the number of words that hold n packed bits.
 func PackedLen(n int) int { return (n + 63) / 64 }
 
+// PartSizes is the number of words of each part of the material for r, in
+// layout order: what a Provider must return for r.
+func (r Request) PartSizes() ([]int, error) {
+	layout, err := r.layout()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, len(layout))
+	for i, pt := range layout {
+		out[i] = pt.n
+	}
+	return out, nil
+}
+
 type part struct {
 	n       int
 	xor     bool // XOR-shared (else additive)

@@ -78,6 +78,8 @@ func TestRunPartyChecks(t *testing.T) {
 		"w1": tensor.New[uint64](3, 2), "b1": tensor.New[uint64](2)}
 	_, _, err = RunParty(ctx, cfg, nw.Transport(0), ws, in, bundles[1])
 	wantErr(t, "wrong party's bundle", err, "bundle is for party 1", "party 0")
+	_, _, err = RunParty(ctx, cfg, transport.NewNetwork(4).Transport(0), ws, in, bundles[0])
+	wantErr(t, "wrong number of parties", err, "party 0 of 3", "party 0 of 4")
 	_, _, err = RunParty(ctx, Config{Plan: p, Batch: 3, Enc: fixed.Default()}, nw.Transport(0), ws, tensor.New[uint64](3, 4), bundles[0])
 	wantErr(t, "batch", err, "batch 2", "batch 3")
 	_, _, err = RunParty(ctx, Config{Plan: p, Batch: 2, Enc: fixed.Encoding{Frac: 12}}, nw.Transport(0), ws, in, bundles[0])
@@ -173,4 +175,21 @@ func TestCancelledContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
+}
+
+// badProvider serves material of the wrong size.
+type badProvider struct{}
+
+func (badProvider) Next(want dealer.Request) (*dealer.Material, error) {
+	return &dealer.Material{Req: want, Parts: [][]uint64{{1}, {2}, {3}}}, nil
+}
+
+func TestBadProvider(t *testing.T) {
+	p, _, _ := smallMLP()
+	nw := transport.NewNetwork(2)
+	ws := map[string]*tensor.Dense[uint64]{"w0": tensor.New[uint64](4, 3), "b0": tensor.New[uint64](3),
+		"w1": tensor.New[uint64](3, 2), "b1": tensor.New[uint64](2)}
+	_, _, err := RunPartyWith(context.Background(), Config{Plan: p, Batch: 2, Enc: fixed.Default()}, nw.Transport(0),
+		ws, tensor.New[uint64](2, 4), badProvider{})
+	wantErr(t, "bad provider", err, "fc0 (MatMul)", "part 0 holds 1 words, want 8")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/fixed"
 	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/mpcproto/transport"
 )
 
@@ -192,6 +193,24 @@ func (p *party) next(req dealer.Request) (*dealer.Material, error) {
 	m, err := p.src.Next(req)
 	if err != nil {
 		return nil, p.fail(-1, err)
+	}
+	// any Provider may serve the engine: check the sizes before use
+	sizes, err := req.PartSizes()
+	if err != nil {
+		return nil, p.fail(-1, err)
+	}
+	if m == nil || len(m.Parts) < len(sizes) {
+		return nil, p.failf("material for %s has too few parts", req)
+	}
+	for i, n := range sizes {
+		if len(m.Parts[i]) != n {
+			return nil, p.failf("material for %s: part %d holds %d words, want %d", req, i, len(m.Parts[i]), n)
+		}
+	}
+	if len(m.Parts) > dealer.BilinearAF && req.FixedB != "" {
+		if out, err := req.OutShape(); err != nil || len(m.Parts[dealer.BilinearAF]) != tensor.Size(out) {
+			return nil, p.failf("material for %s: precomputed part has the wrong size", req)
+		}
 	}
 	return m, nil
 }
