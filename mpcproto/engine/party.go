@@ -54,19 +54,38 @@ func (p *party) failf(format string, args ...any) error {
 	return p.fail(-1, fmt.Errorf(format, args...))
 }
 
-// exchange is one online round: it sends payload to every other party and
-// returns every party's payload, indexed by party (this party's own is
-// payload itself). All payloads of a round have the same length.
-func (p *party) exchange(payload []uint64) ([][]uint64, error) {
+// vec is a vector to open: its words and whether it is XOR-shared.
+type vec struct {
+	d   []uint64
+	xor bool
+}
+
+func arith(d []uint64) vec { return vec{d: d} }
+func xorv(d []uint64) vec  { return vec{d: d, xor: true} }
+
+// open reveals shared vectors to every party in one round: each party sends
+// its shares of all of them (one message per peer: header, then the words
+// of every vector in turn), then adds (or XORs) every party's shares.
+func (p *party) open(vs ...vec) ([][]uint64, error) {
 	p.round++
-	if len(payload) > MaxWords {
-		return nil, p.failf("round payload of %d words exceeds %d", len(payload), MaxWords)
+	total := 0
+	for _, v := range vs {
+		total += len(v.d)
 	}
-	msg := make([]byte, headerSize+8*len(payload))
+	if total > MaxWords {
+		return nil, p.failf("round payload of %d words exceeds %d", total, MaxWords)
+	}
+	msg := make([]byte, headerSize+8*total)
 	binary.LittleEndian.PutUint32(msg, uint32(p.round))
-	binary.LittleEndian.PutUint32(msg[4:], uint32(len(payload)))
-	for i, v := range payload {
-		binary.LittleEndian.PutUint64(msg[headerSize+8*i:], v)
+	binary.LittleEndian.PutUint32(msg[4:], uint32(total))
+	off := headerSize
+	out := make([][]uint64, len(vs))
+	for k, v := range vs {
+		for _, w := range v.d {
+			binary.LittleEndian.PutUint64(msg[off:], w)
+			off += 8
+		}
+		out[k] = append([]uint64(nil), v.d...) // own share first
 	}
 	var wg sync.WaitGroup
 	sendErrs := make([]error, p.n)
@@ -80,23 +99,21 @@ func (p *party) exchange(payload []uint64) ([][]uint64, error) {
 			sendErrs[j] = p.t.Send(p.ctx, j, msg)
 		}()
 	}
-	out := make([][]uint64, p.n)
-	out[p.self] = payload
 	var err error
 	for j := range p.n {
 		if j == p.self {
 			continue
 		}
 		var m []byte
-		m, err = p.t.Recv(p.ctx, j)
-		if err != nil {
+		if m, err = p.t.Recv(p.ctx, j); err != nil {
 			err = p.fail(j, fmt.Errorf("receive: %w", err))
 			break
 		}
-		if out[j], err = p.decode(m, len(payload)); err != nil {
+		if err = p.checkMessage(m, total); err != nil {
 			err = p.fail(j, err)
 			break
 		}
+		accumulate(out, vs, m[headerSize:])
 	}
 	if err != nil {
 		p.cancel() // unblock our pending sends
@@ -116,73 +133,44 @@ func (p *party) exchange(payload []uint64) ([][]uint64, error) {
 	return out, nil
 }
 
+// accumulate adds (or XORs) a peer's shares, little-endian words in b, into
+// the opened vectors.
+func accumulate(out [][]uint64, vs []vec, b []byte) {
+	off := 0
+	for k, v := range vs {
+		dst := out[k]
+		src := b[off : off+8*len(dst)]
+		if v.xor {
+			for i := range dst {
+				dst[i] ^= binary.LittleEndian.Uint64(src[8*i:])
+			}
+		} else {
+			for i := range dst {
+				dst[i] += binary.LittleEndian.Uint64(src[8*i:])
+			}
+		}
+		off += 8 * len(dst)
+	}
+}
+
 // errBadMessage is wrapped by the errors about malformed round messages.
 var errBadMessage = errors.New("bad message")
 
-// decode checks a peer's round message and returns its words.
-func (p *party) decode(m []byte, want int) ([]uint64, error) {
+// checkMessage checks a peer's round message: the round, the announced
+// word count and the length.
+func (p *party) checkMessage(m []byte, want int) error {
 	if len(m) < headerSize {
-		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errBadMessage, len(m), headerSize)
+		return fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errBadMessage, len(m), headerSize)
 	}
 	round, count := binary.LittleEndian.Uint32(m), binary.LittleEndian.Uint32(m[4:])
 	if int(round) != p.round {
-		return nil, fmt.Errorf("%w: message of round %d, expected round %d", errBadMessage, round, p.round)
+		return fmt.Errorf("%w: message of round %d, expected round %d", errBadMessage, round, p.round)
 	}
 	if int(count) != want || len(m) != headerSize+8*want {
-		return nil, fmt.Errorf("%w: %d bytes announcing %d words, expected %d words (%d bytes)",
+		return fmt.Errorf("%w: %d bytes announcing %d words, expected %d words (%d bytes)",
 			errBadMessage, len(m), count, want, headerSize+8*want)
 	}
-	out := make([]uint64, want)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(m[headerSize+8*i:])
-	}
-	return out, nil
-}
-
-// vec is a vector to open: its words and whether it is XOR-shared.
-type vec struct {
-	d   []uint64
-	xor bool
-}
-
-func arith(d []uint64) vec { return vec{d: d} }
-func xorv(d []uint64) vec  { return vec{d: d, xor: true} }
-
-// open reveals shared vectors to every party in one round: each party sends
-// its shares of all of them, then adds (or XORs) every party's shares.
-func (p *party) open(vs ...vec) ([][]uint64, error) {
-	total := 0
-	for _, v := range vs {
-		total += len(v.d)
-	}
-	payload := make([]uint64, 0, total)
-	for _, v := range vs {
-		payload = append(payload, v.d...)
-	}
-	all, err := p.exchange(payload)
-	if err != nil {
-		return nil, err
-	}
-	out := make([][]uint64, len(vs))
-	off := 0
-	for k, v := range vs {
-		res := make([]uint64, len(v.d))
-		for j := range p.n {
-			src := all[j][off : off+len(v.d)]
-			if v.xor {
-				for i, w := range src {
-					res[i] ^= w
-				}
-			} else {
-				for i, w := range src {
-					res[i] += w
-				}
-			}
-		}
-		out[k] = res
-		off += len(v.d)
-	}
-	return out, nil
+	return nil
 }
 
 // next takes the material for req from the provider.
