@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-datastore"
@@ -108,6 +109,7 @@ type Discovery struct {
 	inSyncs   chan struct{} // bounds concurrent incoming sync streams
 	rolesMu   sync.Mutex
 	roles     map[string]bool
+	readyOnce atomic.Bool // WaitReady's catalog pull and mesh wait are done
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -258,10 +260,11 @@ func (d *Discovery) connectBootstrap(ctx context.Context) int {
 }
 
 // WaitReady blocks until the DHT routing table holds at least one peer,
-// retrying the bootstrap peers meanwhile, then pulls the catalog of every
-// connected peer so that Models is complete; a server also waits (at most
-// a few seconds) to join the gossipsub mesh. With no bootstrap peers it
-// returns at once. Its error names the bootstrap peers when none answered.
+// retrying the bootstrap peers meanwhile. The first time it succeeds it
+// also pulls the catalog of every connected peer, so that Models is
+// complete, and a server waits (at most a few seconds) to join the
+// gossipsub mesh. With no bootstrap peers it returns at once. Its error
+// names the bootstrap peers when none answered.
 func (d *Discovery) WaitReady(ctx context.Context) error {
 	if len(d.cfg.Bootstrap) == 0 {
 		return nil
@@ -286,10 +289,12 @@ func (d *Discovery) WaitReady(ctx context.Context) error {
 			lastDial = time.Now()
 		}
 	}
-	if err := d.Sync(ctx); err != nil {
-		d.log.Debug("initial catalog sync incomplete", "err", err)
+	if !d.readyOnce.Load() {
+		if err := d.Sync(ctx); err != nil {
+			d.log.Debug("initial catalog sync incomplete", "err", err)
+		}
 	}
-	if d.cfg.Server {
+	if d.cfg.Server && !d.readyOnce.Load() {
 		// A daemon also waits, briefly, to be grafted into the topic mesh:
 		// gossip forwarded before that would not reach it.
 		mctx, cancel := context.WithTimeout(ctx, meshWaitTimeout)
@@ -301,6 +306,7 @@ func (d *Discovery) WaitReady(ctx context.Context) error {
 			}
 		}
 	}
+	d.readyOnce.Store(true)
 	return nil
 }
 
@@ -456,6 +462,17 @@ func (d *Discovery) Models() []*Manifest {
 		}
 	}
 	return out
+}
+
+// Latest returns a copy of the newest verified manifest this node knows
+// for id, tombstones included (Deleted set), without asking the network.
+// Holders use it to retire shares of unpublished or republished models.
+func (d *Discovery) Latest(id string) (*Manifest, bool) {
+	e := d.reg.get(id)
+	if e == nil {
+		return nil, false
+	}
+	return e.m.Clone(), true
 }
 
 // Lookup returns the model's manifest from the registry or, if unknown

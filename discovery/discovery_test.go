@@ -278,6 +278,12 @@ func TestUnpublishByNonOwnerRefused(t *testing.T) {
 	if _, err := s.nodes[2].Lookup(s.ctx, "m"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("lookup after unpublish: %v", err)
 	}
+	if tomb, ok := s.nodes[2].Latest("m"); !ok || !tomb.Deleted || tomb.Owner != owner {
+		t.Fatalf("latest after unpublish: %+v, %v", tomb, ok)
+	}
+	if _, ok := s.nodes[2].Latest("never"); ok {
+		t.Fatal("latest of an unknown id")
+	}
 	if err := s.nodes[0].Unpublish(s.ctx, "m", s.key(0)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second unpublish: %v", err)
 	}

@@ -22,9 +22,12 @@ var (
 	errBadKey       = errors.New("dht key does not match manifest id")
 )
 
-// registryPrefix is where the registry persists envelopes in the datastore,
-// one key per model ID.
-var registryPrefix = datastore.NewKey("/grid/discovery/manifests")
+// RegistryPrefix is the datastore key under which the registry persists
+// each model's newest signed envelope (tombstones included), at
+// RegistryPrefix/<id>. The DHT's records live under /grid/discovery/dht.
+const RegistryPrefix = "/grid/discovery/manifests"
+
+var registryPrefix = datastore.NewKey(RegistryPrefix)
 
 // entry is one model ID's newest known manifest and its signed envelope.
 type entry struct {
