@@ -21,18 +21,26 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real processes; skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
-	defer cancel()
 	dir := t.TempDir()
-	bin, err := harness.Build(ctx, dir)
+	// Building may wait for CPU behind other packages' tests; it has its
+	// own bound, and the processes' 80 s start after it.
+	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	start := time.Now()
+	bin, err := harness.Build(bctx, dir)
+	bcancel()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("built grid in %v", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
 	opts := harness.Options{Bin: bin, ReadyTimeout: 20 * time.Second, StopTimeout: 10 * time.Second}
+	start = time.Now()
 	s, err := harness.NewSwarm(ctx, opts, filepath.Join(dir, "swarm"), harness.SwarmConfig{N: 5, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("5 daemons up and connected in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(s.Close)
 	defer func() {
 		if t.Failed() {
@@ -51,10 +59,12 @@ func TestEndToEnd(t *testing.T) {
 	env := []string{"GRID_PATH=" + client, "GRID_BOOTSTRAP=" + s.Bootstrap()}
 	grid := func(args ...string) harness.Result {
 		t.Helper()
+		start := time.Now()
 		res, err := harness.Run(ctx, bin, env, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("grid %s: exit %d in %v", strings.Join(args, " "), res.Code, time.Since(start).Round(time.Millisecond))
 		return res
 	}
 	ok := func(args ...string) harness.Result {
@@ -138,9 +148,11 @@ func TestEndToEnd(t *testing.T) {
 
 	// Stop every daemon (SIGTERM, clean exit), start the late joiner alone:
 	// it lists the model from its own store.
+	start = time.Now()
 	if err := s.StopAll(); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d daemons stopped cleanly in %v", late+1, time.Since(start).Round(time.Millisecond))
 	if _, err := s.Start(ctx, late); err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +164,13 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	start = time.Now()
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
 	if err := s.WaitPeers(wctx, 2); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("restarted daemons see their peers after %v", time.Since(start).Round(time.Millisecond))
 	checkInfer(t, ok("infer", "convnet", "--values", "5,3", "--json"), "convnet", 1022)
 
 	// Unpublish: the model disappears.

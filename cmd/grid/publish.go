@@ -84,7 +84,7 @@ Uploads over 1 MiB show a progress bar on stderr (--quiet hides it).`,
 			if m.Mode == discovery.ModePlain {
 				what = "in plain mode on host"
 			}
-			fmt.Fprintf(c.stdout, "published %q (%s, version %d) %s:\n", v.ID, v.Mode, v.Version, what)
+			fmt.Fprintf(c.stdout, "published %q (%s) %s:\n", v.ID, v.Mode, what)
 			for _, h := range v.Holders {
 				fmt.Fprintf(c.stdout, "  %s\n", h)
 			}
