@@ -38,6 +38,15 @@ under --out (default testdata/):
                       (float32, rounded to 6 decimals); "conv13_logits" for
                       conv13.onnx on the same inputs shaped [360, 1, 8, 8].
   digits_sample.npy   the first 4 held-out samples, float32 [4, 64].
+  variants/           untrained small models (BatchNorm1d/2d, dilated and
+                      grouped Conv, ceil-mode pools with and without
+                      count_include_pad, F.pad with a value, 3-D Linear,
+                      rsub, parameters added, view/reshape/flatten) exported
+                      at opsets 9, 13 and 17 with a dynamic batch, at opset
+                      11 with batch fixed to 1, and at 15 with BN kept;
+                      variants/cases.json holds each one's input and
+                      PyTorch's output (the whole batch, also for the
+                      batch-1 exports).
   digits_sample_cnn.npy  the same, float32 [4, 1, 8, 8].
 All models are exported with a dynamic batch axis (except the seed's 1-D input).
 """
@@ -49,6 +58,7 @@ import os
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -120,6 +130,149 @@ class Conv13(nn.Module):
         x = torch.relu(self.conv(x - 8.0))
         x = x.view(x.size(0), -1)
         return self.fc(x) * 0.5
+
+
+class V1(nn.Module):
+    """MLP: bias-less Linear + BatchNorm1d, Dropout, Mul and Sub by constants."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(20, 16, bias=False)
+        self.bn = nn.BatchNorm1d(16)
+        self.drop = nn.Dropout(0.3)
+        self.b = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.b(self.drop(torch.relu(self.bn(self.a(x))))) * 2 - 1
+
+
+class V2(nn.Module):
+    """Strided dilated Conv + BN, ceil-mode MaxPool and AvgPool, adaptive pool, view."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2, padding=2, dilation=2)
+        self.bn = nn.BatchNorm2d(6)
+        self.mp = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.ap = nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = self.ap(self.mp(torch.relu(self.bn(self.conv(x)))))
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(x.view(x.size(0), -1))
+
+
+class V3(nn.Module):
+    """Grouped bias-less Conv + BN, residual Add, F.pad with a value, AvgPool counting pads."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, groups=2, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.ap = nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=True)
+        self.fc = nn.Linear(80, 3)
+
+    def forward(self, x):
+        y = x + torch.relu(self.bn(self.conv(x)))
+        y = F.pad(y, (1, 2, 0, 1), value=0.5)  # 6x6 -> 7x9
+        return self.fc(self.ap(y).reshape(-1, 80))  # -> 4x5
+
+
+class V4(nn.Module):
+    """Linear over a 3-D input (MatMul + Add), Div and Sub by constants."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1 = nn.Linear(6, 4)
+        self.l2 = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.l2(torch.relu(self.l1(x / 3.0)) - 0.25)
+
+
+class V5(nn.Module):
+    """Constant minus input (rsub), Conv, torch.flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 2)
+        self.fc = nn.Linear(2 * 3 * 3, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(1.0 - x)), 1))
+
+
+class V6(nn.Module):
+    """A parameter added per channel, functional pools, Tensor.flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 2 * 2, 2)
+        self.p = nn.Parameter(torch.randn(3, 1, 1))
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x)) + self.p
+        y = F.avg_pool2d(F.max_pool2d(y, 2), 2, stride=1)
+        return self.fc(y.flatten(1))
+
+
+class V7(nn.Module):
+    """x.view(x.size(0), -1) straight from the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(x.view(x.size(0), -1))
+
+
+def rnd_bn(m):
+    """Give BatchNorm layers non-trivial statistics (the variants are untrained)."""
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 2)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-1, 1)
+
+
+def make_variants(out_dir):
+    """Untrained small models covering more of what torch.onnx.export emits,
+    across opsets and export modes, with PyTorch's outputs on random inputs."""
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(5)
+    models = [("mlp_bn", V1(), (5, 20)), ("cnn_pools", V2(), (4, 3, 9, 9)), ("cnn_group_pad", V3(), (3, 4, 6, 6)),
+              ("linear3d", V4(), (2, 5, 6)), ("rsub_flatten", V5(), (3, 1, 4, 4)), ("param_add", V6(), (2, 2, 6, 6)),
+              ("view", V7(), (3, 2, 4))]
+    cases = {}
+    for name, m, shape in models:
+        rnd_bn(m)
+        m.eval()
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            y = m(x)
+        has_bn = any(isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) for mod in m.modules())
+        modes = [(9, "dyn"), (13, "dyn"), (17, "dyn"), (11, "fixed1")] + ([(15, "preserve")] if has_bn else [])
+        for opset, mode in modes:
+            fn = f"{name}_op{opset}_{mode}.onnx"
+            ex = x[:1] if mode == "fixed1" else x
+            kw = {}
+            if mode != "fixed1":
+                kw["dynamic_axes"] = {"input": {0: "batch"}, "out": {0: "batch"}}
+            if mode == "preserve":
+                kw["training"] = torch.onnx.TrainingMode.PRESERVE
+            torch.onnx.export(m, ex, os.path.join(out_dir, fn), input_names=["input"], output_names=["out"],
+                              opset_version=opset, **kw)
+            # every variant is checked on the whole batch: a model exported
+            # with batch 1 must still take any batch
+            cases[fn] = {"x": [round(float(v), 6) for v in x.flatten()], "x_shape": list(x.shape),
+                         "y": [round(float(v), 6) for v in y.flatten()], "y_shape": list(y.shape)}
+    with open(os.path.join(out_dir, "cases.json"), "w") as f:
+        json.dump(cases, f, separators=(",", ":"))
 
 
 def train(model, x, y, steps, lr=0.01):
@@ -216,6 +369,7 @@ def main():
 
     with open(out("digits_test.json"), "w") as f:
         json.dump(result, f, separators=(",", ":"))
+    make_variants(out("variants"))
     np.save(out("digits_sample.npy"), x_te[:4].astype(np.float32))
     np.save(out("digits_sample_cnn.npy"), x_te[:4].astype(np.float32).reshape(4, 1, 8, 8))
 
