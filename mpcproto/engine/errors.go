@@ -19,6 +19,8 @@ type ProtocolError struct {
 	Err   error
 }
 
+// Error formats the error with its position:
+// "party 0: node relu0 (Relu): round 3: party 2: bad message: ...".
 func (e *ProtocolError) Error() string {
 	s := fmt.Sprintf("party %d", e.Self)
 	if e.Node != "" || e.Op != "" {
