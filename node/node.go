@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Bootstrap: boot,
 		Datastore: n.ds,
 		Logger:    n.log,
+		Metrics:   discovery.NewMetrics(n.met.reg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)

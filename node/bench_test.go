@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
+
+// mlp784 is the 784-128-128-10 ReLU MLP with small random weights.
+func mlp784() (*plan.Plan, plan.Weights) {
+	dims := []int{784, 128, 128, 10}
+	p := &plan.Plan{Version: plan.Version, Input: plan.Value{Name: "x", Shape: []int{-1, 784}}}
+	w := plan.Weights{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := "x"
+	for l := range 3 {
+		wn, bn := "W"+string(rune('1'+l)), "B"+string(rune('1'+l))
+		p.Weights = append(p.Weights, plan.Value{Name: wn, Shape: []int{dims[l], dims[l+1]}}, plan.Value{Name: bn, Shape: []int{dims[l+1]}})
+		wt := tensor.New[float64](dims[l], dims[l+1])
+		for i := range wt.Data {
+			wt.Data[i] = (rng.Float64()*2 - 1) / math.Sqrt(float64(dims[l]))
+		}
+		bt := tensor.New[float64](dims[l+1])
+		for i := range bt.Data {
+			bt.Data[i] = rng.Float64()*0.2 - 0.1
+		}
+		w[wn], w[bn] = wt, bt
+		out := "h" + string(rune('1'+l))
+		p.Nodes = append(p.Nodes, plan.Node{Name: "fc" + string(rune('1'+l)), Op: plan.MatMul, Inputs: []string{in, wn, bn}, Output: out})
+		in = out
+		if l < 2 {
+			p.Nodes = append(p.Nodes, plan.Node{Name: "relu" + string(rune('1'+l)), Op: plan.Relu, Inputs: []string{in}, Output: in + "r"})
+			in += "r"
+		}
+	}
+	p.Output = in
+	return p, w
+}
+
+// benchQueries publishes the model over holders and runs b.N queries of x,
+// reporting the online time, rounds and the busiest holder's bytes.
+func benchQueries(b *testing.B, id string, p *plan.Plan, w plan.Weights, holders int, x *tensor.Dense[float64], o InferOptions) {
+	s := newTestSwarm(b, holders)
+	defer s.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := s.client.Publish(ctx, id, p, w, PublishOptions{Holders: holders}); err != nil {
+		b.Fatal(err)
+	}
+	want, err := plan.EvalPlain(p, w, x)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var online, total time.Duration
+	var last *Result
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := s.client.Infer(ctx, id, x, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		online += res.Online
+		total += res.Total
+		last = res
+	}
+	b.StopTimer()
+	for i := range want.Data {
+		if math.Abs(last.Output[i]-want.Data[i]) > 0.05 {
+			b.Fatalf("output %d = %v, plaintext %v", i, last.Output[i], want.Data[i])
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(online.Microseconds())/1000/n, "online-ms")
+	b.ReportMetric(float64(total.Microseconds())/1000/n, "total-ms")
+	b.ReportMetric(float64(last.Rounds), "rounds")
+	b.ReportMetric(float64(last.BytesSent), "bytes-sent/holder")
+	b.ReportMetric(float64(last.BytesRecv), "bytes-recv/holder")
+}
+
+// BenchmarkSeedQuery is the seed model over 4 holders and a dealer, between
+// real hosts on loopback TCP.
+func BenchmarkSeedQuery(b *testing.B) {
+	p, w := seedModel()
+	benchQueries(b, "convnet", p, w, 4, vec(5, 3), InferOptions{})
+}
+
+// BenchmarkMLP784Holders3 is the 784-128-128-10 MLP over 3 holders and a
+// dealer, batch 1.
+func BenchmarkMLP784Holders3(b *testing.B) {
+	p, w := mlp784()
+	x := tensor.New[float64](1, 784)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range x.Data {
+		x.Data[i] = rng.Float64()
+	}
+	benchQueries(b, "mlp", p, w, 3, x, InferOptions{})
+}
