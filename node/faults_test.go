@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/ipfs/go-datastore/query"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node/pb"
