@@ -237,7 +237,7 @@ func (c *ctx) foldOne(op string, ins []*ctensor, b int) (*ctensor, error) {
 			return fmt.Errorf("takes %d inputs, got %d", k, len(ins))
 		}
 		for i := 0; i < k; i++ {
-			if ins[i] == nil && op != "Shape" {
+			if c.in[i] == "" || (ins[i] == nil && op != "Shape") {
 				return fmt.Errorf("input %d is missing", i)
 			}
 		}
@@ -1142,9 +1142,15 @@ func (c *ctx) reshape() error {
 
 func (c *ctx) squeeze() error {
 	op := c.n.GetOpType()
+	if err := c.inputCount(1, 2); err != nil {
+		return err
+	}
 	x, err := c.act(0)
 	if err != nil {
 		return err
+	}
+	if _, a := c.input(1); a != nil {
+		return errors.New("axes must be a constant, they depend on the model's input")
 	}
 	var ins []*ctensor
 	for i := range c.in {
