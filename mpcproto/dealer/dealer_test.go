@@ -45,7 +45,7 @@ func TestSchedule(t *testing.T) {
 	want := []string{
 		"conv:conv [3 1 4 4] x [2 1 3 3]", "conv:trunc [96]",
 		"relu:sign [96]",
-		"pool:sign [48]", "pool:sign [24]",
+		"pool:max [24]x4",
 		"sq:mul [3 2 2 2] x [3 2 2 2]", "sq:trunc [24]",
 		"half:trunc [24]",
 		"fc:matmul [3 8] x [8 3]", "fc:trunc [9]",
@@ -60,10 +60,10 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-func TestMaxTreeSizes(t *testing.T) {
-	for k, want := range map[int][]int{1: nil, 2: {1}, 3: {1, 1}, 4: {2, 1}, 9: {4, 2, 1, 1}} {
-		if got := MaxTreeSizes(k); !slices.Equal(got, want) {
-			t.Errorf("MaxTreeSizes(%d) = %v, want %v", k, got, want)
+func TestMaxAndLevels(t *testing.T) {
+	for k, want := range map[int][]int{1: nil, 2: nil, 3: {1}, 4: {1, 1}, 9: {4, 2, 1}} {
+		if got := MaxAndLevels(k); !slices.Equal(got, want) {
+			t.Errorf("MaxAndLevels(%d) = %v, want %v", k, got, want)
 		}
 	}
 }
@@ -126,15 +126,22 @@ func TestDealRelations(t *testing.T) {
 						t.Fatalf("N=%d %s: element %d wrong", n, req, i)
 					}
 				}
-			case KindSign:
+			case KindSign, KindMax:
 				r := reconstruct(srcs, ri, SignR, false)
 				if bits := reconstruct(srcs, ri, SignBits, true); !slices.Equal(r, bits) {
 					t.Fatalf("N=%d %s: XOR-shared bits differ from r", n, req)
 				}
-				for l := range SignLevels {
+				levels, rhoAt, cands := SignLevels, SignRho, req.N
+				if req.Kind == KindMax {
+					levels, rhoAt, cands = SignLevels+len(MaxAndLevels(req.K)), MaxRho(req.K), req.N*req.K
+					if len(r) != MaxPairs(req.K)*req.N {
+						t.Fatalf("%s: %d comparisons", req, len(r))
+					}
+				}
+				for l := range levels {
 					u, v := reconstruct(srcs, ri, SignAnd(l), true), reconstruct(srcs, ri, SignAnd(l)+1, true)
 					uv := reconstruct(srcs, ri, SignAnd(l)+2, true)
-					if len(uv) != SignAndWidth(l, req.N) {
+					if l < SignLevels && len(uv) != SignAndWidth(l, len(r)) {
 						t.Fatalf("level %d width %d", l, len(uv))
 					}
 					for i := range uv {
@@ -143,9 +150,12 @@ func TestDealRelations(t *testing.T) {
 						}
 					}
 				}
-				rho := reconstruct(srcs, ri, SignRho, true)
-				rhoA, a, arho := reconstruct(srcs, ri, SignRhoArith, false), reconstruct(srcs, ri, SignA, false), reconstruct(srcs, ri, SignARho, false)
-				for i := range req.N {
+				rho := reconstruct(srcs, ri, rhoAt, true)
+				rhoA, a, arho := reconstruct(srcs, ri, rhoAt+1, false), reconstruct(srcs, ri, rhoAt+2, false), reconstruct(srcs, ri, rhoAt+3, false)
+				if len(rhoA) != cands {
+					t.Fatalf("%s: %d candidates", req, len(rhoA))
+				}
+				for i := range cands {
 					bit := rho[i/64] >> (i % 64) & 1
 					if rhoA[i] != bit || arho[i] != a[i]*bit {
 						t.Fatalf("N=%d %s: rho element %d wrong", n, req, i)

@@ -68,6 +68,22 @@ func SignAndWidth(l, n int) int {
 	return 2 * w
 }
 
+// Part indices of max material: parts 0 .. SignAnd(SignLevels)-1 are laid
+// out as sign material for the K(K-1)/2·N comparisons (SignR, SignBits,
+// SignAnd); then MaxAnd(l) (u, v, u AND v) for each level of the AND tree
+// (MaxAndLevels), then the per-candidate rho, rho as 0/1, a and a*rho for
+// the K·N candidates, at MaxRho(K) .. MaxRho(K)+3.
+
+// MaxAnd is the index of the u part of the fan-in AND level l.
+func MaxAnd(l int) int { return 2 + 3*SignLevels + 3*l }
+
+// MaxRho is the index of the packed random bits rho of max material for
+// windows of k values; rho as 0/1, a and a*rho follow.
+func MaxRho(k int) int { return MaxAnd(len(MaxAndLevels(k))) }
+
+// MaxPairs is the number of pairwise comparisons in a window of k values.
+func MaxPairs(k int) int { return k * (k - 1) / 2 }
+
 // PackedLen is the number of words that hold n packed bits.
 func PackedLen(n int) int { return (n + 63) / 64 }
 
@@ -127,6 +143,22 @@ func (r Request) layout() ([]part, error) {
 		ps[SignA] = part{n: n}
 		ps[SignARho] = part{n: n, derived: true}
 		return ps, nil
+	case KindMax:
+		if r.N < 0 || r.K < 2 {
+			return nil, fmt.Errorf("max over %d windows of %d values", r.N, r.K)
+		}
+		sign, err := Request{Kind: KindSign, N: MaxPairs(r.K) * r.N}.layout()
+		if err != nil {
+			return nil, err
+		}
+		ps := sign[:SignRho]
+		for _, ands := range MaxAndLevels(r.K) {
+			w := PackedLen(ands * r.K * r.N)
+			ps = append(ps, part{n: w, xor: true}, part{n: w, xor: true}, part{n: w, xor: true, derived: true})
+		}
+		c := r.K * r.N
+		return append(ps, part{n: PackedLen(c), xor: true}, part{n: c, derived: true}, part{n: c},
+			part{n: c, derived: true}), nil
 	}
 	return nil, fmt.Errorf("unknown material kind %d", uint8(r.Kind))
 }
@@ -157,21 +189,30 @@ func (r Request) derive(enc fixed.Encoding, vals [][]uint64, masks map[string][]
 			vals[TruncMSB][i] = v >> 63
 		}
 	case KindSign:
-		copy(vals[SignBits], vals[SignR])
-		for l := range SignLevels {
-			u, v, uv := vals[SignAnd(l)], vals[SignAnd(l)+1], vals[SignAnd(l)+2]
-			for i := range uv {
-				uv[i] = u[i] & v[i]
-			}
-		}
-		rho := vals[SignRho]
-		for i := range vals[SignRhoArith] {
-			bit := (rho[i/64] >> (i % 64)) & 1
-			vals[SignRhoArith][i] = bit
-			vals[SignARho][i] = vals[SignA][i] * bit
-		}
+		deriveSign(vals, SignLevels, SignRho)
+	case KindMax:
+		deriveSign(vals, SignLevels+len(MaxAndLevels(r.K)), MaxRho(r.K))
 	default:
 		return fmt.Errorf("unknown material kind %d", uint8(r.Kind))
 	}
 	return nil
+}
+
+// deriveSign fills the derived parts of sign or max material: the bits of
+// r, the products of the AND triples (levels of them from SignAnd(0) on),
+// and rho as 0/1 and a*rho from rho at index rhoAt.
+func deriveSign(vals [][]uint64, levels, rhoAt int) {
+	copy(vals[SignBits], vals[SignR])
+	for l := range levels {
+		u, v, uv := vals[SignAnd(l)], vals[SignAnd(l)+1], vals[SignAnd(l)+2]
+		for i := range uv {
+			uv[i] = u[i] & v[i]
+		}
+	}
+	rho, rhoA, a, arho := vals[rhoAt], vals[rhoAt+1], vals[rhoAt+2], vals[rhoAt+3]
+	for i := range rhoA {
+		bit := (rho[i/64] >> (i % 64)) & 1
+		rhoA[i] = bit
+		arho[i] = a[i] * bit
+	}
 }

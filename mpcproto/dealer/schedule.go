@@ -25,10 +25,15 @@ const (
 	// KindTrunc is truncation material: r, r >> f and msb(r) for uniform r.
 	KindTrunc
 	// KindSign is the material of one vectorised sign test fused with a
-	// multiplication (ReLU, max): r with its bits XOR-shared, AND triples
-	// for a 6-level carry circuit, a random bit rho shared both ways, and a
+	// multiplication (ReLU): r with its bits XOR-shared, AND triples for a
+	// 6-level carry circuit, a random bit rho shared both ways, and a
 	// product pair (a, a*rho).
 	KindSign
+	// KindMax is the material of a vectorised max over windows of K values:
+	// sign material for the K(K-1)/2 pairwise comparisons of every window,
+	// AND triples for the fan-in of K-1 comparison bits per candidate, and
+	// a random bit and product pair per candidate.
+	KindMax
 )
 
 // String names the kind.
@@ -44,6 +49,8 @@ func (k Kind) String() string {
 		return "trunc"
 	case KindSign:
 		return "sign"
+	case KindMax:
+		return "max"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -60,8 +67,11 @@ type Request struct {
 	// Window and Group are a Conv's geometry.
 	Window tensor.Window
 	Group  int
-	// N is the element count of a Trunc or Sign request.
+	// N is the element count of a Trunc or Sign request, the number of
+	// windows of a Max request.
 	N int
+	// K is the window size of a Max request.
+	K int
 	// FixedB names the weight whose long-term mask serves as B (MatMul and
 	// Conv with weight masks, see Masks): the material then holds no B.
 	FixedB string
@@ -70,7 +80,7 @@ type Request struct {
 // Same reports whether r and o ask for the same material (Node aside).
 func (r Request) Same(o Request) bool {
 	return r.Kind == o.Kind && r.N == o.N && slices.Equal(r.X, o.X) && slices.Equal(r.Y, o.Y) &&
-		r.Window == o.Window && r.Group == o.Group && r.FixedB == o.FixedB
+		r.Window == o.Window && r.Group == o.Group && r.FixedB == o.FixedB && r.K == o.K
 }
 
 // String describes the request for error messages.
@@ -81,6 +91,9 @@ func (r Request) String() string {
 			return fmt.Sprintf("%s %v x %v (mask of %s)", r.Kind, r.X, r.Y, r.FixedB)
 		}
 		return fmt.Sprintf("%s %v x %v", r.Kind, r.X, r.Y)
+	}
+	if r.Kind == KindMax {
+		return fmt.Sprintf("%s [%d]x%d", r.Kind, r.N, r.K)
 	}
 	return fmt.Sprintf("%s [%d]", r.Kind, r.N)
 }
@@ -149,14 +162,13 @@ func PoolWindow(a *plan.Attrs) (tensor.Window, error) {
 	return tensor.NewWindow(a.Kernel, s[:], p[:], d[:], a.CeilMode)
 }
 
-// MaxTreeSizes is the sizes (in windows' worth of comparisons) of the levels
-// of the comparison tree that takes the max over k values: each level pairs
-// the values left, an odd one waits for the next level.
-func MaxTreeSizes(k int) []int {
+// MaxAndLevels is the number of ANDs per candidate at each level of the
+// AND tree that combines the k-1 comparison bits of a candidate in a window
+// of k values: each level pairs the bits left, an odd one waits.
+func MaxAndLevels(k int) []int {
 	var out []int
-	for k > 1 {
-		out = append(out, k/2)
-		k -= k / 2
+	for t := k - 1; t > 1; t -= t / 2 {
+		out = append(out, t/2)
 	}
 	return out
 }
@@ -228,11 +240,10 @@ func NodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 	case plan.Relu:
 		return []Request{{Kind: KindSign, Node: n.Name, N: outSize}}, nil
 	case plan.MaxPool:
-		var out []Request
-		for _, pairs := range MaxTreeSizes(tensor.Size(n.Attrs.Kernel)) {
-			out = append(out, Request{Kind: KindSign, Node: n.Name, N: pairs * outSize})
+		if k := tensor.Size(n.Attrs.Kernel); k > 1 {
+			return []Request{{Kind: KindMax, Node: n.Name, N: outSize, K: k}}, nil
 		}
-		return out, nil
+		return nil, nil
 	case plan.AveragePool, plan.GlobalAveragePool:
 		return []Request{trunc}, nil
 	case plan.Add, plan.Sub, plan.Pad, plan.Flatten, plan.Reshape, plan.Identity:

@@ -234,7 +234,7 @@ func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
 	size := tensor.Size(outShape)
 	k := len(idx) / max(size, 1)
 	// padding never wins: a padded position repeats the window's first
-	// position inside the input
+	// position inside the input (the max is the same)
 	for o := range size {
 		first := -1
 		for j := range k {
@@ -256,39 +256,14 @@ func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	vals := make([][]uint64, k)
-	for j := range k {
-		vals[j] = all.Data[j*size : (j+1)*size]
+	if k == 1 {
+		return &shared{Shape: outShape, Data: all.Data}, nil
 	}
-	// comparison tree: max(a, b) = b + relu(a - b), one vectorised relu
-	// for all pairs of a level
-	for _, pairs := range dealer.MaxTreeSizes(k) {
-		diff := make([]uint64, 0, pairs*size)
-		for j := range pairs {
-			a, b := vals[2*j], vals[2*j+1]
-			for i := range size {
-				diff = append(diff, a[i]-b[i])
-			}
-		}
-		rl, err := p.relu(diff)
-		if err != nil {
-			return nil, err
-		}
-		next := make([][]uint64, 0, len(vals)-pairs)
-		for j := range pairs {
-			b := vals[2*j+1]
-			mx := rl[j*size : (j+1)*size]
-			for i := range size {
-				mx[i] += b[i]
-			}
-			next = append(next, mx)
-		}
-		if len(vals)%2 == 1 {
-			next = append(next, vals[len(vals)-1])
-		}
-		vals = next
+	d, err := p.maxWindows(all.Data, k, size)
+	if err != nil {
+		return nil, err
 	}
-	return &shared{Shape: outShape, Data: slices.Clone(vals[0])}, nil
+	return &shared{Shape: outShape, Data: d}, nil
 }
 
 func (p *party) avgPool(n *plan.Node, x *shared) (*shared, error) {

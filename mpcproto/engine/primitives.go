@@ -343,6 +343,160 @@ func (p *party) reluSelect(m *dealer.Material, x, d, b []uint64) ([]uint64, erro
 	return out, nil
 }
 
+// maxWindows computes shares of the max of each of `size` windows of k
+// values, vals laid out [k][size] (value j of window s at j*size+s), in
+// 1 + SignLevels + len(dealer.MaxAndLevels(k)) + 1 rounds (10 for 2x2, 11
+// for 3x3 windows) whatever the number of windows:
+//
+//  1. open c_ij = (v_i - v_j) + r_ij for every pair i < j of every window
+//     and d_i = v_i - a_i for every candidate (one round);
+//  2. m_ij = msb(v_i - v_j), i.e. [v_i < v_j], for all pairs at once (the
+//     carry circuit of relu);
+//  3. candidate i wins when v_i >= v_j for j > i and v_i > v_j for j < i
+//     (ties go to the first): s_i = AND of NOT m_ij (j > i) and m_ji
+//     (j < i), a tree of ANDs over the k-1 bits, one round per level;
+//  4. open e_i = s_i XOR rho_i (one round) and
+//     max = sum_i v_i·s_i, v_i·s_i = v_i·rho_i if e_i = 0 and
+//     v_i - v_i·rho_i if e_i = 1, with v_i·rho_i = a_i·rho_i + d_i·rho_i.
+//
+// It is exact. Compared with a tree of pairwise maxima (8 rounds per level)
+// it trades rounds for traffic: k(k-1)/2 comparisons per window instead of
+// k-1.
+func (p *party) maxWindows(vals []uint64, k, size int) ([]uint64, error) {
+	m, err := p.next(dealer.Request{Kind: dealer.KindMax, N: size, K: k})
+	if err != nil {
+		return nil, err
+	}
+	pairs := dealer.MaxPairs(k)
+	r, a := m.Parts[dealer.SignR], m.Parts[dealer.MaxRho(k)+2]
+	cm := make([]uint64, 0, pairs*size)
+	pairIndex := make([][]int, k) // pairIndex[i][j] = index of pair (min, max)
+	for i := range k {
+		pairIndex[i] = make([]int, k)
+	}
+	q := 0
+	for i := range k {
+		for j := i + 1; j < k; j++ {
+			pairIndex[i][j], pairIndex[j][i] = q, q
+			vi, vj := vals[i*size:(i+1)*size], vals[j*size:(j+1)*size]
+			for s := range size {
+				cm = append(cm, vi[s]-vj[s]+r[q*size+s])
+			}
+			q++
+		}
+	}
+	dm := make([]uint64, k*size)
+	for i, v := range vals {
+		dm[i] = v - a[i]
+	}
+	op, err := p.open(arith(cm), arith(dm))
+	if err != nil {
+		return nil, err
+	}
+	d := op[1]
+	lt, _, err := p.msb(m, op[0], nil) // lt[q*size+s] = [v_i < v_j] for pair q = (i, j)
+	if err != nil {
+		return nil, err
+	}
+	// literals: lits[t][i*size+s] is the t-th condition of candidate i
+	lead := p.lead()
+	lits := make([][]uint64, k-1)
+	for t := range lits {
+		lits[t] = make([]uint64, k*size)
+	}
+	for i := range k {
+		t := 0
+		for j := range k {
+			if j == i {
+				continue
+			}
+			q := pairIndex[i][j]
+			dst := lits[t][i*size : (i+1)*size]
+			for s := range size {
+				b := lt[q*size+s] & 1
+				if j > i && lead {
+					b ^= 1 // NOT [v_i < v_j] = [v_i >= v_j]
+				}
+				// j < i: pair (j, i) gives [v_j < v_i] = [v_i > v_j] as is
+				dst[s] = b
+			}
+			t++
+		}
+	}
+	for l, ands := range dealer.MaxAndLevels(k) {
+		u, v, uv := m.Parts[dealer.MaxAnd(l)], m.Parts[dealer.MaxAnd(l)+1], m.Parts[dealer.MaxAnd(l)+2]
+		xs, ys := make([]uint64, 0, ands*k*size), make([]uint64, 0, ands*k*size)
+		for t := range ands {
+			xs = append(xs, lits[2*t]...)
+			ys = append(ys, lits[2*t+1]...)
+		}
+		X, Y := make([]uint64, len(uv)), make([]uint64, len(uv))
+		packBits(X, xs, 1)
+		packBits(Y, ys, 1)
+		z, err := p.and(X, Y, u, v, uv)
+		if err != nil {
+			return nil, err
+		}
+		zs := make([]uint64, len(xs))
+		unpackBits(zs, z, 1)
+		next := make([][]uint64, 0, len(lits)-ands)
+		for t := range ands {
+			next = append(next, zs[t*k*size:(t+1)*k*size])
+		}
+		if len(lits)%2 == 1 {
+			next = append(next, lits[len(lits)-1])
+		}
+		lits = next
+	}
+	win := lits[0] // XOR shares of s_i per candidate
+	rhoAt := dealer.MaxRho(k)
+	packed := make([]uint64, len(m.Parts[rhoAt]))
+	copy(packed, m.Parts[rhoAt])
+	for i, b := range win {
+		packed[i/64] ^= (b & 1) << (i % 64)
+	}
+	op, err = p.open(xorv(packed))
+	if err != nil {
+		return nil, err
+	}
+	e := op[0]
+	rhoA, arho := m.Parts[rhoAt+1], m.Parts[rhoAt+3]
+	out := make([]uint64, size)
+	for i, v := range vals {
+		vrho := arho[i] + d[i]*rhoA[i]
+		if (e[i/64]>>(i%64))&1 == 0 {
+			out[i%size] += vrho
+		} else {
+			out[i%size] += v - vrho
+		}
+	}
+	return out, nil
+}
+
+// and computes XOR shares of X AND Y (packed bit vectors) with AND triples
+// (u, v, u AND v) in one round: open X^u and Y^v, then
+// X AND Y = uv ^ (E AND v) ^ (D AND u) ^ (E AND D), the last term by party 0.
+func (p *party) and(X, Y, u, v, uv []uint64) ([]uint64, error) {
+	eps, del := make([]uint64, len(X)), make([]uint64, len(Y))
+	for i := range X {
+		eps[i] = X[i] ^ u[i]
+		del[i] = Y[i] ^ v[i]
+	}
+	op, err := p.open(xorv(eps), xorv(del))
+	if err != nil {
+		return nil, err
+	}
+	E, D := op[0], op[1]
+	z := make([]uint64, len(uv))
+	for i := range z {
+		z[i] = uv[i] ^ (E[i] & v[i]) ^ (D[i] & u[i])
+		if p.lead() {
+			z[i] ^= E[i] & D[i]
+		}
+	}
+	return z, nil
+}
+
 // compactEven gathers the even bits of x (0, 2, ..., 62) into its low 32
 // bits. It is linear over GF(2), so it applies to XOR shares.
 func compactEven(x uint64) uint64 {
