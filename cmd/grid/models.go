@@ -58,6 +58,15 @@ func shapeString(shape []int) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
+// batchOutput writes the output shape (given for batch 1) with a free batch
+// dimension when the input has one: [1, 10] becomes [N, 10].
+func batchOutput(in, out []int) []int {
+	if len(in) > 0 && in[0] == -1 && len(out) > 0 && out[0] == 1 {
+		return append([]int{-1}, out[1:]...)
+	}
+	return out
+}
+
 // writeModelsTable prints models as a table with shortened peer IDs.
 func writeModelsTable(w io.Writer, ms []modelView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -72,7 +81,7 @@ func writeModelsTable(w io.Writer, ms []modelView) error {
 			remote = "no"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d: %s\t%s\t%s\t%s\n", m.ID, shortID(m.Owner), m.Mode, len(hs),
-			strings.Join(hs, ","), shapeString(m.InputShape), shapeString(m.OutputShape), remote)
+			strings.Join(hs, ","), shapeString(m.InputShape), shapeString(batchOutput(m.InputShape, m.OutputShape)), remote)
 	}
 	return tw.Flush()
 }

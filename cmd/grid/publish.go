@@ -88,7 +88,7 @@ Uploads over 1 MiB show a progress bar on stderr (--quiet hides it).`,
 			for _, h := range v.Holders {
 				fmt.Fprintf(c.stdout, "  %s\n", h)
 			}
-			fmt.Fprintf(c.stdout, "input shape %s, output shape %s\n", shapeString(v.InputShape), shapeString(v.OutputShape))
+			fmt.Fprintf(c.stdout, "input shape %s, output shape %s\n", shapeString(v.InputShape), shapeString(batchOutput(v.InputShape, v.OutputShape)))
 			if !v.AllowRemote {
 				fmt.Fprintln(c.stdout, "remote inference is disabled: holders refuse queries")
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -99,5 +100,72 @@ func TestFormatBytes(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	if got := oneLine("a\nb\r\n\n  c  d "); got != "a; b; c d" {
 		t.Errorf("oneLine = %q", got)
+	}
+}
+
+func TestReadInputFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		path      string
+		shape     []int // the model's input shape
+		wantShape []int
+		wantErr   string
+	}{
+		{write("a.json", "[5, 3]"), []int{2}, []int{2}, ""},
+		{write("b.json", "[[1, 2], [3, 4]]"), []int{-1, 2}, []int{2, 2}, ""},
+		{write("c.json", "[1, 2, 3]"), []int{2}, nil, `wrong input shape for model "m"`},
+		{write("d.json", "[1, [2]]"), []int{2}, nil, "input file"},
+		{write("e.txt", "1"), []int{1}, nil, "unknown input format"},
+		{"../../testdata/digits_sample.npy", []int{-1, 64}, []int{4, 64}, ""},
+		{dir + "/missing.json", []int{2}, nil, "does not exist"},
+		{dir, []int{2}, nil, "is a directory"},
+	}
+	for _, tt := range tests {
+		x, err := readInputFile(tt.path)
+		if err == nil {
+			x, err = fitInput("m", x, tt.shape)
+		}
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error %v, want %q", tt.path, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(x.Shape, tt.wantShape) {
+			t.Errorf("%s: %v, %v; want shape %v", tt.path, x, err, tt.wantShape)
+		}
+	}
+}
+
+func TestModelsTable(t *testing.T) {
+	var b strings.Builder
+	err := writeModelsTable(&b, []modelView{
+		{ID: "digits", Owner: "12D3KooWOwnerOwnerOwner1", Mode: "mpc", Holders: []string{"12D3KooWHolderAAAAAAAA1", "12D3KooWHolderBBBBBBBB2"},
+			InputShape: []int{-1, 64}, OutputShape: []int{1, 10}, AllowRemote: true},
+		{ID: "private", Owner: "short", Mode: "plain", Holders: []string{"host"}, InputShape: []int{2}, OutputShape: []int{1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("table has %d lines:\n%s", len(lines), b.String())
+	}
+	for _, want := range []string{"digits", "…erOwner1", "2: …AAAAAAA1,…BBBBBBB2", "[N, 64]", "[N, 10]", "yes"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("row %q lacks %q", lines[1], want)
+		}
+	}
+	for _, want := range []string{"private", "short", "plain", "1: host", "[2]", "[1]", "no"} {
+		if !strings.Contains(lines[2], want) {
+			t.Errorf("row %q lacks %q", lines[2], want)
+		}
 	}
 }
