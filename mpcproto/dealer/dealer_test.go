@@ -60,6 +60,18 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
+func TestMaxStages(t *testing.T) {
+	tests := map[int][]MaxStage{
+		1: nil, 2: {{1, 2}}, 4: {{1, 4}}, 5: {{2, 3}, {1, 2}}, 9: {{3, 3}, {1, 3}},
+		16: {{6, 3}, {2, 3}, {1, 2}},
+	}
+	for k, want := range tests {
+		if got := MaxStages(k); !slices.Equal(got, want) {
+			t.Errorf("MaxStages(%d) = %v, want %v", k, got, want)
+		}
+	}
+}
+
 func TestMaxAndLevels(t *testing.T) {
 	for k, want := range map[int][]int{1: nil, 2: nil, 3: {1}, 4: {1, 1}, 9: {4, 2, 1}} {
 		if got := MaxAndLevels(k); !slices.Equal(got, want) {

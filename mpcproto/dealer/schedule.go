@@ -162,6 +162,30 @@ func PoolWindow(a *plan.Attrs) (tensor.Window, error) {
 	return tensor.NewWindow(a.Kernel, s[:], p[:], d[:], a.CeilMode)
 }
 
+// MaxStage is one stage of a max over windows: the candidates left are
+// cut into Groups groups of Size values (the last group padded by repeating
+// a value, which does not change a max) and each group's max is found with
+// all its pairs compared at once.
+type MaxStage struct{ Groups, Size int }
+
+// MaxStages plans the max over k values: one stage when k <= 4 (2x2
+// pooling: 6 comparisons, 10 rounds), else stages of groups of 3 (3x3
+// pooling: 3 groups of 3 then 1 of 3, 12 comparisons, 18 rounds; a tree of
+// pairwise maxima would take 8 comparisons and 32 rounds, all 36 pairs at
+// once 11 rounds).
+func MaxStages(k int) []MaxStage {
+	var out []MaxStage
+	for k > 1 {
+		if k <= 4 {
+			return append(out, MaxStage{Groups: 1, Size: k})
+		}
+		g := (k + 2) / 3
+		out = append(out, MaxStage{Groups: g, Size: 3})
+		k = g
+	}
+	return out
+}
+
 // MaxAndLevels is the number of ANDs per candidate at each level of the
 // AND tree that combines the k-1 comparison bits of a candidate in a window
 // of k values: each level pairs the bits left, an odd one waits.
@@ -240,10 +264,11 @@ func NodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 	case plan.Relu:
 		return []Request{{Kind: KindSign, Node: n.Name, N: outSize}}, nil
 	case plan.MaxPool:
-		if k := tensor.Size(n.Attrs.Kernel); k > 1 {
-			return []Request{{Kind: KindMax, Node: n.Name, N: outSize, K: k}}, nil
+		var out []Request
+		for _, st := range MaxStages(tensor.Size(n.Attrs.Kernel)) {
+			out = append(out, Request{Kind: KindMax, Node: n.Name, N: st.Groups * outSize, K: st.Size})
 		}
-		return nil, nil
+		return out, nil
 	case plan.AveragePool, plan.GlobalAveragePool:
 		return []Request{trunc}, nil
 	case plan.Add, plan.Sub, plan.Pad, plan.Flatten, plan.Reshape, plan.Identity:

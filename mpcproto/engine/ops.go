@@ -256,14 +256,23 @@ func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k == 1 {
-		return &shared{Shape: outShape, Data: all.Data}, nil
+	cands := all.Data // [k][size]
+	for _, st := range dealer.MaxStages(k) {
+		// arrange the candidates as [st.Size][st.Groups*size]: value j of
+		// group g, window s; the last group repeats its last candidate
+		vals := make([]uint64, st.Size*st.Groups*size)
+		for j := range st.Size {
+			for g := range st.Groups {
+				c := min(g*st.Size+j, k-1)
+				copy(vals[(j*st.Groups+g)*size:(j*st.Groups+g+1)*size], cands[c*size:(c+1)*size])
+			}
+		}
+		if cands, err = p.maxWindows(vals, st.Size, st.Groups*size); err != nil {
+			return nil, err
+		}
+		k = st.Groups
 	}
-	d, err := p.maxWindows(all.Data, k, size)
-	if err != nil {
-		return nil, err
-	}
-	return &shared{Shape: outShape, Data: d}, nil
+	return &shared{Shape: outShape, Data: cands}, nil
 }
 
 func (p *party) avgPool(n *plan.Node, x *shared) (*shared, error) {
