@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,22 @@ func TestForgedAndNonOwnerRefused(t *testing.T) {
 			t.Fatalf("node %d lists %d models", i, n)
 		}
 	}
+	// A node's refusals are in its log, with the reason and the sender.
+	var logs logBuffer
+	watcher := s.add(withLog(&logs))
+	wh := s.hosts[len(s.hosts)-1]
+	if err := a.h.Connect(s.ctx, peer.AddrInfo{ID: wh.ID(), Addrs: wh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "watcher subscribed", func() bool {
+		return slices.Contains(a.topic.ListPeers(), wh.ID()) && watcher.meshSize() > 0
+	})
+	a.send(t, forged)
+	eventually(t, 5*time.Second, "refusal logged", func() bool {
+		l := logs.String()
+		return strings.Contains(l, `msg="manifest refused"`) && strings.Contains(l, "reason=bad_envelope") &&
+			strings.Contains(l, a.h.ID().String())
+	})
 	// The same bytes pushed over the sync protocol are refused too.
 	err := pushFrom(t, s, a, notOwner)
 	if err == nil || !strings.Contains(err.Error(), "signer is not its owner") {

@@ -1,10 +1,12 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +39,28 @@ type swarm struct {
 }
 
 type nodeOpt func(*Config)
+
+// logBuffer is a concurrency-safe log sink for tests that read logs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func withLog(w io.Writer) nodeOpt {
+	return func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(w, nil)) }
+}
 
 func clientMode(c *Config) { c.Server = false }
 
