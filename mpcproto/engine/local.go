@@ -46,6 +46,8 @@ func WithWeightMasks() Option { return func(c *localConfig) { c.masked = true } 
 // parties once (and, with WithWeightMasks, their masks opened once), ready
 // for any number of inferences. It plays the owner, the dealer, the client
 // and the n holders; the holders run RunParty exactly as over a network.
+// Infer may be called concurrently, except with WithNetwork (one network
+// carries one session at a time).
 type Local struct {
 	p      *plan.Plan
 	n      int

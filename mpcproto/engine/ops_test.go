@@ -218,6 +218,13 @@ func TestSmallCNNAgainstTwin(t *testing.T) {
 	}
 }
 
+// TestManyParties: any N works, here 7 parties on a small CNN.
+func TestManyParties(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	p, w := smallCNN(r)
+	compare(t, "N=7", p, w, randVals(r, 2, 1, 8, 8), 7, 0.01)
+}
+
 // TestReluProperty is a testing/quick property: relu on shares of any
 // int16-scaled values equals max(x, 0) exactly.
 func TestReluProperty(t *testing.T) {

@@ -29,7 +29,7 @@ func seedPlan() (*plan.Plan, plan.Weights) {
 func TestSeedExample(t *testing.T) {
 	p, w := seedPlan()
 	x := &tensor.Dense[float64]{Shape: []int{2}, Data: []float64{5, 3}}
-	for _, n := range []int{2, 3, 4} {
+	for _, n := range []int{2, 3, 4, 7} {
 		y, st, err := RunLocal(context.Background(), p, w, x, n)
 		if err != nil {
 			t.Fatalf("N=%d: %v", n, err)
