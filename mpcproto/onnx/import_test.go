@@ -68,6 +68,15 @@ func TestImportOps(t *testing.T) {
 			x: dense([]int{2}, 5, 3), want: dense([]int{1}, 1022),
 		},
 		{
+			// a dot product of two vectors: a scalar
+			name: "matmul 1-D by 1-D",
+			model: newGraph(13, 3).
+				init(floatT("w", []int{3}, 1, 2, 3)).
+				node("MatMul", "mm", []string{"x", "w"}, []string{"y"}),
+			inShape: []int{3}, ops: []plan.Op{plan.MatMul, plan.Reshape},
+			x: dense([]int{3}, 1, 1, 2), want: dense([]int{}, 9),
+		},
+		{
 			// y = 10 - x / 4 - 1: Div -> MulConst, const-first Sub -> Sub,
 			// Sub of a constant -> Add of its negation
 			name: "div and subs",
@@ -261,7 +270,7 @@ func TestImportOps(t *testing.T) {
 			if err != nil {
 				t.Fatalf("eval: %v", err)
 			}
-			if !reflect.DeepEqual(y.Shape, tc.want.Shape) {
+			if !equalInts(y.Shape, tc.want.Shape) {
 				t.Fatalf("output shape %v, want %v", y.Shape, tc.want.Shape)
 			}
 			for i := range y.Data {
