@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,11 +48,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Int64("seed", 1, "seed of the identities and churn events")
 	keep := fs.Bool("keep", false, "keep the daemons' repo dirs")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	replot := fs.String("replot", "", "only redraw the plots and table of a result.json (into --out, default its directory)")
 	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitPass
 		}
 		return ExitUsage
+	}
+	if *replot != "" {
+		return replotResult(*replot, *out, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "grid-swarm: give exactly one SCENARIO")
@@ -183,4 +188,31 @@ func findRepoRoot(dir string) string {
 		}
 		d = parent
 	}
+}
+
+// replotResult redraws the plots and the table of a saved result.
+func replotResult(path, out string, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: --replot: %v\n", err)
+		return ExitUsage
+	}
+	var res Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: --replot %s: %v\n", path, err)
+		return ExitUsage
+	}
+	if out == "" {
+		out = filepath.Dir(path)
+	}
+	files, err := WritePlots(&res, out)
+	if err != nil {
+		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
+		return ExitFail
+	}
+	for _, f := range files {
+		fmt.Fprintf(stderr, "swarm: wrote %s\n", f)
+	}
+	_ = res.WriteTable(stdout)
+	return ExitPass
 }

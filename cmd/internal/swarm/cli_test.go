@@ -111,6 +111,19 @@ func TestMainFake(t *testing.T) {
 	if !strings.Contains(stdout.String(), "[1022]") || !strings.Contains(stdout.String(), "PASS") {
 		t.Fatalf("table lacks the answer or the status:\n%s", stdout.String())
 	}
+
+	// --replot redraws from the saved result alone.
+	again := t.TempDir()
+	var table bytes.Buffer
+	if code := Main([]string{"--replot", filepath.Join(out, "result.json"), "--out", again}, &table, &stderr); code != ExitPass {
+		t.Fatalf("--replot: exit %d: %s", code, stderr.String())
+	}
+	if !fileExists(filepath.Join(again, "latency_vs_nodes.png")) || table.String() != stdout.String() {
+		t.Fatalf("--replot wrote a different table or no plot:\n%s\nvs\n%s", table.String(), stdout.String())
+	}
+	if code := Main([]string{"--replot", filepath.Join(again, "none.json")}, &table, &stderr); code != ExitUsage {
+		t.Fatalf("--replot of a missing file: exit %d", code)
+	}
 }
 
 // TestMainInterrupt sends this process a real SIGINT while grid-swarm's

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,16 +97,44 @@ func makeRepo(ctx context.Context, bin string, seed int64, root, name string) (s
 	return repo, id.String(), nil
 }
 
-// freePort asks the kernel for a free loopback TCP port. The port is free
-// when this returns; a daemon binds it a moment later (the small race is
-// accepted: a clash fails the daemon's start with a clear error).
+// freePort returns a loopback TCP port that is free now and lies below the
+// kernel's ephemeral port range. A port from the kernel (":0") would be in
+// that range, and between this check and the daemon's bind, the swarm's
+// own outgoing connections could take it (seen with 50 daemons); ports
+// below the range are only ever taken by an explicit bind.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+	lo, hi := 20000, ephemeralLow()
+	if hi-lo < 1000 {
+		lo = 1024
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("free port: no free loopback port in [%d, %d) after 200 tries", lo, hi)
+}
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range (Linux
+// default 32768).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	v, err := strconv.Atoi(f[0])
+	if err != nil || v < 2048 || v > 65535 {
+		return 32768
+	}
+	return v
 }
 
 // size is the number of members, up or down.
@@ -172,6 +202,20 @@ func (c *cluster) startOne(ctx context.Context, i int) error {
 		return fmt.Errorf("node%d is already running", i)
 	}
 	d, err := harness.StartDaemon(ctx, c.hopts, c.repos[i], c.args(i)...)
+	for try := 0; err != nil && strings.Contains(err.Error(), "address already in use") && len(c.announce[i]) == 0 && try < 3; try++ {
+		// Someone bound the port between freePort and the daemon: take
+		// another (the daemon announces what it listens on, so the
+		// others learn the new address through the DHT).
+		port, perr := freePort()
+		if perr != nil {
+			return fmt.Errorf("start node%d: %w", i, perr)
+		}
+		c.logf("node%d: port in use, retrying on %d", i, port)
+		c.mu.Lock()
+		c.listen[i] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+		c.mu.Unlock()
+		d, err = harness.StartDaemon(ctx, c.hopts, c.repos[i], c.args(i)...)
+	}
 	if err != nil {
 		return fmt.Errorf("start node%d: %w", i, err)
 	}
@@ -183,6 +227,17 @@ func (c *cluster) startOne(ctx context.Context, i int) error {
 	c.daemons[i] = d
 	c.mu.Unlock()
 	return nil
+}
+
+// killOne kills daemon i with SIGKILL: a crash, no clean shutdown.
+func (c *cluster) killOne(i int) {
+	c.mu.Lock()
+	d := c.daemons[i]
+	c.daemons[i] = nil
+	c.mu.Unlock()
+	if d != nil {
+		d.Kill()
+	}
 }
 
 // stopOne stops daemon i with SIGTERM (SIGKILL after the grace time); an

@@ -165,7 +165,7 @@ func fakeGrid(state string, args []string) int {
 			return 1
 		}
 		for _, h := range strings.Split(string(hb), "\n") {
-			if _, err := os.Stat(filepath.Join(peers, h)); err != nil {
+			if !fakeAlive(filepath.Join(peers, h)) {
 				fmt.Fprintf(os.Stderr, "grid: infer %q: holder %s: connection refused\n", pos[0], h)
 				return 1
 			}
@@ -186,6 +186,17 @@ func fakeGrid(state string, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "grid: unknown command %q\n", args[0])
 	return 2
+}
+
+// fakeAlive reports whether the fake daemon whose pid file is path runs:
+// a crashed (SIGKILLed) one leaves its file behind.
+func fakeAlive(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(string(b))
+	return err == nil && syscall.Kill(pid, 0) == nil && !isZombie(pid)
 }
 
 type multi []string

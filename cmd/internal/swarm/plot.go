@@ -3,6 +3,7 @@ package swarm
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -39,13 +40,14 @@ func WritePlots(res *Result, dir string) ([]string, error) {
 	ok := func(r *Run) bool { return r.Latency.N > 0 }
 	switch res.Case {
 	case CaseWAN:
-		var p50, wall, ref series
-		p50.name, wall.name, ref.name = "query latency p50 (client)", "grid infer wall time p50", "rounds x RTT"
+		var p50, online, wall, ref series
+		p50.name, online.name, wall.name, ref.name = "query latency p50 (client)", "online phase p50", "grid infer wall time p50", "rounds x RTT"
 		for _, r := range res.Runs {
 			if !ok(r) {
 				continue
 			}
 			p50.xy = append(p50.xy, plotter.XY{X: r.RTTMs, Y: r.Latency.P50})
+			online.xy = append(online.xy, plotter.XY{X: r.RTTMs, Y: r.Online.P50})
 			wall.xy = append(wall.xy, plotter.XY{X: r.RTTMs, Y: r.Wall.P50})
 			ref.xy = append(ref.xy, plotter.XY{X: r.RTTMs, Y: float64(r.Rounds) * r.RTTMs})
 		}
@@ -53,7 +55,7 @@ func WritePlots(res *Result, dir string) ([]string, error) {
 			return nil, nil
 		}
 		if err := add("latency_vs_rtt.png", fmt.Sprintf("seed query latency vs added RTT (%d daemons)", res.Runs[0].Nodes),
-			"added round-trip time (ms)", "ms", []series{p50, wall, ref}); err != nil {
+			"added round-trip time (ms)", "ms", []series{wall, p50, online, ref}); err != nil {
 			return files, err
 		}
 	case CaseChurn:
@@ -82,14 +84,15 @@ func WritePlots(res *Result, dir string) ([]string, error) {
 			return files, err
 		}
 	default:
-		var p50, p90, disc, rssMed, rssMax series
-		p50.name, p90.name, disc.name = "query latency p50", "query latency p90", "manifest on every daemon"
+		var p50, p90, online, disc, rssMed, rssMax series
+		p50.name, p90.name, online.name, disc.name = "query latency p50", "query latency p90", "online phase p50", "manifest on every daemon"
 		rssMed.name, rssMax.name = "RSS p50", "RSS max"
 		for _, r := range res.Runs {
 			n := float64(r.Nodes)
 			if ok(r) {
 				p50.xy = append(p50.xy, plotter.XY{X: n, Y: r.Latency.P50})
 				p90.xy = append(p90.xy, plotter.XY{X: n, Y: r.Latency.P90})
+				online.xy = append(online.xy, plotter.XY{X: n, Y: r.Online.P50})
 			}
 			if r.DiscoverMs > 0 {
 				disc.xy = append(disc.xy, plotter.XY{X: n, Y: r.DiscoverMs})
@@ -100,7 +103,7 @@ func WritePlots(res *Result, dir string) ([]string, error) {
 			}
 		}
 		var ss []series
-		for _, s := range []series{p50, p90, disc} {
+		for _, s := range []series{disc, p90, p50, online} {
 			if len(s.xy) > 0 {
 				ss = append(ss, s)
 			}
@@ -126,6 +129,18 @@ func linePlot(path, title, xlabel, ylabel string, ss []series) error {
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
 	p.Y.Min = 0
+	// Head room above the data for the legend.
+	var ymax float64
+	for _, s := range ss {
+		for _, pt := range s.xy {
+			ymax = max(ymax, pt.Y)
+		}
+	}
+	if ymax > 0 {
+		p.Y.Max = ymax * (1.15 + 0.1*float64(len(ss)))
+	}
+	p.X.Tick.Marker = plainTicks{}
+	p.Y.Tick.Marker = plainTicks{}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
@@ -140,4 +155,19 @@ func linePlot(path, title, xlabel, ylabel string, ss []series) error {
 		return fmt.Errorf("save: %w", err)
 	}
 	return nil
+}
+
+// plainTicks are gonum's default ticks labelled without trailing zeros
+// ("25", not "25.00").
+type plainTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (plainTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', -1, 64)
+		}
+	}
+	return ts
 }

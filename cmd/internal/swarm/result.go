@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,6 +52,9 @@ type Host struct {
 	NumCPU    int    `json:"num_cpu"`
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-minute load when the run started: the
+	// figures of a run on a busy machine are not comparable with an idle one.
+	LoadAvg float64 `json:"load_avg_1m"`
 }
 
 // ThisHost describes the current machine.
@@ -58,6 +62,11 @@ func ThisHost() Host {
 	h := Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GoVersion: runtime.Version()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			h.LoadAvg, _ = strconv.ParseFloat(f[0], 64)
+		}
 	}
 	return h
 }
@@ -133,10 +142,10 @@ type Counts struct {
 	Wrong  int `json:"wrong"`
 }
 
-// Event is a churn event: a daemon left or rejoined before a query.
+// Event is a churn event: a daemon left, crashed or rejoined before a query.
 type Event struct {
 	BeforeQuery int    `json:"before_query"`
-	Kind        string `json:"kind"` // "leave" or "join"
+	Kind        string `json:"kind"` // "leave" (SIGTERM), "crash" (SIGKILL) or "join"
 	Node        int    `json:"node"`
 	Holder      bool   `json:"holder"`
 }
@@ -256,6 +265,6 @@ func (res *Result) WriteTable(w io.Writer) error {
 	if !res.Pass {
 		status = "FAIL: " + res.Error
 	}
-	_, err := fmt.Fprintf(w, "%s/%s seed=%d elapsed=%.1fs %s\n", res.Plan, res.Case, res.Seed, res.ElapsedMs/1000, status)
+	_, err := fmt.Fprintf(w, "%s/%s seed=%d elapsed=%.1fs load=%.1f %s\n", res.Plan, res.Case, res.Seed, res.ElapsedMs/1000, res.Host.LoadAvg, status)
 	return err
 }

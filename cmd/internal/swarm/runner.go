@@ -447,10 +447,16 @@ func (r *runner) churn(ctx context.Context, c *cluster, cl *clients, run *Run) e
 			leave := len(down) == 0 || (len(down) < ch.MaxDown && len(up) > 0 && rng.IntN(2) == 0)
 			if leave && len(up) > 0 {
 				i := up[rng.IntN(len(up))]
-				c.stopOne(i)
+				kind := "leave"
+				if rng.Float64() < ch.Crash {
+					kind = "crash"
+					c.killOne(i)
+				} else {
+					c.stopOne(i)
+				}
 				down = append(down, i)
-				run.Events = append(run.Events, Event{BeforeQuery: qi, Kind: "leave", Node: i, Holder: holder[i]})
-				r.logf("churn: node%d leaves (holder %v) before query %d", i, holder[i], qi)
+				run.Events = append(run.Events, Event{BeforeQuery: qi, Kind: kind, Node: i, Holder: holder[i]})
+				r.logf("churn: node%d %s (holder %v) before query %d", i, map[string]string{"leave": "leaves", "crash": "crashes"}[kind], holder[i], qi)
 			} else if len(down) > 0 {
 				k := rng.IntN(len(down))
 				i := down[k]

@@ -77,7 +77,7 @@ func TestFakeWrongAnswersFail(t *testing.T) {
 func TestFakeChurn(t *testing.T) {
 	sc := fakeScenario(t, CaseChurn)
 	sc.Params.Queries = 16
-	sc.Params.Churn = &Churn{Rate: 0.5, MaxDown: 2}
+	sc.Params.Churn = &Churn{Rate: 0.5, MaxDown: 2, Crash: 0.5}
 	res, err := runFake(t, context.Background(), sc, Options{Seed: 3})
 	if err != nil {
 		t.Fatal(err)

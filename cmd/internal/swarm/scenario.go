@@ -126,12 +126,15 @@ type Params struct {
 }
 
 // Churn parameterises the churn case: before every query, with probability
-// Rate (drawn from the seeded generator), one daemon leaves (SIGTERM) or a
-// stopped one rejoins from its repo dir; at most MaxDown are down at once.
-// Daemon 0 is the swarm's bootstrap peer and never leaves.
+// Rate (drawn from the seeded generator), one daemon leaves or a stopped one
+// rejoins from its repo dir; at most MaxDown are down at once. Daemon 0 is
+// the swarm's bootstrap peer and never leaves.
 type Churn struct {
 	Rate    float64 `json:"rate"`
 	MaxDown int     `json:"max_down"`
+	// Crash is the fraction of leaves that are crashes (SIGKILL: no clean
+	// shutdown, the peers find out by timeouts) rather than SIGTERM.
+	Crash float64 `json:"crash,omitempty"`
 	// HoldersOnly restricts leaving to the model's holders (the hard case:
 	// queries that need a missing holder must fail clearly).
 	HoldersOnly bool `json:"holders_only,omitempty"`
@@ -260,6 +263,9 @@ func (s *Scenario) Validate() error {
 		}
 		if !(c.Rate > 0 && c.Rate <= 1) {
 			return fmt.Errorf("params.churn.rate = %v: must be in (0, 1]", c.Rate)
+		}
+		if !(c.Crash >= 0 && c.Crash <= 1) {
+			return fmt.Errorf("params.churn.crash = %v: must be in [0, 1]", c.Crash)
 		}
 		if c.MaxDown < 1 {
 			return fmt.Errorf("params.churn.max_down = %d: must be at least 1", c.MaxDown)
