@@ -57,9 +57,11 @@ import (
 // MaxModelSize is the largest model file Import reads, in bytes.
 const MaxModelSize = 256 << 20
 
-// Opset range accepted (default domain).
+// The range of opsets of the default domain Import accepts.
 const (
+	// MinOpset is the oldest opset accepted.
 	MinOpset = 7
+	// MaxOpset is the newest opset accepted.
 	MaxOpset = 18
 )
 

@@ -54,6 +54,7 @@ type NodeError struct {
 	Err   error
 }
 
+// Error names the node (or its index when it has no name) and its op.
 func (e *NodeError) Error() string {
 	name := e.Name
 	if name == "" {
