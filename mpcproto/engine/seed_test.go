@@ -7,6 +7,7 @@ import (
 
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/mpcproto/transport"
 )
 
 // seedPlan is the seed's example: a 1x2 weight [2, 4] (as W [2, 1]) and a
@@ -39,6 +40,23 @@ func TestSeedExample(t *testing.T) {
 		}
 		if st.Rounds != 2 {
 			t.Errorf("N=%d: %d rounds, want 2 (open E,F; truncate)", n, st.Rounds)
+		}
+	}
+}
+
+// TestStatsMatchTransport: the engine's own figures agree with what the
+// in-memory network counted for every party.
+func TestStatsMatchTransport(t *testing.T) {
+	p, w, x := smallMLP()
+	nw := transport.NewNetwork(3)
+	_, st, err := RunLocal(context.Background(), p, w, x, 3, WithNetwork(nw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ps := range st.Parties {
+		c := nw.Counters(i)
+		if c.Rounds != int64(ps.Rounds) || c.MsgsSent != ps.Messages || c.BytesSent != ps.BytesSent || c.BytesRecv != ps.BytesRecv {
+			t.Errorf("party %d: engine %+v, transport %+v", i, ps, c)
 		}
 	}
 }

@@ -12,8 +12,13 @@ import (
 type Counters struct {
 	MsgsSent, MsgsRecv   int64
 	BytesSent, BytesRecv int64
-	// Rounds counts communication rounds as seen by this party: a Send that
-	// follows a Recv (or is the party's first Send) starts a new round.
+	// Rounds counts communication rounds as seen by this party: for each
+	// peer, a Send to it starts a new round when the party has received as
+	// many messages from that peer as rounds counted so far on the pair
+	// (it has heard the peer's side of every earlier round); Rounds is the
+	// largest count over the peers. This is exact for protocols in which
+	// every round has each party send each peer one message, whatever the
+	// order of the sends and receives within a round.
 	Rounds int64
 }
 
@@ -36,7 +41,8 @@ type Network struct {
 	mu        sync.Mutex
 	intercept Intercept
 	counters  []Counters
-	lastRecv  []bool
+	recvCount [][]int64 // [self][peer]: messages received from peer
+	pairRound [][]int64 // [self][peer]: rounds counted on the pair
 }
 
 // mailboxDepth bounds the queued messages between two parties; a Send to a
@@ -49,16 +55,19 @@ func NewNetwork(n int) *Network {
 		n = 1
 	}
 	nw := &Network{
-		n:        n,
-		boxes:    make([][]chan []byte, n),
-		down:     make([]chan struct{}, n),
-		once:     make([]sync.Once, n),
-		delay:    make([]atomic.Int64, n),
-		drop:     make([]atomic.Bool, n),
-		counters: make([]Counters, n),
-		lastRecv: make([]bool, n),
+		n:         n,
+		boxes:     make([][]chan []byte, n),
+		down:      make([]chan struct{}, n),
+		once:      make([]sync.Once, n),
+		delay:     make([]atomic.Int64, n),
+		drop:      make([]atomic.Bool, n),
+		counters:  make([]Counters, n),
+		recvCount: make([][]int64, n),
+		pairRound: make([][]int64, n),
 	}
 	for i := range n {
+		nw.recvCount[i] = make([]int64, n)
+		nw.pairRound[i] = make([]int64, n)
 		nw.down[i] = make(chan struct{})
 		nw.boxes[i] = make([]chan []byte, n)
 		for j := range n {
@@ -175,9 +184,9 @@ func (t *Inmem) Send(ctx context.Context, to int, msg []byte) error {
 	m := append([]byte(nil), msg...)
 	nw.mu.Lock()
 	c := &nw.counters[t.self]
-	if nw.lastRecv[t.self] || c.MsgsSent == 0 {
-		c.Rounds++
-		nw.lastRecv[t.self] = false
+	if nw.recvCount[t.self][to] >= nw.pairRound[t.self][to] {
+		nw.pairRound[t.self][to]++
+		c.Rounds = max(c.Rounds, nw.pairRound[t.self][to])
 	}
 	c.MsgsSent++
 	c.BytesSent += int64(len(msg))
@@ -228,7 +237,7 @@ func (t *Inmem) Recv(ctx context.Context, from int) ([]byte, error) {
 	c := &nw.counters[t.self]
 	c.MsgsRecv++
 	c.BytesRecv += int64(len(m))
-	nw.lastRecv[t.self] = true
+	nw.recvCount[t.self][from]++
 	nw.mu.Unlock()
 	return m, nil
 }

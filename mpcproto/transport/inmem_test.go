@@ -147,3 +147,38 @@ func TestInmemDropDelayIntercept(t *testing.T) {
 		t.Fatalf("cancelled send: got %v", err)
 	}
 }
+
+// TestInmemRoundsReordered: a party that receives a round's message before
+// sending its own still counts one round per exchange.
+func TestInmemRoundsReordered(t *testing.T) {
+	ctx := context.Background()
+	nw := NewNetwork(2)
+	a, b := nw.Transport(0), nw.Transport(1)
+	for range 3 {
+		if err := a.Send(ctx, 1, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Recv(ctx, 0); err != nil { // b hears a first
+			t.Fatal(err)
+		}
+		if err := b.Send(ctx, 0, []byte{2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Recv(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// two messages in one round count once
+	if err := a.Send(ctx, 1, []byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(ctx, 1, []byte{4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nw.Counters(0).Rounds; got != 4 {
+		t.Errorf("party 0: %d rounds, want 4", got)
+	}
+	if got := nw.Counters(1).Rounds; got != 3 {
+		t.Errorf("party 1: %d rounds, want 3", got)
+	}
+}
