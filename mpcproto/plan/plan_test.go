@@ -67,9 +67,6 @@ func TestValidateErrors(t *testing.T) {
 		{"pool without kernel", func(p *Plan) {
 			p.Nodes[0] = Node{Name: "p", Op: MaxPool, Inputs: []string{"x"}, Output: "y"}
 		}, "node p (MaxPool): kernel must have 2 values, got 0"},
-		{"pool pad too big", func(p *Plan) {
-			p.Nodes[0] = Node{Name: "p", Op: AveragePool, Inputs: []string{"x"}, Output: "y", Attrs: Attrs{Kernel: []int{2, 2}, Pads: []int{2, 0, 0, 0}}}
-		}, "pad 2 is not smaller than the kernel extent 2"},
 		{"mulconst missing", func(p *Plan) {
 			p.Nodes[0] = Node{Name: "m", Op: MulConst, Inputs: []string{"x"}, Output: "y"}
 		}, "node m (MulConst): const is missing"},
@@ -134,6 +131,10 @@ func TestShapes(t *testing.T) {
 		{"maxpool ceil", onePlan([]int{-1, 4, 7, 7}, Node{Op: MaxPool, Attrs: Attrs{Kernel: []int{2, 2}, Strides: []int{2, 2}, CeilMode: true}}), 1, []int{1, 4, 4, 4}, ""},
 		// ceil with padding: a window starting in the end padding is dropped
 		{"avgpool ceil drop", onePlan([]int{-1, 1, 5, 5}, Node{Op: AveragePool, Attrs: Attrs{Kernel: []int{2, 2}, Strides: []int{2, 2}, Pads: []int{1, 1, 1, 1}, CeilMode: true}}), 1, []int{1, 1, 3, 3}, ""},
+		{"pool window in begin padding", onePlan([]int{-1, 1, 4, 4}, Node{Op: AveragePool, Attrs: Attrs{Kernel: []int{2, 2}, Pads: []int{2, 0, 0, 0}}}), 1, nil, "a window lies entirely in the padding"},
+		{"pool window in end padding", onePlan([]int{-1, 1, 4, 4}, Node{Op: MaxPool, Attrs: Attrs{Kernel: []int{1, 1}, Strides: []int{2, 2}, Pads: []int{0, 0, 0, 2}}}), 1, nil, "a window lies entirely in the padding"},
+		// torch's ceil-mode emulation before opset 10: end pads past the kernel
+		{"pool end pad past kernel", onePlan([]int{-1, 1, 5, 5}, Node{Op: MaxPool, Attrs: Attrs{Kernel: []int{1, 1}, Strides: []int{2, 2}, Pads: []int{0, 0, 1, 1}}}), 1, []int{1, 1, 3, 3}, ""},
 		{"pool rank", onePlan([]int{-1, 4}, Node{Op: MaxPool, Attrs: Attrs{Kernel: []int{2, 2}}}), 1, nil, "input shape [1 4]: want rank 4"},
 		{"gap", onePlan([]int{-1, 3, 4, 5}, Node{Op: GlobalAveragePool}), 2, []int{2, 3, 1, 1}, ""},
 		{"add broadcast", onePlan([]int{-1, 3, 4, 4}, Node{Op: Add, Inputs: []string{"x", "b"}}, w("b", 3, 1, 1)), 2, []int{2, 3, 4, 4}, ""},

@@ -112,7 +112,20 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 		if len(x) != 4 {
 			return nil, fmt.Errorf("input shape %v: want rank 4 (NCHW)", x)
 		}
-		return windowShape(x, x[1], [2]int{a.Kernel[0], a.Kernel[1]}, a, a.CeilMode)
+		out, err := windowShape(x, x[1], [2]int{a.Kernel[0], a.Kernel[1]}, a, a.CeilMode)
+		if err != nil {
+			return nil, err
+		}
+		// every window must see at least one element of the input
+		strides, pads, dil := a.Spatial()
+		for i := 0; i < 2; i++ {
+			ext := dil[i]*(a.Kernel[i]-1) + 1
+			if pads[i] >= ext || (out[2+i]-1)*strides[i]-pads[i] >= x[2+i] {
+				return nil, fmt.Errorf("input shape %v, kernel %v, strides %v, pads %v: a window lies entirely in the padding",
+					x, a.Kernel, strides, pads)
+			}
+		}
+		return out, nil
 	case GlobalAveragePool:
 		x := ins[0]
 		if len(x) != 4 {

@@ -215,12 +215,6 @@ func checkAttrs(n *Node) error {
 		if err := checkWindow(a, true); err != nil {
 			return err
 		}
-		_, pads, dil := a.Spatial()
-		for i, pad := range pads {
-			if ext := dil[i%2]*(a.Kernel[i%2]-1) + 1; pad >= ext {
-				return fmt.Errorf("pads %v: pad %d is not smaller than the kernel extent %d", a.Pads, pad, ext)
-			}
-		}
 	case MulConst:
 		c := a.Const
 		if c == nil {
