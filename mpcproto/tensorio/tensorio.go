@@ -256,6 +256,11 @@ func Fit(x *tensor.Dense[float64], planInput []int) (*tensor.Dense[float64], err
 	if x == nil {
 		return nil, errors.New("input is missing")
 	}
+	for _, d := range x.Shape {
+		if d <= 0 {
+			return nil, fmt.Errorf("input shape %v has an empty dimension", x.Shape)
+		}
+	}
 	if len(x.Data) != tensor.Size(x.Shape) {
 		return nil, fmt.Errorf("input shape %v holds %d values, got %d", x.Shape, tensor.Size(x.Shape), len(x.Data))
 	}

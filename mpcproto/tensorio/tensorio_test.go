@@ -229,6 +229,9 @@ func TestFit(t *testing.T) {
 	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}); err == nil {
 		t.Fatal("Fit accepted an inconsistent tensor")
 	}
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{0, 64}}, []int{-1, 64}); err == nil || !strings.Contains(err.Error(), "empty dimension") {
+		t.Fatalf("Fit of an empty batch: %v", err)
+	}
 }
 
 func FuzzParseJSON(f *testing.F) {
