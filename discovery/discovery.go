@@ -683,7 +683,7 @@ func (d *Discovery) watchPeers() {
 			e := ev.(event.EvtPeerIdentificationCompleted)
 			for _, p := range e.Protocols {
 				if p == SyncProtocol {
-					d.syncAsync(e.Peer)
+					d.syncAsync(e.Peer, false)
 					break
 				}
 			}
@@ -713,7 +713,7 @@ func (d *Discovery) tick() {
 		case <-syncC:
 			peers := d.syncPeers()
 			if len(peers) > 0 {
-				d.syncAsync(peers[rand.IntN(len(peers))])
+				d.syncAsync(peers[rand.IntN(len(peers))], true)
 			}
 		case <-repubC:
 			d.republish(d.ctx)

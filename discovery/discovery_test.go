@@ -493,3 +493,24 @@ func TestWaitReadyUnreachableBootstrap(t *testing.T) {
 		t.Fatalf("want a deadline error naming the bootstrap peer, got %v", err)
 	}
 }
+
+func TestAntiEntropyRepairsLostGossip(t *testing.T) {
+	s := newSwarm(t, 2)
+	d := s.add(func(c *Config) { c.SyncInterval = 50 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := d.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Node 0 learns a manifest that is never gossiped (as if the message
+	// had been lost): only the periodic pull can bring it to d.
+	m := testManifest("quiet", s.hosts[0].ID(), s.holders(2), 1)
+	env := mustSeal(t, m, s.key(0))
+	if v, err := s.nodes[0].ingest(s.ctx, sourceLocal, "", env); v != verdictAccept || err != nil {
+		t.Fatalf("ingest: %v %v", v, err)
+	}
+	eventually(t, 5*time.Second, "anti-entropy pull", func() bool { return listed(d, "quiet") })
+	if listed(s.nodes[1], "quiet") {
+		t.Fatal("node 1 (no periodic sync) got it: the test does not isolate anti-entropy")
+	}
+}

@@ -179,10 +179,11 @@ func (d *Discovery) claimSync(p peer.ID) bool {
 	return true
 }
 
-// syncAsync pulls p's catalog in the background, at most once per
-// minResync and with bounded concurrency.
-func (d *Discovery) syncAsync(p peer.ID) {
-	if !d.claimSync(p) {
+// syncAsync pulls p's catalog in the background with bounded
+// concurrency; unless periodic, at most once per minResync per peer (a
+// peer identified on several connections is pulled once).
+func (d *Discovery) syncAsync(p peer.ID, periodic bool) {
+	if !d.claimSync(p) && !periodic {
 		return
 	}
 	d.wg.Add(1)
