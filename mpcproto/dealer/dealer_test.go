@@ -60,6 +60,12 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
+func TestQuadSubsets(t *testing.T) {
+	if len(QuadSubsets) != quadSubs {
+		t.Fatalf("%d subsets, layout assumes %d", len(QuadSubsets), quadSubs)
+	}
+}
+
 func TestMaxStages(t *testing.T) {
 	tests := map[int][]MaxStage{
 		1: nil, 2: {{1, 2}}, 4: {{1, 4}}, 5: {{2, 3}, {1, 2}}, 9: {{3, 3}, {1, 3}},
@@ -143,19 +149,40 @@ func TestDealRelations(t *testing.T) {
 				if bits := reconstruct(srcs, ri, SignBits, true); !slices.Equal(r, bits) {
 					t.Fatalf("N=%d %s: XOR-shared bits differ from r", n, req)
 				}
-				levels, rhoAt, cands := SignLevels, SignRho, req.N
+				fanIn, rhoAt, cands := 0, SignRho, req.N
 				if req.Kind == KindMax {
-					levels, rhoAt, cands = SignLevels+len(MaxAndLevels(req.K)), MaxRho(req.K), req.N*req.K
+					fanIn, rhoAt, cands = len(MaxAndLevels(req.K)), MaxRho(req.K), req.N*req.K
 					if len(r) != MaxPairs(req.K)*req.N {
 						t.Fatalf("%s: %d comparisons", req, len(r))
 					}
 				}
-				for l := range levels {
-					u, v := reconstruct(srcs, ri, SignAnd(l), true), reconstruct(srcs, ri, SignAnd(l)+1, true)
-					uv := reconstruct(srcs, ri, SignAnd(l)+2, true)
-					if l < SignLevels && len(uv) != SignAndWidth(l, len(r)) {
-						t.Fatalf("level %d width %d", l, len(uv))
+				for l := range SignLevels {
+					base := SignLevel(l)
+					masks := make([][]uint64, QuadVars)
+					for x := range QuadVars {
+						masks[x] = reconstruct(srcs, ri, base+x, true)
+						if len(masks[x]) != SignLevelWords(l, len(r)) {
+							t.Fatalf("level %d width %d", l, len(masks[x]))
+						}
 					}
+					for j, sub := range QuadSubsets {
+						got := reconstruct(srcs, ri, base+QuadVars+j, true)
+						for w := range got {
+							want := ^uint64(0)
+							for x := range QuadVars {
+								if sub&(1<<x) != 0 {
+									want &= masks[x][w]
+								}
+							}
+							if got[w] != want {
+								t.Fatalf("N=%d %s: level %d product %b word %d wrong", n, req, l, sub, w)
+							}
+						}
+					}
+				}
+				for l := range fanIn {
+					u, v := reconstruct(srcs, ri, MaxAnd(l), true), reconstruct(srcs, ri, MaxAnd(l)+1, true)
+					uv := reconstruct(srcs, ri, MaxAnd(l)+2, true)
 					for i := range uv {
 						if uv[i] != u[i]&v[i] {
 							t.Fatalf("N=%d %s: AND triple level %d element %d wrong", n, req, l, i)

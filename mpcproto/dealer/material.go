@@ -2,6 +2,7 @@ package dealer
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/gridmpc/grid/mpcproto/fixed"
 	"github.com/gridmpc/grid/mpcproto/tensor"
@@ -33,49 +34,80 @@ const (
 	TruncMSB          // [n] = r >> 63 (0 or 1)
 )
 
-// Part indices of sign material. SignAnd(l) is the first of the three parts
-// (u, v, u AND v; XOR-shared words) of the AND triples of carry level l.
+// Part indices of sign material. Levels 0..SignLevels-1 of the carry tree
+// follow SignBits, each from SignLevel(l): the masks of the QuadVars
+// variables of every quad (XOR-shared packed bits, random), then the
+// products of the masks over QuadSubsets (derived).
 const (
-	SignR    = 0 // [n] random, arithmetic
-	SignBits = 1 // [n] the same r, XOR-shared
-	// parts 2 .. 2+3*SignLevels-1: AND triples
-	SignRho      = 2 + 3*SignLevels // [ceil(n/64)] random bits rho, XOR-shared, packed
-	SignRhoArith = SignRho + 1      // [n] rho as arithmetic 0/1
-	SignA        = SignRho + 2      // [n] random, arithmetic
-	SignARho     = SignRho + 3      // [n] = a * rho, arithmetic
+	SignR        = 0                                  // [n] random, arithmetic
+	SignBits     = 1                                  // [n] the same r, XOR-shared
+	SignRho      = 2 + SignLevels*(QuadVars+quadSubs) // [ceil(n/64)] random bits rho, XOR-shared, packed
+	SignRhoArith = SignRho + 1                        // [n] rho as arithmetic 0/1
+	SignA        = SignRho + 2                        // [n] random, arithmetic
+	SignARho     = SignRho + 3                        // [n] = a * rho, arithmetic
 	signParts    = SignRho + 4
 )
 
-// SignAnd is the index of the u part of carry level l's AND triples; v and
-// u AND v follow it.
-func SignAnd(l int) int { return 2 + 3*l }
+// The carry tree merges four adjacent groups of bits at a time: with
+// generate/propagate bits (g3, p3) of the high group down to (g0, p0),
+//
+//	G = g3 ^ p3·g2 ^ p3·p2·g1 ^ p3·p2·p1·g0,   P = p3·p2·p1·p0
+//
+// (the terms are exclusive, so OR is XOR). The seven variables in products
+// are opened masked once, and each monomial is evaluated in the same round
+// from the masks' products: prod(x) = XOR over S ⊆ M of
+// prod_{x ∉ S}(x ^ u_x) · prod_{x ∈ S} u_x.
+const (
+	// QuadVars is the number of masked variables per quad: g0, g1, g2,
+	// p0, p1, p2, p3 (variable i is bit i of a subset).
+	QuadVars = 7
+	quadSubs = 22
+)
 
-// SignAndBits is the number of bits each of n elements contributes to one
-// operand of level l of the carry circuit: the circuit halves the number of
-// bit groups of every element at each level, 64 -> 32 -> ... -> 1, so level
-// l combines 32 >> l pairs of groups per element.
-func SignAndBits(l int) int { return 32 >> l }
+// QuadMonomials are the four products of a quad merge, as variable sets:
+// p3·g2, p3·p2·g1, p3·p2·p1·g0 (for G) and p3·p2·p1·p0 (for P).
+var QuadMonomials = [4]uint8{1<<6 | 1<<2, 1<<6 | 1<<5 | 1<<1, 1<<6 | 1<<5 | 1<<4 | 1<<0, 1<<6 | 1<<5 | 1<<4 | 1<<3}
 
-// SignAndWidth is the number of words of level l's AND triples for n
-// elements: the operand bits of every element packed together, once for
-// the generate and once for the propagate bits (the last level needs the
-// generate bit only).
-func SignAndWidth(l, n int) int {
-	w := PackedLen(n * SignAndBits(l))
-	if l == SignLevels-1 {
-		return w
+// QuadSubsets lists, in increasing order, the variable sets of two or more
+// variables contained in a monomial: the mask products the dealer supplies.
+var QuadSubsets = quadSubsets()
+
+func quadSubsets() []uint8 {
+	var out []uint8
+	for s := 0; s < 1<<QuadVars; s++ {
+		if bits.OnesCount8(uint8(s)) < 2 {
+			continue
+		}
+		for _, m := range QuadMonomials {
+			if uint8(s)&^m == 0 {
+				out = append(out, uint8(s))
+				break
+			}
+		}
 	}
-	return 2 * w
+	return out
 }
 
-// Part indices of max material: parts 0 .. SignAnd(SignLevels)-1 are laid
-// out as sign material for the K(K-1)/2·N comparisons (SignR, SignBits,
-// SignAnd); then MaxAnd(l) (u, v, u AND v) for each level of the AND tree
-// (MaxAndLevels), then the per-candidate rho, rho as 0/1, a and a*rho for
-// the K·N candidates, at MaxRho(K) .. MaxRho(K)+3.
+// SignLevel is the index of the first part (the mask of variable 0) of
+// carry level l.
+func SignLevel(l int) int { return 2 + l*(QuadVars+quadSubs) }
+
+// SignQuads is the number of quads per element merged at carry level l:
+// 16, 4, 1 (64 bit groups -> 16 -> 4 -> 1).
+func SignQuads(l int) int { return 16 >> (2 * l) }
+
+// SignLevelWords is the number of words of every part of carry level l for
+// n elements: one bit per quad, packed.
+func SignLevelWords(l, n int) int { return PackedLen(n * SignQuads(l)) }
+
+// Part indices of max material: parts 0 .. SignLevel(SignLevels)-1 are laid
+// out as sign material for the K(K-1)/2·N comparisons (SignR, SignBits, the
+// carry levels); then MaxAnd(l) (u, v, u AND v) for each level of the AND
+// tree (MaxAndLevels), then the per-candidate rho, rho as 0/1, a and a*rho
+// for the K·N candidates, at MaxRho(K) .. MaxRho(K)+3.
 
 // MaxAnd is the index of the u part of the fan-in AND level l.
-func MaxAnd(l int) int { return 2 + 3*SignLevels + 3*l }
+func MaxAnd(l int) int { return SignLevel(SignLevels) + 3*l }
 
 // MaxRho is the index of the packed random bits rho of max material for
 // windows of k values; rho as 0/1, a and a*rho follow.
@@ -133,10 +165,10 @@ func (r Request) layout() ([]part, error) {
 		ps[SignR] = part{n: n}
 		ps[SignBits] = part{n: n, xor: true, derived: true}
 		for l := range SignLevels {
-			w := SignAndWidth(l, n)
-			ps[SignAnd(l)] = part{n: w, xor: true}
-			ps[SignAnd(l)+1] = part{n: w, xor: true}
-			ps[SignAnd(l)+2] = part{n: w, xor: true, derived: true}
+			w := SignLevelWords(l, n)
+			for v := range QuadVars + quadSubs {
+				ps[SignLevel(l)+v] = part{n: w, xor: true, derived: v >= QuadVars}
+			}
 		}
 		ps[SignRho] = part{n: PackedLen(n), xor: true}
 		ps[SignRhoArith] = part{n: n, derived: true}
@@ -189,9 +221,9 @@ func (r Request) derive(enc fixed.Encoding, vals [][]uint64, masks map[string][]
 			vals[TruncMSB][i] = v >> 63
 		}
 	case KindSign:
-		deriveSign(vals, SignLevels, SignRho)
+		deriveSign(vals, 0, SignRho)
 	case KindMax:
-		deriveSign(vals, SignLevels+len(MaxAndLevels(r.K)), MaxRho(r.K))
+		deriveSign(vals, len(MaxAndLevels(r.K)), MaxRho(r.K))
 	default:
 		return fmt.Errorf("unknown material kind %d", uint8(r.Kind))
 	}
@@ -199,12 +231,28 @@ func (r Request) derive(enc fixed.Encoding, vals [][]uint64, masks map[string][]
 }
 
 // deriveSign fills the derived parts of sign or max material: the bits of
-// r, the products of the AND triples (levels of them from SignAnd(0) on),
-// and rho as 0/1 and a*rho from rho at index rhoAt.
-func deriveSign(vals [][]uint64, levels, rhoAt int) {
+// r, the mask products of the carry levels, the products of the fanIn AND
+// triples after them (max material), and rho as 0/1 and a*rho from rho at
+// index rhoAt.
+func deriveSign(vals [][]uint64, fanIn, rhoAt int) {
 	copy(vals[SignBits], vals[SignR])
-	for l := range levels {
-		u, v, uv := vals[SignAnd(l)], vals[SignAnd(l)+1], vals[SignAnd(l)+2]
+	for l := range SignLevels {
+		base := SignLevel(l)
+		for j, sub := range QuadSubsets {
+			dst := vals[base+QuadVars+j]
+			for w := range dst {
+				v := ^uint64(0)
+				for x := range QuadVars {
+					if sub&(1<<x) != 0 {
+						v &= vals[base+x][w]
+					}
+				}
+				dst[w] = v
+			}
+		}
+	}
+	for l := range fanIn {
+		u, v, uv := vals[MaxAnd(l)], vals[MaxAnd(l)+1], vals[MaxAnd(l)+2]
 		for i := range uv {
 			uv[i] = u[i] & v[i]
 		}

@@ -128,9 +128,10 @@ func (r Request) Bilinear(x, y *tensor.Dense[uint64]) (*tensor.Dense[uint64], er
 	return nil, fmt.Errorf("%s is not bilinear", r.Kind)
 }
 
-// SignLevels is the depth of the carry circuit of a sign test: a
-// Kogge-Stone prefix over 63 bits, shifts 1, 2, 4, 8, 16, 32.
-const SignLevels = 6
+// SignLevels is the depth of the carry circuit of a sign test: a radix-4
+// tree over the 64 bits of a word (64 -> 16 -> 4 -> 1 groups), one round
+// per level.
+const SignLevels = 3
 
 // ConstIsInteger reports whether a MulConst constant holds only integers of
 // magnitude below 2^31: the engine then multiplies shares by them directly,
@@ -169,10 +170,10 @@ func PoolWindow(a *plan.Attrs) (tensor.Window, error) {
 type MaxStage struct{ Groups, Size int }
 
 // MaxStages plans the max over k values: one stage when k <= 4 (2x2
-// pooling: 6 comparisons, 10 rounds), else stages of groups of 3 (3x3
-// pooling: 3 groups of 3 then 1 of 3, 12 comparisons, 18 rounds; a tree of
-// pairwise maxima would take 8 comparisons and 32 rounds, all 36 pairs at
-// once 11 rounds).
+// pooling: 6 comparisons, 7 rounds), else stages of groups of 3 (3x3
+// pooling: 3 groups of 3 then 1 of 3, 12 comparisons, 12 rounds; a tree of
+// pairwise maxima would take 8 comparisons and 20 rounds, all 36 pairs at
+// once 8 rounds but 3 times the traffic).
 func MaxStages(k int) []MaxStage {
 	var out []MaxStage
 	for k > 1 {

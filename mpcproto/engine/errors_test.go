@@ -108,7 +108,7 @@ func faultAt(from, round int, f func([]byte) []byte) transport.Intercept {
 
 func TestPeerFaults(t *testing.T) {
 	p, w, x := smallMLP()
-	// rounds: fc0 1-2, relu0 3-10, fc1 11-12
+	// rounds: fc0 1, fc0's truncation fused with relu0 2-6, fc1 7-8
 	tests := []struct {
 		name  string
 		setup func(nw *transport.Network)
@@ -118,8 +118,8 @@ func TestPeerFaults(t *testing.T) {
 			nw.SetIntercept(faultAt(2, 3, func(m []byte) []byte { return m[:len(m)-5] }))
 		}, []string{"round 3", "party 2", "relu0 (Relu)", "expected"}},
 		{"oversized message", func(nw *transport.Network) {
-			nw.SetIntercept(faultAt(1, 11, func(m []byte) []byte { return append(m, make([]byte, 64)...) }))
-		}, []string{"round 11", "party 1", "fc1 (MatMul)", "expected"}},
+			nw.SetIntercept(faultAt(1, 8, func(m []byte) []byte { return append(m, make([]byte, 64)...) }))
+		}, []string{"round 8", "party 1", "fc1 (MatMul)", "expected"}},
 		{"header only", func(nw *transport.Network) {
 			nw.SetIntercept(faultAt(2, 1, func(m []byte) []byte { return m[:3] }))
 		}, []string{"round 1", "party 2", "fc0", "header"}},

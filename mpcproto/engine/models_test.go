@@ -55,9 +55,9 @@ func smallCNN(r *rand.Rand) (*plan.Plan, plan.Weights) {
 	return p, w
 }
 
-// smallCNNRounds: conv 1 + (truncation and relu fused) 8 + 2x2 max pool
-// (all 6 pairs compared at once, 2 AND levels, select) 10 + fc 2.
-const smallCNNRounds = 21
+// smallCNNRounds: conv 1 + (truncation and relu fused) 5 + 2x2 max pool
+// (all 6 pairs compared at once in 4 rounds, 2 AND levels, select) 7 + fc 2.
+const smallCNNRounds = 15
 
 func uniform(r *rand.Rand, scale float64, shape ...int) *tensor.Dense[float64] {
 	t := tensor.New[float64](shape...)

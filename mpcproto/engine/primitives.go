@@ -143,17 +143,13 @@ func (p *party) truncFinish(m *dealer.Material, c []uint64) []uint64 {
 }
 
 // relu computes shares of max(x, 0) for every element of x at once, in
-// 2 + SignLevels rounds whatever len(x) (8 rounds):
+// 2 + SignLevels rounds whatever len(x) (5 rounds):
 //
 //  1. open c = x + r and d = x - a (one round; r, a uniform);
 //  2. x = c - r = c + NOT(r) + 1; with y = NOT(r) XOR-shared (the dealer
-//     XOR-shares r's bits), find the carry into bit 63 of c + y + 1: per
-//     bit, generate g = c AND y (bit 0: c OR y, the carry-in) and propagate
-//     p = c XOR y, with g = 0, p = 1 at bit 63 so that the carry out of the
-//     whole word is the carry into bit 63; then a binary tree of 6 levels
-//     merges adjacent groups, (G, P) = (G_hi XOR P_hi AND G_lo,
-//     P_hi AND P_lo): 32, 16, 8, 4, 2, 1 merges per element, each level one
-//     round of AND triples on the bits of all elements packed in words;
+//     XOR-shares r's bits), find the carry into bit 63 of c + y + 1 with a
+//     radix-4 carry tree on the bits of all elements packed in words, one
+//     round per level (3 levels, see msb);
 //  3. b = msb(x) = bit 63 of (c XOR y) XOR the carry, XOR-shared;
 //  4. open e = b XOR rho (one round, bits packed 64 to a word), rho a
 //     random bit the dealer shares both as a bit and as an integer;
@@ -162,10 +158,9 @@ func (p *party) truncFinish(m *dealer.Material, c []uint64) []uint64 {
 //     (b = rho or 1 - rho).
 //
 // It is exact: no truncation, no error. msb is the sign for |x| < 2^63.
-// Traffic per element and peer: 16 bytes in step 1, 250 bits (31.25 bytes)
-// of AND openings in step 2 (two operands of 2·w bits at the levels with
-// w = 32, 16, 8, 4, 2 merges, one bit each at the last), 1/8 byte in step 4:
-// about 48 bytes.
+// Traffic per element and peer: 16 bytes in step 1, 147 bits (18.4 bytes)
+// in step 2 (7 masked variables per quad, 16 + 4 + 1 quads), 1/8 byte in
+// step 4: about 35 bytes.
 func (p *party) relu(x []uint64) ([]uint64, error) {
 	m, err := p.next(dealer.Request{Kind: dealer.KindSign, N: len(x)})
 	if err != nil {
@@ -228,7 +223,14 @@ func (p *party) truncRelu(z []uint64) (t, y []uint64, err error) {
 
 // msb is step 2-3 of relu: from the opened c = x + r it returns XOR shares
 // of msb(x), one bit per element (bit 0 of each word). extra, when not nil,
-// is opened (additively) in the first AND round and returned opened.
+// is opened (additively) in the first carry round and returned opened.
+//
+// The carry into bit 63 of c + NOT(r) + 1 comes from a radix-4 tree: per
+// bit, generate g = c AND y (bit 0: c OR y, the carry-in) and propagate
+// p = c XOR y with y = NOT(r) XOR-shared, bit 63 set to (g, p) = (0, 1) so
+// that the word's carry-out is the carry into bit 63; each level merges
+// four adjacent groups (64 -> 16 -> 4 -> 1) in one round (see
+// dealer.QuadMonomials).
 func (p *party) msb(m *dealer.Material, c []uint64, extra []uint64) (bits, opened []uint64, err error) {
 	n := len(c)
 	rbits := m.Parts[dealer.SignBits]
@@ -261,28 +263,39 @@ func (p *party) msb(m *dealer.Material, c []uint64, extra []uint64) (bits, opene
 		}
 		pr[i] = pi
 	}
-	hiG, loG, hiP, loP := make([]uint64, n), make([]uint64, n), make([]uint64, n), make([]uint64, n)
+	var subIndex [1 << dealer.QuadVars]int
+	for j, s := range dealer.QuadSubsets {
+		subIndex[s] = j
+	}
+	vars := make([][]uint64, dealer.QuadVars)
+	g3 := make([]uint64, n)
+	tmp := make([]uint64, n)
 	for l := range dealer.SignLevels {
-		w := dealer.SignAndBits(l)
-		last := l == dealer.SignLevels-1
+		q := dealer.SignQuads(l)
+		words := dealer.SignLevelWords(l, n)
+		base := dealer.SignLevel(l)
+		// variables 0..2: g0, g1, g2; 3..6: p0..p3 (group 4j+k of an element
+		// is bit k of quad j)
+		vs := make([]vec, 0, dealer.QuadVars+1)
+		for x := range dealer.QuadVars {
+			src, shift := g, x
+			if x >= 3 {
+				src, shift = pr, x-3
+			}
+			for i := range n {
+				tmp[i] = compact4(src[i] >> shift)
+			}
+			v := make([]uint64, words)
+			packBits(v, tmp, q)
+			mask := m.Parts[base+x]
+			for w := range v {
+				v[w] ^= mask[w]
+			}
+			vs = append(vs, xorv(v))
+		}
 		for i := range n {
-			hiG[i], loG[i] = compactEven(g[i]>>1), compactEven(g[i])
-			hiP[i], loP[i] = compactEven(pr[i]>>1), compactEven(pr[i])
+			g3[i] = compact4(g[i] >> 3)
 		}
-		u, v, uv := m.Parts[dealer.SignAnd(l)], m.Parts[dealer.SignAnd(l)+1], m.Parts[dealer.SignAnd(l)+2]
-		words := dealer.PackedLen(n * w)
-		X, Y := make([]uint64, len(uv)), make([]uint64, len(uv))
-		packBits(X[:words], hiP, w)
-		packBits(Y[:words], loG, w)
-		if !last {
-			packBits(X[words:], hiP, w)
-			packBits(Y[words:], loP, w)
-		}
-		for i := range X {
-			X[i] ^= u[i]
-			Y[i] ^= v[i]
-		}
-		vs := []vec{xorv(X), xorv(Y)}
 		if l == 0 && extra != nil {
 			vs = append(vs, arith(extra))
 		}
@@ -291,23 +304,55 @@ func (p *party) msb(m *dealer.Material, c []uint64, extra []uint64) (bits, opene
 			return nil, nil, err
 		}
 		if l == 0 && extra != nil {
-			opened = op[2]
+			opened = op[dealer.QuadVars]
 		}
-		E, D := op[0], op[1]
-		z := make([]uint64, len(uv))
-		for i := range z {
-			z[i] = uv[i] ^ (E[i] & v[i]) ^ (D[i] & u[i])
-			if lead {
-				z[i] ^= E[i] & D[i]
+		for x := range dealer.QuadVars {
+			vars[x] = op[x] // eps_x = x XOR u_x, public
+		}
+		var mono [4][]uint64
+		for k, mon := range dealer.QuadMonomials {
+			acc := make([]uint64, words)
+			for w := range acc {
+				var a uint64
+				// prod over mon of (eps ^ u) = XOR over S ⊆ mon of
+				// prod_{mon \ S} eps · prod_S u
+				for s := mon; ; s = (s - 1) & mon {
+					t := ^uint64(0)
+					for x := range dealer.QuadVars {
+						if (mon&^s)&(1<<x) != 0 {
+							t &= vars[x][w]
+						}
+					}
+					switch {
+					case s == 0:
+						if lead {
+							a ^= t
+						}
+					case s&(s-1) == 0: // one variable: its mask share
+						x := 0
+						for s>>x != 1 {
+							x++
+						}
+						a ^= t & m.Parts[base+x][w]
+					default:
+						a ^= t & m.Parts[base+dealer.QuadVars+subIndex[s]][w]
+					}
+					if s == 0 {
+						break
+					}
+				}
+				acc[w] = a
 			}
+			mono[k] = acc
 		}
-		unpackBits(g, z[:words], w)
+		for w := range mono[0] {
+			mono[0][w] ^= mono[1][w] ^ mono[2][w]
+		}
+		unpackBits(g, mono[0], q)
 		for i := range n {
-			g[i] ^= hiG[i]
+			g[i] ^= g3[i]
 		}
-		if !last {
-			unpackBits(pr, z[words:], w)
-		}
+		unpackBits(pr, mono[3], q)
 	}
 	for i := range n {
 		g[i] = (top[i] ^ g[i]) & 1
@@ -345,8 +390,8 @@ func (p *party) reluSelect(m *dealer.Material, x, d, b []uint64) ([]uint64, erro
 
 // maxWindows computes shares of the max of each of `size` windows of k
 // values, vals laid out [k][size] (value j of window s at j*size+s), in
-// 1 + SignLevels + len(dealer.MaxAndLevels(k)) + 1 rounds (10 for 2x2, 11
-// for 3x3 windows) whatever the number of windows:
+// 1 + SignLevels + len(dealer.MaxAndLevels(k)) + 1 rounds (7 for k = 4,
+// 6 for k = 3) whatever the number of windows:
 //
 //  1. open c_ij = (v_i - v_j) + r_ij for every pair i < j of every window
 //     and d_i = v_i - a_i for every candidate (one round);
@@ -359,9 +404,9 @@ func (p *party) reluSelect(m *dealer.Material, x, d, b []uint64) ([]uint64, erro
 //     max = sum_i v_i·s_i, v_i·s_i = v_i·rho_i if e_i = 0 and
 //     v_i - v_i·rho_i if e_i = 1, with v_i·rho_i = a_i·rho_i + d_i·rho_i.
 //
-// It is exact. Compared with a tree of pairwise maxima (8 rounds per level)
-// it trades rounds for traffic: k(k-1)/2 comparisons per window instead of
-// k-1.
+// It is exact. Compared with a tree of pairwise maxima (a ReLU, 5 rounds,
+// per level) it trades rounds for traffic: k(k-1)/2 comparisons per window
+// instead of k-1.
 func (p *party) maxWindows(vals []uint64, k, size int) ([]uint64, error) {
 	m, err := p.next(dealer.Request{Kind: dealer.KindMax, N: size, K: k})
 	if err != nil {
@@ -497,15 +542,14 @@ func (p *party) and(X, Y, u, v, uv []uint64) ([]uint64, error) {
 	return z, nil
 }
 
-// compactEven gathers the even bits of x (0, 2, ..., 62) into its low 32
-// bits. It is linear over GF(2), so it applies to XOR shares.
-func compactEven(x uint64) uint64 {
-	x &= 0x5555555555555555
-	x = (x | x>>1) & 0x3333333333333333
-	x = (x | x>>2) & 0x0f0f0f0f0f0f0f0f
-	x = (x | x>>4) & 0x00ff00ff00ff00ff
-	x = (x | x>>8) & 0x0000ffff0000ffff
-	x = (x | x>>16) & 0x00000000ffffffff
+// compact4 gathers the bits of x at positions 0, 4, ..., 60 into its low
+// 16 bits. It is linear over GF(2), so it applies to XOR shares.
+func compact4(x uint64) uint64 {
+	x &= 0x1111111111111111
+	x = (x | x>>3) & 0x0303030303030303
+	x = (x | x>>6) & 0x000f000f000f000f
+	x = (x | x>>12) & 0x000000ff000000ff
+	x = (x | x>>24) & 0x000000000000ffff
 	return x
 }
 

@@ -230,11 +230,11 @@ func TestBitHelpers(t *testing.T) {
 	for range 1000 {
 		x := r.Uint64()
 		var want uint64
-		for i := range 32 {
-			want |= (x >> (2 * i) & 1) << i
+		for i := range 16 {
+			want |= (x >> (4 * i) & 1) << i
 		}
-		if got := compactEven(x); got != want {
-			t.Fatalf("compactEven(%x) = %x, want %x", x, got, want)
+		if got := compact4(x); got != want {
+			t.Fatalf("compact4(%x) = %x, want %x", x, got, want)
 		}
 	}
 	for _, w := range []int{1, 2, 4, 8, 16, 32, 64} {
