@@ -10,6 +10,7 @@ import (
 
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/mpcproto/transport"
 )
 
 // benchSession deploys the model once (sharing the weights, and opening
@@ -17,9 +18,9 @@ import (
 // reporting per inference: online rounds, bytes sent per party (the most
 // loaded party), the online time (slowest party), the dealer's time, the
 // parties' bundle expansion time, and the dealer's bytes (all bundles).
-func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int, masked bool) {
+func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int, masked bool, extra ...Option) {
 	ctx := context.Background()
-	var opts []Option
+	opts := extra
 	if masked {
 		opts = append(opts, WithWeightMasks())
 	}
@@ -83,6 +84,24 @@ func BenchmarkMLP784(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/N=%d/batch=%d", mode, n, batch), func(b *testing.B) { benchSession(b, p, w, x, n, masked) })
 			}
 		}
+	}
+}
+
+// BenchmarkMLP784WAN runs the masked MLP784 with every message delayed by
+// 5 ms (a WAN-like one-way latency): the online time is then about
+// rounds x 5 ms, which is why the protocol minimises rounds.
+func BenchmarkMLP784WAN(b *testing.B) {
+	r := rand.New(rand.NewPCG(784, 1))
+	p, w := mlp(r, 784, 128, 128, 10)
+	for _, batch := range []int{1, 100} {
+		x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
+		b.Run(fmt.Sprintf("N=3/batch=%d", batch), func(b *testing.B) {
+			nw := transport.NewNetwork(3)
+			for i := range 3 {
+				nw.Delay(i, 5*time.Millisecond)
+			}
+			benchSession(b, p, w, x, 3, true, WithNetwork(nw))
+		})
 	}
 }
 
