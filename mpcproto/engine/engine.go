@@ -61,8 +61,8 @@ func RunParty(ctx context.Context, cfg Config, t transport.Transport,
 	weights map[string]*tensor.Dense[uint64], input *tensor.Dense[uint64], b *dealer.Bundle,
 ) (*tensor.Dense[uint64], Stats, error) {
 	var st Stats
-	if b == nil {
-		return nil, st, errors.New("engine: nil dealer bundle")
+	if b == nil || t == nil {
+		return nil, st, errors.New("engine: nil dealer bundle or transport")
 	}
 	if cfg.Plan == nil {
 		return nil, st, errors.New("engine: config has no plan")
