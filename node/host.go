@@ -58,11 +58,13 @@ func resourceManager(maxSessions int) (network.ResourceManager, error) {
 		perMem int64
 	}
 	for _, l := range []lim{
+		// Session streams get room beyond MaxSessions, so that a holder's own
+		// "busy" answer, not a stream reset, is what an overloaded client sees.
 		{svcShares, ProtoShares, 64, 8, 4 << 30, 2 << 30},
-		{svcInfer, ProtoInfer, 4 * sessions, 2 * sessions, 1 << 30, 512 << 20},
+		{svcInfer, ProtoInfer, 4 * sessions, 4 * sessions, 1 << 30, 512 << 20},
 		{svcMPC, ProtoMPC, 8 * sessions, 2 * sessions, 2 << 30, 1 << 30},
-		{svcDealer, ProtoDealer, 4 * sessions, 2 * sessions, 2 << 30, 1 << 30},
-		{svcPlain, ProtoPlain, 4 * sessions, 2 * sessions, 1 << 30, 512 << 20},
+		{svcDealer, ProtoDealer, 4 * sessions, 4 * sessions, 2 << 30, 1 << 30},
+		{svcPlain, ProtoPlain, 4 * sessions, 4 * sessions, 1 << 30, 512 << 20},
 	} {
 		base := rcmgr.BaseLimit{StreamsInbound: l.in, StreamsOutbound: 4 * l.in, Streams: 5 * l.in, Memory: l.mem}
 		peerBase := rcmgr.BaseLimit{StreamsInbound: l.perIn, StreamsOutbound: 4 * l.perIn, Streams: 5 * l.perIn, Memory: l.perMem}

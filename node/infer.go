@@ -181,6 +181,12 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 		holders[i] = []byte(h)
 	}
 
+	tag := "grid-session-" + hex.EncodeToString(sid)
+	for _, h := range append([]peer.ID{dealerID}, m.Holders...) {
+		n.h.ConnManager().Protect(h, tag)
+		defer n.h.ConnManager().Unprotect(h, tag)
+	}
+
 	// Phase 1: open a session with every holder; each accepts or refuses.
 	calls := make([]*holderCall, N)
 	errs := make([]error, N)
@@ -491,6 +497,9 @@ func (n *Node) handleInfer(s network.Stream) {
 	}
 	n.met.sessionsStarted.WithLabelValues("holder").Inc()
 	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
+	if n.recordHook != nil {
+		n.recordHook("infer", req.Input.GetData())
+	}
 	release, err := n.takeSlot()
 	if err != nil {
 		n.refuse(s, "holder", err)
@@ -665,6 +674,11 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession, p *plan.Plan,
 	case b = <-sess.bundle:
 	case <-ctx.Done():
 		return nil, engine.Stats{}, &PeerError{Peer: sess.dealer, Role: "dealer", Err: fmt.Errorf("no bundle: %w", ctx.Err())}
+	}
+	tag := "grid-session-" + hex.EncodeToString(sess.id)
+	for _, h := range sess.holders {
+		n.h.ConnManager().Protect(h, tag)
+		defer n.h.ConnManager().Unprotect(h, tag)
 	}
 	if n.testHook != nil {
 		n.testHook("run", sess)

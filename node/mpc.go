@@ -44,7 +44,8 @@ type streamTransport struct {
 
 	sent, recv         atomic.Int64 // payload bytes
 	msgsSent, msgsRecv atomic.Int64
-	onSent, onRecv     func(int)
+	onSent             func(int)
+	onRecv             func([]byte)
 }
 
 var _ transport.Transport = (*streamTransport)(nil)
@@ -118,7 +119,7 @@ func (t *streamTransport) read(i int) {
 		t.recv.Add(int64(len(m)))
 		t.msgsRecv.Add(1)
 		if t.onRecv != nil {
-			t.onRecv(len(m))
+			t.onRecv(m)
 		}
 		select {
 		case t.inbox[i] <- m:
@@ -169,7 +170,12 @@ func (n *Node) connectMesh(ctx context.Context, sess *holderSession) (*streamTra
 		streams: make([]*mpcStream, N), wmu: make([]sync.Mutex, N),
 		inbox: make([]chan []byte, N), rerr: make([]error, N), done: make(chan struct{}),
 		onSent: func(b int) { n.met.bytesSent.WithLabelValues("mpc").Add(float64(b)) },
-		onRecv: func(b int) { n.met.bytesRecv.WithLabelValues("mpc").Add(float64(b)) },
+		onRecv: func(b []byte) {
+			n.met.bytesRecv.WithLabelValues("mpc").Add(float64(len(b)))
+			if n.recordHook != nil {
+				n.recordHook("mpc", b)
+			}
+		},
 	}
 	dl, _ := ctx.Deadline()
 	errs := make([]error, N)
@@ -270,16 +276,23 @@ func (n *Node) ensureAddrs(ctx context.Context, p peer.ID) error {
 		}
 		n.log.Debug("dial known addresses", "peer", p, "err", err)
 	}
+	// A peer that just (re)started may not be in its neighbours' routing
+	// tables yet: retry the lookup for a few seconds.
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ai, err := n.disc.DHT().FindPeer(fctx, p)
-	if err != nil {
-		return fmt.Errorf("unreachable: %w", err)
+	for {
+		ai, err := n.disc.DHT().FindPeer(fctx, p)
+		if err == nil {
+			if err = n.h.Connect(fctx, ai); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-fctx.Done():
+			return fmt.Errorf("unreachable: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	if err := n.h.Connect(fctx, ai); err != nil {
-		return fmt.Errorf("unreachable: %w", err)
-	}
-	return nil
 }
 
 // handleMPC accepts a stream dialled by a lower-indexed holder of one of our

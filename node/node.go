@@ -49,6 +49,10 @@ type Node struct {
 	// testHook, when set by tests, is called at stages of a holder's
 	// session ("run": bundle received, before the mesh is built).
 	testHook func(stage string, sess *holderSession)
+	// recordHook, when set by tests, sees every payload this node receives
+	// as a holder: "shares" (its weight share blob), "infer" (its input
+	// share), "dealer" (its bundle), "mpc" (each frame from another holder).
+	recordHook func(kind string, data []byte)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc

@@ -420,6 +420,9 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 	if !bytes.Equal(sum[:], hdr.Checksum) {
 		return fmt.Errorf("%w: checksum mismatch", errBadRequest)
 	}
+	if n.recordHook != nil {
+		n.recordHook("shares", blob)
+	}
 	weights, err := decodeWeightSet(blob)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadRequest, err)
