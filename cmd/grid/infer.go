@@ -103,7 +103,7 @@ with --plain. It prints the output tensor; --json prints
 			defer cl.Close()
 			m, err := c.lookupModel(cl, name)
 			if err != nil {
-				return fmt.Errorf("infer %q: %w", name, c.explain(cl.ctx, err, flags.timeout))
+				return c.explain(cl.ctx, err, flags.timeout)
 			}
 			if x == nil {
 				if x, err = fitFlat(name, flat, m.InputShape); err != nil {
@@ -120,7 +120,7 @@ with --plain. It prints the output tensor; --json prints
 			}
 			res, err := cl.Infer(cl.ctx, name, x, node.InferOptions{Plain: plain, Dealer: dealer})
 			if err != nil {
-				return nodeError(fmt.Errorf("infer %q: %w", name, c.explain(cl.ctx, err, flags.timeout)))
+				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
 			}
 			if asJSON {
 				return writeJSON(c.stdout, viewResult(res, plain))
@@ -146,7 +146,7 @@ func (c *cli) lookupModel(cl *client, name string) (*discovery.Manifest, error) 
 		return nil, fmt.Errorf("%w %q: no such model on the network (see \"grid models\")", node.ErrUnknownModel, name)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("look up model %q: %w", name, err)
 	}
 	return m, nil
 }

@@ -74,7 +74,7 @@ Uploads over 1 MiB show a progress bar on stderr (--quiet hides it).`,
 			m, err := cl.Publish(cl.ctx, id, p, w, opts)
 			bar.finish(err == nil)
 			if err != nil {
-				return nodeError(fmt.Errorf("publish %q: %w", id, c.explain(cl.ctx, err, flags.timeout)))
+				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
 			}
 			v := viewModel(m)
 			if asJSON {

@@ -26,7 +26,7 @@ it, can do this; holders drop their shares when they see the tombstone.`,
 			}
 			defer cl.Close()
 			if err := cl.Unpublish(cl.ctx, id); err != nil {
-				return nodeError(fmt.Errorf("unpublish %q: %w", id, c.explain(cl.ctx, err, flags.timeout)))
+				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
 			}
 			if asJSON {
 				return writeJSON(c.stdout, map[string]any{"id": id, "unpublished": true})
