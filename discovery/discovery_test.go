@@ -22,7 +22,7 @@ func TestPublishSeenByAll(t *testing.T) {
 	if m.Owner != s.hosts[1].ID() || m.Version == 0 {
 		t.Fatalf("publish did not fill owner/version: %+v", m)
 	}
-	eventually(t, 5*time.Second, "all 5 nodes list convnet", func() bool {
+	eventually(t, 10*time.Second, "all 5 nodes list convnet", func() bool {
 		for _, d := range s.nodes {
 			if !listed(d, "convnet") {
 				return false
@@ -45,7 +45,7 @@ func TestPublishSeenByAll(t *testing.T) {
 	if err := s.nodes[1].Publish(s.ctx, m2, s.key(1)); err != nil {
 		t.Fatalf("publish v2: %v", err)
 	}
-	eventually(t, 5*time.Second, "all nodes at v2", func() bool {
+	eventually(t, 10*time.Second, "all nodes at v2", func() bool {
 		for _, d := range s.nodes {
 			if version(d, "convnet") != m2.Version {
 				return false
@@ -68,7 +68,7 @@ func TestLateJoinerCatchUp(t *testing.T) {
 	if err := s.nodes[0].Unpublish(s.ctx, "a", s.key(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "b everywhere, a gone", func() bool {
+	eventually(t, 10*time.Second, "b everywhere, a gone", func() bool {
 		for _, d := range s.nodes {
 			if !listed(d, "b") || listed(d, "a") {
 				return false
@@ -110,7 +110,7 @@ func TestLookupFallsBackToDHT(t *testing.T) {
 	if err := s.nodes[0].Publish(s.ctx, m, s.key(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "node 3 has it", func() bool { return listed(s.nodes[3], "dhtonly") })
+	eventually(t, 10*time.Second, "node 3 has it", func() bool { return listed(s.nodes[3], "dhtonly") })
 	// Forget it locally: Lookup must find it in the DHT and re-learn it.
 	d := s.nodes[3]
 	d.reg.mu.Lock()
@@ -149,7 +149,7 @@ func TestForgedAndNonOwnerRefused(t *testing.T) {
 
 	a.send(t, notOwner)
 	a.send(t, forged)
-	eventually(t, 5*time.Second, "refusals counted", func() bool {
+	eventually(t, 10*time.Second, "refusals counted", func() bool {
 		for _, d := range s.nodes {
 			if refusedCount(d, sourcePubsub, "signer_not_owner") < 1 || refusedCount(d, sourcePubsub, "bad_envelope") < 1 {
 				return false
@@ -169,11 +169,11 @@ func TestForgedAndNonOwnerRefused(t *testing.T) {
 	if err := a.h.Connect(s.ctx, peer.AddrInfo{ID: wh.ID(), Addrs: wh.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "watcher subscribed", func() bool {
+	eventually(t, 10*time.Second, "watcher subscribed", func() bool {
 		return slices.Contains(a.topic.ListPeers(), wh.ID()) && watcher.meshSize() > 0
 	})
 	a.send(t, forged)
-	eventually(t, 5*time.Second, "refusal logged", func() bool {
+	eventually(t, 10*time.Second, "refusal logged", func() bool {
 		l := logs.String()
 		return strings.Contains(l, `msg="manifest refused"`) && strings.Contains(l, "reason=bad_envelope") &&
 			strings.Contains(l, a.h.ID().String())
@@ -209,7 +209,7 @@ func TestReplayRefused(t *testing.T) {
 	if err := s.nodes[0].Publish(s.ctx, v2, s.key(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "v2 everywhere", func() bool {
+	eventually(t, 10*time.Second, "v2 everywhere", func() bool {
 		for _, d := range s.nodes {
 			if version(d, "m") != 2 {
 				return false
@@ -219,7 +219,7 @@ func TestReplayRefused(t *testing.T) {
 	})
 	a := s.attacker()
 	a.send(t, v1env) // a genuine, owner-signed, older manifest
-	eventually(t, 5*time.Second, "replay refused", func() bool {
+	eventually(t, 10*time.Second, "replay refused", func() bool {
 		for _, d := range s.nodes[1:] {
 			if refusedCount(d, sourcePubsub, "stale_version") < 1 {
 				return false
@@ -247,7 +247,7 @@ func TestUnpublishByNonOwnerRefused(t *testing.T) {
 	if err := s.nodes[0].Publish(s.ctx, testManifest("m", "", s.holders(2), 0), s.key(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "m everywhere", func() bool {
+	eventually(t, 10*time.Second, "m everywhere", func() bool {
 		return listed(s.nodes[1], "m") && listed(s.nodes[2], "m")
 	})
 	// Node 1 tries to unpublish node 0's model with its own key.
@@ -267,7 +267,7 @@ func TestUnpublishByNonOwnerRefused(t *testing.T) {
 	ak := a.h.Peerstore().PrivKey(a.h.ID())
 	tomb := &Manifest{ID: "m", Owner: a.h.ID(), Version: 1 << 62, Time: time.Now(), Deleted: true}
 	a.send(t, mustSeal(t, tomb, ak))
-	eventually(t, 5*time.Second, "remote tombstone refused", func() bool {
+	eventually(t, 10*time.Second, "remote tombstone refused", func() bool {
 		for _, d := range s.nodes {
 			if refusedCount(d, sourcePubsub, "name_taken") < 1 || counterValue(d.metrics.UnpublishRefused) < 1 {
 				return false
@@ -284,7 +284,7 @@ func TestUnpublishByNonOwnerRefused(t *testing.T) {
 	if err := s.nodes[0].Unpublish(s.ctx, "m", s.key(0)); err != nil {
 		t.Fatalf("unpublish by owner: %v", err)
 	}
-	eventually(t, 5*time.Second, "m gone", func() bool {
+	eventually(t, 10*time.Second, "m gone", func() bool {
 		for _, d := range s.nodes {
 			if listed(d, "m") {
 				return false
@@ -308,7 +308,7 @@ func TestUnpublishByNonOwnerRefused(t *testing.T) {
 	if err := s.nodes[0].Publish(s.ctx, testManifest("m", owner, s.holders(2), 0), s.key(0)); err != nil {
 		t.Fatalf("republish by owner: %v", err)
 	}
-	eventually(t, 5*time.Second, "m back", func() bool { return listed(s.nodes[2], "m") })
+	eventually(t, 10*time.Second, "m back", func() bool { return listed(s.nodes[2], "m") })
 }
 
 func TestOversizedRefused(t *testing.T) {
@@ -334,7 +334,7 @@ func TestOversizedRefused(t *testing.T) {
 		t.Fatalf("test envelope is only %d bytes", len(env))
 	}
 	a.send(t, env)
-	eventually(t, 5*time.Second, "oversize refused", func() bool {
+	eventually(t, 10*time.Second, "oversize refused", func() bool {
 		return refusedCount(s.nodes[0], sourcePubsub, "too_large") >= 1 && refusedCount(s.nodes[1], sourcePubsub, "too_large") >= 1
 	})
 	if listed(s.nodes[1], "big") {
@@ -404,7 +404,7 @@ func TestClientPublishReachesDaemons(t *testing.T) {
 	if err := cl.h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "daemons list fromcli", func() bool {
+	eventually(t, 10*time.Second, "daemons list fromcli", func() bool {
 		for _, d := range s.nodes[:3] {
 			if !listed(d, "fromcli") {
 				return false
@@ -509,7 +509,7 @@ func TestAntiEntropyRepairsLostGossip(t *testing.T) {
 	if v, err := s.nodes[0].ingest(s.ctx, sourceLocal, "", env); v != verdictAccept || err != nil {
 		t.Fatalf("ingest: %v %v", v, err)
 	}
-	eventually(t, 5*time.Second, "anti-entropy pull", func() bool { return listed(d, "quiet") })
+	eventually(t, 10*time.Second, "anti-entropy pull", func() bool { return listed(d, "quiet") })
 	if listed(s.nodes[1], "quiet") {
 		t.Fatal("node 1 (no periodic sync) got it: the test does not isolate anti-entropy")
 	}
