@@ -77,15 +77,12 @@ func NewMasks(p *plan.Plan, n int, rng io.Reader) (*Masks, error) {
 		return nil, err
 	}
 	m := &Masks{PlanHash: hash, Parties: n, Seeds: make([]share.Seed, n), cache: &maskCache{}}
-	h := sha256.New()
-	h.Write([]byte("grid mask set"))
 	for i := range m.Seeds {
 		if m.Seeds[i], err = share.NewSeed(rng); err != nil {
 			return nil, fmt.Errorf("dealer: %w", err)
 		}
-		h.Write(m.Seeds[i][:])
 	}
-	copy(m.ID[:], h.Sum(nil))
+	m.ID = maskSetID(m.Seeds)
 	return m, nil
 }
 
@@ -220,4 +217,68 @@ func expandMasks(p *plan.Plan, seed share.Seed) (map[string]*tensor.Dense[uint64
 		out[name] = t
 	}
 	return out, nil
+}
+
+const masksMagic = "GRDK"
+
+// maskSetID is the ID of a mask set: a hash of its seeds.
+func maskSetID(seeds []share.Seed) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("grid mask set"))
+	for _, s := range seeds {
+		h.Write(s[:])
+	}
+	var id [32]byte
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// Marshal encodes the dealer's mask state for storage (it is secret: it
+// determines every party's mask shares).
+func (m *Masks) Marshal() ([]byte, error) {
+	if m.Parties < 2 || m.Parties > MaxParties || len(m.Seeds) != m.Parties {
+		return nil, fmt.Errorf("dealer: masks for %d parties with %d seeds", m.Parties, len(m.Seeds))
+	}
+	out := make([]byte, 0, 4+1+2+32+32+share.SeedSize*len(m.Seeds))
+	out = append(out, masksMagic...)
+	out = append(out, bundleVersion)
+	out = binary.LittleEndian.AppendUint16(out, uint16(m.Parties))
+	out = append(out, m.PlanHash[:]...)
+	out = append(out, m.ID[:]...)
+	for _, s := range m.Seeds {
+		out = append(out, s[:]...)
+	}
+	return out, nil
+}
+
+// UnmarshalMasks decodes a mask state, checking its size and that its ID
+// matches its seeds.
+func UnmarshalMasks(data []byte) (*Masks, error) {
+	const head = 4 + 1 + 2 + 32 + 32
+	if len(data) < head {
+		return nil, fmt.Errorf("dealer: masks of %d bytes, shorter than the %d-byte header", len(data), head)
+	}
+	if string(data[:4]) != masksMagic {
+		return nil, errors.New("dealer: not a mask state (bad magic)")
+	}
+	if data[4] != bundleVersion {
+		return nil, fmt.Errorf("dealer: mask state version %d, want %d", data[4], bundleVersion)
+	}
+	n := int(binary.LittleEndian.Uint16(data[5:]))
+	if n < 2 || n > MaxParties {
+		return nil, fmt.Errorf("dealer: mask state for %d parties: need 2..%d", n, MaxParties)
+	}
+	if len(data) != head+n*share.SeedSize {
+		return nil, fmt.Errorf("dealer: mask state for %d parties has %d bytes, want %d", n, len(data), head+n*share.SeedSize)
+	}
+	m := &Masks{Parties: n, Seeds: make([]share.Seed, n), cache: &maskCache{}}
+	copy(m.PlanHash[:], data[7:39])
+	copy(m.ID[:], data[39:71])
+	for i := range n {
+		copy(m.Seeds[i][:], data[head+i*share.SeedSize:])
+	}
+	if maskSetID(m.Seeds) != m.ID {
+		return nil, errors.New("dealer: mask state's ID does not match its seeds")
+	}
+	return m, nil
 }

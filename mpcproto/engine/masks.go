@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -91,4 +92,113 @@ func (p *party) fixedB(name string) string {
 		return name
 	}
 	return ""
+}
+
+const weightMasksMagic = "GRDW"
+
+// Marshal encodes the party's mask state for storage next to its weight
+// shares (it is as secret as they are: B with F gives W).
+func (wm *WeightMasks) Marshal() ([]byte, error) {
+	names := make([]string, 0, len(wm.B))
+	for name := range wm.B {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := append([]byte(weightMasksMagic), 1)
+	out = append(out, wm.ID[:]...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(names)))
+	for _, name := range names {
+		b, f := wm.B[name], wm.F[name]
+		if b == nil || f == nil || !slices.Equal(b.Shape, f.Shape) || len(b.Data) != len(f.Data) ||
+			len(b.Data) != tensor.Size(b.Shape) {
+			return nil, fmt.Errorf("engine: weight masks of %q are inconsistent", name)
+		}
+		if len(name) > 1<<16-1 || len(b.Shape) > 255 {
+			return nil, fmt.Errorf("engine: weight masks of %q: name or rank too large", name)
+		}
+		out = binary.LittleEndian.AppendUint16(out, uint16(len(name)))
+		out = append(out, name...)
+		out = append(out, byte(len(b.Shape)))
+		for _, d := range b.Shape {
+			out = binary.LittleEndian.AppendUint32(out, uint32(d))
+		}
+		for _, v := range b.Data {
+			out = binary.LittleEndian.AppendUint64(out, v)
+		}
+		for _, v := range f.Data {
+			out = binary.LittleEndian.AppendUint64(out, v)
+		}
+	}
+	if len(wm.F) != len(wm.B) {
+		return nil, errors.New("engine: weight masks hold different weights in B and F")
+	}
+	return out, nil
+}
+
+// UnmarshalWeightMasks decodes a mask state written by Marshal, checking
+// every length against the data (it allocates no more than len(data)).
+func UnmarshalWeightMasks(data []byte) (*WeightMasks, error) {
+	r := data
+	take := func(n int) ([]byte, error) {
+		if n < 0 || len(r) < n {
+			return nil, fmt.Errorf("engine: weight masks truncated (need %d bytes, %d left)", n, len(r))
+		}
+		b := r[:n]
+		r = r[n:]
+		return b, nil
+	}
+	head, err := take(4 + 1 + 32 + 4)
+	if err != nil {
+		return nil, err
+	}
+	if string(head[:4]) != weightMasksMagic || head[4] != 1 {
+		return nil, errors.New("engine: not a weight mask state (bad magic or version)")
+	}
+	wm := &WeightMasks{B: map[string]*tensor.Dense[uint64]{}, F: map[string]*tensor.Dense[uint64]{}}
+	copy(wm.ID[:], head[5:37])
+	count := binary.LittleEndian.Uint32(head[37:])
+	for i := range count {
+		nl, err := take(2)
+		if err != nil {
+			return nil, err
+		}
+		name, err := take(int(binary.LittleEndian.Uint16(nl)))
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := wm.B[string(name)]; dup {
+			return nil, fmt.Errorf("engine: weight masks: entry %d repeats %q", i, name)
+		}
+		rank, err := take(1)
+		if err != nil {
+			return nil, err
+		}
+		dims, err := take(4 * int(rank[0]))
+		if err != nil {
+			return nil, err
+		}
+		shape := make([]int, rank[0])
+		size := 1
+		for j := range shape {
+			shape[j] = int(binary.LittleEndian.Uint32(dims[4*j:]))
+			if shape[j] != 0 && size > len(r)/16/shape[j] {
+				return nil, fmt.Errorf("engine: weight masks of %q: shape larger than the data", name)
+			}
+			size *= shape[j]
+		}
+		words, err := take(16 * size)
+		if err != nil {
+			return nil, err
+		}
+		b, f := tensor.New[uint64](shape...), tensor.New[uint64](shape...)
+		for j := range size {
+			b.Data[j] = binary.LittleEndian.Uint64(words[8*j:])
+			f.Data[j] = binary.LittleEndian.Uint64(words[8*(size+j):])
+		}
+		wm.B[string(name)], wm.F[string(name)] = b, f
+	}
+	if len(r) != 0 {
+		return nil, fmt.Errorf("engine: weight masks: %d bytes after the last entry", len(r))
+	}
+	return wm, nil
 }

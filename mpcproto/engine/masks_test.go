@@ -110,3 +110,56 @@ func TestWeightMasksMismatch(t *testing.T) {
 		t.Fatalf("missing weight: got %v", err)
 	}
 }
+
+// TestWeightMasksPersist: a party's mask state survives Marshal and
+// UnmarshalWeightMasks and still serves queries.
+func TestWeightMasksPersist(t *testing.T) {
+	ctx := context.Background()
+	p, w := seedPlan()
+	l, err := NewLocal(ctx, p, w, 3, WithWeightMasks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, wm := range l.wm {
+		raw, err := wm.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.wm[i], err = UnmarshalWeightMasks(raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, cut := range []int{0, 10, len(raw) - 1} {
+			if _, err := UnmarshalWeightMasks(raw[:cut]); err == nil {
+				t.Fatalf("truncated to %d bytes: want error", cut)
+			}
+		}
+	}
+	y, _, err := l.Infer(ctx, &tensor.Dense[float64]{Shape: []int{2}, Data: []float64{5, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(y.Data[0]-1022) > 1.0/(1<<15) {
+		t.Fatalf("got %v", y.Data)
+	}
+}
+
+func FuzzUnmarshalWeightMasks(f *testing.F) {
+	wm := &WeightMasks{B: map[string]*tensor.Dense[uint64]{"W": tensor.New[uint64](2, 1)},
+		F: map[string]*tensor.Dense[uint64]{"W": tensor.New[uint64](2, 1)}}
+	raw, _ := wm.Marshal()
+	f.Add(raw)
+	f.Add([]byte("GRDW"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		wm, err := UnmarshalWeightMasks(data)
+		if err != nil {
+			return
+		}
+		out, err := wm.Marshal()
+		if err != nil {
+			t.Fatalf("decoded state does not encode: %v", err)
+		}
+		if len(out) != len(data) {
+			t.Fatalf("re-encoding has %d bytes, input %d", len(out), len(data))
+		}
+	})
+}
