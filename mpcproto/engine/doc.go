@@ -15,7 +15,9 @@
 //  2. Optionally, once per (model, dealer): the dealer makes weight masks
 //     (dealer.NewMasks) and sends mask bundle i to holder i; the holders run
 //     OpenMasks together and keep the returned WeightMasks with their
-//     shares. Later queries then open only activations.
+//     shares (WeightMasks.Marshal / UnmarshalWeightMasks; the dealer keeps
+//     its Masks with Masks.Marshal / dealer.UnmarshalMasks). Later queries
+//     then open only activations.
 //  3. The client encodes and splits its input and sends share i to holder
 //     i; the dealer deals for (plan, batch, N) — dealer.Deal, or
 //     dealer.DealMasked with masks — and sends bundle i to holder i.
