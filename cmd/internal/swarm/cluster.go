@@ -79,6 +79,44 @@ func newCluster(ctx context.Context, hopts harness.Options, seed int64, root str
 	return c, nil
 }
 
+// add creates one more member (fresh repo, seeded identity, its own port
+// and, in a wan swarm, proxy) and starts it, bootstrapped from daemon 0.
+// It returns the new member's index.
+func (c *cluster) add(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	i := len(c.repos)
+	c.mu.Unlock()
+	repo, id, err := makeRepo(ctx, c.hopts.Bin, c.seed, c.root, fmt.Sprintf("node%d", i))
+	if err != nil {
+		return i, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return i, err
+	}
+	var announce []string
+	if c.rtt > 0 {
+		p, err := delayproxy.New(delayproxy.Config{
+			Listen: "127.0.0.1:0", Target: fmt.Sprintf("127.0.0.1:%d", port), Delay: c.rtt / 2,
+		})
+		if err != nil {
+			return i, fmt.Errorf("proxy for node%d: %w", i, err)
+		}
+		announce = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p.Addr().Port)}
+		c.mu.Lock()
+		c.proxies = append(c.proxies, p)
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	c.repos = append(c.repos, repo)
+	c.ids = append(c.ids, id)
+	c.listen = append(c.listen, []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)})
+	c.announce = append(c.announce, announce)
+	c.daemons = append(c.daemons, nil)
+	c.mu.Unlock()
+	return i, c.startOne(ctx, i)
+}
+
 // makeRepo runs grid init for root/name and gives it the seeded identity
 // of name; it returns the repo dir and its peer ID.
 func makeRepo(ctx context.Context, bin string, seed int64, root, name string) (string, string, error) {

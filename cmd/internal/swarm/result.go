@@ -142,12 +142,16 @@ type Counts struct {
 	Wrong  int `json:"wrong"`
 }
 
-// Event is a churn event: a daemon left, crashed or rejoined before a query.
+// Event is a churn event before a query: a daemon left, crashed, rejoined,
+// or a new one arrived.
 type Event struct {
 	BeforeQuery int    `json:"before_query"`
-	Kind        string `json:"kind"` // "leave" (SIGTERM), "crash" (SIGKILL) or "join"
+	Kind        string `json:"kind"` // "leave" (SIGTERM), "crash" (SIGKILL), "join" (restart) or "arrive" (new daemon)
 	Node        int    `json:"node"`
 	Holder      bool   `json:"holder"`
+	// CatchUpMs is, for an arrival, the time from its start until it
+	// listed the model published before it existed.
+	CatchUpMs float64 `json:"catch_up_ms,omitempty"`
 }
 
 // Stats summarises a sample.

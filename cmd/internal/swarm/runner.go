@@ -332,6 +332,29 @@ func (cl *clients) waitListed(ctx context.Context, name string, since time.Time)
 	}
 }
 
+// waitOne waits until daemon d lists the model, polled like waitListed,
+// and returns when it was first seen to (zero if not observable).
+func (cl *clients) waitOne(ctx context.Context, d *harness.Daemon, name string, since time.Time) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, cl.r.sc.Timeouts.Discover.D())
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, at, _, err := cl.observe(ctx, d, name, since)
+		if errors.Is(err, errNotObservable) {
+			return time.Time{}, nil
+		}
+		if ok {
+			return at, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("manifest %s not listed after %s: %w", name, cl.r.sc.Timeouts.Discover.D(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // observe reports whether daemon d lists model name, and since when. It
 // tries, in order: the daemon's /api/v0/models, its Prometheus counter of
 // accepted manifests, and its log's "manifest accepted" lines; once one
@@ -437,7 +460,28 @@ func (r *runner) churn(ctx context.Context, c *cluster, cl *clients, run *Run) e
 	}
 	down := []int{}
 	for qi := range r.sc.Params.Queries {
-		if rng.Float64() < ch.Rate {
+		event := rng.Float64() < ch.Rate
+		if event && rng.Float64() < ch.Arrive && c.size() < MaxInstances {
+			t0 := time.Now()
+			i, err := c.add(ctx)
+			if err != nil {
+				return fmt.Errorf("churn: arrival: %w", err)
+			}
+			ev := Event{BeforeQuery: qi, Kind: "arrive", Node: i}
+			if d := c.daemon(i); d != nil {
+				at, err := cl.waitOne(ctx, d, r.sc.Params.Model, t0)
+				if err != nil {
+					return fmt.Errorf("churn: new node%d: %w", i, err)
+				}
+				if !at.IsZero() {
+					ev.CatchUpMs = ms(at.Sub(t0))
+				}
+			}
+			run.Events = append(run.Events, ev)
+			r.logf("churn: new node%d arrives before query %d and lists %s %.0f ms after its start", i, qi, r.sc.Params.Model, ev.CatchUpMs)
+			event = false
+		}
+		if event {
 			var up []int
 			for _, i := range c.up() {
 				if i != 0 && (!ch.HoldersOnly || holder[i]) {

@@ -77,7 +77,7 @@ func TestFakeWrongAnswersFail(t *testing.T) {
 func TestFakeChurn(t *testing.T) {
 	sc := fakeScenario(t, CaseChurn)
 	sc.Params.Queries = 16
-	sc.Params.Churn = &Churn{Rate: 0.5, MaxDown: 2, Crash: 0.5}
+	sc.Params.Churn = &Churn{Rate: 0.6, MaxDown: 2, Crash: 0.5, Arrive: 0.3}
 	res, err := runFake(t, context.Background(), sc, Options{Seed: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +86,12 @@ func TestFakeChurn(t *testing.T) {
 	if r.Counts.Wrong != 0 || r.Counts.Right+r.Counts.Failed != 16 {
 		t.Fatalf("counts %+v", r.Counts)
 	}
-	if len(r.Events) == 0 {
-		t.Fatal("no churn events")
+	kinds := map[string]int{}
+	for _, e := range r.Events {
+		kinds[e.Kind]++
+	}
+	if kinds["leave"] == 0 || kinds["crash"] == 0 || kinds["join"] == 0 || kinds["arrive"] == 0 {
+		t.Fatalf("events by kind %v, want every kind", kinds)
 	}
 	// Every failure must coincide with a holder being down (the fake fails
 	// exactly then), and every query with a holder down must fail.

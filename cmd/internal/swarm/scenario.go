@@ -135,6 +135,10 @@ type Churn struct {
 	// Crash is the fraction of leaves that are crashes (SIGKILL: no clean
 	// shutdown, the peers find out by timeouts) rather than SIGTERM.
 	Crash float64 `json:"crash,omitempty"`
+	// Arrive is the fraction of events that are arrivals: a brand-new
+	// daemon (fresh repo, seeded identity) joins and must catch up on the
+	// model published before it existed.
+	Arrive float64 `json:"arrive,omitempty"`
 	// HoldersOnly restricts leaving to the model's holders (the hard case:
 	// queries that need a missing holder must fail clearly).
 	HoldersOnly bool `json:"holders_only,omitempty"`
@@ -266,6 +270,9 @@ func (s *Scenario) Validate() error {
 		}
 		if !(c.Crash >= 0 && c.Crash <= 1) {
 			return fmt.Errorf("params.churn.crash = %v: must be in [0, 1]", c.Crash)
+		}
+		if !(c.Arrive >= 0 && c.Arrive <= 1) {
+			return fmt.Errorf("params.churn.arrive = %v: must be in [0, 1]", c.Arrive)
 		}
 		if c.MaxDown < 1 {
 			return fmt.Errorf("params.churn.max_down = %d: must be at least 1", c.MaxDown)

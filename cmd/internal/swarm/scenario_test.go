@@ -59,6 +59,7 @@ func TestValidate(t *testing.T) {
 		{"churn without params", func(s *Scenario) { s.Case = CaseChurn }, "params.churn"},
 		{"churn rate 0", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{MaxDown: 1} }, "rate"},
 		{"churn crash over 1", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{Rate: 1, MaxDown: 1, Crash: 1.5} }, "crash"},
+		{"churn arrive negative", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{Rate: 1, MaxDown: 1, Arrive: -0.1} }, "arrive"},
 		{"churn everyone down", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{Rate: 1, MaxDown: 4} }, "max_down"},
 		{"churn params on seed", func(s *Scenario) { s.Params.Churn = &Churn{Rate: 1, MaxDown: 1} }, "only case churn"},
 		{"no ready timeout", func(s *Scenario) { s.Timeouts.Ready = 0 }, "timeouts.ready"},
