@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gridmpc/grid/discovery"
 	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/fixed"
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/node/pb"
 )
@@ -41,6 +43,7 @@ func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discov
 	}
 	req := &pb.DealerMessage{Body: &pb.DealerMessage_Deal{Deal: &pb.DealRequest{
 		Session: sid, Model: m.ID, Plan: m.Plan, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: holders,
+		Version: m.Version,
 	}}}
 	if err := writeMsg(s, req); err != nil {
 		s.Reset()
@@ -72,8 +75,16 @@ func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discov
 // plan hash, which the holders check) and sends each holder its
 // bundle on /grid/dealer/1.0.0 (the dealer's job, or the client's with
 // dealer "self").
-func (n *Node) dealAndDeliver(ctx context.Context, sid []byte, p *plan.Plan, hash string, batch int, holders []peer.ID) error {
-	bundles, err := dealer.Deal(p, batch, len(holders), crand.Reader)
+func (n *Node) dealAndDeliver(ctx context.Context, sid []byte, p *plan.Plan, hash string, batch int, holders []peer.ID, masks *dealer.Masks) error {
+	var bundles []*dealer.Bundle
+	var maskBundles []*dealer.MaskBundle
+	var err error
+	if masks != nil {
+		bundles, err = dealer.DealMasked(p, batch, fixed.Default(), masks, crand.Reader)
+		maskBundles = masks.Bundles()
+	} else {
+		bundles, err = dealer.Deal(p, batch, len(holders), crand.Reader)
+	}
 	if err != nil {
 		return fmt.Errorf("deal: %w", err)
 	}
@@ -84,8 +95,12 @@ func (n *Node) dealAndDeliver(ctx context.Context, sid []byte, p *plan.Plan, has
 		go func() {
 			defer wg.Done()
 			raw, err := bundles[i].Marshal()
+			var rawMask []byte
+			if err == nil && maskBundles != nil {
+				rawMask, err = maskBundles[i].Marshal()
+			}
 			if err == nil {
-				err = n.deliverBundle(ctx, h, &pb.BundleDelivery{Session: sid, Party: uint32(i), PlanHash: hash, Bundle: raw})
+				err = n.deliverBundle(ctx, h, &pb.BundleDelivery{Session: sid, Party: uint32(i), PlanHash: hash, Bundle: raw, MaskBundle: rawMask})
 			}
 			if err != nil {
 				errs[i] = &PeerError{Peer: h, Role: fmt.Sprintf("holder %d", i), Err: fmt.Errorf("deliver bundle: %w", err)}
@@ -195,7 +210,19 @@ func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTimeout)
 	defer cancel()
-	if err := n.dealAndDeliver(ctx, req.Session, p, req.PlanHash, int(req.Batch), holders); err != nil {
+	// Weight masks only for a model this dealer can identify (its signed
+	// manifest matches the request): masks are per model version.
+	var masks *dealer.Masks
+	lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+	m, lerr := n.disc.Lookup(lctx, req.Model)
+	lcancel()
+	if lerr == nil && m.Mode == discovery.ModeMPC && m.Version == req.Version && m.PlanHash == req.PlanHash && slices.Equal(m.Holders, holders) {
+		if masks, err = n.masks.forDealer(m, p); err != nil {
+			n.log.Warn("weight masks", "model", m.ID, "err", err)
+			masks = nil
+		}
+	}
+	if err := n.dealAndDeliver(ctx, req.Session, p, req.PlanHash, int(req.Batch), holders, masks); err != nil {
 		n.refuse(s, "dealer", err)
 		return
 	}
@@ -251,5 +278,16 @@ func (n *Node) acceptBundle(from peer.ID, b *pb.BundleDelivery) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadRequest, err)
 	}
-	return sess.deliverBundle(bundle)
+	var mb *dealer.MaskBundle
+	if len(b.MaskBundle) > 0 {
+		if mb, err = dealer.UnmarshalMaskBundle(b.MaskBundle); err != nil {
+			return fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+		if mb.Party != sess.party || mb.Parties != len(sess.holders) || mb.ID != bundle.Masks {
+			return fmt.Errorf("%w: mask bundle does not match the bundle or the session", errBadRequest)
+		}
+	} else if bundle.Masked() {
+		return fmt.Errorf("%w: bundle dealt for weight masks without its mask bundle", errBadRequest)
+	}
+	return sess.deliverBundle(&sessionBundle{b: bundle, mb: mb})
 }

@@ -222,7 +222,7 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 
 	// Phase 2: the dealer deals for the session (or we do).
 	if self {
-		err = n.dealAndDeliver(ctx, sid, p, m.PlanHash, batch, m.Holders)
+		err = n.dealAndDeliver(ctx, sid, p, m.PlanHash, batch, m.Holders, nil)
 	} else {
 		err = n.requestDeal(ctx, dealerID, sid, m, batch)
 	}
@@ -658,7 +658,8 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, *tensor.
 	}
 	sess := &holderSession{
 		id: bytes.Clone(req.Session), party: party, holders: holders, dealer: dealerID, planHash: m.PlanHash,
-		bundle: make(chan *dealer.Bundle, 1), incoming: make([]chan *mpcStream, len(holders)),
+		modelKey: modelKey(m),
+		bundle:   make(chan *sessionBundle, 1), incoming: make([]chan *mpcStream, len(holders)),
 	}
 	for i := range sess.incoming {
 		sess.incoming[i] = make(chan *mpcStream, 1)
@@ -669,9 +670,9 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, *tensor.
 // runHolder waits for the dealer's bundle, connects the holders' mesh and
 // runs the engine.
 func (n *Node) runHolder(ctx context.Context, sess *holderSession, p *plan.Plan, batch uint32, input *tensor.Dense[uint64], weights map[string]*tensor.Dense[uint64]) (*tensor.Dense[uint64], engine.Stats, error) {
-	var b *dealer.Bundle
+	var sb *sessionBundle
 	select {
-	case b = <-sess.bundle:
+	case sb = <-sess.bundle:
 	case <-ctx.Done():
 		return nil, engine.Stats{}, &PeerError{Peer: sess.dealer, Role: "dealer", Err: fmt.Errorf("no bundle: %w", ctx.Err())}
 	}
@@ -687,10 +688,22 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession, p *plan.Plan,
 	if err != nil {
 		return nil, engine.Stats{}, err
 	}
-	out, st, err := engine.RunParty(ctx, engine.Config{Plan: p, Batch: int(batch), Enc: fixed.Default()}, t, weights, input, b)
+	cfg := engine.Config{Plan: p, Batch: int(batch), Enc: fixed.Default()}
+	extra := 0
+	if sb.mb != nil {
+		if cfg.Masks, extra, err = n.holderMasks(ctx, t, sess, p, weights, sb.mb); err != nil {
+			t.close(false)
+			return nil, engine.Stats{}, fmt.Errorf("holder %d: %w", sess.party, err)
+		}
+	}
+	out, st, err := engine.RunParty(ctx, cfg, t, weights, input, sb.b)
 	t.close(err == nil)
 	if err != nil {
 		return nil, st, fmt.Errorf("holder %d: %w", sess.party, err)
 	}
+	// Count everything this holder exchanged with the others, the mask
+	// agreement and setup included.
+	st.Rounds += extra
+	st.BytesSent, st.BytesRecv = t.sent.Load(), t.recv.Load()
 	return out, st, nil
 }

@@ -45,6 +45,7 @@ type Node struct {
 	slots    chan struct{} // holder/host sessions being served
 	deals    chan struct{} // deals being served
 	plans    *planCache
+	masks    *maskCache
 
 	// testHook, when set by tests, is called at stages of a holder's
 	// session ("run": bundle received, before the mesh is built).
@@ -84,6 +85,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		slots:    make(chan struct{}, cfg.MaxSessions),
 		deals:    make(chan struct{}, cfg.MaxSessions),
 		plans:    newPlanCache(),
+		masks:    newMaskCache(),
 		ctx:      nctx, cancel: cancel,
 	}
 	defer func() {

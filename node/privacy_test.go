@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -64,8 +63,9 @@ func secretPatterns(vals ...float64) [][]byte {
 // (fixed-point) appears in its shares, input shares or MPC frames, (2) the view's structure (message kinds and sizes) is the
 // same whatever the secrets, and (3) the words that vary between sessions
 // are balanced the same way for every secret (top-bit frequency within
-// 4 sigma of 1/2): the view is independent of the secrets up to the public
-// shapes.
+// 4 sigma of 1/2) while the others do not depend on the input: the view is
+// independent of the secrets up to the public shapes and the model's
+// identity.
 func TestHolderViewPrivacy(t *testing.T) {
 	s := newTestSwarm(t, 2)
 	defer s.close()
@@ -137,6 +137,23 @@ func TestHolderViewPrivacy(t *testing.T) {
 		{"model-b", []float64{5, 3}, -35 + 1.5 - 3},
 		{"model-b", []float64{-100, 42}, 700 + 21 - 3},
 	}
+	// The first query of a model with a dealer opens the weight masks
+	// (F = W - B, once per model and dealer): record it apart, check it for
+	// plaintext only, and compare the steady-state queries.
+	var setup []holderView
+	for _, id := range []string{"model-a", "model-b"} {
+		recordOnly(id)
+		mu.Lock()
+		cur = holderView{}
+		mu.Unlock()
+		if _, err := s.client.Infer(ctx, id, vec(1, 1), InferOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		setup = append(setup, cur)
+		cur = nil
+		mu.Unlock()
+	}
 	views := make([][]holderView, len(runs))
 	for ri, r := range runs {
 		recordOnly(r.model)
@@ -161,7 +178,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 	// (1) No plaintext secret in any input share or MPC frame (the
 	// dealer's bundle is checked by (2) and (3): it is dealt before the
 	// secrets are known).
-	for ri, vs := range views {
+	for ri, vs := range append(views, setup) {
 		for _, v := range vs {
 			for _, k := range []string{"infer", "mpc"} {
 				ms := v[k]
@@ -185,32 +202,36 @@ func TestHolderViewPrivacy(t *testing.T) {
 		}
 	}
 	t.Logf("holder view per session: %s", shape)
-	// (3) Words constant over all sessions of all runs are public
-	// structure (headers, shapes, plan hash); words that vary must be
-	// balanced alike for every secret.
-	all := slices.Concat(views...)
-	ws := make([][]uint64, len(all))
-	for i, v := range all {
-		ws[i] = v.words()
-	}
-	varying := make([]bool, len(ws[0]))
-	for j := range varying {
-		for i := range ws {
-			if ws[i][j] != ws[0][j] {
-				varying[j] = true
-				break
-			}
+	// (3) Words that change from session to session (fresh randomness)
+	// must be balanced alike for every secret; words constant over a run's
+	// sessions are structure (headers, shapes, the model's mask-set ID) and
+	// must not depend on the input: equal across the two inputs of a model.
+	words := make([][][]uint64, len(views))
+	for ri, vs := range views {
+		for _, v := range vs {
+			words[ri] = append(words[ri], v.words())
 		}
 	}
-	for ri, vs := range views {
+	constant := func(ri, j int) bool {
+		for _, w := range words[ri] {
+			if w[j] != words[ri][0][j] {
+				return false
+			}
+		}
+		return true
+	}
+	for ri := range views {
 		ones, total := 0, 0
-		for _, v := range vs {
-			w := v.words()
-			for j, x := range w {
-				if varying[j] {
-					total++
-					ones += int(x >> 63)
+		for j := range words[ri][0] {
+			if constant(ri, j) {
+				if other := ri ^ 1; constant(other, j) && words[other][0][j] != words[ri][0][j] {
+					t.Fatalf("word %d is constant per session but differs between inputs %v and %v of %s", j, runs[ri].x, runs[other].x, runs[ri].model)
 				}
+				continue
+			}
+			for _, w := range words[ri] {
+				total++
+				ones += int(w[j] >> 63)
 			}
 		}
 		if total == 0 {

@@ -33,11 +33,12 @@ type holderSession struct {
 	holders  []peer.ID
 	dealer   peer.ID
 	planHash string
+	modelKey string // the model version's identity (modelKey)
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	bundle   chan *dealer.Bundle // capacity 1: the dealer's delivery
+	bundle   chan *sessionBundle // capacity 1: the dealer's delivery
 	incoming []chan *mpcStream   // by party index, capacity 1: streams dialled by lower parties
 
 	mu        sync.Mutex
@@ -93,8 +94,15 @@ func (t *sessionTable) cancelAll() {
 	}
 }
 
+// sessionBundle is what the dealer delivers to a holder: its bundle and,
+// for a bundle dealt with weight masks, its mask bundle.
+type sessionBundle struct {
+	b  *dealer.Bundle
+	mb *dealer.MaskBundle
+}
+
 // deliverBundle hands the dealer's bundle to the session, once.
-func (s *holderSession) deliverBundle(b *dealer.Bundle) error {
+func (s *holderSession) deliverBundle(b *sessionBundle) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gotBundle {

@@ -611,6 +611,7 @@ type DealRequest struct {
 	PlanHash      string                 `protobuf:"bytes,4,opt,name=plan_hash,json=planHash,proto3" json:"plan_hash,omitempty"`
 	Batch         uint32                 `protobuf:"varint,5,opt,name=batch,proto3" json:"batch,omitempty"`
 	Holders       [][]byte               `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`
+	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -687,14 +688,24 @@ func (x *DealRequest) GetHolders() [][]byte {
 	return nil
 }
 
+func (x *DealRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // BundleDelivery carries one holder's dealer bundle (dealer -> holder on
-// /grid/dealer/1.0.0); the holder answers with one Status.
+// /grid/dealer/1.0.0); the holder answers with one Status. When the bundle
+// was dealt for weight masks, mask_bundle is the holder's mask seed bundle
+// (dealer.MaskBundle), so a holder that has not opened those masks yet can.
 type BundleDelivery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       []byte                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	Party         uint32                 `protobuf:"varint,2,opt,name=party,proto3" json:"party,omitempty"`
 	PlanHash      string                 `protobuf:"bytes,3,opt,name=plan_hash,json=planHash,proto3" json:"plan_hash,omitempty"`
 	Bundle        []byte                 `protobuf:"bytes,4,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	MaskBundle    []byte                 `protobuf:"bytes,5,opt,name=mask_bundle,json=maskBundle,proto3" json:"mask_bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -753,6 +764,13 @@ func (x *BundleDelivery) GetPlanHash() string {
 func (x *BundleDelivery) GetBundle() []byte {
 	if x != nil {
 		return x.Bundle
+	}
+	return nil
+}
+
+func (x *BundleDelivery) GetMaskBundle() []byte {
+	if x != nil {
+		return x.MaskBundle
 	}
 	return nil
 }
@@ -1062,19 +1080,22 @@ const file_grid_proto_rawDesc = "" +
 	"bytes_sent\x18\x04 \x01(\x04R\tbytesSent\x12\x1d\n" +
 	"\n" +
 	"bytes_recv\x18\x05 \x01(\x04R\tbytesRecv\x12\x1b\n" +
-	"\tonline_ns\x18\x06 \x01(\x03R\bonlineNs\"\x9e\x01\n" +
+	"\tonline_ns\x18\x06 \x01(\x03R\bonlineNs\"\xb8\x01\n" +
 	"\vDealRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\fR\asession\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x12\n" +
 	"\x04plan\x18\x03 \x01(\fR\x04plan\x12\x1b\n" +
 	"\tplan_hash\x18\x04 \x01(\tR\bplanHash\x12\x14\n" +
 	"\x05batch\x18\x05 \x01(\rR\x05batch\x12\x18\n" +
-	"\aholders\x18\x06 \x03(\fR\aholders\"u\n" +
+	"\aholders\x18\x06 \x03(\fR\aholders\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\"\x96\x01\n" +
 	"\x0eBundleDelivery\x12\x18\n" +
 	"\asession\x18\x01 \x01(\fR\asession\x12\x14\n" +
 	"\x05party\x18\x02 \x01(\rR\x05party\x12\x1b\n" +
 	"\tplan_hash\x18\x03 \x01(\tR\bplanHash\x12\x16\n" +
-	"\x06bundle\x18\x04 \x01(\fR\x06bundle\"z\n" +
+	"\x06bundle\x18\x04 \x01(\fR\x06bundle\x12\x1f\n" +
+	"\vmask_bundle\x18\x05 \x01(\fR\n" +
+	"maskBundle\"z\n" +
 	"\rDealerMessage\x12,\n" +
 	"\x04deal\x18\x01 \x01(\v2\x16.grid.node.DealRequestH\x00R\x04deal\x123\n" +
 	"\x06bundle\x18\x02 \x01(\v2\x19.grid.node.BundleDeliveryH\x00R\x06bundleB\x06\n" +
