@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -512,5 +513,30 @@ func TestAntiEntropyRepairsLostGossip(t *testing.T) {
 	eventually(t, 10*time.Second, "anti-entropy pull", func() bool { return listed(d, "quiet") })
 	if listed(s.nodes[1], "quiet") {
 		t.Fatal("node 1 (no periodic sync) got it: the test does not isolate anti-entropy")
+	}
+}
+
+func TestSyncSkipsEqualCatalogs(t *testing.T) {
+	s := newSwarm(t, 2)
+	if err := s.nodes[0].Publish(s.ctx, testManifest("x", "", s.holders(2), 0), s.key(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "x on node 1", func() bool { return listed(s.nodes[1], "x") })
+	if !bytes.Equal(s.nodes[0].reg.digest(), s.nodes[1].reg.digest()) {
+		t.Fatal("equal catalogs, different digests")
+	}
+	n, err := s.nodes[1].pull(s.ctx, s.hosts[0].ID())
+	if err != nil || n != 0 {
+		t.Fatalf("pull between equal catalogs: %d entries, %v", n, err)
+	}
+	// Node 0 learns something node 1 lacks: the digests differ, the pull
+	// brings the whole catalog.
+	env := mustSeal(t, testManifest("y", s.hosts[0].ID(), s.holders(2), 1), s.key(0))
+	if v, err := s.nodes[0].ingest(s.ctx, sourceLocal, "", env); v != verdictAccept || err != nil {
+		t.Fatalf("ingest: %v %v", v, err)
+	}
+	n, err = s.nodes[1].pull(s.ctx, s.hosts[0].ID())
+	if err != nil || n != 2 || !listed(s.nodes[1], "y") {
+		t.Fatalf("pull after a change: %d entries, %v", n, err)
 	}
 }

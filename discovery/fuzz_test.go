@@ -137,6 +137,8 @@ func FuzzReadSyncRequest(f *testing.F) {
 	seeds := fuzzSeeds(f)
 	for _, req := range []*pb.SyncRequest{
 		{Kind: pb.SyncRequest_LIST},
+		{Kind: pb.SyncRequest_LIST, Digest: make([]byte, 32)},
+		{Kind: pb.SyncRequest_LIST, Digest: []byte{1}},
 		{Kind: pb.SyncRequest_PUSH, Envelope: seeds[0]},
 		{Kind: pb.SyncRequest_PUSH},
 		{Kind: 7},
@@ -155,8 +157,8 @@ func FuzzReadSyncRequest(f *testing.F) {
 		}
 		switch req.Kind {
 		case pb.SyncRequest_LIST:
-			if len(req.Envelope) != 0 {
-				t.Fatal("list request with an envelope accepted")
+			if len(req.Envelope) != 0 || len(req.Digest) != 0 && len(req.Digest) != 32 {
+				t.Fatal("malformed list request accepted")
 			}
 		case pb.SyncRequest_PUSH:
 			if len(req.Envelope) == 0 {

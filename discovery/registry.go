@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -42,6 +43,7 @@ type registry struct {
 	mu      sync.RWMutex
 	entries map[string]*entry
 	ds      datastore.Datastore // nil: memory only
+	dig     []byte              // cached digest, nil when stale
 }
 
 func newRegistry(ds datastore.Datastore) *registry {
@@ -116,7 +118,33 @@ func (r *registry) apply(ctx context.Context, m *Manifest, env []byte) (verdict,
 		}
 	}
 	r.entries[m.ID] = &entry{m: m, env: env}
+	r.dig = nil
 	return verdictAccept, nil
+}
+
+// digest is a sha256 over the catalog: for each ID in order, the ID and the
+// sha256 of its envelope. Two nodes with equal digests hold the same
+// envelopes, so a catalog pull between them can be skipped.
+func (r *registry) digest() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dig != nil {
+		return r.dig
+	}
+	ids := make([]string, 0, len(r.entries))
+	for id := range r.entries {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	h := sha256.New()
+	for _, id := range ids {
+		sum := sha256.Sum256(r.entries[id].env)
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+		h.Write(sum[:])
+	}
+	r.dig = h.Sum(nil)
+	return r.dig
 }
 
 // get returns the entry for id, or nil.

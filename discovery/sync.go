@@ -1,7 +1,9 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +20,8 @@ import (
 // SyncProtocol is the catalog protocol. A stream carries one SyncRequest:
 //   - LIST: the server answers one SyncEntry per manifest it knows
 //     (tombstones included) and closes; the client verifies each one as if
-//     it came from gossip.
+//     it came from gossip. If the request's digest equals the server's
+//     catalog digest, the server answers nothing.
 //   - PUSH: the request carries one envelope; the server verifies and
 //     applies it, answers one SyncEntry whose Error is empty on acceptance,
 //     and re-gossips what it accepted.
@@ -47,9 +50,15 @@ func readSyncRequest(r io.Reader) (*pb.SyncRequest, error) {
 		if len(req.Envelope) != 0 {
 			return nil, errors.New("read sync request: list request with an envelope")
 		}
+		if len(req.Digest) != 0 && len(req.Digest) != sha256.Size {
+			return nil, fmt.Errorf("read sync request: digest of %d bytes, want %d", len(req.Digest), sha256.Size)
+		}
 	case pb.SyncRequest_PUSH:
 		if len(req.Envelope) == 0 {
 			return nil, errors.New("read sync request: push request without an envelope")
+		}
+		if len(req.Digest) != 0 {
+			return nil, errors.New("read sync request: push request with a digest")
 		}
 	default:
 		return nil, fmt.Errorf("read sync request: unknown kind %d", req.Kind)
@@ -122,6 +131,9 @@ func (d *Discovery) serveSync(s network.Stream, remote peer.ID) error {
 	}
 	w := pbio.NewDelimitedWriter(s)
 	if req.Kind == pb.SyncRequest_LIST {
+		if len(req.Digest) != 0 && bytes.Equal(req.Digest, d.reg.digest()) {
+			return nil // same catalog: nothing to send
+		}
 		for _, e := range d.reg.all() {
 			if err := w.WriteMsg(&pb.SyncEntry{Envelope: e.env}); err != nil {
 				return fmt.Errorf("write catalog: %w", err)
@@ -231,7 +243,7 @@ func (d *Discovery) pull(ctx context.Context, p peer.ID) (int, error) {
 		return 0, fmt.Errorf("open sync stream: %w", err)
 	}
 	_ = s.SetDeadline(time.Now().Add(syncTimeout))
-	if err := pbio.NewDelimitedWriter(s).WriteMsg(&pb.SyncRequest{Kind: pb.SyncRequest_LIST}); err != nil {
+	if err := pbio.NewDelimitedWriter(s).WriteMsg(&pb.SyncRequest{Kind: pb.SyncRequest_LIST, Digest: d.reg.digest()}); err != nil {
 		_ = s.Reset()
 		return 0, fmt.Errorf("write list request: %w", err)
 	}

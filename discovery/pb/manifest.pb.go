@@ -207,9 +207,13 @@ func (x *Manifest) GetDeleted() bool {
 
 // SyncRequest opens a /grid/manifests/1.0.0 stream.
 type SyncRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          SyncRequest_Kind       `protobuf:"varint,1,opt,name=kind,proto3,enum=grid.discovery.pb.SyncRequest_Kind" json:"kind,omitempty"`
-	Envelope      []byte                 `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Kind     SyncRequest_Kind       `protobuf:"varint,1,opt,name=kind,proto3,enum=grid.discovery.pb.SyncRequest_Kind" json:"kind,omitempty"`
+	Envelope []byte                 `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// LIST: the sha256 digest of the client's catalog (see
+	// discovery.registry.digest); a server whose catalog has the same digest
+	// answers no entries. Empty: always answer the whole catalog.
+	Digest        []byte `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +258,13 @@ func (x *SyncRequest) GetKind() SyncRequest_Kind {
 func (x *SyncRequest) GetEnvelope() []byte {
 	if x != nil {
 		return x.Envelope
+	}
+	return nil
+}
+
+func (x *SyncRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
 	}
 	return nil
 }
@@ -330,10 +341,11 @@ const file_manifest_proto_rawDesc = "" +
 	"\aversion\x18\n" +
 	" \x01(\x04R\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\v \x01(\x03R\ftimeUnixNano\x12\x18\n" +
-	"\adeleted\x18\f \x01(\bR\adeleted\"~\n" +
+	"\adeleted\x18\f \x01(\bR\adeleted\"\x96\x01\n" +
 	"\vSyncRequest\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.grid.discovery.pb.SyncRequest.KindR\x04kind\x12\x1a\n" +
-	"\benvelope\x18\x02 \x01(\fR\benvelope\"\x1a\n" +
+	"\benvelope\x18\x02 \x01(\fR\benvelope\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\"\x1a\n" +
 	"\x04Kind\x12\b\n" +
 	"\x04LIST\x10\x00\x12\b\n" +
 	"\x04PUSH\x10\x01\"=\n" +
