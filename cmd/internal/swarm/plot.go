@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 
@@ -59,20 +60,23 @@ func WritePlots(res *Result, dir string) ([]string, error) {
 			return files, err
 		}
 	case CaseChurn:
-		var right, failed series
-		right.name, failed.name = "right (client latency)", "clear failure (wall time)"
+		var right, failed, wrong series
+		right.name, failed.name, wrong.name = "right", "clear failure", "wrong"
 		for _, r := range res.Runs {
 			for _, q := range r.Queries {
+				pt := plotter.XY{X: float64(q.Index), Y: max(q.WallMs, 1)}
 				switch q.Class {
 				case ClassRight:
-					right.xy = append(right.xy, plotter.XY{X: float64(q.Index), Y: q.TotalMs})
+					right.xy = append(right.xy, pt)
+				case ClassFailed:
+					failed.xy = append(failed.xy, pt)
 				default:
-					failed.xy = append(failed.xy, plotter.XY{X: float64(q.Index), Y: q.WallMs})
+					wrong.xy = append(wrong.xy, pt)
 				}
 			}
 		}
 		var ss []series
-		for _, s := range []series{right, failed} {
+		for _, s := range []series{right, failed, wrong} {
 			if len(s.xy) > 0 {
 				ss = append(ss, s)
 			}
@@ -80,9 +84,43 @@ func WritePlots(res *Result, dir string) ([]string, error) {
 		if len(ss) == 0 {
 			return nil, nil
 		}
-		if err := add("churn_queries.png", "queries under churn", "query", "ms", ss); err != nil {
-			return files, err
+		// Events sit on a band below the queries: holders' apart.
+		var lowest float64 = math.Inf(1)
+		for _, s := range ss {
+			for _, pt := range s.xy {
+				lowest = min(lowest, pt.Y)
+			}
 		}
+		band := math.Pow(10, math.Floor(math.Log10(lowest))) * 1.4
+		evs := map[string]*series{}
+		var order []string
+		for _, r := range res.Runs {
+			for _, e := range r.Events {
+				who := "other daemon"
+				if e.Holder {
+					who = "holder"
+				}
+				what := "leaves/crashes"
+				if e.Kind == "join" || e.Kind == "arrive" {
+					what = "joins/arrives"
+				}
+				name := who + " " + what
+				if evs[name] == nil {
+					evs[name] = &series{name: name}
+					order = append(order, name)
+				}
+				// Before query i: drawn half-way from the previous query.
+				evs[name].xy = append(evs[name].xy, plotter.XY{X: float64(e.BeforeQuery) - 0.5, Y: band})
+			}
+		}
+		for _, name := range order {
+			ss = append(ss, *evs[name])
+		}
+		path := filepath.Join(dir, "churn_queries.png")
+		if err := scatterLogPlot(path, "queries under churn (grid infer wall time)", "query", "ms (log scale)", ss); err != nil {
+			return files, fmt.Errorf("plot churn_queries.png: %w", err)
+		}
+		files = append(files, path)
 	default:
 		var p50, p90, online, disc, rssMed, rssMax series
 		p50.name, p90.name, online.name, disc.name = "query latency p50", "query latency p90", "online phase p50", "manifest on every daemon"
@@ -150,6 +188,49 @@ func linePlot(path, title, xlabel, ylabel string, ss []series) error {
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return fmt.Errorf("add lines: %w", err)
+	}
+	if err := p.Save(plotWidth, plotHeight, path); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	return nil
+}
+
+// scatterLogPlot draws each series as points (no lines: a series has gaps)
+// on a logarithmic y axis and saves a PNG.
+func scatterLogPlot(path, title, xlabel, ylabel string, ss []series) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.Y.Label.Text = ylabel
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.X.Tick.Marker = plainTicks{}
+	ymin, ymax := math.Inf(1), 0.0
+	for _, s := range ss {
+		for _, pt := range s.xy {
+			ymin, ymax = min(ymin, pt.Y), max(ymax, pt.Y)
+		}
+	}
+	p.Y.Min = math.Pow(10, math.Floor(math.Log10(ymin)))
+	if p.Y.Min >= ymin {
+		p.Y.Min /= 2
+	}
+	// Two empty decades on top hold the legend.
+	p.Y.Max = math.Pow(10, math.Ceil(math.Log10(ymax))+2)
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.Padding = vg.Points(1)
+	p.Add(plotter.NewGrid())
+	for i, s := range ss {
+		sc, err := plotter.NewScatter(s.xy)
+		if err != nil {
+			return fmt.Errorf("scatter %s: %w", s.name, err)
+		}
+		sc.GlyphStyle.Color = plotutil.Color(i)
+		sc.GlyphStyle.Shape = plotutil.Shape(i)
+		sc.GlyphStyle.Radius = vg.Points(3)
+		p.Add(sc)
+		p.Legend.Add(s.name, sc)
 	}
 	if err := p.Save(plotWidth, plotHeight, path); err != nil {
 		return fmt.Errorf("save: %w", err)
