@@ -131,7 +131,7 @@ func TestLookupFallsBackToDHT(t *testing.T) {
 	if _, err := d.Lookup(s.ctx, "nosuchmodel"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown model: %v", err)
 	}
-	if _, err := d.Lookup(s.ctx, "bad/id"); !errors.Is(err, ErrInvalidManifest) {
+	if _, err := d.Lookup(s.ctx, "bad/id"); !errors.Is(err, ErrInvalidID) {
 		t.Fatalf("bad id: %v", err)
 	}
 }

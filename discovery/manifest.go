@@ -65,6 +65,9 @@ var (
 	ErrSignerNotOwner = errors.New("manifest signer is not its owner")
 	// ErrInvalidManifest: a field of the manifest is malformed.
 	ErrInvalidManifest = errors.New("invalid manifest")
+	// ErrInvalidID: a model ID is malformed (see ValidID). In a manifest it
+	// is wrapped together with ErrInvalidManifest.
+	ErrInvalidID = errors.New("invalid model id")
 	// ErrNameTaken: the model ID already belongs to another owner.
 	ErrNameTaken = errors.New("model id owned by another peer")
 	// ErrStaleVersion: the manifest's version is not newer than the known one
@@ -203,12 +206,13 @@ func decodeShape(what string, dims []int64) ([]int, error) {
 	return out, nil
 }
 
-// ValidID reports whether id is a well-formed model ID: 1 to MaxIDLen bytes
-// of ASCII letters, digits, '.', '_' and '-', starting with a letter or digit.
+// ValidID checks that id is a well-formed model ID: 1 to MaxIDLen bytes of
+// ASCII letters, digits, '.', '_' and '-', starting with a letter or digit.
+// The error wraps ErrInvalidID.
 func ValidID(id string) error {
 	if len(id) == 0 || len(id) > MaxIDLen || !idPattern.MatchString(id) {
-		return fmt.Errorf("%w: model id %q: want 1 to %d of [A-Za-z0-9._-] starting with a letter or digit",
-			ErrInvalidManifest, id, MaxIDLen)
+		return fmt.Errorf("%w %q: want 1 to %d characters from A-Z a-z 0-9 . _ -, starting with a letter or digit",
+			ErrInvalidID, id, MaxIDLen)
 	}
 	return nil
 }
@@ -223,7 +227,7 @@ func ValidID(id string) error {
 //     non-empty and hashes to PlanHash.
 func (m *Manifest) Validate() error {
 	if err := ValidID(m.ID); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}
 	if err := validPeer(m.Owner); err != nil {
 		return fmt.Errorf("%w: %q: owner: %v", ErrInvalidManifest, m.ID, err)

@@ -135,6 +135,8 @@ func TestValidate(t *testing.T) {
 		{"id with slash", func(m *Manifest) { m.ID = "a/b" }, "model id"},
 		{"id starting with dot", func(m *Manifest) { m.ID = ".hidden" }, "model id"},
 		{"id too long", func(m *Manifest) { m.ID = strings.Repeat("a", MaxIDLen+1) }, "model id"},
+		{"longest id", func(m *Manifest) { m.ID = strings.Repeat("a", MaxIDLen) }, ""},
+		{"id with dots and dashes", func(m *Manifest) { m.ID = "mnist-v1.2_b" }, ""},
 		{"no owner", func(m *Manifest) { m.Owner = "" }, "owner"},
 		{"version 0", func(m *Manifest) { m.Version = 0 }, "version"},
 		{"no time", func(m *Manifest) { m.Time = time.Time{} }, "time"},
