@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/harness"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/node"
+)
+
+// seedModel is the seed acceptance model built in code (the same network
+// as testdata/seed.onnx, torch nn.Linear(2, 1)): input [2], W [[2], [4]],
+// bias [1000], so (a, b) -> 2a + 4b + 1000.
+func seedModel() (*plan.Plan, plan.Weights) {
+	p := &plan.Plan{
+		Version: plan.Version,
+		Input:   plan.Value{Name: "input", Shape: []int{2}},
+		Output:  "output",
+		Weights: []plan.Value{{Name: "W", Shape: []int{2, 1}}, {Name: "B", Shape: []int{1}}},
+		Nodes:   []plan.Node{{Name: "fc", Op: plan.MatMul, Inputs: []string{"input", "W", "B"}, Output: "output"}},
+	}
+	w := plan.Weights{
+		"W": &tensor.Dense[float64]{Shape: []int{2, 1}, Data: []float64{2, 4}},
+		"B": &tensor.Dense[float64]{Shape: []int{1}, Data: []float64{1000}},
+	}
+	return p, w
+}
+
+// seedAnswer is the exact answer of the seed model.
+func seedAnswer(a, b float64) float64 { return 2*a + 4*b + 1000 }
+
+// cluster is a bootstrap/dealer peer, the holders and the client peers that
+// run the sessions, either all in this process (node API) or as "grid
+// daemon" processes (cmd/internal/harness) with in-process clients.
+type cluster struct {
+	clients   []*node.Node
+	dealerID  string   // the dealer peer's ID
+	holderAPI []string // each holder's HTTP API host:port
+	dealerAPI string
+	mode      string // "in-process" or "daemons"
+
+	mu      sync.Mutex
+	closers []func() error
+}
+
+// close stops everything the cluster started (in reverse order).
+func (c *cluster) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		if err := c.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.closers = nil
+	return errors.Join(errs...)
+}
+
+func (c *cluster) onClose(f func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closers = append(c.closers, f)
+}
+
+// startNode initialises a repo and starts a node on loopback.
+func startNode(ctx context.Context, repo string, edit func(*node.Config), log *slog.Logger) (*node.Node, error) {
+	if _, err := node.Init(repo, nil); err != nil {
+		return nil, err
+	}
+	cfg, err := node.LoadConfig(repo)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIAddr = ""
+	cfg.Logger = log.With("repo", filepath.Base(repo))
+	edit(&cfg)
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start node %s: %w", repo, err)
+	}
+	return n, nil
+}
+
+// startCluster starts the cluster described by cfg under dir.
+func startCluster(ctx context.Context, cfg Config, dir string, log *slog.Logger) (_ *cluster, err error) {
+	c := &cluster{mode: "in-process"}
+	defer func() {
+		if err != nil {
+			_ = c.close()
+		}
+	}()
+	var boot string
+	if cfg.GridBin == "" {
+		boot, err = c.startInProcess(ctx, cfg, dir, log)
+	} else {
+		c.mode = "daemons"
+		boot, err = c.startDaemons(ctx, cfg, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range cfg.Clients {
+		n, err := startNode(ctx, filepath.Join(dir, fmt.Sprintf("client%d", i)), func(nc *node.Config) {
+			nc.Client, nc.Roles, nc.Listen = true, nil, nil
+			nc.Bootstrap = []string{boot}
+			nc.SessionTimeout = cfg.SessionTimeout
+			nc.MaxSessions = max(cfg.MaxSessions, cfg.Sessions)
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		c.onClose(n.Close)
+		c.clients = append(c.clients, n)
+		if err := n.Discovery().WaitReady(ctx); err != nil {
+			return nil, fmt.Errorf("client %d: wait for the network: %w", i, err)
+		}
+	}
+	return c, nil
+}
+
+// startInProcess starts the dealer (bootstrap) and holder nodes in this
+// process, each with its HTTP API for the leak check. It returns the
+// bootstrap address.
+func (c *cluster) startInProcess(ctx context.Context, cfg Config, dir string, log *slog.Logger) (string, error) {
+	limits := func(nc *node.Config) {
+		nc.SessionTimeout = cfg.SessionTimeout
+		nc.MaxSessions = cfg.MaxSessions
+		nc.APIAddr = "127.0.0.1:0"
+	}
+	boot, err := startNode(ctx, filepath.Join(dir, "dealer"), func(nc *node.Config) {
+		limits(nc)
+		nc.Roles = []string{node.RoleDealer}
+	}, log)
+	if err != nil {
+		return "", err
+	}
+	c.onClose(boot.Close)
+	c.dealerID, c.dealerAPI = boot.ID().String(), boot.APIAddr()
+	bootAddr := boot.Addrs()[0].String()
+	for i := range cfg.Holders {
+		h, err := startNode(ctx, filepath.Join(dir, fmt.Sprintf("holder%d", i)), func(nc *node.Config) {
+			limits(nc)
+			nc.Roles = []string{node.RoleHolder}
+			nc.Bootstrap = []string{bootAddr}
+		}, log)
+		if err != nil {
+			return "", err
+		}
+		c.onClose(h.Close)
+		c.holderAPI = append(c.holderAPI, h.APIAddr())
+	}
+	return bootAddr, nil
+}
+
+// startDaemons starts the dealer and the holders as "grid daemon"
+// processes, with the session limits written into their repo configs.
+func (c *cluster) startDaemons(ctx context.Context, cfg Config, dir string) (string, error) {
+	opts := harness.Options{Bin: cfg.GridBin, ReadyTimeout: 30 * time.Second, StopTimeout: 10 * time.Second}
+	var boot string
+	for i := range cfg.Holders + 1 {
+		repo := filepath.Join(dir, fmt.Sprintf("daemon%d", i))
+		if _, err := harness.Init(ctx, cfg.GridBin, repo); err != nil {
+			return "", err
+		}
+		if err := setSessionLimits(repo, cfg.SessionTimeout, cfg.MaxSessions); err != nil {
+			return "", err
+		}
+		args := []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--log-level", "warn"}
+		if i == 0 {
+			args = append(args, "--roles", node.RoleDealer)
+		} else {
+			args = append(args, "--roles", node.RoleHolder, "--bootstrap", boot)
+		}
+		d, err := harness.StartDaemon(ctx, opts, repo, args...)
+		if err != nil {
+			return "", err
+		}
+		c.onClose(func() error { d.Kill(); return nil })
+		if i == 0 {
+			boot, c.dealerID, c.dealerAPI = d.Addr(), d.ID, d.API
+		} else {
+			c.holderAPI = append(c.holderAPI, d.API)
+		}
+	}
+	return boot, nil
+}
+
+// setSessionLimits writes Sessions.Timeout and Sessions.Max into a repo's
+// config file, keeping every other field (and the file's mode).
+func setSessionLimits(repo string, timeout time.Duration, maxSessions int) error {
+	path := filepath.Join(repo, node.ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("session limits: %w", err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("session limits: decode %s: %w", path, err)
+	}
+	cfg["Sessions"] = map[string]any{"Timeout": timeout.String(), "Max": maxSessions}
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fmt.Errorf("session limits: %w", err)
+	}
+	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
+		return fmt.Errorf("session limits: %w", err)
+	}
+	return nil
+}
+
+// metric reads one series (name with its labels, as exposed) from a
+// daemon's Prometheus endpoint; absent series read as 0.
+func metric(ctx context.Context, api, series string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/debug/metrics/prometheus", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s: %w", api, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s: %w", api, err)
+	}
+	return parseMetric(string(body), series)
+}
+
+// parseMetric finds series in a Prometheus text exposition.
+func parseMetric(text, series string) (float64, error) {
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric %s: %w", series, err)
+		}
+		return v, nil
+	}
+	return 0, nil
+}
