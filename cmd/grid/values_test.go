@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -168,4 +169,37 @@ func TestModelsTable(t *testing.T) {
 			t.Errorf("row %q lacks %q", lines[2], want)
 		}
 	}
+}
+
+// FuzzParseValues checks that --values parsing never panics, and that what
+// it accepts is finite, one number per comma-separated item, and fits a
+// shape exactly when the sizes agree.
+func FuzzParseValues(f *testing.F) {
+	for _, s := range []string{"5,3", "", ",", "1e308,-1e308", "NaN", " 0.5 , 2", "1,2,3,4", "0x1p-2", "+Inf"} {
+		f.Add(s, 2)
+	}
+	f.Fuzz(func(t *testing.T, s string, sample int) {
+		vs, err := parseValues(s)
+		if err != nil {
+			return
+		}
+		if len(vs) != strings.Count(s, ",")+1 {
+			t.Fatalf("%q gave %d values", s, len(vs))
+		}
+		for _, v := range vs {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Fatalf("%q gave non-finite %v", s, v)
+			}
+		}
+		if sample < 1 || sample > 1<<10 {
+			return
+		}
+		x, err := fitFlat("m", vs, []int{-1, sample})
+		if (err == nil) != (len(vs)%sample == 0) {
+			t.Fatalf("fitFlat(%d values, [-1 %d]) error %v", len(vs), sample, err)
+		}
+		if err == nil && (x.Shape[0]*sample != len(vs) || len(x.Data) != len(vs)) {
+			t.Fatalf("fitFlat shape %v for %d values", x.Shape, len(vs))
+		}
+	})
 }

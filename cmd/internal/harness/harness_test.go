@@ -210,3 +210,16 @@ func TestDecodePeers(t *testing.T) {
 		t.Fatal("no error on bad json")
 	}
 }
+
+// FuzzDecodePeers checks that decoding a daemon's peers answer never panics.
+func FuzzDecodePeers(f *testing.F) {
+	for _, s := range []string{`{"peers":[]}`, `{"peers":[{"id":"a","addrs":["x"]}]}`, `[`, `null`, `{"peers":null}`, `{"peers":[1]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := DecodePeers(b)
+		if err != nil && ps != nil {
+			t.Fatalf("error %v with peers %v", err, ps)
+		}
+	})
+}
