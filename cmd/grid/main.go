@@ -16,7 +16,14 @@ import (
 )
 
 func main() {
+	// The first SIGINT/SIGTERM cancels ctx: commands stop cleanly (the
+	// daemon closes its node). Then the default handling is restored, so a
+	// second signal ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(code)
