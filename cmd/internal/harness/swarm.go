@@ -179,9 +179,11 @@ func (s *Swarm) Kill(i int) {
 }
 
 // Start starts daemon i again from its repo dir after a Stop or Kill. It
-// listens on the addresses it had before (so the others' bootstrap address
-// for daemon 0 stays valid), bootstraps from daemon 0 like at first, and
-// takes the swarm's flags plus extra.
+// listens on the addresses it printed at its first start (so the others'
+// bootstrap address for daemon 0 stays valid), bootstraps from daemon 0 like
+// at first, and takes the swarm's flags plus extra. Daemons started with
+// --announce print the announced addresses, not the listen ones: restart
+// those with StartDaemon and flags of your own.
 func (s *Swarm) Start(ctx context.Context, i int, extra ...string) (*Daemon, error) {
 	s.mu.Lock()
 	running := s.Daemons[i] != nil
