@@ -540,3 +540,39 @@ func TestSyncSkipsEqualCatalogs(t *testing.T) {
 		t.Fatalf("pull after a change: %d entries, %v", n, err)
 	}
 }
+
+func TestSyncServerRefusesMalformedRequests(t *testing.T) {
+	s := newSwarm(t, 1)
+	a := s.attacker()
+	for name, req := range map[string][]byte{
+		"garbage":        []byte("\x05hello"),
+		"frame too big":  {0xff, 0xff, 0xff, 0x0f},
+		"push, no body":  {0x02, 0x08, 0x01},
+		"truncated list": {0x04, 0x08},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+			defer cancel()
+			st, err := a.h.NewStream(ctx, s.hosts[0].ID(), SyncProtocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if _, err := st.Write(req); err != nil {
+				t.Fatal(err)
+			}
+			_ = st.CloseWrite()
+			_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 16)
+			n, err := st.Read(buf)
+			if err == nil || n != 0 {
+				t.Fatalf("server answered %q (%v) to a malformed request", buf[:n], err)
+			}
+		})
+	}
+	// The server still serves well-formed requests.
+	tmp := &Discovery{h: a.h, reg: newRegistry(nil), log: testLogger(), metrics: NewMetrics(nil), ctx: s.ctx}
+	if _, err := tmp.pull(s.ctx, s.hosts[0].ID()); err != nil {
+		t.Fatalf("well-formed list after malformed ones: %v", err)
+	}
+}

@@ -115,6 +115,12 @@ func (d *Discovery) handleSync(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
+	if err := s.Scope().ReserveMemory(maxFrameSize, network.ReservationPriorityAlways); err != nil {
+		d.log.Debug("sync stream: reserve memory", "peer", remote, "err", err)
+		_ = s.Reset()
+		return
+	}
+	defer s.Scope().ReleaseMemory(maxFrameSize)
 	_ = s.SetDeadline(time.Now().Add(syncTimeout))
 	if err := d.serveSync(s, remote); err != nil {
 		d.log.Debug("sync stream", "peer", remote, "err", err)
