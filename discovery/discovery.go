@@ -453,9 +453,9 @@ func (d *Discovery) gossip(ctx context.Context, env []byte) error {
 }
 
 // Models returns copies of the current, non-deleted, verified manifests,
-// sorted by ID.
+// sorted by ID (an empty, non-nil slice when there are none).
 func (d *Discovery) Models() []*Manifest {
-	var out []*Manifest
+	out := []*Manifest{}
 	for _, e := range d.reg.all() {
 		if !e.m.Deleted {
 			out = append(out, e.m.Clone())

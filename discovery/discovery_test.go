@@ -477,6 +477,13 @@ func TestMetricsRegistered(t *testing.T) {
 	}
 }
 
+func TestModelsEmptyNotNil(t *testing.T) {
+	s := newSwarm(t, 1)
+	if m := s.nodes[0].Models(); m == nil || len(m) != 0 {
+		t.Fatalf("models of an empty registry: %#v", m)
+	}
+}
+
 func TestNewRequiresHost(t *testing.T) {
 	if _, err := New(context.Background(), Config{}); err == nil {
 		t.Fatal("nil host accepted")
