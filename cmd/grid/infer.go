@@ -65,8 +65,9 @@ The input is --values (a flat list, shaped to the model's input shape; a
 whole number of samples when the model has a batch dimension) or --input (a
 JSON nested list, or a .npy float32/float64 array). --dealer picks the
 dealer: a peer ID, "self" (this client deals), or by default a dealer of the
-network that is not one of the holders. --plain queries a model published
-with --plain. It prints the output tensor; --json prints
+network that is not one of the holders. --plain is required to query a
+model published with --plain (your input then reaches its host in the
+clear) and refused for an MPC model. It prints the output tensor; --json prints
 {"model", "shape", "output", "holders", "dealer", "rounds", "bytes_sent",
 "bytes_recv", "online_ms", "total_ms"}.`,
 		Example: `  grid infer convnet --values 5,3
