@@ -11,9 +11,14 @@
 # stopped by PID, also on Ctrl-C. See docs/SWARMS.md.
 set -euo pipefail
 
-if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
-	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+if [[ $# -lt 1 ]]; then
+	usage >&2
 	exit 2
+fi
+if [[ "$1" == "-h" || "$1" == "--help" ]]; then
+	usage
+	exit 0
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -384,11 +384,13 @@ func (c *cluster) Close() {
 	}
 }
 
-// removeRepos deletes the repo dirs (datastores), keeping the daemons' logs
+// removeRepos deletes the daemons' repo dirs (datastores) and the client
+// repos (owner, user) under the run's root, keeping the daemons' logs
 // (repo+".log") beside them.
 func (c *cluster) removeRepos() {
-	for _, r := range c.repos {
-		if r != "" && strings.HasPrefix(r, c.root) {
+	repos := append([]string{filepath.Join(c.root, "owner"), filepath.Join(c.root, "user")}, c.repos...)
+	for _, r := range repos {
+		if r != "" && strings.HasPrefix(r, c.root+string(filepath.Separator)) {
 			_ = os.RemoveAll(r)
 		}
 	}

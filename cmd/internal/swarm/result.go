@@ -84,8 +84,10 @@ type Run struct {
 	// DiscoverMs is the time from the end of the publish until every daemon
 	// listed the new manifest.
 	DiscoverMs float64 `json:"discover_ms"`
-	// DiscoverMethod is how the daemons' registries were observed
-	// ("api" or "metrics"); empty when they could not be.
+	// DiscoverMethod is how the daemons' registries were observed: "api"
+	// (/api/v0/models), "metrics" (the accepted-manifests counter) or "log"
+	// (the daemons' logs), with "+log times" when the acceptance times came
+	// from the logs; empty when they could not be observed.
 	DiscoverMethod string `json:"discover_method,omitempty"`
 	// ModelHolders are the peer IDs of the published model's holders.
 	ModelHolders []string `json:"model_holders,omitempty"`

@@ -137,6 +137,8 @@ func TestFakeScaleKeepsLogsRemovesRepos(t *testing.T) {
 	}
 	logs, _ := filepath.Glob(filepath.Join(out, "run1-n6", "node*.log"))
 	repos, _ := filepath.Glob(filepath.Join(out, "run1-n6", "node?"))
+	clients, _ := filepath.Glob(filepath.Join(out, "run1-n6", "[ou][ws]*r"))
+	repos = append(repos, clients...)
 	if len(logs) != 6 || len(repos) != 0 {
 		t.Fatalf("logs %v repos %v: want 6 logs and no repos", logs, repos)
 	}
