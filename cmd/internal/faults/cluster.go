@@ -1,0 +1,401 @@
+// Package faults holds the end-to-end fault tests of grid (issue 5): real
+// "grid daemon" processes on loopback, started with cmd/internal/harness,
+// and one-shot "grid" client commands, with faults injected from outside:
+// SIGKILL of a holder, the dealer or the client before or during a
+// session, SIGKILL of a holder while the owner uploads its shares, and a
+// corrupted share or a truncated datastore on disk. The tests observe the
+// daemons only as a user would: exit codes and stderr of the commands, the
+// daemons' logs, and their HTTP API and Prometheus metrics.
+//
+// This file is the small cluster the tests drive: daemon 0 is the
+// bootstrap peer and the dealer, daemons 1..N are holders, and a client
+// repo runs the commands; every repo's config carries a short session
+// timeout. docs/RELIABILITY.md lists the tests and their figures.
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/harness"
+)
+
+// Cluster is a dealer (daemon 0, also the bootstrap peer), holders
+// (daemons 1..N) and a client repo, all on loopback.
+type Cluster struct {
+	Bin     string
+	Dir     string
+	Opts    harness.Options
+	Repos   []string // daemon i's repo dir
+	IDs     []string // daemon i's peer ID
+	Client  string   // the client repo
+	Timeout time.Duration
+
+	mu      sync.Mutex
+	daemons []*harness.Daemon // nil while stopped
+	listen  [][]string        // daemon i's listen addresses, reused on restart
+	boot    string
+	procs   []*Proc
+}
+
+// StartCluster creates the repos under dir (session timeout written into
+// each config), starts the dealer and the holders and waits until every
+// daemon sees all the others. On error everything started is killed.
+func StartCluster(ctx context.Context, bin, dir string, holders int, timeout time.Duration) (_ *Cluster, err error) {
+	c := &Cluster{Bin: bin, Dir: dir, Timeout: timeout,
+		Opts: harness.Options{Bin: bin, ReadyTimeout: 30 * time.Second, StopTimeout: 10 * time.Second}}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	n := holders + 1
+	c.Repos, c.IDs = make([]string, n), make([]string, n)
+	c.daemons, c.listen = make([]*harness.Daemon, n), make([][]string, n)
+	for i := range n {
+		c.Repos[i] = filepath.Join(dir, fmt.Sprintf("d%d", i))
+		if c.IDs[i], err = harness.Init(ctx, bin, c.Repos[i]); err != nil {
+			return nil, err
+		}
+		if err := SetSessionTimeout(c.Repos[i], timeout); err != nil {
+			return nil, err
+		}
+	}
+	c.Client = filepath.Join(dir, "client")
+	if _, err := harness.Init(ctx, bin, c.Client); err != nil {
+		return nil, err
+	}
+	if err := SetSessionTimeout(c.Client, timeout); err != nil {
+		return nil, err
+	}
+	for i := range n {
+		if _, err := c.Start(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.WaitPeers(ctx, n-1); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// SetSessionTimeout writes Sessions.Timeout into a repo's config file,
+// keeping every other field and the file's mode (0600).
+func SetSessionTimeout(repo string, timeout time.Duration) error {
+	path := filepath.Join(repo, "config")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("session timeout: %w", err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("session timeout: decode %s: %w", path, err)
+	}
+	sessions, _ := cfg["Sessions"].(map[string]any)
+	if sessions == nil {
+		sessions = map[string]any{}
+	}
+	sessions["Timeout"] = timeout.String()
+	cfg["Sessions"] = sessions
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(out, '\n'), 0o600)
+}
+
+// Start starts daemon i from its repo dir: on the addresses it listened on
+// before (so the bootstrap address and the peers' address books stay
+// valid), with the dealer role for daemon 0 and the holder role else.
+func (c *Cluster) Start(ctx context.Context, i int) (*harness.Daemon, error) {
+	return c.StartWith(ctx, i, nil)
+}
+
+// StartWith is Start with other listen addresses (nil: the usual ones) and
+// extra daemon flags (e.g. --announce).
+func (c *Cluster) StartWith(ctx context.Context, i int, listen []string, extra ...string) (*harness.Daemon, error) {
+	c.mu.Lock()
+	if c.daemons[i] != nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("daemon %d is running", i)
+	}
+	if listen == nil {
+		listen = c.listen[i]
+	}
+	if len(listen) == 0 {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	args := []string{"--api", "127.0.0.1:0", "--log-level", "info"}
+	for _, l := range listen {
+		args = append(args, "--listen", l)
+	}
+	if i == 0 {
+		args = append(args, "--roles", "dealer")
+	} else {
+		args = append(args, "--roles", "holder", "--bootstrap", c.boot)
+	}
+	args = append(args, extra...)
+	c.mu.Unlock()
+	d, err := harness.StartDaemon(ctx, c.Opts, c.Repos[i], args...)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.daemons[i] = d
+	if len(c.listen[i]) == 0 {
+		for _, a := range d.Addrs {
+			if k := strings.Index(a, "/p2p/"); k >= 0 {
+				a = a[:k]
+			}
+			c.listen[i] = append(c.listen[i], a)
+		}
+	}
+	if i == 0 && c.boot == "" {
+		c.boot = d.Addr()
+	}
+	return d, nil
+}
+
+// Daemon returns daemon i (nil while it is stopped).
+func (c *Cluster) Daemon(i int) *harness.Daemon {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.daemons[i]
+}
+
+// Bootstrap is daemon 0's address.
+func (c *Cluster) Bootstrap() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.boot
+}
+
+// Kill sends SIGKILL to daemon i and waits until it is gone.
+func (c *Cluster) Kill(i int) {
+	c.mu.Lock()
+	d := c.daemons[i]
+	c.daemons[i] = nil
+	c.mu.Unlock()
+	if d != nil {
+		d.Kill()
+	}
+}
+
+// Stop stops daemon i cleanly (SIGTERM).
+func (c *Cluster) Stop(i int) error {
+	c.mu.Lock()
+	d := c.daemons[i]
+	c.daemons[i] = nil
+	c.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	return d.Stop()
+}
+
+// WaitPeers waits until every running daemon sees at least min peers.
+func (c *Cluster) WaitPeers(ctx context.Context, min int) error {
+	c.mu.Lock()
+	var ds []*harness.Daemon
+	for _, d := range c.daemons {
+		if d != nil {
+			ds = append(ds, d)
+		}
+	}
+	c.mu.Unlock()
+	return harness.WaitPeers(ctx, min, ds...)
+}
+
+// Index returns the daemon whose peer ID is id, or -1.
+func (c *Cluster) Index(id string) int {
+	for i, x := range c.IDs {
+		if x == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// env is the client commands' environment.
+func (c *Cluster) env() []string {
+	return []string{"GRID_PATH=" + c.Client, "GRID_BOOTSTRAP=" + c.Bootstrap()}
+}
+
+// Grid runs a client command to completion.
+func (c *Cluster) Grid(ctx context.Context, args ...string) (harness.Result, error) {
+	return harness.Run(ctx, c.Bin, c.env(), args...)
+}
+
+// Proc is a client command running in the background.
+type Proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan struct{}
+	err            error
+	Started        time.Time
+	Ended          time.Time
+}
+
+// StartGrid starts a client command in the background; Close kills it if
+// it is still running.
+func (c *Cluster) StartGrid(args ...string) (*Proc, error) {
+	p := &Proc{cmd: exec.Command(c.Bin, args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), c.env()...)
+	p.cmd.SysProcAttr = sysProcAttr()
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.Started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start grid %s: %w", strings.Join(args, " "), err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		p.Ended = time.Now()
+		close(p.done)
+	}()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p, nil
+}
+
+// Kill sends SIGKILL to the command and waits for it.
+func (p *Proc) Kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Running reports whether the command has not exited.
+func (p *Proc) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Wait waits for the command (at most until ctx ends, then kills it) and
+// returns its result.
+func (p *Proc) Wait(ctx context.Context) (harness.Result, error) {
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.Kill()
+		return p.result(), fmt.Errorf("grid %s: %w", strings.Join(p.cmd.Args[1:], " "), ctx.Err())
+	}
+	return p.result(), nil
+}
+
+func (p *Proc) result() harness.Result {
+	r := harness.Result{Args: p.cmd.Args[1:], Stdout: p.stdout.String(), Stderr: p.stderr.String()}
+	var exit *exec.ExitError
+	if errors.As(p.err, &exit) {
+		r.Code = exit.ExitCode()
+	} else if p.err != nil {
+		r.Code = -1
+	}
+	return r
+}
+
+// Metric reads one series (name with labels as exposed, e.g.
+// `grid_sessions_active` or `grid_bytes_received_total{protocol="mpc"}`)
+// from daemon i's metrics; a series not exposed reads as 0.
+func (c *Cluster) Metric(ctx context.Context, i int, series string) (float64, error) {
+	d := c.Daemon(i)
+	if d == nil {
+		return 0, fmt.Errorf("daemon %d is not running", i)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.API+"/debug/metrics/prometheus", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics of daemon %d: %w", i, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, fmt.Errorf("metrics of daemon %d: %w", i, err)
+	}
+	return ParseMetric(string(body), series)
+}
+
+// ParseMetric finds one series in a Prometheus text exposition (0 when it
+// is absent).
+func ParseMetric(text, series string) (float64, error) {
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric %s: %w", series, err)
+		}
+		return v, nil
+	}
+	return 0, nil
+}
+
+// WaitMetric polls daemon i's series until ok accepts its value or ctx
+// ends; it returns the last value read.
+func (c *Cluster) WaitMetric(ctx context.Context, i int, series string, ok func(float64) bool) (float64, error) {
+	var v float64
+	var err error
+	for {
+		v, err = c.Metric(ctx, i, series)
+		if err == nil && ok(v) {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			return v, fmt.Errorf("daemon %d: %s = %g: %w", i, series, v, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close kills every daemon and background command still running.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	ds := append([]*harness.Daemon(nil), c.daemons...)
+	for i := range c.daemons {
+		c.daemons[i] = nil
+	}
+	procs := c.procs
+	c.procs = nil
+	c.mu.Unlock()
+	for _, p := range procs {
+		p.Kill()
+	}
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		if d != nil {
+			wg.Go(d.Kill)
+		}
+	}
+	wg.Wait()
+}
