@@ -37,7 +37,8 @@ peers, and announce the signed manifest (id, owner, holders, public op graph
 and shapes). In --plain mode the weights go in plaintext to one host peer
 instead. --no-remote-inference makes every holder refuse queries. The repo's
 identity owns the model: only it can publish a new version or unpublish it.
-Uploads over 1 MiB show a progress bar on stderr (--quiet hides it).`,
+Uploads over 1 MiB show a progress bar on stderr when it is a terminal
+(--quiet hides it).`,
 		Example: `  grid publish testdata/seed.onnx --id convnet --holders 4
   grid publish model.onnx --id digits --plain`,
 		Args: cobra.ExactArgs(1),
@@ -67,7 +68,7 @@ Uploads over 1 MiB show a progress bar on stderr (--quiet hides it).`,
 			defer cl.Close()
 			opts := node.PublishOptions{Holders: holders, Plain: plain, NoRemoteInference: noRemote}
 			var bar *uploadBar
-			if !quiet {
+			if !quiet && isTerminal(c.stderr) {
 				bar = newUploadBar(c.stderr)
 				opts.Progress = bar.update
 			}
@@ -179,7 +180,20 @@ func (u *uploadBar) finish(ok bool) {
 	if ok {
 		_ = u.bar.Finish()
 	} else {
-		_ = u.bar.Exit()
-		fmt.Fprintln(u.w)
+		// Clear the bar's line: the error that follows is the one line a
+		// failed command prints.
+		_ = u.bar.Clear()
 	}
+}
+
+// isTerminal reports whether w is a terminal: the progress bar redraws its
+// line with carriage returns, which only makes sense there (in a pipe or a
+// log file it would leave a line per redraw).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -144,14 +144,10 @@ func (f *fixture) checkCNN(res harness.Result) {
 }
 
 // failsNaming checks a command failed with exit 1 and one line on stderr
-// naming the peer (publish's progress bar may precede it).
+// naming the peer.
 func (f *fixture) failsNaming(res harness.Result, peerID string) {
 	f.t.Helper()
 	errText := res.Stderr
-	if res.Args[0] == "publish" {
-		lines := strings.Split(strings.TrimRight(errText, "\n"), "\n")
-		errText = lines[len(lines)-1] + "\n"
-	}
 	if res.Code != 1 || res.Stdout != "" || strings.Count(errText, "\n") != 1 || !strings.HasPrefix(errText, "grid: ") || !strings.Contains(errText, peerID) {
 		f.t.Fatalf("want exit 1 and one line naming %s; got %v", peerID, res)
 	}
