@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,4 +102,70 @@ func BenchmarkMLP784Holders3(b *testing.B) {
 		x.Data[i] = rng.Float64()
 	}
 	benchQueries(b, "mlp", p, w, 3, x, InferOptions{})
+}
+
+// loadAnswer is one query's outcome in BenchmarkLoad200.
+type loadAnswer struct {
+	d   time.Duration
+	err error
+}
+
+// BenchmarkLoad200 runs 200 concurrent seed queries against 4 holders
+// (MaxSessions 64 each) per iteration: every answer must be exactly right
+// or a busy/timeout error. It reports throughput, p50/p99 latency of the
+// answered queries and the share refused as busy.
+func BenchmarkLoad200(b *testing.B) {
+	s := newTestSwarm(b, 4)
+	defer s.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, w := seedModel()
+	if _, err := s.client.Publish(ctx, "convnet", p, w, PublishOptions{Holders: 4}); err != nil {
+		b.Fatal(err)
+	}
+	const clients = 200
+	var lat []time.Duration
+	var busy, timeouts, total int
+	start := time.Now()
+	b.ResetTimer()
+	// for range b.N, not b.Loop: b.Loop with goroutine closures in its body
+	// crashes the Go 1.26.8 compiler (internal compiler error).
+	for range b.N {
+		answers := make(chan loadAnswer, clients)
+		for i := range clients {
+			go func() {
+				t0 := time.Now()
+				x := float64(i % 50)
+				res, err := s.client.Infer(ctx, "convnet", vec(x, 1), InferOptions{})
+				if err == nil && math.Abs(res.Output[0]-(2*x+4+1000)) > 0.01 {
+					err = fmt.Errorf("wrong answer %v for x=%v", res.Output, x)
+				}
+				answers <- loadAnswer{time.Since(t0), err}
+			}()
+		}
+		for range clients {
+			a := <-answers
+			total++
+			switch {
+			case a.err == nil:
+				lat = append(lat, a.d)
+			case errors.Is(a.err, ErrBusy):
+				busy++
+			case errors.Is(a.err, context.DeadlineExceeded):
+				timeouts++
+			default:
+				b.Fatalf("query failed: %v", a.err)
+			}
+		}
+	}
+	b.StopTimer()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "answers/s")
+	b.ReportMetric(float64(busy)/float64(total), "busy-frac")
+	b.ReportMetric(float64(timeouts)/float64(total), "timeout-frac")
 }
