@@ -147,20 +147,24 @@ func (n *Node) handleDealer(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
 	fr := newFrameReader(s)
 	var msg pb.DealerMessage
-	reserved := 0
-	defer func() { s.Scope().ReleaseMemory(reserved) }()
+	release := func() {}
+	defer func() { release() }()
 	b, err := fr.nextReserve(maxBundleFrame, func(size int) error {
-		if err := s.Scope().ReserveMemory(size, network.ReservationPriorityMedium); err != nil {
-			return err
+		r, err := n.reserveService(svcDealer, size)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBusy, err)
 		}
-		reserved = size
+		release = r
 		return nil
 	})
 	if err == nil {
 		err = protoUnmarshal(b, &msg)
 	}
 	if err != nil {
-		n.refuse(s, "dealer", fmt.Errorf("%w: %v", errBadRequest, err))
+		if !errors.Is(err, ErrBusy) {
+			err = fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+		n.refuse(s, "dealer", err)
 		return
 	}
 	switch body := msg.Body.(type) {

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/ipfs/go-datastore/query"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 
+	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node/pb"
 )
@@ -196,8 +199,78 @@ func TestSwarmFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("missing shares reported", func(t *testing.T) {
+		h0, _ := holder(0)
+		if got := h0.missingModels(); len(got) != 0 {
+			t.Fatalf("missing before: %v", got)
+		}
+		if err := h0.store.remove(ctx, s.client.ID(), "seed"); err != nil {
+			t.Fatal(err)
+		}
+		got := h0.missingModels()
+		if len(got) != 1 || !strings.HasPrefix(got[0], "seed (party 0") {
+			t.Fatalf("missing = %v, want seed (party 0 ...)", got)
+		}
+	})
+
+	t.Run("upload over the stream memory limit", func(t *testing.T) {
+		// 2 x 1.1 M weights: 17.6 MB of shares per holder, more than
+		// libp2p's 16 MiB per-stream memory limit.
+		const n = 1_100_000
+		bp := &plan.Plan{
+			Version: plan.Version, Input: plan.Value{Name: "x", Shape: []int{2}}, Output: "y",
+			Weights: []plan.Value{{Name: "W", Shape: []int{2, n}}},
+			Nodes:   []plan.Node{{Name: "mm", Op: plan.MatMul, Inputs: []string{"x", "W"}, Output: "y"}},
+		}
+		bw := plan.Weights{"W": tensor.New[float64](2, n)}
+		var last int64
+		if _, err := s.client.Publish(ctx, "big", bp, bw, PublishOptions{Holders: 2, Progress: func(d, _ int64) { last = d }}); err != nil {
+			t.Fatal(err)
+		}
+		if last < 2*8*2*n {
+			t.Fatalf("uploaded %d bytes", last)
+		}
+	})
+
 	s.boot.Close()
 	if _, err := os.Stat(filepath.Join(s.dir, "boot", APIFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("api file left after Close: %v", err)
+	}
+}
+
+// TestDamagedDatastore: a daemon whose pebble table file is truncated still
+// starts, with the damaged store moved aside and reported.
+func TestDamagedDatastore(t *testing.T) {
+	repo := t.TempDir()
+	n := startNode(t, repo, true, nil)
+	ctx := context.Background()
+	blob, _ := encodeWeightSet(map[string]*tensor.Dense[uint64]{"W": tensor.New[uint64](1000)})
+	sum := sha256.Sum256(blob)
+	meta := shareMeta{Model: "m", Owner: n.ID().String(), Mode: "mpc", Version: 1, PlanHash: strings.Repeat("a", 64),
+		Party: 0, Holders: []string{n.ID().String()}, Size: len(blob), Checksum: hex.EncodeToString(sum[:])}
+	if err := n.store.put(ctx, meta, blob, nil); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	ssts, _ := filepath.Glob(filepath.Join(repo, DatastoreDir, "*.sst"))
+	if len(ssts) == 0 {
+		t.Fatal("no table file written")
+	}
+	for _, f := range ssts {
+		st, _ := os.Stat(f)
+		if err := os.Truncate(f, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n2 := startNode(t, repo, false, nil)
+	defer n2.Close()
+	if n2.DamagedStore() == "" {
+		t.Fatal("damaged store not reported")
+	}
+	if _, err := os.Stat(n2.DamagedStore()); err != nil {
+		t.Fatalf("damaged store not kept aside: %v", err)
+	}
+	if len(n2.store.list()) != 0 {
+		t.Fatalf("store after recovery: %v", n2.store.list())
 	}
 }

@@ -86,14 +86,14 @@ func resourceManager(maxSessions int) (network.ResourceManager, error) {
 // newHost builds the libp2p host: TCP and QUIC, Noise and TLS, yamux, the
 // resource and connection managers, no relay, no NAT port mapping (and no
 // mDNS: peers come from the bootstrap list and the DHT).
-func newHost(cfg Config, sk crypto.PrivKey) (host.Host, error) {
+func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager, error) {
 	rm, err := resourceManager(cfg.MaxSessions)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cm, err := connmgr.NewConnManager(32, 96, connmgr.WithGracePeriod(20*time.Second))
 	if err != nil {
-		return nil, fmt.Errorf("conn manager: %w", err)
+		return nil, nil, fmt.Errorf("conn manager: %w", err)
 	}
 	opts := []libp2p.Option{
 		libp2p.Identity(sk),
@@ -114,7 +114,7 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, error) {
 		announce := make([]multiaddr.Multiaddr, len(cfg.Announce))
 		for i, a := range cfg.Announce {
 			if announce[i], err = multiaddr.NewMultiaddr(a); err != nil {
-				return nil, fmt.Errorf("announce %q: %w", a, err)
+				return nil, nil, fmt.Errorf("announce %q: %w", a, err)
 			}
 		}
 		opts = append(opts, libp2p.AddrsFactory(func([]multiaddr.Multiaddr) []multiaddr.Multiaddr { return announce }))
@@ -122,7 +122,28 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, error) {
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		rm.Close()
-		return nil, fmt.Errorf("libp2p host: %w", err)
+		return nil, nil, fmt.Errorf("libp2p host: %w", err)
 	}
-	return h, nil
+	return h, rm, nil
+}
+
+// reserveService reserves size bytes of the service's memory (and the
+// system's) with the resource manager, for a buffer larger than a single
+// stream may hold (libp2p caps a stream scope at 16 MiB). The service limit
+// bounds what all peers together may make the node buffer.
+func (n *Node) reserveService(svc string, size int) (release func(), err error) {
+	var span network.ResourceScopeSpan
+	err = n.rm.ViewService(svc, func(sc network.ServiceScope) error {
+		var err error
+		span, err = sc.BeginSpan()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := span.ReserveMemory(size, network.ReservationPriorityHigh); err != nil {
+		span.Done()
+		return nil, err
+	}
+	return span.Done, nil
 }

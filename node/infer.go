@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,33 +189,58 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 		defer n.h.ConnManager().Unprotect(h, tag)
 	}
 
-	// Phase 1: open a session with every holder; each accepts or refuses.
+	// Phase 1: open the session with every holder, one after the other in
+	// peer ID order (the same order for every client and model, like lock
+	// ordering): a busy holder stops the opening before later holders
+	// commit a slot, and the slots already taken are freed at once. A busy
+	// refusal is retried a few times with a random backoff.
 	calls := make([]*holderCall, N)
 	errs := make([]error, N)
+	order := make([]int, N)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(string(m.Holders[a]), string(m.Holders[b])) })
 	var wg sync.WaitGroup
-	for i, h := range m.Holders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for attempt := 0; ; attempt++ {
+		var err error
+		for _, i := range order {
 			req := &pb.InferRequest{
 				Session: sid, Model: m.ID, Version: m.Version, Party: uint32(i), Holders: holders,
 				Dealer: []byte(dealerID), Batch: uint32(batch), Input: encodeWords("input", shares[i]),
 			}
-			c, err := n.openSession(ctx, i, h, req)
-			calls[i], errs[i] = c, err
-		}()
+			if calls[i], err = n.openSession(ctx, i, m.Holders[i], req); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			break
+		}
+		for i, c := range calls {
+			if c != nil {
+				c.s.Reset()
+				calls[i] = nil
+			}
+		}
+		if !errors.Is(err, ErrBusy) || attempt >= busyRetries {
+			return nil, err
+		}
+		backoff := time.Duration(rand.Int64N(int64(busyBackoff))) * time.Duration(attempt+1)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		if sid, err = newSessionID(); err != nil {
+			return nil, err
+		}
 	}
-	wg.Wait()
 	abort := func() {
 		for _, c := range calls {
 			if c != nil {
 				c.s.Reset()
 			}
 		}
-	}
-	if err := firstError(errs); err != nil {
-		abort()
-		return nil, err
 	}
 	// The session's streams die with ctx: a timeout or a caller's cancel
 	// reaches every holder at once.
@@ -308,6 +335,13 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 	res.Shape, res.Output = dec.Shape, dec.Data
 	return res, nil
 }
+
+// busyRetries and busyBackoff bound the client's retries of a session that
+// a holder refused as busy.
+var (
+	busyRetries = 3
+	busyBackoff = 50 * time.Millisecond
+)
 
 // blameGrace is how long the client waits, after a holder's failure, for
 // the other holders' reports before it tears the session down.

@@ -98,3 +98,41 @@ func (n *Node) superseded(meta shareMeta) (bool, string) {
 	}
 	return false, ""
 }
+
+// missingModels returns the live manifests that name this node as a holder
+// (or host) of a version whose shares it does not have: lost with a
+// truncated store, or never received.
+func (n *Node) missingModels() []string {
+	var out []string
+	for _, m := range n.disc.Models() {
+		party := -1
+		for i, h := range m.Holders {
+			if h == n.ID() {
+				party = i
+			}
+		}
+		if party < 0 {
+			continue
+		}
+		sm, err := n.store.get(m.Owner, m.ID)
+		switch {
+		case errors.Is(err, ErrDamaged):
+			continue // reported as damaged already
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s (party %d, version %d): no shares", m.ID, party, m.Version))
+		case sm.meta.Version < m.Version:
+			out = append(out, fmt.Sprintf("%s (party %d, version %d): shares of version %d only", m.ID, party, m.Version, sm.meta.Version))
+		}
+	}
+	return out
+}
+
+// reportMissing logs and counts the models this node should hold but
+// cannot serve (it refuses their queries as unknown).
+func (n *Node) reportMissing() {
+	missing := n.missingModels()
+	n.met.missing.Set(float64(len(missing)))
+	for _, m := range missing {
+		n.log.Error("a manifest names this peer as a holder of a model it does not have", "model", m)
+	}
+}

@@ -21,6 +21,7 @@ type metrics struct {
 	busy            prometheus.Counter
 	uploads         *prometheus.CounterVec // by result
 	damaged         prometheus.Gauge
+	missing         prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -60,9 +61,12 @@ func newMetrics() *metrics {
 		damaged: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "grid_damaged_models", Help: "Stored models refused because their shares failed verification.",
 		}),
+		missing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "grid_missing_models", Help: "Models whose manifest names this peer as a holder but whose shares it lacks.",
+		}),
 	}
 	reg.MustRegister(m.sessionsStarted, m.sessionsOK, m.sessionsFailed, m.sessionsActive, m.rounds,
-		m.bytesSent, m.bytesRecv, m.errors, m.busy, m.uploads, m.damaged,
+		m.bytesSent, m.bytesRecv, m.errors, m.busy, m.uploads, m.damaged, m.missing,
 		prometheus.NewGoCollector())
 	return m
 }

@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	pebbleds "github.com/ipfs/go-ds-pebble"
@@ -36,6 +39,7 @@ type Node struct {
 	lock  *repoLock
 	ds    ds.Batching
 	h     host.Host
+	rm    network.ResourceManager
 	disc  *discovery.Discovery
 	store *shareStore
 	met   *metrics
@@ -45,7 +49,10 @@ type Node struct {
 	slots    chan struct{} // holder/host sessions being served
 	deals    chan struct{} // deals being served
 	plans    *planCache
-	masks    *maskCache
+	// damagedStore is where a datastore that failed to open as corrupt was
+	// moved ("" if none).
+	damagedStore string
+	masks        *maskCache
 
 	// testHook, when set by tests, is called at stages of a holder's
 	// session ("run": bundle received, before the mesh is built).
@@ -101,6 +108,19 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		path := filepath.Join(cfg.RepoDir, DatastoreDir)
 		pds, err := pebbleds.NewDatastore(path)
+		if err != nil && looksCorrupt(err) {
+			// A damaged datastore must not keep the daemon down: move it
+			// aside (kept for recovery), start empty, say so loudly. Its
+			// models are refused until re-uploaded (reportMissing names them).
+			aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405")
+			if rerr := os.Rename(path, aside); rerr == nil {
+				log.Error("datastore damaged: moved aside, starting with an empty store", "path", path, "moved_to", aside, "err", err)
+				n.met.errors.WithLabelValues("damaged").Inc()
+				n.met.damaged.Inc()
+				n.damagedStore = aside
+				pds, err = pebbleds.NewDatastore(path)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open datastore %s: %w", path, err)
 		}
@@ -109,7 +129,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.store, err = openStore(ctx, n.ds); err != nil {
 		return nil, err
 	}
-	if n.h, err = newHost(cfg, sk); err != nil {
+	if n.h, n.rm, err = newHost(cfg, sk); err != nil {
 		return nil, err
 	}
 	n.log = log.With("peer", n.h.ID().String())
@@ -138,6 +158,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	if n.hasRole(RoleHolder) || n.hasRole(RoleHost) {
+		n.reportMissing()
 	}
 	n.registerHandlers()
 	if cfg.APIAddr != "" && !cfg.Client {
@@ -206,6 +229,9 @@ func (n *Node) advertiseLoop() {
 			n.log.Debug("advertise roles", "err", err)
 			wait = min(2*wait, 5*time.Second)
 		} else {
+			if wait != advertiseInterval && (n.hasRole(RoleHolder) || n.hasRole(RoleHost)) {
+				n.reportMissing() // the registry is synced with the network now
+			}
 			wait = advertiseInterval
 		}
 		select {
@@ -344,3 +370,21 @@ func (c *planCache) get(m *discovery.Manifest) (*plan.Plan, error) {
 	c.mu.Unlock()
 	return p, nil
 }
+
+// looksCorrupt tells whether a datastore open error is damage to its files
+// (as opposed to permissions, a missing disk, a lock).
+func looksCorrupt(err error) bool {
+	if pebble.IsCorruptionError(err) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"corrupt", "mismatch", "checksum", "truncated", "invalid table", "bad magic"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// DamagedStore returns where a corrupt datastore was moved at start, or "".
+func (n *Node) DamagedStore() string { return n.damagedStore }

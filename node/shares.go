@@ -274,28 +274,59 @@ func (n *Node) upload(ctx context.Context, p peer.ID, hdr *pb.UploadHeader, blob
 		s.Reset()
 		return fmt.Errorf("send header: %w", err)
 	}
+	// The holder may refuse before it has read everything (limits, a bad
+	// header): its status is read concurrently, and a refusal stops the
+	// upload at once with the holder's reason.
+	type statusResult struct {
+		st  *pb.Status
+		err error
+	}
+	statusC := make(chan statusResult, 1)
+	var writing atomic.Bool
+	writing.Store(true)
+	go func() {
+		var st pb.Status
+		err := newFrameReader(s).readMsg(&st, maxControlFrame)
+		if err == nil && st.Code != pb.Code_OK && writing.Load() {
+			s.Reset() // unblock the writer: the holder reads no more
+		}
+		statusC <- statusResult{&st, err}
+	}()
+	refused := func(werr error) error {
+		select {
+		case r := <-statusC:
+			if r.err == nil {
+				if err := errorFromStatus(r.st); err != nil {
+					return err
+				}
+			}
+		case <-time.After(time.Second):
+		}
+		return werr
+	}
 	for off := 0; off < len(blob); off += chunkSize {
 		end := min(off+chunkSize, len(blob))
 		if err := writeMsg(s, &pb.UploadChunk{Data: blob[off:end]}); err != nil {
 			s.Reset()
-			return fmt.Errorf("send chunk at %d: %w", off, err)
+			return refused(fmt.Errorf("send chunk at %d: %w", off, err))
 		}
 		n.met.bytesSent.WithLabelValues("shares").Add(float64(end - off))
 		progress(end - off)
 	}
+	writing.Store(false)
 	if err := s.CloseWrite(); err != nil {
 		s.Reset()
-		return fmt.Errorf("close write: %w", err)
+		return refused(fmt.Errorf("close write: %w", err))
 	}
-	var st pb.Status
-	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
+	r := <-statusC
+	if r.err != nil {
 		s.Reset()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("read status: %w", err)
+		return fmt.Errorf("read status: %w", r.err)
 	}
-	return errorFromStatus(&st)
+	return errorFromStatus(r.st)
 }
 
 // checkUploadHeader validates an upload header against this holder.
@@ -397,10 +428,11 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 		return fmt.Errorf("%w: this peer is not a host", errBadRequest)
 	}
 	size := int(hdr.TotalBytes)
-	if err := s.Scope().ReserveMemory(size, network.ReservationPriorityMedium); err != nil {
-		return fmt.Errorf("upload of %d bytes refused by the resource manager: %w", size, err)
+	release, err := n.reserveService(svcShares, size)
+	if err != nil {
+		return fmt.Errorf("%w: upload of %d bytes refused by the resource manager: %v", ErrBusy, size, err)
 	}
-	defer s.Scope().ReleaseMemory(size)
+	defer release()
 	_ = s.SetReadDeadline(time.Now().Add(n.uploadTimeout(size)))
 	var buf bytes.Buffer
 	buf.Grow(min(size, 64<<20))
