@@ -213,6 +213,25 @@ func TestSwarmFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("failed publish leaves no orphans", func(t *testing.T) {
+		h0, _ := holder(0)
+		h0.testRefuseUploads = errors.New("disk full")
+		defer func() { h0.testRefuseUploads = nil }()
+		_, err := s.client.Publish(ctx, "orphan", p, w, PublishOptions{Holders: 2})
+		var pe *PeerError
+		if !errors.As(err, &pe) || pe.Peer != h0.ID() || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("publish = %v, want an error naming %s and its reason", err, h0.ID())
+		}
+		for _, h := range s.holders {
+			if _, err := h.store.get(s.client.ID(), "orphan"); !errors.Is(err, ErrUnknownModel) {
+				t.Fatalf("holder %s kept shares of the failed publish: %v", h.ID(), err)
+			}
+		}
+		if _, err := s.client.disc.Lookup(ctx, "orphan"); err == nil {
+			t.Fatal("a failed publish was announced")
+		}
+	})
+
 	t.Run("upload over the stream memory limit", func(t *testing.T) {
 		// 2 x 1.1 M weights: 17.6 MB of shares per holder, more than
 		// libp2p's 16 MiB per-stream memory limit.

@@ -61,6 +61,8 @@ type Node struct {
 	// as a holder: "shares" (its weight share blob), "infer" (its input
 	// share), "dealer" (its bundle), "mpc" (each frame from another holder).
 	recordHook func(kind string, data []byte)
+	// testRefuseUploads, when set by tests, makes this holder refuse uploads.
+	testRefuseUploads error
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc

@@ -144,6 +144,20 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		// Nothing is announced; the holders that stored their part drop it
+		// (best effort), so no orphan shares stay behind.
+		for i := range count {
+			if errs[i] == nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if derr := n.dropUpload(ctx, peers[i], id, version); derr != nil {
+						n.log.Warn("drop shares after a failed publish", "holder", peers[i], "model", id, "err", derr)
+					}
+				}()
+			}
+		}
+		wg.Wait()
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
 	inShape := append([]int(nil), p.Input.Shape...)
@@ -329,6 +343,31 @@ func (n *Node) upload(ctx context.Context, p peer.ID, hdr *pb.UploadHeader, blob
 	return errorFromStatus(r.st)
 }
 
+// dropUpload asks holder p to delete the shares of model id, version, that
+// this node uploaded.
+func (n *Node) dropUpload(ctx context.Context, p peer.ID, id string, version uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := n.h.NewStream(ctx, p, ProtoShares)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	defer s.Close()
+	dl, _ := ctx.Deadline()
+	_ = s.SetDeadline(dl)
+	if err := writeMsg(s, &pb.UploadHeader{Model: id, Version: version, Drop: true}); err != nil {
+		s.Reset()
+		return fmt.Errorf("send: %w", err)
+	}
+	_ = s.CloseWrite()
+	var st pb.Status
+	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
+		s.Reset()
+		return fmt.Errorf("read status: %w", err)
+	}
+	return errorFromStatus(&st)
+}
+
 // checkUploadHeader validates an upload header against this holder.
 func checkUploadHeader(hdr *pb.UploadHeader, self peer.ID) ([]peer.ID, error) {
 	if err := discovery.ValidID(hdr.Model); err != nil {
@@ -417,9 +456,29 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 	if err := fr.readMsg(&hdr, maxControlFrame); err != nil {
 		return fmt.Errorf("%w: header: %v", errBadRequest, err)
 	}
+	if hdr.Drop {
+		// Only the owner's own upload of exactly this version is dropped.
+		sm, err := n.store.get(owner, hdr.Model)
+		if err != nil {
+			return err
+		}
+		if sm.meta.Version != hdr.Version {
+			return fmt.Errorf("%w: stored version %d, drop asked for %d", errBadRequest, sm.meta.Version, hdr.Version)
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
+		if err := n.store.remove(ctx, owner, hdr.Model); err != nil {
+			return err
+		}
+		n.log.Info("dropped shares at the owner's request", "model", hdr.Model, "owner", owner, "version", hdr.Version)
+		return nil
+	}
 	holders, err := checkUploadHeader(&hdr, n.ID())
 	if err != nil {
 		return err
+	}
+	if n.testRefuseUploads != nil {
+		return n.testRefuseUploads
 	}
 	if hdr.Mode == discovery.ModeMPC && !n.hasRole(RoleHolder) {
 		return fmt.Errorf("%w: this peer is not a holder", errBadRequest)

@@ -268,15 +268,18 @@ func (x *Status) GetPeer() []byte {
 // UploadChunk frames carrying exactly total_bytes of a WeightSet encoding
 // whose SHA-256 is checksum; the holder answers with one Status.
 type UploadHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Mode          string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	PlanHash      string                 `protobuf:"bytes,4,opt,name=plan_hash,json=planHash,proto3" json:"plan_hash,omitempty"`
-	Party         uint32                 `protobuf:"varint,5,opt,name=party,proto3" json:"party,omitempty"`
-	Holders       [][]byte               `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`
-	TotalBytes    uint64                 `protobuf:"varint,7,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
-	Checksum      []byte                 `protobuf:"bytes,8,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Model      string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Mode       string                 `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Version    uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	PlanHash   string                 `protobuf:"bytes,4,opt,name=plan_hash,json=planHash,proto3" json:"plan_hash,omitempty"`
+	Party      uint32                 `protobuf:"varint,5,opt,name=party,proto3" json:"party,omitempty"`
+	Holders    [][]byte               `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`
+	TotalBytes uint64                 `protobuf:"varint,7,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	Checksum   []byte                 `protobuf:"bytes,8,opt,name=checksum,proto3" json:"checksum,omitempty"`
+	// drop, set by the owner after a failed publish, asks the holder to
+	// delete the shares of this model and version it stored (no chunks follow).
+	Drop          bool `protobuf:"varint,9,opt,name=drop,proto3" json:"drop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +368,13 @@ func (x *UploadHeader) GetChecksum() []byte {
 		return x.Checksum
 	}
 	return nil
+}
+
+func (x *UploadHeader) GetDrop() bool {
+	if x != nil {
+		return x.Drop
+	}
+	return false
 }
 
 // UploadChunk is one piece of an upload.
@@ -1050,7 +1060,7 @@ const file_grid_proto_rawDesc = "" +
 	"\x06Status\x12#\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0f.grid.node.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04peer\x18\x03 \x01(\fR\x04peer\"\xdc\x01\n" +
+	"\x04peer\x18\x03 \x01(\fR\x04peer\"\xf0\x01\n" +
 	"\fUploadHeader\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x18\n" +
@@ -1060,7 +1070,8 @@ const file_grid_proto_rawDesc = "" +
 	"\aholders\x18\x06 \x03(\fR\aholders\x12\x1f\n" +
 	"\vtotal_bytes\x18\a \x01(\x04R\n" +
 	"totalBytes\x12\x1a\n" +
-	"\bchecksum\x18\b \x01(\fR\bchecksum\"!\n" +
+	"\bchecksum\x18\b \x01(\fR\bchecksum\x12\x12\n" +
+	"\x04drop\x18\t \x01(\bR\x04drop\"!\n" +
 	"\vUploadChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\xdf\x01\n" +
 	"\fInferRequest\x12\x18\n" +
