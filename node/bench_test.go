@@ -111,10 +111,17 @@ type loadAnswer struct {
 }
 
 // BenchmarkLoad200 runs 200 concurrent seed queries against 4 holders
-// (MaxSessions 64 each) per iteration: every answer must be exactly right
+// (MaxSessions 64 each) per iteration, without and with client retries of
+// busy refusals: every answer must be exactly right
 // or a busy/timeout error. It reports throughput, p50/p99 latency of the
 // answered queries and the share refused as busy.
 func BenchmarkLoad200(b *testing.B) {
+	for _, retries := range []int{0, 3} {
+		b.Run(fmt.Sprintf("busy-retries=%d", retries), func(b *testing.B) { benchLoad(b, retries) })
+	}
+}
+
+func benchLoad(b *testing.B, retries int) {
 	s := newTestSwarm(b, 4)
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -136,7 +143,7 @@ func BenchmarkLoad200(b *testing.B) {
 			go func() {
 				t0 := time.Now()
 				x := float64(i % 50)
-				res, err := s.client.Infer(ctx, "convnet", vec(x, 1), InferOptions{})
+				res, err := s.client.Infer(ctx, "convnet", vec(x, 1), InferOptions{BusyRetries: retries})
 				if err == nil && math.Abs(res.Output[0]-(2*x+4+1000)) > 0.01 {
 					err = fmt.Errorf("wrong answer %v for x=%v", res.Output, x)
 				}

@@ -37,6 +37,9 @@ type InferOptions struct {
 	// advertising the dealer role that is not a holder (this node if there
 	// is none), "self" makes this node the dealer, else a peer ID.
 	Dealer string
+	// BusyRetries is how many times a session refused as busy by a holder
+	// is retried, after a random backoff (0: the ErrBusy is returned at once).
+	BusyRetries int
 }
 
 // DealerSelf is the InferOptions.Dealer value that makes the client deal.
@@ -95,7 +98,7 @@ func (n *Node) Infer(ctx context.Context, id string, x *tensor.Dense[float64], o
 	if plain {
 		res, err = n.inferPlain(ctx, m, xin)
 	} else {
-		res, err = n.inferMPC(ctx, m, p, xin, batch, o.Dealer)
+		res, err = n.inferMPC(ctx, m, p, xin, batch, o.Dealer, o.BusyRetries)
 	}
 	if err != nil {
 		n.met.sessionsFailed.WithLabelValues("client").Inc()
@@ -157,7 +160,7 @@ type holderCall struct {
 }
 
 // inferMPC runs one mpc session from the client side.
-func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan, x *tensor.Dense[float64], batch int, dealerOpt string) (*Result, error) {
+func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan, x *tensor.Dense[float64], batch int, dealerOpt string, busyRetries int) (*Result, error) {
 	N := len(m.Holders)
 	enc := fixed.Default()
 	ex, err := enc.Encode(x)
@@ -193,7 +196,7 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 	// peer ID order (the same order for every client and model, like lock
 	// ordering): a busy holder stops the opening before later holders
 	// commit a slot, and the slots already taken are freed at once. A busy
-	// refusal is retried a few times with a random backoff.
+	// refusal is retried (InferOptions.BusyRetries) after a random backoff.
 	calls := make([]*holderCall, N)
 	errs := make([]error, N)
 	order := make([]int, N)
@@ -222,7 +225,7 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 				calls[i] = nil
 			}
 		}
-		if !errors.Is(err, ErrBusy) || attempt >= busyRetries {
+		if !errors.Is(err, ErrBusy) || attempt >= min(busyRetries, maxBusyRetries) {
 			return nil, err
 		}
 		backoff := time.Duration(rand.Int64N(int64(busyBackoff))) * time.Duration(attempt+1)
@@ -336,11 +339,11 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 	return res, nil
 }
 
-// busyRetries and busyBackoff bound the client's retries of a session that
-// a holder refused as busy.
-var (
-	busyRetries = 3
-	busyBackoff = 50 * time.Millisecond
+// maxBusyRetries caps InferOptions.BusyRetries; busyBackoff is the unit of
+// the random backoff between attempts (times the attempt number).
+const (
+	maxBusyRetries = 10
+	busyBackoff    = 50 * time.Millisecond
 )
 
 // blameGrace is how long the client waits, after a holder's failure, for
