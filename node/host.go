@@ -15,6 +15,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/proto"
 	"time"
 )
 
@@ -146,4 +147,23 @@ func (n *Node) reserveService(svc string, size int) (release func(), err error) 
 		return nil, err
 	}
 	return span.Done, nil
+}
+
+// readReserved reads one message of at most max bytes, its size reserved
+// from the service's memory for the time of the decode.
+func (n *Node) readReserved(fr *frameReader, svc string, max int, m proto.Message) error {
+	release := func() {}
+	defer func() { release() }()
+	b, err := fr.nextReserve(max, func(size int) error {
+		r, err := n.reserveService(svc, size)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBusy, err)
+		}
+		release = r
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return protoUnmarshal(b, m)
 }

@@ -524,25 +524,28 @@ func (n *Node) handleInfer(s network.Stream) {
 	}
 	client := s.Conn().RemotePeer()
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
-	fr := newFrameReader(s)
-	var req pb.InferRequest
-	if err := fr.readMsg(&req, maxTensorFrame); err != nil {
-		n.log.Debug("infer request", "remote", client, "err", err)
-		n.met.errors.WithLabelValues("bad_request").Inc()
-		s.Reset()
-		return
-	}
 	n.met.sessionsStarted.WithLabelValues("holder").Inc()
-	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
-	if n.recordHook != nil {
-		n.recordHook("infer", req.Input.GetData())
-	}
+	// The slot is taken before the request is read, so at most MaxSessions
+	// requests are buffered, each within the service's memory limit.
 	release, err := n.takeSlot()
 	if err != nil {
 		n.refuse(s, "holder", err)
 		return
 	}
 	defer release()
+	fr := newFrameReader(s)
+	var req pb.InferRequest
+	if err := n.readReserved(fr, svcInfer, maxTensorFrame, &req); err != nil {
+		n.log.Debug("infer request", "remote", client, "err", err)
+		n.met.errors.WithLabelValues("bad_request").Inc()
+		n.met.sessionsFailed.WithLabelValues("holder").Inc()
+		s.Reset()
+		return
+	}
+	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
+	if n.recordHook != nil {
+		n.recordHook("infer", req.Input.GetData())
+	}
 	sess, input, weights, p, err := n.checkInferRequest(&req)
 	if err != nil {
 		n.refuse(s, "holder", err)

@@ -67,12 +67,6 @@ func (n *Node) handlePlain(s network.Stream) {
 		return
 	}
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
-	var req pb.PlainRequest
-	if err := newFrameReader(s).readMsg(&req, maxTensorFrame); err != nil {
-		n.met.errors.WithLabelValues("bad_request").Inc()
-		s.Reset()
-		return
-	}
 	n.met.sessionsStarted.WithLabelValues("host").Inc()
 	release, err := n.takeSlot()
 	if err != nil {
@@ -80,6 +74,13 @@ func (n *Node) handlePlain(s network.Stream) {
 		return
 	}
 	defer release()
+	var req pb.PlainRequest
+	if err := n.readReserved(newFrameReader(s), svcPlain, maxTensorFrame, &req); err != nil {
+		n.met.errors.WithLabelValues("bad_request").Inc()
+		n.met.sessionsFailed.WithLabelValues("host").Inc()
+		s.Reset()
+		return
+	}
 	out, err := n.evalPlain(&req)
 	if err != nil {
 		n.refuse(s, "host", err)
