@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/mpcproto/tensorio"
 )
 
 // parseValues parses the --values flag: a flat, comma-separated list of
@@ -49,13 +50,13 @@ func fitFlat(model string, values []float64, shape []int) (*tensor.Dense[float64
 	if shape[0] != -1 {
 		n := tensor.Size(shape)
 		if len(values) != n {
-			return nil, fmt.Errorf("wrong input shape for model %q: expected shape %v (%d values), got %d values", model, shape, n, len(values))
+			return nil, fmt.Errorf("wrong input shape for model %q: expected shape %s (%d values), got %d values", model, tensorio.ShapeString(shape), n, len(values))
 		}
 		return tensor.From(shape, values)
 	}
 	sample := tensor.Size(shape[1:])
 	if len(values) == 0 || len(values)%sample != 0 {
-		return nil, fmt.Errorf("wrong input shape for model %q: expected shape %v (a multiple of %d values), got %d values", model, shape, sample, len(values))
+		return nil, fmt.Errorf("wrong input shape for model %q: expected shape %s (a multiple of %d values), got %d values", model, tensorio.ShapeString(shape), sample, len(values))
 	}
 	concrete := append([]int{len(values) / sample}, shape[1:]...)
 	return tensor.From(concrete, values)
