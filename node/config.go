@@ -154,8 +154,10 @@ type fileConfig struct {
 const maxConfigSize = 1 << 20
 
 // Init creates a repo dir: a fresh ed25519 identity and a config file
-// (mode 0600) with the defaults and the given bootstrap peers. It fails if
-// the repo already has a config.
+// (mode 0600) with the defaults and the given bootstrap peers. The repo
+// dir and its datastore dir are made mode 0700 even if they existed with
+// another mode: the datastore holds the weight shares. It fails if the repo
+// already has a config.
 func Init(repoDir string, bootstrap []string) (peer.ID, error) {
 	if repoDir == "" {
 		return "", errors.New("init: repo dir is empty")
@@ -165,8 +167,11 @@ func Init(repoDir string, bootstrap []string) (peer.ID, error) {
 			return "", fmt.Errorf("init: bootstrap[%d] %q: %w", i, a, err)
 		}
 	}
-	if err := os.MkdirAll(repoDir, 0o700); err != nil {
-		return "", fmt.Errorf("init: create repo dir: %w", err)
+	if err := privateDir(repoDir); err != nil {
+		return "", fmt.Errorf("init: repo dir: %w", err)
+	}
+	if err := privateDir(filepath.Join(repoDir, DatastoreDir)); err != nil {
+		return "", fmt.Errorf("init: datastore dir: %w", err)
 	}
 	sk, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -216,13 +221,22 @@ func Init(repoDir string, bootstrap []string) (peer.ID, error) {
 }
 
 // LoadConfig reads the repo's config file into a Config (RepoDir set, the
-// identity loaded). The file must not be readable by group or others: it
-// holds the private key.
+// identity loaded). Neither the repo dir nor the file may be accessible by
+// group or others: the file holds the private key and the repo's datastore
+// the weight shares. Like ssh with its keys, LoadConfig refuses such a
+// repo and says which chmod fixes it, rather than changing modes itself.
 func LoadConfig(repoDir string) (Config, error) {
 	path := filepath.Join(repoDir, ConfigFile)
 	st, err := os.Stat(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("load config: %w (run init first)", err)
+	}
+	dst, err := os.Stat(repoDir)
+	if err != nil {
+		return Config{}, fmt.Errorf("load config: %w", err)
+	}
+	if dst.Mode().Perm()&0o077 != 0 {
+		return Config{}, fmt.Errorf("load config: repo dir %s has mode %#o and holds the private key and the shares: chmod 700 it", repoDir, dst.Mode().Perm())
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return Config{}, fmt.Errorf("load config: %s has mode %#o and holds the private key: chmod 600 it", path, st.Mode().Perm())
@@ -240,6 +254,18 @@ func LoadConfig(repoDir string) (Config, error) {
 	}
 	c.RepoDir = repoDir
 	return c, nil
+}
+
+// privateDir creates dir (and its parents) if needed and makes it mode
+// 0700 whatever mode it had.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("chmod 700 %s: %w", dir, err)
+	}
+	return nil
 }
 
 // parseConfig decodes a config file's bytes. It is the fuzzed decoder.

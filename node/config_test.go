@@ -176,3 +176,60 @@ func TestRepoLock(t *testing.T) {
 	}
 	n2.Close()
 }
+
+// TestRepoDirModes checks that the repo and datastore dirs are private: Init
+// tightens dirs that already existed with a looser mode, LoadConfig refuses
+// a repo dir others can read, and New creates a missing datastore dir 0700.
+func TestRepoDirModes(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	store := filepath.Join(repo, DatastoreDir)
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{repo, store} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Init(repo, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantMode := func(dir string, want os.FileMode) {
+		t.Helper()
+		st, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Fatalf("%s has mode %#o, want %#o", dir, st.Mode().Perm(), want)
+		}
+	}
+	wantMode(repo, 0o700)
+	wantMode(store, 0o700)
+
+	for _, mode := range []os.FileMode{0o750, 0o705, 0o755} {
+		if err := os.Chmod(repo, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(repo); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+			t.Fatalf("LoadConfig of a %#o repo dir = %v, want a permission error", mode, err)
+		}
+	}
+	if err := os.Chmod(repo, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(store); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.APIAddr, cfg.Roles = []string{"/ip4/127.0.0.1/tcp/0"}, "", nil
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	wantMode(store, 0o700)
+}

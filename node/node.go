@@ -109,6 +109,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		path := filepath.Join(cfg.RepoDir, DatastoreDir)
+		// pebble would create the dir 0755: it holds the shares.
+		if err := privateDir(path); err != nil {
+			return nil, fmt.Errorf("datastore dir: %w", err)
+		}
 		pds, err := pebbleds.NewDatastore(path)
 		if err != nil && looksCorrupt(err) {
 			// A damaged datastore must not keep the daemon down: move it
@@ -120,7 +124,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 				n.met.errors.WithLabelValues("damaged").Inc()
 				n.met.damaged.Inc()
 				n.damagedStore = aside
-				pds, err = pebbleds.NewDatastore(path)
+				if err = privateDir(path); err == nil {
+					pds, err = pebbleds.NewDatastore(path)
+				}
 			}
 		}
 		if err != nil {
