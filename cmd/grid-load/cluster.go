@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -177,7 +171,7 @@ func (c *cluster) startDaemons(ctx context.Context, cfg Config, dir string) (str
 		if _, err := harness.Init(ctx, cfg.GridBin, repo); err != nil {
 			return "", err
 		}
-		if err := setSessionLimits(repo, cfg.SessionTimeout, cfg.MaxSessions); err != nil {
+		if err := harness.SetSessions(repo, map[string]any{"Timeout": cfg.SessionTimeout.String(), "Max": cfg.MaxSessions}); err != nil {
 			return "", err
 		}
 		args := []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--log-level", "warn"}
@@ -198,64 +192,4 @@ func (c *cluster) startDaemons(ctx context.Context, cfg Config, dir string) (str
 		}
 	}
 	return boot, nil
-}
-
-// setSessionLimits writes Sessions.Timeout and Sessions.Max into a repo's
-// config file, keeping every other field (and the file's mode).
-func setSessionLimits(repo string, timeout time.Duration, maxSessions int) error {
-	path := filepath.Join(repo, node.ConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("session limits: %w", err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("session limits: decode %s: %w", path, err)
-	}
-	cfg["Sessions"] = map[string]any{"Timeout": timeout.String(), "Max": maxSessions}
-	out, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return fmt.Errorf("session limits: %w", err)
-	}
-	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
-		return fmt.Errorf("session limits: %w", err)
-	}
-	return nil
-}
-
-// metric reads one series (name with its labels, as exposed) from a
-// daemon's Prometheus endpoint; absent series read as 0.
-func metric(ctx context.Context, api, series string) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/debug/metrics/prometheus", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s: %w", api, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s: %w", api, err)
-	}
-	return parseMetric(string(body), series)
-}
-
-// parseMetric finds series in a Prometheus text exposition.
-func parseMetric(text, series string) (float64, error) {
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, series+" ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
-			return 0, fmt.Errorf("metric %s: %w", series, err)
-		}
-		return v, nil
-	}
-	return 0, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gridmpc/grid/cmd/internal/harness"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node"
 )
@@ -333,7 +334,7 @@ func waitIdle(ctx context.Context, apis []string, wait time.Duration) (float64, 
 	for {
 		var sum float64
 		for _, api := range apis {
-			v, err := metric(ctx, api, "grid_sessions_active")
+			v, err := harness.Metric(ctx, api, "grid_sessions_active")
 			if err != nil {
 				return 0, err
 			}

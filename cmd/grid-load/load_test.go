@@ -84,21 +84,6 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-func TestParseMetric(t *testing.T) {
-	text := "# HELP grid_sessions_active x\ngrid_sessions_active 3\ngrid_sessions_ok_total{role=\"holder\"} 12\n"
-	for _, tc := range []struct {
-		series string
-		want   float64
-	}{{"grid_sessions_active", 3}, {`grid_sessions_ok_total{role="holder"}`, 12}, {"absent", 0}} {
-		if got, err := parseMetric(text, tc.series); err != nil || got != tc.want {
-			t.Errorf("%s = %v, %v; want %v", tc.series, got, err, tc.want)
-		}
-	}
-	if _, err := parseMetric("grid_sessions_active x\n", "grid_sessions_active"); err == nil {
-		t.Error("a bad value parsed")
-	}
-}
-
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--sessions", "0"}, {"--holders", "1"}, {"--dealer", "bob"}, {"--no-such-flag"},

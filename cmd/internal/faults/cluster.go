@@ -14,17 +14,9 @@
 package faults
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +39,7 @@ type Cluster struct {
 	daemons []*harness.Daemon // nil while stopped
 	listen  [][]string        // daemon i's listen addresses, reused on restart
 	boot    string
-	procs   []*Proc
+	procs   []*harness.Proc
 }
 
 // StartCluster creates the repos under dir (session timeout written into
@@ -69,7 +61,7 @@ func StartCluster(ctx context.Context, bin, dir string, holders int, timeout tim
 		if c.IDs[i], err = harness.Init(ctx, bin, c.Repos[i]); err != nil {
 			return nil, err
 		}
-		if err := SetSessionTimeout(c.Repos[i], timeout); err != nil {
+		if err := harness.SetSessions(c.Repos[i], map[string]any{"Timeout": timeout.String()}); err != nil {
 			return nil, err
 		}
 	}
@@ -77,7 +69,7 @@ func StartCluster(ctx context.Context, bin, dir string, holders int, timeout tim
 	if _, err := harness.Init(ctx, bin, c.Client); err != nil {
 		return nil, err
 	}
-	if err := SetSessionTimeout(c.Client, timeout); err != nil {
+	if err := harness.SetSessions(c.Client, map[string]any{"Timeout": timeout.String()}); err != nil {
 		return nil, err
 	}
 	for i := range n {
@@ -89,31 +81,6 @@ func StartCluster(ctx context.Context, bin, dir string, holders int, timeout tim
 		return nil, err
 	}
 	return c, nil
-}
-
-// SetSessionTimeout writes Sessions.Timeout into a repo's config file,
-// keeping every other field and the file's mode (0600).
-func SetSessionTimeout(repo string, timeout time.Duration) error {
-	path := filepath.Join(repo, "config")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("session timeout: %w", err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("session timeout: decode %s: %w", path, err)
-	}
-	sessions, _ := cfg["Sessions"].(map[string]any)
-	if sessions == nil {
-		sessions = map[string]any{}
-	}
-	sessions["Timeout"] = timeout.String()
-	cfg["Sessions"] = sessions
-	out, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(out, '\n'), 0o600)
 }
 
 // Start starts daemon i from its repo dir: on the addresses it listened on
@@ -239,122 +206,32 @@ func (c *Cluster) Grid(ctx context.Context, args ...string) (harness.Result, err
 	return harness.Run(ctx, c.Bin, c.env(), args...)
 }
 
-// Proc is a client command running in the background.
-type Proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-	done           chan struct{}
-	err            error
-	Started        time.Time
-	Ended          time.Time
-}
-
-// StartGrid starts a client command in the background; Close kills it if
-// it is still running.
-func (c *Cluster) StartGrid(args ...string) (*Proc, error) {
-	p := &Proc{cmd: exec.Command(c.Bin, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), c.env()...)
-	p.cmd.SysProcAttr = sysProcAttr()
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	p.Started = time.Now()
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start grid %s: %w", strings.Join(args, " "), err)
+// StartGrid starts a client command in the background (harness.Start);
+// Close kills it if it is still running.
+func (c *Cluster) StartGrid(args ...string) (*harness.Proc, error) {
+	p, err := harness.Start(c.Bin, c.env(), args...)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		p.Ended = time.Now()
-		close(p.done)
-	}()
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
 	return p, nil
 }
 
-// Kill sends SIGKILL to the command and waits for it.
-func (p *Proc) Kill() {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// Running reports whether the command has not exited.
-func (p *Proc) Running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Wait waits for the command (at most until ctx ends, then kills it) and
-// returns its result.
-func (p *Proc) Wait(ctx context.Context) (harness.Result, error) {
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		p.Kill()
-		return p.result(), fmt.Errorf("grid %s: %w", strings.Join(p.cmd.Args[1:], " "), ctx.Err())
-	}
-	return p.result(), nil
-}
-
-func (p *Proc) result() harness.Result {
-	r := harness.Result{Args: p.cmd.Args[1:], Stdout: p.stdout.String(), Stderr: p.stderr.String()}
-	var exit *exec.ExitError
-	if errors.As(p.err, &exit) {
-		r.Code = exit.ExitCode()
-	} else if p.err != nil {
-		r.Code = -1
-	}
-	return r
-}
-
 // Metric reads one series (name with labels as exposed, e.g.
 // `grid_sessions_active` or `grid_bytes_received_total{protocol="mpc"}`)
-// from daemon i's metrics; a series not exposed reads as 0.
+// from daemon i's metrics (harness.Metric); a series not exposed reads as 0.
 func (c *Cluster) Metric(ctx context.Context, i int, series string) (float64, error) {
 	d := c.Daemon(i)
 	if d == nil {
 		return 0, fmt.Errorf("daemon %d is not running", i)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.API+"/debug/metrics/prometheus", nil)
+	v, err := harness.Metric(ctx, d.API, series)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("daemon %d: %w", i, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("metrics of daemon %d: %w", i, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return 0, fmt.Errorf("metrics of daemon %d: %w", i, err)
-	}
-	return ParseMetric(string(body), series)
-}
-
-// ParseMetric finds one series in a Prometheus text exposition (0 when it
-// is absent).
-func ParseMetric(text, series string) (float64, error) {
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, series+" ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
-			return 0, fmt.Errorf("metric %s: %w", series, err)
-		}
-		return v, nil
-	}
-	return 0, nil
+	return v, nil
 }
 
 // WaitMetric polls daemon i's series until ok accepts its value or ctx

@@ -4,31 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/gridmpc/grid/mpcproto/onnx"
 )
-
-func TestParseMetric(t *testing.T) {
-	text := "# TYPE go_goroutines gauge\ngo_goroutines 92\ngrid_bytes_received_total{protocol=\"mpc\"} 1.5e+06\n"
-	tests := []struct {
-		series string
-		want   float64
-	}{
-		{"go_goroutines", 92},
-		{`grid_bytes_received_total{protocol="mpc"}`, 1.5e6},
-		{`grid_bytes_received_total{protocol="shares"}`, 0},
-	}
-	for _, tc := range tests {
-		if got, err := ParseMetric(text, tc.series); err != nil || got != tc.want {
-			t.Errorf("%s = %v, %v; want %v", tc.series, got, err, tc.want)
-		}
-	}
-	if _, err := ParseMetric("go_goroutines many\n", "go_goroutines"); err == nil {
-		t.Error("a bad value parsed")
-	}
-}
 
 func TestMatMulONNXImports(t *testing.T) {
 	b, err := MatMulONNX(16, 8)
@@ -44,24 +23,8 @@ func TestMatMulONNXImports(t *testing.T) {
 	}
 }
 
-func TestSetSessionTimeoutAndWAL(t *testing.T) {
+func TestFindInWAL(t *testing.T) {
 	repo := t.TempDir()
-	cfg := `{"Identity": {"PeerID": "x"}, "Sessions": {"Max": 7}}`
-	if err := os.WriteFile(filepath.Join(repo, "config"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := SetSessionTimeout(repo, 6e9); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(filepath.Join(repo, "config"))
-	for _, want := range []string{`"Timeout": "6s"`, `"Max": 7`, `"PeerID": "x"`} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("config lacks %s:\n%s", want, b)
-		}
-	}
-	if st, _ := os.Stat(filepath.Join(repo, "config")); st.Mode().Perm() != 0o600 {
-		t.Errorf("config mode %v", st.Mode())
-	}
 	if err := os.MkdirAll(filepath.Join(repo, "datastore"), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -238,7 +238,7 @@ func (f *fixture) holderKilledBeforeQuery(t *testing.T) {
 
 // midSession starts a CNN query and returns once the holder at index
 // watch has received MPC traffic of it (the online phase is running).
-func (f *fixture) midSession(watch int) *Proc {
+func (f *fixture) midSession(watch int) *harness.Proc {
 	f.t.Helper()
 	series := `grid_bytes_received_total{protocol="mpc"}`
 	before, err := f.Metric(f.ctx, watch, series)

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,32 +77,6 @@ type Result struct {
 // String describes the result for test failure messages.
 func (r Result) String() string {
 	return fmt.Sprintf("grid %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(r.Args, " "), r.Code, r.Stdout, r.Stderr)
-}
-
-// Run runs bin with args to completion. env is added to the process's
-// environment. The returned error is set only when the process could not
-// run or ctx ended first (it is then killed); a non-zero exit is a Result.
-func Run(ctx context.Context, bin string, env []string, args ...string) (Result, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = sysProcAttr()
-	cmd.WaitDelay = time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := Result{Args: args, Stdout: stdout.String(), Stderr: stderr.String()}
-	if ctx.Err() != nil {
-		return res, fmt.Errorf("run %s %s: %w", filepath.Base(bin), strings.Join(args, " "), ctx.Err())
-	}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.Code = exit.ExitCode()
-	default:
-		return res, fmt.Errorf("run %s %s: %w", filepath.Base(bin), strings.Join(args, " "), err)
-	}
-	return res, nil
 }
 
 // Init creates a repo at repo with "grid init --json" (plus extra args) and
@@ -332,43 +305,14 @@ func (d *Daemon) kill() {
 	<-d.done
 }
 
-// PeerInfo is one connected peer as the daemon's API reports it.
-type PeerInfo struct {
-	ID    string   `json:"id"`
-	Addrs []string `json:"addrs,omitempty"`
-}
-
 // Peers asks the daemon's HTTP API for its connected peers.
 func (d *Daemon) Peers(ctx context.Context) ([]PeerInfo, error) {
 	if d.API == "" {
 		return nil, fmt.Errorf("daemon %s has no HTTP API", d.Repo)
 	}
-	body, err := apiGet(ctx, d.API, "/api/v0/peers")
+	body, err := Get(ctx, d.API, PathPeers, MaxPeersBody)
 	if err != nil {
 		return nil, err
 	}
 	return DecodePeers(body)
-}
-
-// apiGet fetches path from a daemon's HTTP API, with a 5 s cap.
-func apiGet(ctx context.Context, addr, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("api request %s: %w", path, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("api %s%s: %w", addr, path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return nil, fmt.Errorf("api %s%s: read: %w", addr, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("api %s%s: %s: %s", addr, path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
 }

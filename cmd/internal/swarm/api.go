@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/harness"
 )
 
 // How a daemon's model registry is observed, in order of preference.
@@ -30,17 +32,14 @@ const (
 
 const (
 	pathModels  = "/api/v0/models"
-	pathMetrics = "/debug/metrics/prometheus"
+	pathMetrics = harness.PathMetrics
 	// metricAccepted counts manifests that changed a daemon's registry.
 	metricAccepted = "grid_discovery_manifests_accepted_total"
-	maxAPIBody     = 8 << 20
+	maxAPIBody     = harness.MaxMetricsBody
 )
 
 // errNotObservable means the daemon offers neither way to see its registry.
 var errNotObservable = errors.New("daemon has neither " + pathModels + " nor the " + metricAccepted + " metric")
-
-// errNotFound is an HTTP 404 from the daemon's API.
-var errNotFound = errors.New("not found")
 
 // listed reports whether the daemon whose HTTP API is at api lists the
 // model name (want is the number of manifests published in the swarm so
@@ -49,7 +48,7 @@ func listed(ctx context.Context, api, name string, want int) (bool, string, erro
 	if api == "" {
 		return false, "", fmt.Errorf("%w: the daemon has no HTTP API", errNotObservable)
 	}
-	body, err := apiGet(ctx, api, pathModels)
+	body, err := harness.Get(ctx, api, pathModels, maxAPIBody)
 	switch {
 	case err == nil:
 		ok, perr := modelsListName(body, name)
@@ -57,10 +56,10 @@ func listed(ctx context.Context, api, name string, want int) (bool, string, erro
 			return false, methodAPI, fmt.Errorf("daemon %s: %w", api, perr)
 		}
 		return ok, methodAPI, nil
-	case !errors.Is(err, errNotFound):
+	case !isNotFound(err):
 		return false, methodAPI, err
 	}
-	body, err = apiGet(ctx, api, pathMetrics)
+	body, err = harness.Get(ctx, api, pathMetrics, maxAPIBody)
 	if err != nil {
 		return false, methodMetrics, err
 	}
@@ -74,30 +73,10 @@ func listed(ctx context.Context, api, name string, want int) (bool, string, erro
 	return n >= float64(want), methodMetrics, nil
 }
 
-// apiGet fetches path from a daemon's HTTP API (5 s cap per request).
-func apiGet(ctx context.Context, addr, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("api %s%s: %w", addr, path, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("api %s%s: %w", addr, path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
-	if err != nil {
-		return nil, fmt.Errorf("api %s%s: read: %w", addr, path, err)
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, fmt.Errorf("api %s%s: %w", addr, path, errNotFound)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("api %s%s: %s", addr, path, resp.Status)
-	}
-	return body, nil
+// isNotFound reports whether err is an HTTP 404 from the daemon's API.
+func isNotFound(err error) bool {
+	var se *harness.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
 // modelsListName reports whether a models listing (JSON: a list of models,
