@@ -110,6 +110,8 @@ type Discovery struct {
 	rolesMu   sync.Mutex
 	roles     map[string]bool
 	readyOnce atomic.Bool // WaitReady's catalog pull and mesh wait are done
+	watchMu   sync.Mutex
+	watchers  map[chan struct{}]struct{} // Watch subscribers
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -146,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Discovery, error) {
 		outSyncs: make(chan struct{}, 4),
 		inSyncs:  make(chan struct{}, 16),
 		roles:    make(map[string]bool),
+		watchers: make(map[chan struct{}]struct{}),
 		mesh:     newMeshTracer(),
 	}
 	var regDS datastore.Datastore
@@ -466,13 +469,46 @@ func (d *Discovery) Models() []*Manifest {
 
 // Latest returns a copy of the newest verified manifest this node knows
 // for id, tombstones included (Deleted set), without asking the network.
-// Holders use it to retire shares of unpublished or republished models.
+// Holders use it, on each Watch signal, to retire shares of unpublished or
+// republished models.
 func (d *Discovery) Latest(id string) (*Manifest, bool) {
 	e := d.reg.get(id)
 	if e == nil {
 		return nil, false
 	}
 	return e.m.Clone(), true
+}
+
+// Watch subscribes to registry changes: the returned channel receives a
+// signal after the registry accepts a newer manifest of any model (a
+// publish, republish or tombstone, from gossip, catalog sync, the DHT or
+// this node). Signals are coalesced (the channel holds at most one), so a
+// reader looks up what it cares about with Latest or Models after each
+// signal; it never misses the last change. stop ends the subscription (the
+// channel is not closed). Watch does not report what was loaded from the
+// datastore at New: read Latest or Models once after subscribing.
+func (d *Discovery) Watch() (changed <-chan struct{}, stop func()) {
+	c := make(chan struct{}, 1)
+	d.watchMu.Lock()
+	d.watchers[c] = struct{}{}
+	d.watchMu.Unlock()
+	return c, func() {
+		d.watchMu.Lock()
+		delete(d.watchers, c)
+		d.watchMu.Unlock()
+	}
+}
+
+// notifyWatchers signals every Watch subscriber without blocking.
+func (d *Discovery) notifyWatchers() {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	for c := range d.watchers {
+		select {
+		case c <- struct{}{}:
+		default: // a signal is already pending
+		}
+	}
 }
 
 // Lookup returns the model's manifest from the registry or, if unknown
@@ -590,6 +626,7 @@ func (d *Discovery) accept(ctx context.Context, source string, from peer.ID, m *
 		d.metrics.Accepted.WithLabelValues(source).Inc()
 		d.log.Info("manifest accepted", "id", m.ID, "owner", m.Owner, "version", m.Version,
 			"deleted", m.Deleted, "source", source, "from", from)
+		d.notifyWatchers()
 	case verdictRefuse:
 		d.refused(source, from, m, err)
 	}

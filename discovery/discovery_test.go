@@ -583,3 +583,54 @@ func TestSyncServerRefusesMalformedRequests(t *testing.T) {
 		t.Fatalf("well-formed list after malformed ones: %v", err)
 	}
 }
+
+// TestWatch: a subscriber is signalled when another node's publish and
+// unpublish reach its registry, signals are coalesced, and stop ends them.
+func TestWatch(t *testing.T) {
+	s := newSwarm(t, 2)
+	changed, stop := s.nodes[0].Watch()
+	other, stopOther := s.nodes[0].Watch()
+	defer stopOther()
+	wait := func(c <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no signal after %s", what)
+		}
+	}
+	m := testManifest("watched", "", s.holders(2), 0)
+	if err := s.nodes[1].Publish(s.ctx, m, s.key(1)); err != nil {
+		t.Fatal(err)
+	}
+	wait(changed, "a publish")
+	if got, ok := s.nodes[0].Latest("watched"); !ok || got.Deleted || got.Version != m.Version {
+		t.Fatalf("Latest after the signal = %+v, %v", got, ok)
+	}
+	if err := s.nodes[1].Unpublish(s.ctx, "watched", s.key(1)); err != nil {
+		t.Fatal(err)
+	}
+	wait(changed, "an unpublish")
+	got, ok := s.nodes[0].Latest("watched")
+	if !ok || !got.Deleted {
+		t.Fatalf("Latest after the unpublish signal = %+v, %v", got, ok)
+	}
+	// The second subscriber read nothing yet: its two changes are one signal.
+	wait(other, "two changes")
+	select {
+	case <-other:
+		t.Fatal("two changes gave two pending signals")
+	default:
+	}
+	stop()
+	m2 := testManifest("after-stop", "", s.holders(2), 0)
+	if err := s.nodes[1].Publish(s.ctx, m2, s.key(1)); err != nil {
+		t.Fatal(err)
+	}
+	wait(other, "a publish after the first subscriber stopped")
+	select {
+	case <-changed:
+		t.Fatal("signal after stop")
+	default:
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gridmpc/grid/discovery"
@@ -33,61 +32,62 @@ func (n *Node) Unpublish(ctx context.Context, id string) error {
 	return nil
 }
 
-// tombstonePoll is how often a holder compares its store with the manifests
-// it knows.
-var tombstonePoll = time.Second
-
-// registryKey is where discovery persists a model's newest envelope in the
-// shared datastore (documented in discovery.Config.Datastore).
-func registryKey(id string) ds.Key { return ds.NewKey("/grid/discovery/manifests").ChildString(id) }
+// tombstoneSweep is how often a holder compares its whole store with the
+// manifests it knows even without a registry change (a safety net: shares
+// that arrive after their tombstone). Changes are acted on at once.
+var tombstoneSweep = 30 * time.Second
 
 // tombstoneLoop drops stored shares whose model was unpublished by its owner
-// (a tombstone newer than the shares) or republished without this node.
+// (a tombstone newer than the shares) or republished without this node. It
+// looks at the store once at start, then after each change discovery
+// reports (Watch) and every tombstoneSweep.
 func (n *Node) tombstoneLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(tombstonePoll)
+	changed, stop := n.disc.Watch()
+	defer stop()
+	t := time.NewTicker(tombstoneSweep)
 	defer t.Stop()
 	for {
+		n.dropSuperseded()
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-changed:
 		case <-t.C:
-		}
-		for _, sm := range n.store.list() {
-			if n.ctx.Err() != nil {
-				return
-			}
-			drop, why := n.superseded(sm.meta)
-			if !drop {
-				continue
-			}
-			owner, err := peer.Decode(sm.meta.Owner)
-			if err != nil {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-			err = n.store.remove(ctx, owner, sm.meta.Model)
-			cancel()
-			if err != nil {
-				n.log.Warn("drop shares", "model", sm.meta.Model, "err", err)
-				continue
-			}
-			n.log.Info("dropped shares", "model", sm.meta.Model, "owner", owner, "reason", why)
 		}
 	}
 }
 
-// superseded tells whether the registry holds a manifest by the shares'
-// owner that retires them.
-func (n *Node) superseded(meta shareMeta) (bool, string) {
-	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-	defer cancel()
-	env, err := n.ds.Get(ctx, registryKey(meta.Model))
-	if err != nil {
-		return false, ""
+// dropSuperseded removes the stored shares that a newer manifest retires.
+func (n *Node) dropSuperseded() {
+	for _, sm := range n.store.list() {
+		if n.ctx.Err() != nil {
+			return
+		}
+		drop, why := n.superseded(sm.meta)
+		if !drop {
+			continue
+		}
+		owner, err := peer.Decode(sm.meta.Owner)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err = n.store.remove(ctx, owner, sm.meta.Model)
+		cancel()
+		if err != nil {
+			n.log.Warn("drop shares", "model", sm.meta.Model, "err", err)
+			continue
+		}
+		n.log.Info("dropped shares", "model", sm.meta.Model, "owner", owner, "reason", why)
 	}
-	m, err := discovery.Open(env)
-	if err != nil || m.Owner.String() != meta.Owner || m.Version <= meta.Version {
+}
+
+// superseded tells whether discovery knows a manifest by the shares' owner
+// that retires them.
+func (n *Node) superseded(meta shareMeta) (bool, string) {
+	m, ok := n.disc.Latest(meta.Model)
+	if !ok || m.Owner.String() != meta.Owner || m.Version <= meta.Version {
 		return false, ""
 	}
 	if m.Deleted {

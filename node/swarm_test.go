@@ -139,6 +139,10 @@ func checkOutput(t *testing.T, res *Result, want ...float64) {
 }
 
 func TestSwarmSeed(t *testing.T) {
+	// Holders must drop unpublished shares on discovery's change signal,
+	// not on the periodic sweep.
+	defer func(d time.Duration) { tombstoneSweep = d }(tombstoneSweep)
+	tombstoneSweep = time.Hour
 	base := runtime.NumGoroutine()
 	s := newTestSwarm(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
@@ -248,7 +252,8 @@ func TestSwarmSeed(t *testing.T) {
 		if _, err := s.client.Infer(ctx, "private", vec(5, 3), InferOptions{}); !errors.Is(err, ErrUnknownModel) {
 			t.Fatalf("infer after unpublish = %v, want ErrUnknownModel", err)
 		}
-		// The holders drop their shares once the tombstone reaches them.
+		// The holders drop their shares once the tombstone reaches them
+		// (on discovery's signal: the sweep is an hour here).
 		deadline := time.Now().Add(10 * time.Second)
 		for _, h := range s.holders {
 			if !containsPeer(pm.Holders, h.ID()) {
