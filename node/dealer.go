@@ -150,7 +150,7 @@ func (n *Node) handleDealer(s network.Stream) {
 	release := func() {}
 	defer func() { release() }()
 	b, err := fr.nextReserve(maxBundleFrame, func(size int) error {
-		r, err := n.reserveService(svcDealer, size)
+		r, err := n.reserveService(svcDealer, s.Conn().RemotePeer(), size)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBusy, err)
 		}

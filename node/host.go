@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -43,34 +44,48 @@ const (
 	svcPlain  = "grid.plain"
 )
 
+// serviceLimit is the resource manager's limit of one /grid service (and
+// its protocol): inbound streams and memory, for the whole service and per
+// remote peer.
+type serviceLimit struct {
+	proto  protocol.ID
+	in     int   // inbound streams, whole service (times the session factor when sessions)
+	perIn  int   // inbound streams per peer (likewise)
+	mem    int64 // bytes, whole service
+	perMem int64 // bytes per peer: enforced by the resource manager on stream reservations and by reserveService on service reservations
+	// sessions scales in and perIn by MaxSessions+16.
+	sessions bool
+}
+
+// serviceLimits are the limits of the /grid services. Session streams get
+// room beyond MaxSessions, so that a holder's own "busy" answer, not a
+// stream reset, is what an overloaded client sees. A peer may reserve a
+// quarter of the infer and plain services' memory (four requests of the
+// largest size): one peer's unfinished requests cannot take it all.
+var serviceLimits = map[string]serviceLimit{
+	svcShares: {ProtoShares, 64, 8, 4 << 30, 2 << 30, false},
+	svcInfer:  {ProtoInfer, 4, 4, 1 << 30, 256 << 20, true},
+	svcMPC:    {ProtoMPC, 8, 2, 2 << 30, 1 << 30, true},
+	svcDealer: {ProtoDealer, 4, 4, 2 << 30, 1 << 30, true},
+	svcPlain:  {ProtoPlain, 4, 4, 1 << 30, 256 << 20, true},
+}
+
 // resourceManager builds libp2p's resource manager with the defaults plus
-// service and protocol limits for the /grid protocols: stream counts per
-// service and per peer, and memory for the buffered uploads, bundles and
-// MPC frames (reserved by the handlers as they read).
+// service and protocol limits for the /grid protocols (serviceLimits):
+// stream counts per service and per peer, and memory for the buffered
+// uploads, bundles and MPC frames (reserved by the handlers as they read).
 func resourceManager(maxSessions int) (network.ResourceManager, error) {
 	cfg := rcmgr.DefaultLimits
 	sessions := maxSessions + 16
-	type lim struct {
-		svc    string
-		proto  protocol.ID
-		in     int   // inbound streams, whole service
-		perIn  int   // inbound streams per peer
-		mem    int64 // bytes, whole service
-		perMem int64
-	}
-	for _, l := range []lim{
-		// Session streams get room beyond MaxSessions, so that a holder's own
-		// "busy" answer, not a stream reset, is what an overloaded client sees.
-		{svcShares, ProtoShares, 64, 8, 4 << 30, 2 << 30},
-		{svcInfer, ProtoInfer, 4 * sessions, 4 * sessions, 1 << 30, 512 << 20},
-		{svcMPC, ProtoMPC, 8 * sessions, 2 * sessions, 2 << 30, 1 << 30},
-		{svcDealer, ProtoDealer, 4 * sessions, 4 * sessions, 2 << 30, 1 << 30},
-		{svcPlain, ProtoPlain, 4 * sessions, 4 * sessions, 1 << 30, 512 << 20},
-	} {
-		base := rcmgr.BaseLimit{StreamsInbound: l.in, StreamsOutbound: 4 * l.in, Streams: 5 * l.in, Memory: l.mem}
-		peerBase := rcmgr.BaseLimit{StreamsInbound: l.perIn, StreamsOutbound: 4 * l.perIn, Streams: 5 * l.perIn, Memory: l.perMem}
-		cfg.AddServiceLimit(l.svc, base, rcmgr.BaseLimitIncrease{})
-		cfg.AddServicePeerLimit(l.svc, peerBase, rcmgr.BaseLimitIncrease{})
+	for svc, l := range serviceLimits {
+		in, perIn := l.in, l.perIn
+		if l.sessions {
+			in, perIn = in*sessions, perIn*sessions
+		}
+		base := rcmgr.BaseLimit{StreamsInbound: in, StreamsOutbound: 4 * in, Streams: 5 * in, Memory: l.mem}
+		peerBase := rcmgr.BaseLimit{StreamsInbound: perIn, StreamsOutbound: 4 * perIn, Streams: 5 * perIn, Memory: l.perMem}
+		cfg.AddServiceLimit(svc, base, rcmgr.BaseLimitIncrease{})
+		cfg.AddServicePeerLimit(svc, peerBase, rcmgr.BaseLimitIncrease{})
 		cfg.AddProtocolLimit(l.proto, base, rcmgr.BaseLimitIncrease{})
 		cfg.AddProtocolPeerLimit(l.proto, peerBase, rcmgr.BaseLimitIncrease{})
 	}
@@ -129,10 +144,16 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager,
 }
 
 // reserveService reserves size bytes of the service's memory (and the
-// system's) with the resource manager, for a buffer larger than a single
-// stream may hold (libp2p caps a stream scope at 16 MiB). The service limit
-// bounds what all peers together may make the node buffer.
-func (n *Node) reserveService(svc string, size int) (release func(), err error) {
+// system's) with the resource manager on behalf of peer p, for a buffer
+// larger than a single stream may hold (libp2p caps a stream scope at
+// 16 MiB). The service limit bounds what all peers together may make the
+// node buffer; the service's per-peer limit (serviceLimits), counted here
+// because a service-scope span is not charged to the peer, bounds one peer.
+func (n *Node) reserveService(svc string, p peer.ID, size int) (release func(), err error) {
+	peerRelease, err := n.peers.reserve(svc, p, int64(size))
+	if err != nil {
+		return nil, err
+	}
 	var span network.ResourceScopeSpan
 	err = n.rm.ViewService(svc, func(sc network.ServiceScope) error {
 		var err error
@@ -140,22 +161,24 @@ func (n *Node) reserveService(svc string, size int) (release func(), err error) 
 		return err
 	})
 	if err != nil {
+		peerRelease()
 		return nil, err
 	}
 	if err := span.ReserveMemory(size, network.ReservationPriorityHigh); err != nil {
 		span.Done()
+		peerRelease()
 		return nil, err
 	}
-	return span.Done, nil
+	return func() { span.Done(); peerRelease() }, nil
 }
 
-// readReserved reads one message of at most max bytes, its size reserved
-// from the service's memory for the time of the decode.
-func (n *Node) readReserved(fr *frameReader, svc string, max int, m proto.Message) error {
+// readReserved reads one message of at most max bytes from peer p, its
+// size reserved from the service's memory for the time of the decode.
+func (n *Node) readReserved(fr *frameReader, svc string, p peer.ID, max int, m proto.Message) error {
 	release := func() {}
 	defer func() { release() }()
 	b, err := fr.nextReserve(max, func(size int) error {
-		r, err := n.reserveService(svc, size)
+		r, err := n.reserveService(svc, p, size)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBusy, err)
 		}

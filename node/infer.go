@@ -526,16 +526,25 @@ func (n *Node) handleInfer(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
 	n.met.sessionsStarted.WithLabelValues("holder").Inc()
 	// The slot is taken before the request is read, so at most MaxSessions
-	// requests are buffered, each within the service's memory limit.
+	// requests are buffered, each within the service's memory limit and
+	// the sender's share of it.
 	release, err := n.takeSlot()
 	if err != nil {
 		n.refuse(s, "holder", err)
 		return
 	}
 	defer release()
+	// One peer may have only part of the slots waiting for its requests.
+	doneReading, err := n.peers.startReading(client)
+	if err != nil {
+		n.refuse(s, "holder", err)
+		return
+	}
 	fr := newFrameReader(s)
 	var req pb.InferRequest
-	if err := n.readReserved(fr, svcInfer, maxTensorFrame, &req); err != nil {
+	err = n.readReserved(fr, svcInfer, client, maxTensorFrame, &req)
+	doneReading()
+	if err != nil {
 		n.log.Debug("infer request", "remote", client, "err", err)
 		n.met.errors.WithLabelValues("bad_request").Inc()
 		n.met.sessionsFailed.WithLabelValues("holder").Inc()

@@ -13,12 +13,13 @@ import (
 )
 
 // TestUnfinishedRequestsBounded is the resource-limit test: a peer opens
-// many session streams, announces the largest request frame (64 MiB) on
-// each and never finishes sending it. The holder takes a session slot and
-// reserves the frame's memory from the infer service before reading it, so
-// the streams beyond the service's memory are reset at once instead of
-// buffered; another client's query still works during the attack, and once
-// the attacker leaves nothing stays reserved.
+// many session streams, announces a request frame on each and never
+// finishes sending it. The holder takes a session slot and reserves the
+// frame's memory from the infer service before reading it, within the
+// sender's per-peer share of both (half the slots, a quarter of the
+// service's memory), so the streams beyond it are refused at once instead
+// of buffered; another client's query still works during each attack, and
+// once the attacker leaves nothing stays reserved.
 func TestUnfinishedRequestsBounded(t *testing.T) {
 	s := newTestSwarm(t, 2)
 	defer s.close()
@@ -44,14 +45,63 @@ func TestUnfinishedRequestsBounded(t *testing.T) {
 	if err := attacker.h.Connect(ctx, victim.h.Peerstore().PeerInfo(victim.ID())); err != nil {
 		t.Fatal(err)
 	}
+	maxSessions := victim.cfg.MaxSessions
+	perPeerMem := serviceLimits[svcInfer].perMem
+	tests := []struct {
+		name      string
+		streams   int
+		announced int
+		maxOpen   int // streams the holder may keep waiting
+	}{
+		// 24 x 64 MiB (the frame cap): the peer's memory share holds 4.
+		{"large requests", 24, maxTensorFrame, int(perPeerMem / maxTensorFrame)},
+		// More small requests than MaxSessions: the peer gets half the slots.
+		{"many requests", maxSessions + 8, 1 << 10, maxSessions / 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			open, refused := floodUnfinished(t, ctx, attacker, victim, tc.streams, tc.announced)
+			reserved := serviceMemory(victim, svcInfer)
+			t.Logf("%d of %d unfinished %d-byte requests refused; %d held, %d KiB reserved by the infer service",
+				refused, tc.streams, tc.announced, len(open), reserved>>10)
+			if len(open) > tc.maxOpen || len(open)+refused != tc.streams {
+				t.Fatalf("the holder took %d unfinished %d-byte requests from one peer (%d refused), want at most %d",
+					len(open), tc.announced, refused, tc.maxOpen)
+			}
+			if got := victim.peers.reserved(svcInfer, attacker.ID()); got > perPeerMem || reserved > 1<<30 {
+				t.Fatalf("infer service reserved %d bytes, %d for the attacker", reserved, got)
+			}
 
-	const streams = 24
-	const announced = maxTensorFrame // 64 MiB, the cap
+			// A query from another peer still gets through, at once.
+			res, err := s.client.Infer(ctx, "seed", vec(5, 3), InferOptions{})
+			if err != nil {
+				t.Fatalf("query during the attack: %v", err)
+			}
+			checkOutput(t, res, 1022)
+
+			for _, st := range open {
+				st.Reset()
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for serviceMemory(victim, svcInfer) != 0 || victim.sessions.len() != 0 || victim.peers.reserved(svcInfer, attacker.ID()) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("after the attacker left: %d bytes reserved, %d sessions", serviceMemory(victim, svcInfer), victim.sessions.len())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// floodUnfinished opens streams infer streams from attacker to victim, each
+// announcing a request frame of announced bytes and sending at most 64 KiB
+// of it. It returns the streams the victim keeps waiting for the rest and
+// the number it refused (reset or answered) at once.
+func floodUnfinished(t *testing.T, ctx context.Context, attacker, victim *Node, streams, announced int) (open []network.Stream, refused int) {
+	t.Helper()
 	header := binary.AppendUvarint(nil, uint64(announced))
-	chunk := make([]byte, 64<<10)
+	chunk := make([]byte, min(64<<10, announced-1))
 	var mu sync.Mutex
-	var open []network.Stream
-	reset := 0
 	var wg sync.WaitGroup
 	for range streams {
 		wg.Add(1)
@@ -65,7 +115,7 @@ func TestUnfinishedRequestsBounded(t *testing.T) {
 			_ = st.SetDeadline(time.Now().Add(20 * time.Second))
 			if _, err := st.Write(append(header, chunk...)); err != nil {
 				mu.Lock()
-				reset++
+				refused++
 				mu.Unlock()
 				st.Reset()
 				return
@@ -78,7 +128,7 @@ func TestUnfinishedRequestsBounded(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if rerr == nil || !errors.Is(rerr, context.DeadlineExceeded) && !isTimeout(rerr) {
-				reset++
+				refused++
 				st.Reset()
 				return
 			}
@@ -86,33 +136,7 @@ func TestUnfinishedRequestsBounded(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	reserved := serviceMemory(victim, svcInfer)
-	t.Logf("%d of %d unfinished 64 MiB requests refused; %d held, %d MiB reserved by the infer service", reset, streams, len(open), reserved>>20)
-	// The infer service's memory limit is 1 GiB (host.go).
-	if len(open)*announced > 1<<30 || reset == 0 || len(open)+reset != streams {
-		t.Fatalf("the holder took %d unfinished 64 MiB requests from one peer (%d refused)", len(open), reset)
-	}
-	if reserved > 1<<30 {
-		t.Fatalf("infer service reserved %d MiB", reserved>>20)
-	}
-
-	// A query from another peer still gets through.
-	res, err := s.client.Infer(ctx, "seed", vec(5, 3), InferOptions{})
-	if err != nil {
-		t.Fatalf("query during the attack: %v", err)
-	}
-	checkOutput(t, res, 1022)
-
-	for _, st := range open {
-		st.Reset()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for serviceMemory(victim, svcInfer) != 0 || victim.sessions.len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the attacker left: %d bytes reserved, %d sessions", serviceMemory(victim, svcInfer), victim.sessions.len())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return open, refused
 }
 
 func isTimeout(err error) bool {

@@ -47,6 +47,7 @@ type Node struct {
 
 	sessions *sessionTable
 	slots    chan struct{} // holder/host sessions being served
+	peers    *peerLimits   // per-peer requests being read and memory
 	deals    chan struct{} // deals being served
 	plans    *planCache
 	// damagedStore is where a datastore that failed to open as corrupt was
@@ -92,6 +93,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg: cfg, sk: sk, met: newMetrics(),
 		sessions: newSessionTable(),
 		slots:    make(chan struct{}, cfg.MaxSessions),
+		peers:    newPeerLimits(cfg.MaxSessions),
 		deals:    make(chan struct{}, cfg.MaxSessions),
 		plans:    newPlanCache(),
 		masks:    newMaskCache(),

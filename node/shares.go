@@ -487,7 +487,7 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 		return fmt.Errorf("%w: this peer is not a host", errBadRequest)
 	}
 	size := int(hdr.TotalBytes)
-	release, err := n.reserveService(svcShares, size)
+	release, err := n.reserveService(svcShares, owner, size)
 	if err != nil {
 		return fmt.Errorf("%w: upload of %d bytes refused by the resource manager: %v", ErrBusy, size, err)
 	}
