@@ -17,7 +17,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,9 +35,9 @@ type Cluster struct {
 	Client  string   // the client repo
 	Timeout time.Duration
 
+	daemons harness.Daemons // daemon i, nil while stopped
 	mu      sync.Mutex
-	daemons []*harness.Daemon // nil while stopped
-	listen  [][]string        // daemon i's listen addresses, reused on restart
+	listen  [][]string // daemon i's listen addresses, reused on restart
 	boot    string
 	procs   []*harness.Proc
 }
@@ -55,7 +55,8 @@ func StartCluster(ctx context.Context, bin, dir string, holders int, timeout tim
 	}()
 	n := holders + 1
 	c.Repos, c.IDs = make([]string, n), make([]string, n)
-	c.daemons, c.listen = make([]*harness.Daemon, n), make([][]string, n)
+	c.daemons.Grow(n)
+	c.listen = make([][]string, n)
 	for i := range n {
 		c.Repos[i] = filepath.Join(dir, fmt.Sprintf("d%d", i))
 		if c.IDs[i], err = harness.Init(ctx, bin, c.Repos[i]); err != nil {
@@ -93,42 +94,29 @@ func (c *Cluster) Start(ctx context.Context, i int) (*harness.Daemon, error) {
 // StartWith is Start with other listen addresses (nil: the usual ones) and
 // extra daemon flags (e.g. --announce).
 func (c *Cluster) StartWith(ctx context.Context, i int, listen []string, extra ...string) (*harness.Daemon, error) {
-	c.mu.Lock()
-	if c.daemons[i] != nil {
-		c.mu.Unlock()
+	if c.daemons.Get(i) != nil {
 		return nil, fmt.Errorf("daemon %d is running", i)
 	}
+	c.mu.Lock()
 	if listen == nil {
 		listen = c.listen[i]
 	}
-	if len(listen) == 0 {
-		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	boot, roles := "", "dealer"
+	if i > 0 {
+		boot, roles = c.boot, "holder"
 	}
-	args := []string{"--api", "127.0.0.1:0", "--log-level", "info"}
-	for _, l := range listen {
-		args = append(args, "--listen", l)
-	}
-	if i == 0 {
-		args = append(args, "--roles", "dealer")
-	} else {
-		args = append(args, "--roles", "holder", "--bootstrap", c.boot)
-	}
+	args := append(harness.LoopbackFlags(listen, nil, boot), "--log-level", "info", "--roles", roles)
 	args = append(args, extra...)
 	c.mu.Unlock()
 	d, err := harness.StartDaemon(ctx, c.Opts, c.Repos[i], args...)
 	if err != nil {
 		return nil, err
 	}
+	c.daemons.Set(i, d)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.daemons[i] = d
 	if len(c.listen[i]) == 0 {
-		for _, a := range d.Addrs {
-			if k := strings.Index(a, "/p2p/"); k >= 0 {
-				a = a[:k]
-			}
-			c.listen[i] = append(c.listen[i], a)
-		}
+		c.listen[i] = harness.TransportAddrs(d.Addrs)
 	}
 	if i == 0 && c.boot == "" {
 		c.boot = d.Addr()
@@ -137,11 +125,7 @@ func (c *Cluster) StartWith(ctx context.Context, i int, listen []string, extra .
 }
 
 // Daemon returns daemon i (nil while it is stopped).
-func (c *Cluster) Daemon(i int) *harness.Daemon {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.daemons[i]
-}
+func (c *Cluster) Daemon(i int) *harness.Daemon { return c.daemons.Get(i) }
 
 // Bootstrap is daemon 0's address.
 func (c *Cluster) Bootstrap() string {
@@ -151,50 +135,18 @@ func (c *Cluster) Bootstrap() string {
 }
 
 // Kill sends SIGKILL to daemon i and waits until it is gone.
-func (c *Cluster) Kill(i int) {
-	c.mu.Lock()
-	d := c.daemons[i]
-	c.daemons[i] = nil
-	c.mu.Unlock()
-	if d != nil {
-		d.Kill()
-	}
-}
+func (c *Cluster) Kill(i int) { c.daemons.Kill(i) }
 
 // Stop stops daemon i cleanly (SIGTERM).
-func (c *Cluster) Stop(i int) error {
-	c.mu.Lock()
-	d := c.daemons[i]
-	c.daemons[i] = nil
-	c.mu.Unlock()
-	if d == nil {
-		return nil
-	}
-	return d.Stop()
-}
+func (c *Cluster) Stop(i int) error { return c.daemons.Stop(i) }
 
 // WaitPeers waits until every running daemon sees at least min peers.
 func (c *Cluster) WaitPeers(ctx context.Context, min int) error {
-	c.mu.Lock()
-	var ds []*harness.Daemon
-	for _, d := range c.daemons {
-		if d != nil {
-			ds = append(ds, d)
-		}
-	}
-	c.mu.Unlock()
-	return harness.WaitPeers(ctx, min, ds...)
+	return c.daemons.WaitPeers(ctx, min)
 }
 
 // Index returns the daemon whose peer ID is id, or -1.
-func (c *Cluster) Index(id string) int {
-	for i, x := range c.IDs {
-		if x == id {
-			return i
-		}
-	}
-	return -1
-}
+func (c *Cluster) Index(id string) int { return slices.Index(c.IDs, id) }
 
 // env is the client commands' environment.
 func (c *Cluster) env() []string {
@@ -258,21 +210,11 @@ func (c *Cluster) WaitMetric(ctx context.Context, i int, series string, ok func(
 // Close kills every daemon and background command still running.
 func (c *Cluster) Close() {
 	c.mu.Lock()
-	ds := append([]*harness.Daemon(nil), c.daemons...)
-	for i := range c.daemons {
-		c.daemons[i] = nil
-	}
 	procs := c.procs
 	c.procs = nil
 	c.mu.Unlock()
 	for _, p := range procs {
 		p.Kill()
 	}
-	var wg sync.WaitGroup
-	for _, d := range ds {
-		if d != nil {
-			wg.Go(d.Kill)
-		}
-	}
-	wg.Wait()
+	c.daemons.Close()
 }

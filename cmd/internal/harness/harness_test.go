@@ -176,7 +176,7 @@ func TestSwarmLifecycle(t *testing.T) {
 		t.Fatalf("running %d, bootstrap %q", len(s.Running()), s.Bootstrap())
 	}
 	want := []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--bootstrap", s.Bootstrap()}
-	if got := s.Daemons[1].Args; strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := s.Daemon(1).Args; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("daemon 1 args %v, want %v", got, want)
 	}
 	if err := s.Stop(1); err != nil {

@@ -2,11 +2,9 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
@@ -14,12 +12,12 @@ import (
 // Swarm is a set of daemons on loopback, each with its own repo dir under
 // Root; daemon 0 is every other daemon's bootstrap peer.
 type Swarm struct {
-	Opts    Options
-	Root    string    // parent of the repo dirs
-	Repos   []string  // repo dir of daemon i
-	IDs     []string  // peer ID of daemon i (from grid init)
-	Daemons []*Daemon // nil while daemon i is stopped
+	Opts  Options
+	Root  string   // parent of the repo dirs
+	Repos []string // repo dir of daemon i
+	IDs   []string // peer ID of daemon i (from grid init)
 
+	daemons   Daemons // daemon i, nil while it is stopped
 	mu        sync.Mutex
 	cfg       SwarmConfig
 	bootstrap string     // daemon 0's first address at its first start
@@ -54,7 +52,8 @@ func NewSwarm(ctx context.Context, opts Options, root string, cfg SwarmConfig) (
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s := &Swarm{Opts: opts, Root: root, Repos: make([]string, cfg.N), IDs: make([]string, cfg.N),
-		Daemons: make([]*Daemon, cfg.N), cfg: cfg, listen: make([][]string, cfg.N)}
+		cfg: cfg, listen: make([][]string, cfg.N)}
+	s.daemons.Grow(cfg.N)
 	ok := false
 	defer func() {
 		if !ok {
@@ -74,9 +73,9 @@ func NewSwarm(ctx context.Context, opts Options, root string, cfg SwarmConfig) (
 		if err != nil {
 			return nil, err
 		}
+		s.daemons.Set(i, d)
 		s.mu.Lock()
-		s.Daemons[i] = d
-		s.listen[i] = transportAddrs(d.Addrs)
+		s.listen[i] = TransportAddrs(d.Addrs)
 		if i == 0 {
 			s.bootstrap = d.Addr()
 		}
@@ -101,35 +100,16 @@ func (s *Swarm) Bootstrap() string {
 	return s.bootstrap
 }
 
-// transportAddrs strips the /p2p/ part of printed addresses, for --listen.
-func transportAddrs(addrs []string) []string {
-	var out []string
-	for _, a := range addrs {
-		if i := strings.Index(a, "/p2p/"); i >= 0 {
-			a = a[:i]
-		}
-		out = append(out, a)
-	}
-	return out
-}
+// Daemon returns daemon i, nil while it is stopped.
+func (s *Swarm) Daemon(i int) *Daemon { return s.daemons.Get(i) }
 
 // Running returns the daemons currently started.
-func (s *Swarm) Running() []*Daemon {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*Daemon
-	for _, d := range s.Daemons {
-		if d != nil {
-			out = append(out, d)
-		}
-	}
-	return out
-}
+func (s *Swarm) Running() []*Daemon { return s.daemons.Running() }
 
 // WaitPeers polls every running daemon's API until each sees at least min
 // peers, or ctx ends (the error then names the daemons short of peers).
 func (s *Swarm) WaitPeers(ctx context.Context, min int) error {
-	return WaitPeers(ctx, min, s.Running()...)
+	return s.daemons.WaitPeers(ctx, min)
 }
 
 // WaitPeers polls the daemons' APIs until each sees at least min peers.
@@ -156,27 +136,10 @@ func WaitPeers(ctx context.Context, min int, ds ...*Daemon) error {
 }
 
 // Stop stops daemon i (SIGTERM, then SIGKILL after the grace time).
-func (s *Swarm) Stop(i int) error {
-	s.mu.Lock()
-	d := s.Daemons[i]
-	s.Daemons[i] = nil
-	s.mu.Unlock()
-	if d == nil {
-		return nil
-	}
-	return d.Stop()
-}
+func (s *Swarm) Stop(i int) error { return s.daemons.Stop(i) }
 
 // Kill kills daemon i with SIGKILL.
-func (s *Swarm) Kill(i int) {
-	s.mu.Lock()
-	d := s.Daemons[i]
-	s.Daemons[i] = nil
-	s.mu.Unlock()
-	if d != nil {
-		d.Kill()
-	}
-}
+func (s *Swarm) Kill(i int) { s.daemons.Kill(i) }
 
 // Start starts daemon i again from its repo dir after a Stop or Kill. It
 // listens on the addresses it printed at its first start (so the others'
@@ -186,36 +149,26 @@ func (s *Swarm) Kill(i int) {
 // those with StartDaemon and flags of your own.
 func (s *Swarm) Start(ctx context.Context, i int, extra ...string) (*Daemon, error) {
 	s.mu.Lock()
-	running := s.Daemons[i] != nil
 	args := s.args(i, s.listen[i])
 	s.mu.Unlock()
-	if running {
+	if s.daemons.Get(i) != nil {
 		return nil, fmt.Errorf("harness: daemon %d is running", i)
 	}
 	d, err := StartDaemon(ctx, s.Opts, s.Repos[i], append(args, extra...)...)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.Daemons[i] = d
-	s.mu.Unlock()
+	s.daemons.Set(i, d)
 	return d, nil
 }
 
 // args builds daemon i's flags; listen nil means 127.0.0.1/tcp/0.
 func (s *Swarm) args(i int, listen []string) []string {
-	if len(listen) == 0 {
-		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	boot := ""
+	if i > 0 {
+		boot = s.bootstrap
 	}
-	var args []string
-	for _, l := range listen {
-		args = append(args, "--listen", l)
-	}
-	args = append(args, "--api", "127.0.0.1:0")
-	if i > 0 && s.bootstrap != "" {
-		args = append(args, "--bootstrap", s.bootstrap)
-	}
-	args = append(args, s.cfg.Args...)
+	args := append(LoopbackFlags(listen, nil, boot), s.cfg.Args...)
 	if s.cfg.ArgsFor != nil {
 		args = append(args, s.cfg.ArgsFor(i)...)
 	}
@@ -223,36 +176,11 @@ func (s *Swarm) args(i int, listen []string) []string {
 }
 
 // StopAll stops every running daemon in parallel and joins their errors.
-func (s *Swarm) StopAll() error {
-	s.mu.Lock()
-	n := len(s.Daemons)
-	s.mu.Unlock()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { errs[i] = s.Stop(i) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
+func (s *Swarm) StopAll() error { return s.daemons.StopAll() }
 
 // Close kills every daemon still running. It is safe to call more than once
 // and on a partly started swarm.
-func (s *Swarm) Close() {
-	s.mu.Lock()
-	ds := append([]*Daemon(nil), s.Daemons...)
-	for i := range s.Daemons {
-		s.Daemons[i] = nil
-	}
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, d := range ds {
-		if d != nil {
-			wg.Go(d.Kill)
-		}
-	}
-	wg.Wait()
-}
+func (s *Swarm) Close() { s.daemons.Close() }
 
 // RemoveLogs deletes the daemons' log files (repo+".log").
 func (s *Swarm) RemoveLogs() {
@@ -269,7 +197,7 @@ func (s *Swarm) Add(ctx context.Context, extra ...string) (int, *Daemon, error) 
 	repo := filepath.Join(s.Root, fmt.Sprintf("node%d", i))
 	s.Repos = append(s.Repos, repo)
 	s.IDs = append(s.IDs, "")
-	s.Daemons = append(s.Daemons, nil)
+	s.daemons.Grow(1)
 	s.listen = append(s.listen, nil)
 	args := s.args(i, nil)
 	s.mu.Unlock()
@@ -281,10 +209,10 @@ func (s *Swarm) Add(ctx context.Context, extra ...string) (int, *Daemon, error) 
 	if err != nil {
 		return i, nil, err
 	}
+	s.daemons.Set(i, d)
 	s.mu.Lock()
 	s.IDs[i] = id
-	s.Daemons[i] = d
-	s.listen[i] = transportAddrs(d.Addrs)
+	s.listen[i] = TransportAddrs(d.Addrs)
 	s.mu.Unlock()
 	return i, d, nil
 }

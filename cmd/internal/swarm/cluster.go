@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +38,8 @@ type cluster struct {
 	announce [][]string // --announce of daemon i (wan: its proxy)
 	proxies  []*delayproxy.Proxy
 
+	daemons    harness.Daemons // daemon i, nil while it is down
 	mu         sync.Mutex
-	daemons    []*harness.Daemon // nil while daemon i is down
 	stopErrors []string
 }
 
@@ -49,8 +50,9 @@ func newCluster(ctx context.Context, hopts harness.Options, seed int64, root str
 	c := &cluster{
 		hopts: hopts, seed: seed, root: root, rtt: rtt, logf: logf,
 		repos: make([]string, n), ids: make([]string, n), listen: make([][]string, n),
-		announce: make([][]string, n), daemons: make([]*harness.Daemon, n),
+		announce: make([][]string, n),
 	}
+	c.daemons.Grow(n)
 	for i := range n {
 		repo, id, err := makeRepo(ctx, hopts.Bin, seed, root, fmt.Sprintf("node%d", i))
 		if err != nil {
@@ -112,7 +114,7 @@ func (c *cluster) add(ctx context.Context) (int, error) {
 	c.ids = append(c.ids, id)
 	c.listen = append(c.listen, []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)})
 	c.announce = append(c.announce, announce)
-	c.daemons = append(c.daemons, nil)
+	c.daemons.Grow(1)
 	c.mu.Unlock()
 	return i, c.startOne(ctx, i)
 }
@@ -180,18 +182,11 @@ func (c *cluster) size() int { return len(c.repos) }
 
 // args are daemon i's flags.
 func (c *cluster) args(i int) []string {
-	var args []string
-	for _, l := range c.listen[i] {
-		args = append(args, "--listen", l)
-	}
-	for _, a := range c.announce[i] {
-		args = append(args, "--announce", a)
-	}
-	args = append(args, "--api", "127.0.0.1:0")
+	boot := ""
 	if i > 0 {
-		args = append(args, "--bootstrap", c.bootAddr())
+		boot = c.bootAddr()
 	}
-	return args
+	return harness.LoopbackFlags(c.listen[i], c.announce[i], boot)
 }
 
 // bootAddr is daemon 0's dialable address with /p2p/: through its proxy in
@@ -233,10 +228,7 @@ func (c *cluster) start(ctx context.Context) error {
 
 // startOne starts daemon i (again) from its repo dir.
 func (c *cluster) startOne(ctx context.Context, i int) error {
-	c.mu.Lock()
-	up := c.daemons[i] != nil
-	c.mu.Unlock()
-	if up {
+	if c.daemons.Get(i) != nil {
 		return fmt.Errorf("node%d is already running", i)
 	}
 	d, err := harness.StartDaemon(ctx, c.hopts, c.repos[i], c.args(i)...)
@@ -261,34 +253,17 @@ func (c *cluster) startOne(ctx context.Context, i int) error {
 		d.Kill()
 		return fmt.Errorf("node%d printed peer ID %s, want the seeded %s", i, d.ID, c.ids[i])
 	}
-	c.mu.Lock()
-	c.daemons[i] = d
-	c.mu.Unlock()
+	c.daemons.Set(i, d)
 	return nil
 }
 
 // killOne kills daemon i with SIGKILL: a crash, no clean shutdown.
-func (c *cluster) killOne(i int) {
-	c.mu.Lock()
-	d := c.daemons[i]
-	c.daemons[i] = nil
-	c.mu.Unlock()
-	if d != nil {
-		d.Kill()
-	}
-}
+func (c *cluster) killOne(i int) { c.daemons.Kill(i) }
 
 // stopOne stops daemon i with SIGTERM (SIGKILL after the grace time); an
 // unclean exit is recorded, not returned, since the daemon is gone anyway.
 func (c *cluster) stopOne(i int) {
-	c.mu.Lock()
-	d := c.daemons[i]
-	c.daemons[i] = nil
-	c.mu.Unlock()
-	if d == nil {
-		return
-	}
-	if err := d.Stop(); err != nil {
+	if err := c.daemons.Stop(i); err != nil {
 		c.mu.Lock()
 		c.stopErrors = append(c.stopErrors, fmt.Sprintf("node%d: %v", i, err))
 		c.mu.Unlock()
@@ -296,50 +271,21 @@ func (c *cluster) stopOne(i int) {
 }
 
 // up returns the indices of the running daemons.
-func (c *cluster) up() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []int
-	for i, d := range c.daemons {
-		if d != nil {
-			out = append(out, i)
-		}
-	}
-	return out
-}
+func (c *cluster) up() []int { return c.daemons.Up() }
 
 // daemon returns daemon i, nil while it is down.
-func (c *cluster) daemon(i int) *harness.Daemon {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.daemons[i]
-}
+func (c *cluster) daemon(i int) *harness.Daemon { return c.daemons.Get(i) }
 
 // running returns the running daemons.
-func (c *cluster) running() []*harness.Daemon {
-	var out []*harness.Daemon
-	for _, i := range c.up() {
-		if d := c.daemon(i); d != nil {
-			out = append(out, d)
-		}
-	}
-	return out
-}
+func (c *cluster) running() []*harness.Daemon { return c.daemons.Running() }
 
 // waitPeers waits until every running daemon sees at least min peers.
 func (c *cluster) waitPeers(ctx context.Context, min int) error {
-	return harness.WaitPeers(ctx, min, c.running()...)
+	return c.daemons.WaitPeers(ctx, min)
 }
 
 // index maps a peer ID to its member index, -1 if it is not a member.
-func (c *cluster) index(id string) int {
-	for i, x := range c.ids {
-		if x == id {
-			return i
-		}
-	}
-	return -1
-}
+func (c *cluster) index(id string) int { return slices.Index(c.ids, id) }
 
 // rss samples every running daemon's resident set size.
 func (c *cluster) rss() []int64 {
@@ -364,21 +310,11 @@ func (c *cluster) stopAll() {
 // Close kills whatever still runs and closes the proxies. Safe to call
 // more than once.
 func (c *cluster) Close() {
+	c.daemons.Close()
 	c.mu.Lock()
-	ds := append([]*harness.Daemon(nil), c.daemons...)
-	for i := range c.daemons {
-		c.daemons[i] = nil
-	}
 	ps := c.proxies
 	c.proxies = nil
 	c.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, d := range ds {
-		if d != nil {
-			wg.Go(d.Kill)
-		}
-	}
-	wg.Wait()
 	for _, p := range ps {
 		_ = p.Close()
 	}
