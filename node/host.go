@@ -52,9 +52,13 @@ type serviceLimit struct {
 	in     int   // inbound streams, whole service (times the session factor when sessions)
 	perIn  int   // inbound streams per peer (likewise)
 	mem    int64 // bytes, whole service
-	perMem int64 // bytes per peer: enforced by the resource manager on stream reservations and by reserveService on service reservations
+	perMem int64 // bytes per peer, enforced by the resource manager on stream reservations
 	// sessions scales in and perIn by MaxSessions+16.
 	sessions bool
+	// peerMem makes reserveService hold each peer to perMem too (a
+	// service-scope span is not charged to the peer). Not for the dealer
+	// service: one dealer legitimately sends the bundles of many sessions.
+	peerMem bool
 }
 
 // serviceLimits are the limits of the /grid services. Session streams get
@@ -63,11 +67,11 @@ type serviceLimit struct {
 // quarter of the infer and plain services' memory (four requests of the
 // largest size): one peer's unfinished requests cannot take it all.
 var serviceLimits = map[string]serviceLimit{
-	svcShares: {ProtoShares, 64, 8, 4 << 30, 2 << 30, false},
-	svcInfer:  {ProtoInfer, 4, 4, 1 << 30, 256 << 20, true},
-	svcMPC:    {ProtoMPC, 8, 2, 2 << 30, 1 << 30, true},
-	svcDealer: {ProtoDealer, 4, 4, 2 << 30, 1 << 30, true},
-	svcPlain:  {ProtoPlain, 4, 4, 1 << 30, 256 << 20, true},
+	svcShares: {ProtoShares, 64, 8, 4 << 30, 2 << 30, false, true},
+	svcInfer:  {ProtoInfer, 4, 4, 1 << 30, 256 << 20, true, true},
+	svcMPC:    {ProtoMPC, 8, 2, 2 << 30, 1 << 30, true, false},
+	svcDealer: {ProtoDealer, 4, 4, 2 << 30, 1 << 30, true, false},
+	svcPlain:  {ProtoPlain, 4, 4, 1 << 30, 256 << 20, true, true},
 }
 
 // resourceManager builds libp2p's resource manager with the defaults plus
@@ -147,8 +151,9 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager,
 // system's) with the resource manager on behalf of peer p, for a buffer
 // larger than a single stream may hold (libp2p caps a stream scope at
 // 16 MiB). The service limit bounds what all peers together may make the
-// node buffer; the service's per-peer limit (serviceLimits), counted here
-// because a service-scope span is not charged to the peer, bounds one peer.
+// node buffer; for the services with peerMem set, the per-peer limit
+// (serviceLimits), counted here because a service-scope span is not
+// charged to the peer, bounds one peer.
 func (n *Node) reserveService(svc string, p peer.ID, size int) (release func(), err error) {
 	peerRelease, err := n.peers.reserve(svc, p, int64(size))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestUnfinishedRequestsBounded is the resource-limit test: a peer opens
@@ -153,4 +154,66 @@ func serviceMemory(n *Node, svc string) int64 {
 		return nil
 	})
 	return mem
+}
+
+func TestPeerLimits(t *testing.T) {
+	l := newPeerLimits(4)
+	a, b := peer.ID("a"), peer.ID("b")
+	var dones []func()
+	for range 2 {
+		done, err := l.startReading(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dones = append(dones, done)
+	}
+	if _, err := l.startReading(a); !errors.Is(err, ErrBusy) {
+		t.Fatalf("third request read from one peer with MaxSessions 4: %v, want ErrBusy", err)
+	}
+	if _, err := l.startReading(b); err != nil {
+		t.Fatalf("another peer refused: %v", err)
+	}
+	dones[0]()
+	dones[0]() // idempotent
+	if _, err := l.startReading(a); err != nil {
+		t.Fatalf("after one request was read: %v", err)
+	}
+
+	tests := []struct {
+		name  string
+		svc   string
+		sizes []int64
+		ok    []bool
+	}{
+		{"infer share", svcInfer, []int64{200 << 20, 56 << 20, 1}, []bool{true, true, false}},
+		{"one request over the share", svcPlain, []int64{256<<20 + 1}, []bool{false}},
+		{"uploads", svcShares, []int64{2 << 30, 1}, []bool{true, false}},
+		{"dealer not counted", svcDealer, []int64{2 << 30, 2 << 30}, []bool{true, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var rel []func()
+			for i, size := range tc.sizes {
+				r, err := l.reserve(tc.svc, a, size)
+				if (err == nil) != tc.ok[i] {
+					t.Fatalf("reservation %d of %d bytes: %v, want ok=%v", i, size, err, tc.ok[i])
+				}
+				if err == nil {
+					rel = append(rel, r)
+				}
+			}
+			if r, err := l.reserve(tc.svc, b, 1); err != nil {
+				t.Fatalf("another peer refused: %v", err)
+			} else {
+				r()
+			}
+			for _, r := range rel {
+				r()
+				r()
+			}
+			if got := l.reserved(tc.svc, a); got != 0 {
+				t.Fatalf("%d bytes still reserved after release", got)
+			}
+		})
+	}
 }

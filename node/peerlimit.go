@@ -58,9 +58,14 @@ func (l *peerLimits) startReading(p peer.ID) (done func(), err error) {
 }
 
 // reserve counts size bytes of svc's memory against p's per-peer limit
-// (serviceLimits[svc].perMem), or fails when p would go over it.
+// (serviceLimits[svc].perMem), or fails when p would go over it. Services
+// without peerMem are not counted.
 func (l *peerLimits) reserve(svc string, p peer.ID, size int64) (release func(), err error) {
-	limit := serviceLimits[svc].perMem
+	sl := serviceLimits[svc]
+	if !sl.peerMem {
+		return func() {}, nil
+	}
+	limit := sl.perMem
 	k := peerService{svc, p}
 	l.mu.Lock()
 	defer l.mu.Unlock()
