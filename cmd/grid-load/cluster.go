@@ -174,12 +174,11 @@ func (c *cluster) startDaemons(ctx context.Context, cfg Config, dir string) (str
 		if err := harness.SetSessions(repo, map[string]any{"Timeout": cfg.SessionTimeout.String(), "Max": cfg.MaxSessions}); err != nil {
 			return "", err
 		}
-		args := []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--log-level", "warn"}
-		if i == 0 {
-			args = append(args, "--roles", node.RoleDealer)
-		} else {
-			args = append(args, "--roles", node.RoleHolder, "--bootstrap", boot)
+		role := node.RoleDealer
+		if i > 0 {
+			role = node.RoleHolder
 		}
+		args := append(harness.LoopbackFlags(nil, nil, boot), "--log-level", "warn", "--roles", role)
 		d, err := harness.StartDaemon(ctx, opts, repo, args...)
 		if err != nil {
 			return "", err

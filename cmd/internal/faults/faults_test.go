@@ -115,6 +115,18 @@ func (f *fixture) holderIndex(model string, party int) int {
 	return i
 }
 
+// holderIndices are the cluster indices of the model's holders, by party,
+// leaving out those in except.
+func (f *fixture) holderIndices(model string, except ...int) []int {
+	var out []int
+	for p := range f.holders[model] {
+		if i := f.holderIndex(model, p); !slices.Contains(except, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func (f *fixture) checkSeed(res harness.Result) {
 	f.t.Helper()
 	var v struct{ Output []float64 }
@@ -260,13 +272,7 @@ func (f *fixture) midSession(watch int) *harness.Proc {
 
 func (f *fixture) holderKilledMidSession(t *testing.T) {
 	victim := f.holderIndex("cnn", 1)
-	var others []int
-	for p := range 4 {
-		if i := f.holderIndex("cnn", p); i != victim {
-			others = append(others, i)
-		}
-	}
-	base := f.baseline(others)
+	base := f.baseline(f.holderIndices("cnn", victim))
 	p := f.midSession(victim)
 	f.Kill(victim)
 	killed := time.Now()
@@ -285,10 +291,7 @@ func (f *fixture) holderKilledMidSession(t *testing.T) {
 }
 
 func (f *fixture) clientKilledMidSession(t *testing.T) {
-	var hs []int
-	for p := range 4 {
-		hs = append(hs, f.holderIndex("cnn", p))
-	}
+	hs := f.holderIndices("cnn")
 	base := f.baseline(hs)
 	p := f.midSession(hs[0])
 	p.Kill()
@@ -297,10 +300,7 @@ func (f *fixture) clientKilledMidSession(t *testing.T) {
 }
 
 func (f *fixture) dealerKilledMidSession(t *testing.T) {
-	var hs []int
-	for p := range 4 {
-		hs = append(hs, f.holderIndex("cnn", p))
-	}
+	hs := f.holderIndices("cnn")
 	base := f.baseline(hs)
 	series := `grid_sessions_started_total{role="dealer"}`
 	before, err := f.Metric(f.ctx, 0, series)

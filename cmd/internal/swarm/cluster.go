@@ -331,16 +331,3 @@ func (c *cluster) removeRepos() {
 		}
 	}
 }
-
-// logTail returns the last max bytes of daemon i's log, for a failure
-// report.
-func (c *cluster) logTail(i, max int) string {
-	b, err := os.ReadFile(c.repos[i] + ".log")
-	if err != nil {
-		return ""
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return string(b)
-}
