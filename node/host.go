@@ -177,12 +177,25 @@ func (n *Node) reserveService(svc string, p peer.ID, size int) (release func(), 
 	return func() { span.Done(); peerRelease() }, nil
 }
 
-// readReserved reads one message of at most max bytes from peer p, its
-// size reserved from the service's memory for the time of the decode.
+// readReserved reads one session request of at most max bytes from peer
+// p, its size reserved from the service's memory for the time of the
+// decode. A request that has not all arrived with its length (a slow or
+// unfinished one, or one over the read buffer) also counts against p's
+// requests being read (peerLimits.startReading) until it is in: one peer
+// cannot hold more than its part of the session slots with requests it
+// does not finish, and a client sending whole requests is never refused
+// for sending many at once.
 func (n *Node) readReserved(fr *frameReader, svc string, p peer.ID, max int, m proto.Message) error {
-	release := func() {}
+	release, doneReading := func() {}, func() {}
 	defer func() { release() }()
 	b, err := fr.nextReserve(max, func(size int) error {
+		if fr.br.Buffered() < size {
+			done, err := n.peers.startReading(p)
+			if err != nil {
+				return err
+			}
+			doneReading = done
+		}
 		r, err := n.reserveService(svc, p, size)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBusy, err)
@@ -190,6 +203,7 @@ func (n *Node) readReserved(fr *frameReader, svc string, p peer.ID, max int, m p
 		release = r
 		return nil
 	})
+	doneReading()
 	if err != nil {
 		return err
 	}

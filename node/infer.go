@@ -534,17 +534,9 @@ func (n *Node) handleInfer(s network.Stream) {
 		return
 	}
 	defer release()
-	// One peer may have only part of the slots waiting for its requests.
-	doneReading, err := n.peers.startReading(client)
-	if err != nil {
-		n.refuse(s, "holder", err)
-		return
-	}
 	fr := newFrameReader(s)
 	var req pb.InferRequest
-	err = n.readReserved(fr, svcInfer, client, maxTensorFrame, &req)
-	doneReading()
-	if err != nil {
+	if err := n.readReserved(fr, svcInfer, client, maxTensorFrame, &req); err != nil {
 		n.log.Debug("infer request", "remote", client, "err", err)
 		n.met.errors.WithLabelValues("bad_request").Inc()
 		n.met.sessionsFailed.WithLabelValues("holder").Inc()

@@ -8,8 +8,8 @@ import (
 )
 
 // peerLimits is the node's own per-peer admission: the requests each
-// remote peer has being read (a slot taken, the request not yet in), and
-// the service memory each peer has reserved. Without it one peer's
+// remote peer has being read (a slot taken, the request announced but not
+// all arrived), and the service memory each peer has reserved. Without it one peer's
 // unfinished requests could hold every session slot and a service's whole
 // memory until the session timeout. Its methods are safe for concurrent use.
 type peerLimits struct {

@@ -74,15 +74,8 @@ func (n *Node) handlePlain(s network.Stream) {
 		return
 	}
 	defer release()
-	doneReading, err := n.peers.startReading(s.Conn().RemotePeer())
-	if err != nil {
-		n.refuse(s, "host", err)
-		return
-	}
 	var req pb.PlainRequest
-	err = n.readReserved(newFrameReader(s), svcPlain, s.Conn().RemotePeer(), maxTensorFrame, &req)
-	doneReading()
-	if err != nil {
+	if err := n.readReserved(newFrameReader(s), svcPlain, s.Conn().RemotePeer(), maxTensorFrame, &req); err != nil {
 		n.met.errors.WithLabelValues("bad_request").Inc()
 		n.met.sessionsFailed.WithLabelValues("host").Inc()
 		s.Reset()
