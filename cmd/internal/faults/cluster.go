@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -25,128 +24,52 @@ import (
 )
 
 // Cluster is a dealer (daemon 0, also the bootstrap peer), holders
-// (daemons 1..N) and a client repo, all on loopback.
+// (daemons 1..N) and a client repo, all on loopback: a harness.Swarm whose
+// daemons have the dealer or holder role and a short session timeout.
 type Cluster struct {
+	*harness.Swarm
 	Bin     string
 	Dir     string
-	Opts    harness.Options
-	Repos   []string // daemon i's repo dir
-	IDs     []string // daemon i's peer ID
-	Client  string   // the client repo
+	Client  string // the client repo
 	Timeout time.Duration
 
-	daemons harness.Daemons // daemon i, nil while stopped
-	mu      sync.Mutex
-	listen  [][]string // daemon i's listen addresses, reused on restart
-	boot    string
-	procs   []*harness.Proc
+	mu    sync.Mutex
+	procs []*harness.Proc
 }
 
 // StartCluster creates the repos under dir (session timeout written into
 // each config), starts the dealer and the holders and waits until every
 // daemon sees all the others. On error everything started is killed.
-func StartCluster(ctx context.Context, bin, dir string, holders int, timeout time.Duration) (_ *Cluster, err error) {
-	c := &Cluster{Bin: bin, Dir: dir, Timeout: timeout,
-		Opts: harness.Options{Bin: bin, ReadyTimeout: 30 * time.Second, StopTimeout: 10 * time.Second}}
-	defer func() {
-		if err != nil {
-			c.Close()
-		}
-	}()
-	n := holders + 1
-	c.Repos, c.IDs = make([]string, n), make([]string, n)
-	c.daemons.Grow(n)
-	c.listen = make([][]string, n)
-	for i := range n {
-		c.Repos[i] = filepath.Join(dir, fmt.Sprintf("d%d", i))
-		if c.IDs[i], err = harness.Init(ctx, bin, c.Repos[i]); err != nil {
-			return nil, err
-		}
-		if err := harness.SetSessions(c.Repos[i], map[string]any{"Timeout": timeout.String()}); err != nil {
-			return nil, err
-		}
+func StartCluster(ctx context.Context, bin, dir string, holders int, timeout time.Duration) (*Cluster, error) {
+	c := &Cluster{Bin: bin, Dir: dir, Timeout: timeout, Client: filepath.Join(dir, "client")}
+	setTimeout := func(_ int, repo string) error {
+		return harness.SetSessions(repo, map[string]any{"Timeout": timeout.String()})
 	}
-	c.Client = filepath.Join(dir, "client")
 	if _, err := harness.Init(ctx, bin, c.Client); err != nil {
 		return nil, err
 	}
-	if err := harness.SetSessions(c.Client, map[string]any{"Timeout": timeout.String()}); err != nil {
+	if err := setTimeout(-1, c.Client); err != nil {
 		return nil, err
 	}
-	for i := range n {
-		if _, err := c.Start(ctx, i); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.WaitPeers(ctx, n-1); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// Start starts daemon i from its repo dir: on the addresses it listened on
-// before (so the bootstrap address and the peers' address books stay
-// valid), with the dealer role for daemon 0 and the holder role else.
-func (c *Cluster) Start(ctx context.Context, i int) (*harness.Daemon, error) {
-	return c.StartWith(ctx, i, nil)
-}
-
-// StartWith is Start with other listen addresses (nil: the usual ones) and
-// extra daemon flags (e.g. --announce).
-func (c *Cluster) StartWith(ctx context.Context, i int, listen []string, extra ...string) (*harness.Daemon, error) {
-	if c.daemons.Get(i) != nil {
-		return nil, fmt.Errorf("daemon %d is running", i)
-	}
-	c.mu.Lock()
-	if listen == nil {
-		listen = c.listen[i]
-	}
-	boot, roles := "", "dealer"
-	if i > 0 {
-		boot, roles = c.boot, "holder"
-	}
-	args := append(harness.LoopbackFlags(listen, nil, boot), "--log-level", "info", "--roles", roles)
-	args = append(args, extra...)
-	c.mu.Unlock()
-	d, err := harness.StartDaemon(ctx, c.Opts, c.Repos[i], args...)
+	opts := harness.Options{Bin: bin, ReadyTimeout: 30 * time.Second, StopTimeout: 10 * time.Second}
+	s, err := harness.NewSwarm(ctx, opts, dir, harness.SwarmConfig{
+		N:    holders + 1,
+		Args: []string{"--log-level", "info"},
+		ArgsFor: func(i int) []string {
+			if i == 0 {
+				return []string{"--roles", "dealer"}
+			}
+			return []string{"--roles", "holder"}
+		},
+		Prepare: setTimeout,
+		Timeout: 2 * time.Minute,
+	})
 	if err != nil {
 		return nil, err
 	}
-	c.daemons.Set(i, d)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.listen[i]) == 0 {
-		c.listen[i] = harness.TransportAddrs(d.Addrs)
-	}
-	if i == 0 && c.boot == "" {
-		c.boot = d.Addr()
-	}
-	return d, nil
+	c.Swarm = s
+	return c, nil
 }
-
-// Daemon returns daemon i (nil while it is stopped).
-func (c *Cluster) Daemon(i int) *harness.Daemon { return c.daemons.Get(i) }
-
-// Bootstrap is daemon 0's address.
-func (c *Cluster) Bootstrap() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.boot
-}
-
-// Kill sends SIGKILL to daemon i and waits until it is gone.
-func (c *Cluster) Kill(i int) { c.daemons.Kill(i) }
-
-// Stop stops daemon i cleanly (SIGTERM).
-func (c *Cluster) Stop(i int) error { return c.daemons.Stop(i) }
-
-// WaitPeers waits until every running daemon sees at least min peers.
-func (c *Cluster) WaitPeers(ctx context.Context, min int) error {
-	return c.daemons.WaitPeers(ctx, min)
-}
-
-// Index returns the daemon whose peer ID is id, or -1.
-func (c *Cluster) Index(id string) int { return slices.Index(c.IDs, id) }
 
 // env is the client commands' environment.
 func (c *Cluster) env() []string {
@@ -216,5 +139,7 @@ func (c *Cluster) Close() {
 	for _, p := range procs {
 		p.Kill()
 	}
-	c.daemons.Close()
+	if c.Swarm != nil {
+		c.Swarm.Close()
+	}
 }

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,11 +169,25 @@ func TestRunAndInit(t *testing.T) {
 
 func TestSwarmLifecycle(t *testing.T) {
 	ctx := context.Background()
-	s, err := NewSwarm(ctx, fakeOpts(t, "ok"), t.TempDir(), SwarmConfig{N: 3, MinPeers: 2, Timeout: 20 * time.Second})
+	var prepared []int
+	var mu sync.Mutex
+	cfg := SwarmConfig{N: 3, MinPeers: 2, Timeout: 20 * time.Second, Prepare: func(i int, repo string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		prepared = append(prepared, i)
+		return os.WriteFile(repo+".prepared", nil, 0o600)
+	}}
+	s, err := NewSwarm(ctx, fakeOpts(t, "ok"), t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
+	if _, err := os.Stat(s.Repos[2] + ".prepared"); err != nil || !slices.Equal(prepared, []int{0, 1, 2}) {
+		t.Fatalf("prepared %v, %v", prepared, err)
+	}
+	if s.Index(s.IDs[1]) != 0 || s.Index("12D3KooWNone") != -1 {
+		t.Fatalf("Index: %d, %d (the fake gives every daemon one ID)", s.Index(s.IDs[1]), s.Index("12D3KooWNone"))
+	}
 	if len(s.Running()) != 3 || s.Bootstrap() == "" {
 		t.Fatalf("running %d, bootstrap %q", len(s.Running()), s.Bootstrap())
 	}
@@ -189,9 +205,22 @@ func TestSwarmLifecycle(t *testing.T) {
 	if d.Args[1] != "/ip4/127.0.0.1/tcp/4001" {
 		t.Fatalf("restart does not pin the port: %v", d.Args)
 	}
+	if _, err := s.Start(ctx, 1); err == nil {
+		t.Fatal("started a running daemon")
+	}
+	s.Kill(1)
+	if d, err = s.StartWith(ctx, 1, []string{"/ip4/127.0.0.1/tcp/4002"}, "--announce", "/ip4/127.0.0.1/tcp/9"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(d.Args, " "); !strings.HasPrefix(got, "--listen /ip4/127.0.0.1/tcp/4002 --api") || !strings.HasSuffix(got, "--announce /ip4/127.0.0.1/tcp/9") {
+		t.Fatalf("StartWith args %v", d.Args)
+	}
 	i, _, err := s.Add(ctx)
 	if err != nil || i != 3 {
 		t.Fatalf("add: %d, %v", i, err)
+	}
+	if !slices.Equal(prepared, []int{0, 1, 2, 3}) {
+		t.Fatalf("Add did not prepare the new repo: %v", prepared)
 	}
 	if err := s.StopAll(); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -30,6 +31,9 @@ type SwarmConfig struct {
 	Args []string // extra flags for every daemon, e.g. --roles
 	// ArgsFor returns extra flags for daemon i (after Args); optional.
 	ArgsFor func(i int) []string
+	// Prepare, if set, is called with daemon i's repo dir after grid init
+	// and before its first start, e.g. to edit its config (SetSessions).
+	Prepare func(i int, repo string) error
 	// MinPeers is how many peers each daemon must see before NewSwarm
 	// returns; 0 means N-1 (everyone sees everyone).
 	MinPeers int
@@ -62,7 +66,7 @@ func NewSwarm(ctx context.Context, opts Options, root string, cfg SwarmConfig) (
 	}()
 	for i := range cfg.N {
 		s.Repos[i] = filepath.Join(root, fmt.Sprintf("node%d", i))
-		id, err := initRepo(ctx, opts, s.Repos[i])
+		id, err := s.initRepo(ctx, i, s.Repos[i])
 		if err != nil {
 			return nil, err
 		}
@@ -148,8 +152,18 @@ func (s *Swarm) Kill(i int) { s.daemons.Kill(i) }
 // --announce print the announced addresses, not the listen ones: restart
 // those with StartDaemon and flags of your own.
 func (s *Swarm) Start(ctx context.Context, i int, extra ...string) (*Daemon, error) {
+	return s.StartWith(ctx, i, nil, extra...)
+}
+
+// StartWith is Start on other listen addresses (nil: those of the first
+// start), e.g. with --announce among extra. Later Starts go back to the
+// first start's addresses.
+func (s *Swarm) StartWith(ctx context.Context, i int, listen []string, extra ...string) (*Daemon, error) {
 	s.mu.Lock()
-	args := s.args(i, s.listen[i])
+	if listen == nil {
+		listen = s.listen[i]
+	}
+	args := s.args(i, listen)
 	s.mu.Unlock()
 	if s.daemons.Get(i) != nil {
 		return nil, fmt.Errorf("harness: daemon %d is running", i)
@@ -160,6 +174,27 @@ func (s *Swarm) Start(ctx context.Context, i int, extra ...string) (*Daemon, err
 	}
 	s.daemons.Set(i, d)
 	return d, nil
+}
+
+// initRepo runs grid init for daemon i's repo, then SwarmConfig.Prepare.
+func (s *Swarm) initRepo(ctx context.Context, i int, repo string) (string, error) {
+	id, err := initRepo(ctx, s.Opts, repo)
+	if err != nil {
+		return "", err
+	}
+	if s.cfg.Prepare != nil {
+		if err := s.cfg.Prepare(i, repo); err != nil {
+			return "", fmt.Errorf("prepare %s: %w", repo, err)
+		}
+	}
+	return id, nil
+}
+
+// Index returns the index of the daemon whose peer ID is id, or -1.
+func (s *Swarm) Index(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Index(s.IDs, id)
 }
 
 // args builds daemon i's flags; listen nil means 127.0.0.1/tcp/0.
@@ -201,7 +236,7 @@ func (s *Swarm) Add(ctx context.Context, extra ...string) (int, *Daemon, error) 
 	s.listen = append(s.listen, nil)
 	args := s.args(i, nil)
 	s.mu.Unlock()
-	id, err := initRepo(ctx, s.Opts, repo)
+	id, err := s.initRepo(ctx, i, repo)
 	if err != nil {
 		return i, nil, err
 	}
