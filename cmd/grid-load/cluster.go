@@ -161,34 +161,36 @@ func (c *cluster) startInProcess(ctx context.Context, cfg Config, dir string, lo
 	return bootAddr, nil
 }
 
-// startDaemons starts the dealer and the holders as "grid daemon"
-// processes, with the session limits written into their repo configs.
+// startDaemons starts the dealer (daemon 0, the bootstrap peer) and the
+// holders as "grid daemon" processes (a harness.Swarm), with the session
+// limits written into their repo configs.
 func (c *cluster) startDaemons(ctx context.Context, cfg Config, dir string) (string, error) {
 	opts := harness.Options{Bin: cfg.GridBin, ReadyTimeout: 30 * time.Second, StopTimeout: 10 * time.Second}
-	var boot string
+	s, err := harness.NewSwarm(ctx, opts, dir, harness.SwarmConfig{
+		N:    cfg.Holders + 1,
+		Args: []string{"--log-level", "warn"},
+		ArgsFor: func(i int) []string {
+			if i == 0 {
+				return []string{"--roles", node.RoleDealer}
+			}
+			return []string{"--roles", node.RoleHolder}
+		},
+		Prepare: func(_ int, repo string) error {
+			return harness.SetSessions(repo, map[string]any{"Timeout": cfg.SessionTimeout.String(), "Max": cfg.MaxSessions})
+		},
+		Timeout: 2 * time.Minute,
+	})
+	if err != nil {
+		return "", err
+	}
+	c.onClose(func() error { s.Close(); return nil })
 	for i := range cfg.Holders + 1 {
-		repo := filepath.Join(dir, fmt.Sprintf("daemon%d", i))
-		if _, err := harness.Init(ctx, cfg.GridBin, repo); err != nil {
-			return "", err
-		}
-		if err := harness.SetSessions(repo, map[string]any{"Timeout": cfg.SessionTimeout.String(), "Max": cfg.MaxSessions}); err != nil {
-			return "", err
-		}
-		role := node.RoleDealer
-		if i > 0 {
-			role = node.RoleHolder
-		}
-		args := append(harness.LoopbackFlags(nil, nil, boot), "--log-level", "warn", "--roles", role)
-		d, err := harness.StartDaemon(ctx, opts, repo, args...)
-		if err != nil {
-			return "", err
-		}
-		c.onClose(func() error { d.Kill(); return nil })
+		d := s.Daemon(i)
 		if i == 0 {
-			boot, c.dealerID, c.dealerAPI = d.Addr(), d.ID, d.API
+			c.dealerID, c.dealerAPI = d.ID, d.API
 		} else {
 			c.holderAPI = append(c.holderAPI, d.API)
 		}
 	}
-	return boot, nil
+	return s.Bootstrap(), nil
 }
