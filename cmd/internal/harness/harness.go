@@ -239,12 +239,16 @@ func (d *Daemon) Addr() string { return d.Addrs[0] }
 func (d *Daemon) Done() <-chan struct{} { return d.done }
 
 // Running reports whether the process has not exited yet.
-func (d *Daemon) Running() bool {
+func (d *Daemon) Running() bool { return !closed(d.done) }
+
+// closed reports whether ch is closed (for a done channel: whether the
+// process has exited), without blocking.
+func closed(ch <-chan struct{}) bool {
 	select {
-	case <-d.done:
-		return false
-	default:
+	case <-ch:
 		return true
+	default:
+		return false
 	}
 }
 

@@ -55,23 +55,14 @@ func (p *Proc) name() string {
 
 // Kill sends SIGKILL to the command (if it still runs) and waits for it.
 func (p *Proc) Kill() {
-	select {
-	case <-p.done:
-	default:
+	if !closed(p.done) {
 		_ = p.cmd.Process.Kill()
-		<-p.done
 	}
+	<-p.done
 }
 
 // Running reports whether the command has not exited.
-func (p *Proc) Running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *Proc) Running() bool { return !closed(p.done) }
 
 // Wait waits for the command to exit, at most until ctx ends (it is then
 // killed), and returns its result. The error is set when ctx ended first
