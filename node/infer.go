@@ -457,6 +457,10 @@ func (n *Node) openSession(ctx context.Context, i int, h peer.ID, req *pb.InferR
 	return &holderCall{party: i, peer: h, s: s, fr: fr}, nil
 }
 
+// dealerWait bounds how long Infer looks for an advertised dealer before
+// falling back to dealing itself.
+var dealerWait = 2 * time.Second
+
 // chooseDealer resolves InferOptions.Dealer: self, a given peer (never a
 // holder), or the first reachable advertised dealer that is not a holder,
 // falling back to self when there is none.
@@ -465,9 +469,22 @@ func (n *Node) chooseDealer(ctx context.Context, holders []peer.ID, opt string) 
 	case DealerSelf:
 		return n.ID(), true, nil
 	case "":
-		saved := peerWait
-		ps, err := n.pickPeersOnce(ctx, RoleDealer, holders)
-		_ = saved
+		// A dealer that has just started may not be findable yet (its
+		// provider record is still on its way): look again for a short
+		// while before dealing ourselves.
+		var ps []peer.ID
+		var err error
+		deadline := time.Now().Add(dealerWait)
+		for {
+			ps, err = n.pickPeersOnce(ctx, RoleDealer, holders)
+			if (err == nil && len(ps) > 0) || ctx.Err() != nil || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
 		if err != nil || len(ps) == 0 {
 			n.log.Warn("no dealer available that is not a holder: dealing ourselves", "err", err)
 			return n.ID(), true, nil
