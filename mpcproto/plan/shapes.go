@@ -1,6 +1,10 @@
 package plan
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/gridmpc/grid/mpcproto/tensor"
+)
 
 // Shapes validates the plan, binds its free batch dimension to batch and
 // infers the concrete shape of every value: the input, each weight and each
@@ -232,29 +236,9 @@ func WindowOut(in, k, s, begin, end, d int, ceil bool) (int, error) {
 	return o, nil
 }
 
-// Broadcast is the numpy (right-aligned) broadcast of two shapes.
-func Broadcast(a, b []int) ([]int, error) {
-	n := max(len(a), len(b))
-	out := make([]int, n)
-	for i := 0; i < n; i++ {
-		da, db := 1, 1
-		if j := len(a) - n + i; j >= 0 {
-			da = a[j]
-		}
-		if j := len(b) - n + i; j >= 0 {
-			db = b[j]
-		}
-		switch {
-		case da == db, db == 1:
-			out[i] = da
-		case da == 1:
-			out[i] = db
-		default:
-			return nil, fmt.Errorf("shapes %v and %v do not broadcast", a, b)
-		}
-	}
-	return out, nil
-}
+// Broadcast is the numpy (right-aligned) broadcast of two shapes; it is
+// tensor.BroadcastShape, the rule the engine applies to the shares.
+func Broadcast(a, b []int) ([]int, error) { return tensor.BroadcastShape(a, b) }
 
 func equal(a, b []int) bool {
 	if len(a) != len(b) {
