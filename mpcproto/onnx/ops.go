@@ -1128,16 +1128,7 @@ func (c *ctx) reshape() error {
 			return err
 		}
 	}
-	res, err := c.im.reshapeTo(c.name, x, target, c.out())
-	if err != nil {
-		return err
-	}
-	if res == x {
-		c.aliasTo(0, x)
-	} else {
-		c.set(res)
-	}
-	return nil
+	return c.reshapeOut(x, target)
 }
 
 func (c *ctx) squeeze() error {
@@ -1182,6 +1173,12 @@ func (c *ctx) squeeze() error {
 			return err
 		}
 	}
+	return c.reshapeOut(x, target)
+}
+
+// reshapeOut makes the node's output x reshaped to target[b] under each
+// probe binding: x itself when the shape does not change, else a Reshape.
+func (c *ctx) reshapeOut(x *act, target [2][]int) error {
 	res, err := c.im.reshapeTo(c.name, x, target, c.out())
 	if err != nil {
 		return err
