@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -123,15 +122,7 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
 	defer cancel()
-	var mu sync.Mutex
-	var cur holderView
-	record := func(kind string, data []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if cur != nil {
-			cur[kind] = append(cur[kind], bytes.Clone(data))
-		}
-	}
+	var rec viewRecorder
 	type model struct {
 		id string
 		p  *plan.Plan
@@ -159,7 +150,7 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 		for _, h := range s.holders {
 			h.recordHook = nil
 			if h.ID() == m.Holders[0] {
-				h.recordHook = record
+				h.recordHook = rec.record
 			}
 		}
 	}
@@ -190,9 +181,7 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 			secrets = append(secrets, secretPatterns(nonZero(want.Data)...)...)
 			v := view{name: fmt.Sprintf("%s %v", m.id, x), x: x}
 			for range R {
-				mu.Lock()
-				cur = holderView{}
-				mu.Unlock()
+				rec.start()
 				res, err := s.client.Infer(ctx, m.id, vec(x...), InferOptions{})
 				if err != nil {
 					t.Fatal(err)
@@ -202,7 +191,7 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 						t.Fatalf("%s: output %v, want %v", v.name, res.Output, want.Data)
 					}
 				}
-				mu.Lock()
+				cur := rec.stop()
 				for _, k := range []string{"infer", "mpc"} {
 					for _, msg := range cur[k] {
 						for _, pat := range secrets {
@@ -214,8 +203,6 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 				}
 				cur["dealer"] = nil
 				v.sessions = append(v.sessions, cur.words())
-				cur = nil
-				mu.Unlock()
 			}
 			for _, ws := range v.sessions {
 				if len(ws) != len(v.sessions[0]) {

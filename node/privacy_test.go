@@ -18,6 +18,38 @@ import (
 // holderView is everything one holder received during one session, by kind.
 type holderView map[string][][]byte
 
+// viewRecorder collects what one holder receives between start and stop;
+// its record method is the holder's recordHook (called from its stream
+// goroutines, so it locks).
+type viewRecorder struct {
+	mu  sync.Mutex
+	cur holderView
+}
+
+func (r *viewRecorder) record(kind string, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != nil {
+		r.cur[kind] = append(r.cur[kind], bytes.Clone(data))
+	}
+}
+
+// start begins a new view; what arrives before it is dropped.
+func (r *viewRecorder) start() {
+	r.mu.Lock()
+	r.cur = holderView{}
+	r.mu.Unlock()
+}
+
+// stop ends the view and returns it; what arrives after it is dropped.
+func (r *viewRecorder) stop() holderView {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.cur
+	r.cur = nil
+	return v
+}
+
 func (v holderView) words() []uint64 {
 	var out []uint64
 	for _, k := range []string{"infer", "dealer", "mpc"} {
@@ -71,24 +103,16 @@ func TestHolderViewPrivacy(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	var mu sync.Mutex
-	var cur holderView
-	record := func(kind string, data []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if cur != nil {
-			cur[kind] = append(cur[kind], bytes.Clone(data))
-		}
-	}
+	var rec viewRecorder
 	for _, h := range s.holders {
-		h.recordHook = record
+		h.recordHook = rec.record
 	}
 	p, wA := seedModel()
 	wB := plan.Weights{
 		"W": &tensor.Dense[float64]{Shape: []int{2, 1}, Data: []float64{-7, 0.5}},
 		"B": &tensor.Dense[float64]{Shape: []int{1}, Data: []float64{-3}},
 	}
-	cur = holderView{}
+	rec.start()
 	_, err := s.client.Publish(ctx, "model-a", p, wA, PublishOptions{Holders: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +120,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 	if _, err := s.client.Publish(ctx, "model-b", p, wB, PublishOptions{Holders: 2}); err != nil {
 		t.Fatal(err)
 	}
-	uploads := cur["shares"]
-	cur = nil
+	uploads := rec.stop()["shares"]
 	if len(uploads) != 4 {
 		t.Fatalf("recorded %d share uploads, want 4", len(uploads))
 	}
@@ -119,7 +142,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 		}
 		for _, h := range s.holders {
 			if h.ID() == m.Holders[0] {
-				h.recordHook = record
+				h.recordHook = rec.record
 			} else {
 				h.recordHook = nil
 			}
@@ -143,24 +166,17 @@ func TestHolderViewPrivacy(t *testing.T) {
 	var setup []holderView
 	for _, id := range []string{"model-a", "model-b"} {
 		recordOnly(id)
-		mu.Lock()
-		cur = holderView{}
-		mu.Unlock()
+		rec.start()
 		if _, err := s.client.Infer(ctx, id, vec(1, 1), InferOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		setup = append(setup, cur)
-		cur = nil
-		mu.Unlock()
+		setup = append(setup, rec.stop())
 	}
 	views := make([][]holderView, len(runs))
 	for ri, r := range runs {
 		recordOnly(r.model)
 		for range R {
-			mu.Lock()
-			cur = holderView{}
-			mu.Unlock()
+			rec.start()
 			res, err := s.client.Infer(ctx, r.model, vec(r.x...), InferOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -168,10 +184,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 			if math.Abs(res.Output[0]-r.want) > 0.01 {
 				t.Fatalf("%s(%v) = %v, want %v", r.model, r.x, res.Output, r.want)
 			}
-			mu.Lock()
-			views[ri] = append(views[ri], cur)
-			cur = nil
-			mu.Unlock()
+			views[ri] = append(views[ri], rec.stop())
 		}
 	}
 
