@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"time"
@@ -36,6 +37,8 @@ const (
 	MaxIDLen = 128
 	// MaxHolders caps the number of holders a manifest may name.
 	MaxHolders = 64
+	// MaxDealers caps the number of dealers a manifest may name.
+	MaxDealers = 16
 	// MaxRank caps the rank of the input and output shapes.
 	MaxRank = 8
 	// maxDim caps one shape dimension.
@@ -96,6 +99,31 @@ type Manifest struct {
 	Version     uint64    // strictly increasing per (owner, ID); replays of older versions are refused
 	Time        time.Time // when the owner signed this version
 	Deleted     bool      // a tombstone written by Unpublish (higher Version)
+	// Dealers are the peers the owner trusts to deal the correlated
+	// randomness of this model's sessions (mpc mode). The owner may always
+	// deal too; holders refuse every other dealer. None is a holder.
+	Dealers []peer.ID
+	// SharesVersion is the version whose uploaded shares the holders
+	// serve: a manifest update that changes only the dealers keeps the
+	// shares. 0 means Version (see Shares).
+	SharesVersion uint64
+	// InputRange is the largest |input value| the owner declares the model
+	// safe for (the client refuses larger values); 0 declares nothing.
+	InputRange float64
+}
+
+// Shares returns the version of the shares the holders serve.
+func (m *Manifest) Shares() uint64 {
+	if m.SharesVersion == 0 {
+		return m.Version
+	}
+	return m.SharesVersion
+}
+
+// MayDeal tells whether p may deal this model's sessions: the owner, or a
+// dealer the manifest names.
+func (m *Manifest) MayDeal(p peer.ID) bool {
+	return p == m.Owner || slices.Contains(m.Dealers, p)
 }
 
 func init() { record.RegisterType(&Manifest{}) }
@@ -119,6 +147,13 @@ func (m *Manifest) MarshalRecord() ([]byte, error) {
 		Version:      m.Version,
 		TimeUnixNano: m.Time.UnixNano(),
 		Deleted:      m.Deleted,
+		InputRange:   m.InputRange,
+	}
+	if m.SharesVersion != 0 && m.SharesVersion != m.Version {
+		p.SharesVersion = m.SharesVersion
+	}
+	for _, d := range m.Dealers {
+		p.Dealers = append(p.Dealers, []byte(d))
 	}
 	if m.Time.IsZero() {
 		p.TimeUnixNano = 0
@@ -162,6 +197,10 @@ func (m *Manifest) UnmarshalRecord(b []byte) error {
 		AllowRemote: p.AllowRemote,
 		Version:     p.Version,
 		Deleted:     p.Deleted,
+		InputRange:  p.InputRange,
+	}
+	if p.SharesVersion != p.Version {
+		out.SharesVersion = p.SharesVersion
 	}
 	if p.TimeUnixNano != 0 {
 		out.Time = time.Unix(0, p.TimeUnixNano).UTC()
@@ -175,6 +214,16 @@ func (m *Manifest) UnmarshalRecord(b []byte) error {
 			return fmt.Errorf("%w: holder %d: %v", ErrInvalidManifest, i, err)
 		}
 		out.Holders = append(out.Holders, h)
+	}
+	if len(p.Dealers) > MaxDealers {
+		return fmt.Errorf("%w: %d dealers, at most %d", ErrInvalidManifest, len(p.Dealers), MaxDealers)
+	}
+	for i, db := range p.Dealers {
+		d, err := peer.IDFromBytes(db)
+		if err != nil {
+			return fmt.Errorf("%w: dealer %d: %v", ErrInvalidManifest, i, err)
+		}
+		out.Dealers = append(out.Dealers, d)
 	}
 	if out.InputShape, err = decodeShape("input shape", p.InputShape); err != nil {
 		return err
@@ -224,7 +273,10 @@ func ValidID(id string) error {
 //  3. otherwise Mode is "mpc" with at least two distinct holders or "plain"
 //     with exactly one, shapes have dims >= 1 (or -1 for the batch dim,
 //     first input dim only), PlanHash is 64 lowercase hex digits, Plan is
-//     non-empty and hashes to PlanHash.
+//     non-empty and hashes to PlanHash;
+//  4. Dealers (mpc only) are distinct valid peer IDs, none a holder, at
+//     most MaxDealers; SharesVersion is at most Version; InputRange is a
+//     finite number >= 0.
 func (m *Manifest) Validate() error {
 	if err := ValidID(m.ID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
@@ -266,6 +318,9 @@ func (m *Manifest) Validate() error {
 		}
 		seen[h] = true
 	}
+	if err := m.validateTrust(seen); err != nil {
+		return err
+	}
 	if err := checkShape(m.ID, "input shape", m.InputShape, true); err != nil {
 		return err
 	}
@@ -280,6 +335,37 @@ func (m *Manifest) Validate() error {
 	}
 	if sum := sha256.Sum256(m.Plan); hex.EncodeToString(sum[:]) != m.PlanHash {
 		return fmt.Errorf("%w: %q: plan hash %s does not match the plan (sha256 %x)", ErrInvalidManifest, m.ID, m.PlanHash, sum)
+	}
+	return nil
+}
+
+// validateTrust checks the dealer list, the shares' version and the input
+// range; holders is the set of the manifest's holders.
+func (m *Manifest) validateTrust(holders map[peer.ID]bool) error {
+	if len(m.Dealers) > 0 && m.Mode != ModeMPC {
+		return fmt.Errorf("%w: %q: dealers named for a %s-mode model", ErrInvalidManifest, m.ID, m.Mode)
+	}
+	if len(m.Dealers) > MaxDealers {
+		return fmt.Errorf("%w: %q: %d dealers, at most %d", ErrInvalidManifest, m.ID, len(m.Dealers), MaxDealers)
+	}
+	seen := make(map[peer.ID]bool, len(m.Dealers))
+	for i, d := range m.Dealers {
+		if err := validPeer(d); err != nil {
+			return fmt.Errorf("%w: %q: dealer %d: %v", ErrInvalidManifest, m.ID, i, err)
+		}
+		if holders[d] {
+			return fmt.Errorf("%w: %q: dealer %s is also a holder (a dealer and a holder together learn the weights)", ErrInvalidManifest, m.ID, d)
+		}
+		if seen[d] {
+			return fmt.Errorf("%w: %q: dealer %s named twice", ErrInvalidManifest, m.ID, d)
+		}
+		seen[d] = true
+	}
+	if m.SharesVersion > m.Version {
+		return fmt.Errorf("%w: %q: shares version %d is newer than the manifest's version %d", ErrInvalidManifest, m.ID, m.SharesVersion, m.Version)
+	}
+	if math.IsNaN(m.InputRange) || math.IsInf(m.InputRange, 0) || m.InputRange < 0 {
+		return fmt.Errorf("%w: %q: input range %v, want a finite number >= 0", ErrInvalidManifest, m.ID, m.InputRange)
 	}
 	return nil
 }
@@ -322,6 +408,7 @@ func isLowerHex(s string) bool {
 func (m *Manifest) Clone() *Manifest {
 	c := *m
 	c.Holders = slices.Clone(m.Holders)
+	c.Dealers = slices.Clone(m.Dealers)
 	c.InputShape = slices.Clone(m.InputShape)
 	c.OutputShape = slices.Clone(m.OutputShape)
 	c.Plan = bytes.Clone(m.Plan)

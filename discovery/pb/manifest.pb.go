@@ -87,6 +87,9 @@ type Manifest struct {
 	Version       uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
 	TimeUnixNano  int64                  `protobuf:"varint,11,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	Deleted       bool                   `protobuf:"varint,12,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Dealers       [][]byte               `protobuf:"bytes,13,rep,name=dealers,proto3" json:"dealers,omitempty"`                                   // peer ID bytes: the dealers the owner trusts (mpc)
+	SharesVersion uint64                 `protobuf:"varint,14,opt,name=shares_version,json=sharesVersion,proto3" json:"shares_version,omitempty"` // version whose uploaded shares the holders serve; 0 = version
+	InputRange    float64                `protobuf:"fixed64,15,opt,name=input_range,json=inputRange,proto3" json:"input_range,omitempty"`         // declared max |input| (0: none declared)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +206,27 @@ func (x *Manifest) GetDeleted() bool {
 		return x.Deleted
 	}
 	return false
+}
+
+func (x *Manifest) GetDealers() [][]byte {
+	if x != nil {
+		return x.Dealers
+	}
+	return nil
+}
+
+func (x *Manifest) GetSharesVersion() uint64 {
+	if x != nil {
+		return x.SharesVersion
+	}
+	return 0
+}
+
+func (x *Manifest) GetInputRange() float64 {
+	if x != nil {
+		return x.InputRange
+	}
+	return 0
 }
 
 // SyncRequest opens a /grid/manifests/1.0.0 stream.
@@ -326,7 +350,7 @@ var File_manifest_proto protoreflect.FileDescriptor
 
 const file_manifest_proto_rawDesc = "" +
 	"\n" +
-	"\x0emanifest.proto\x12\x11grid.discovery.pb\"\xd0\x02\n" +
+	"\x0emanifest.proto\x12\x11grid.discovery.pb\"\xb2\x03\n" +
 	"\bManifest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\fR\x05owner\x12\x12\n" +
@@ -341,7 +365,11 @@ const file_manifest_proto_rawDesc = "" +
 	"\aversion\x18\n" +
 	" \x01(\x04R\aversion\x12$\n" +
 	"\x0etime_unix_nano\x18\v \x01(\x03R\ftimeUnixNano\x12\x18\n" +
-	"\adeleted\x18\f \x01(\bR\adeleted\"\x96\x01\n" +
+	"\adeleted\x18\f \x01(\bR\adeleted\x12\x18\n" +
+	"\adealers\x18\r \x03(\fR\adealers\x12%\n" +
+	"\x0eshares_version\x18\x0e \x01(\x04R\rsharesVersion\x12\x1f\n" +
+	"\vinput_range\x18\x0f \x01(\x01R\n" +
+	"inputRange\"\x96\x01\n" +
 	"\vSyncRequest\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.grid.discovery.pb.SyncRequest.KindR\x04kind\x12\x1a\n" +
 	"\benvelope\x18\x02 \x01(\fR\benvelope\x12\x16\n" +
