@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
 // ctensor is a constant tensor known at import: an initializer, a Constant,
@@ -75,20 +77,7 @@ func (c *ctensor) ints() ([]int, error) {
 }
 
 func (c *ctensor) equal(d *ctensor) bool {
-	if len(c.shape) != len(d.shape) || len(c.data) != len(d.data) {
-		return false
-	}
-	for i := range c.shape {
-		if c.shape[i] != d.shape[i] {
-			return false
-		}
-	}
-	for i := range c.data {
-		if c.data[i] != d.data[i] {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(c.shape, d.shape) && slices.Equal(c.data, d.data)
 }
 
 func intsC(v []int) *ctensor {
@@ -130,15 +119,15 @@ func foldBinary(op string, a, b *ctensor) (*ctensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := len(shape)
-	idx := make([]int, r)
+	var ia, ib []int // the element of a and of b each output element reads
+	if ia, err = tensor.BroadcastIndex(a.shape, shape); err == nil {
+		ib, err = tensor.BroadcastIndex(b.shape, shape)
+	}
+	if err != nil {
+		return nil, err
+	}
 	for i := range out.data {
-		rem := i
-		for d := r - 1; d >= 0; d-- {
-			idx[d] = rem % shape[d]
-			rem /= shape[d]
-		}
-		x, y := a.data[bcOffset(a.shape, idx)], b.data[bcOffset(b.shape, idx)]
+		x, y := a.data[ia[i]], b.data[ib[i]]
 		var v float64
 		switch op {
 		case "Add":
@@ -160,19 +149,6 @@ func foldBinary(op string, a, b *ctensor) (*ctensor, error) {
 		out.data[i] = v
 	}
 	return out, nil
-}
-
-func bcOffset(shape, idx []int) int {
-	o := 0
-	skip := len(idx) - len(shape)
-	for d, n := range shape {
-		i := idx[skip+d]
-		if n == 1 {
-			i = 0
-		}
-		o = o*n + i
-	}
-	return o
 }
 
 func foldGather(data, indices *ctensor, axis int) (*ctensor, error) {
@@ -406,11 +382,23 @@ func gatherSel(data *ctensor, sel [][]int) (*ctensor, error) {
 	for i, s := range sel {
 		shape[i] = len(s)
 	}
+	st := strides(data.shape)
+	return gatherAt(data, shape, func(idx []int) int {
+		o := 0
+		for d := range idx {
+			o += sel[d][idx[d]] * st[d]
+		}
+		return o
+	})
+}
+
+// gatherAt returns a tensor of the given shape whose element at multi-index
+// idx is data's element at flat offset at(idx).
+func gatherAt(data *ctensor, shape []int, at func(idx []int) int) (*ctensor, error) {
 	out, err := newC(shape, data.isInt)
 	if err != nil {
 		return nil, err
 	}
-	st := strides(data.shape)
 	idx := make([]int, len(shape))
 	for k := range out.data {
 		rem := k
@@ -418,11 +406,7 @@ func gatherSel(data *ctensor, sel [][]int) (*ctensor, error) {
 			idx[d] = rem % shape[d]
 			rem /= shape[d]
 		}
-		o := 0
-		for d := range idx {
-			o += sel[d][idx[d]] * st[d]
-		}
-		out.data[k] = data.data[o]
+		out.data[k] = data.data[at(idx)]
 	}
 	return out, nil
 }
@@ -446,25 +430,14 @@ func foldTranspose(data *ctensor, perm []int) (*ctensor, error) {
 		seen[p] = true
 		shape[i] = data.shape[p]
 	}
-	out, err := newC(shape, data.isInt)
-	if err != nil {
-		return nil, err
-	}
 	st := strides(data.shape)
-	idx := make([]int, r)
-	for k := range out.data {
-		rem := k
-		for d := r - 1; d >= 0; d-- {
-			idx[d] = rem % shape[d]
-			rem /= shape[d]
-		}
+	return gatherAt(data, shape, func(idx []int) int {
 		o := 0
 		for d := range idx {
 			o += idx[d] * st[perm[d]]
 		}
-		out.data[k] = data.data[o]
-	}
-	return out, nil
+		return o
+	})
 }
 
 // reshapeTarget resolves an ONNX Reshape target (0 copies unless allowzero,

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -270,7 +271,7 @@ func TestImportOps(t *testing.T) {
 			if err != nil {
 				t.Fatalf("eval: %v", err)
 			}
-			if !equalInts(y.Shape, tc.want.Shape) {
+			if !slices.Equal(y.Shape, tc.want.Shape) {
 				t.Fatalf("output shape %v, want %v", y.Shape, tc.want.Shape)
 			}
 			for i := range y.Data {

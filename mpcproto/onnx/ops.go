@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	pb "github.com/advancedclimatesystems/gonnx/onnx"
 
@@ -1215,7 +1216,7 @@ func (im *importer) reshapeTo(nodeName string, x *act, target [2][]int, out stri
 				target[0], im.batch[0], target[1], im.batch[1])
 		}
 	}
-	if equalInts(x.shape[0], target[0]) && equalInts(x.shape[1], target[1]) {
+	if slices.Equal(x.shape[0], target[0]) && slices.Equal(x.shape[1], target[1]) {
 		return x, nil
 	}
 	res, err := im.emit(nodeName, plan.Reshape, []string{x.name}, plan.Attrs{Shape: shape}, out)
@@ -1223,23 +1224,11 @@ func (im *importer) reshapeTo(nodeName string, x *act, target [2][]int, out stri
 		return nil, err
 	}
 	for b := 0; b < 2; b++ {
-		if !equalInts(res.shape[b], target[b]) {
+		if !slices.Equal(res.shape[b], target[b]) {
 			return nil, fmt.Errorf("reshape to %v cannot be expressed with a free batch dimension", target[b])
 		}
 	}
 	return res, nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *ctx) batchnorm() error {

@@ -149,17 +149,35 @@ func nodeAttrs(n *pb.NodeProto) (attrs, error) {
 	return m, nil
 }
 
-func (m attrs) has(name string) bool { _, ok := m[name]; return ok }
+// lookup returns attribute name and whether it is present, or an error
+// naming kind when it is present but not of type t.
+func (m attrs) lookup(name string, t pb.AttributeProto_AttributeType, kind string) (*pb.AttributeProto, bool, error) {
+	a, ok := m[name]
+	if ok && a.GetType() != t {
+		return nil, false, fmt.Errorf("attribute %s must be %s", name, kind)
+	}
+	return a, ok, nil
+}
+
+// attrValue returns attribute name of type t read by get, or def when it is
+// absent.
+func attrValue[T any](m attrs, name string, t pb.AttributeProto_AttributeType, kind string, def T, get func(*pb.AttributeProto) T) (T, error) {
+	a, ok, err := m.lookup(name, t, kind)
+	if !ok {
+		var zero T
+		if err == nil {
+			zero = def
+		}
+		return zero, err
+	}
+	return get(a), nil
+}
 
 func (m attrs) int(name string, def int) (int, error) {
-	a, ok := m[name]
-	if !ok {
-		return def, nil
+	v, err := attrValue(m, name, pb.AttributeProto_INT, "an int", int64(def), (*pb.AttributeProto).GetI)
+	if err != nil {
+		return 0, err
 	}
-	if a.GetType() != pb.AttributeProto_INT {
-		return 0, fmt.Errorf("attribute %s must be an int", name)
-	}
-	v := a.GetI()
 	if v > math.MaxInt32 || v < math.MinInt32 {
 		return 0, fmt.Errorf("attribute %s = %d out of range", name, v)
 	}
@@ -167,23 +185,13 @@ func (m attrs) int(name string, def int) (int, error) {
 }
 
 func (m attrs) float(name string, def float64) (float64, error) {
-	a, ok := m[name]
-	if !ok {
-		return def, nil
-	}
-	if a.GetType() != pb.AttributeProto_FLOAT {
-		return 0, fmt.Errorf("attribute %s must be a float", name)
-	}
-	return float64(a.GetF()), nil
+	return attrValue(m, name, pb.AttributeProto_FLOAT, "a float", def, func(a *pb.AttributeProto) float64 { return float64(a.GetF()) })
 }
 
 func (m attrs) ints(name string) ([]int, bool, error) {
-	a, ok := m[name]
+	a, ok, err := m.lookup(name, pb.AttributeProto_INTS, "a list of ints")
 	if !ok {
-		return nil, false, nil
-	}
-	if a.GetType() != pb.AttributeProto_INTS {
-		return nil, false, fmt.Errorf("attribute %s must be a list of ints", name)
+		return nil, false, err
 	}
 	if len(a.GetInts()) > 64 {
 		return nil, false, fmt.Errorf("attribute %s has %d values", name, len(a.GetInts()))
@@ -202,14 +210,7 @@ func (m attrs) ints(name string) ([]int, bool, error) {
 }
 
 func (m attrs) str(name, def string) (string, error) {
-	a, ok := m[name]
-	if !ok {
-		return def, nil
-	}
-	if a.GetType() != pb.AttributeProto_STRING {
-		return "", fmt.Errorf("attribute %s must be a string", name)
-	}
-	return string(a.GetS()), nil
+	return attrValue(m, name, pb.AttributeProto_STRING, "a string", def, func(a *pb.AttributeProto) string { return string(a.GetS()) })
 }
 
 // constantValue decodes a Constant node's value from whichever attribute
