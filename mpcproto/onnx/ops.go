@@ -20,8 +20,9 @@ var foldable = map[string]bool{
 	"Add": true, "Sub": true, "Mul": true, "Div": true, "Neg": true,
 }
 
-// ctx is one ONNX node being converted.
-type ctx struct {
+// nodeConv is the conversion of one ONNX node: the node, its attributes and
+// inputs, and the importer whose state it reads and extends.
+type nodeConv struct {
 	im    *importer
 	n     *pb.NodeProto
 	name  string // the node's name, or op_index when it has none
@@ -58,7 +59,7 @@ func (im *importer) node(i int, n *pb.NodeProto) error {
 	if err != nil {
 		return fmt.Errorf("node %s (%s): %w", name, op, err)
 	}
-	c := &ctx{im: im, n: n, name: name, attrs: m, in: n.GetInput()}
+	c := &nodeConv{im: im, n: n, name: name, attrs: m, in: n.GetInput()}
 	allConst := true
 	for _, x := range c.in {
 		if x == "" {
@@ -89,36 +90,36 @@ func (im *importer) node(i int, n *pb.NodeProto) error {
 }
 
 // converters rewrite ONNX ops over activations into plan nodes.
-var converters map[string]func(*ctx) error
+var converters map[string]func(*nodeConv) error
 
 func init() {
-	converters = map[string]func(*ctx) error{
-		"Identity":           (*ctx).alias,
-		"Dropout":            (*ctx).dropout,
-		"Cast":               (*ctx).cast,
-		"Relu":               (*ctx).relu,
-		"Add":                (*ctx).arith,
-		"Sub":                (*ctx).arith,
-		"Mul":                (*ctx).arith,
-		"Div":                (*ctx).arith,
-		"MatMul":             (*ctx).matmul,
-		"Gemm":               (*ctx).gemm,
-		"Conv":               (*ctx).conv,
-		"MaxPool":            (*ctx).pool,
-		"AveragePool":        (*ctx).pool,
-		"GlobalAveragePool":  (*ctx).gap,
-		"Pad":                (*ctx).pad,
-		"Flatten":            (*ctx).flatten,
-		"Reshape":            (*ctx).reshape,
-		"Squeeze":            (*ctx).squeeze,
-		"Unsqueeze":          (*ctx).squeeze,
-		"BatchNormalization": (*ctx).batchnorm,
+	converters = map[string]func(*nodeConv) error{
+		"Identity":           (*nodeConv).alias,
+		"Dropout":            (*nodeConv).dropout,
+		"Cast":               (*nodeConv).cast,
+		"Relu":               (*nodeConv).relu,
+		"Add":                (*nodeConv).arith,
+		"Sub":                (*nodeConv).arith,
+		"Mul":                (*nodeConv).arith,
+		"Div":                (*nodeConv).arith,
+		"MatMul":             (*nodeConv).matmul,
+		"Gemm":               (*nodeConv).gemm,
+		"Conv":               (*nodeConv).conv,
+		"MaxPool":            (*nodeConv).pool,
+		"AveragePool":        (*nodeConv).pool,
+		"GlobalAveragePool":  (*nodeConv).gap,
+		"Pad":                (*nodeConv).pad,
+		"Flatten":            (*nodeConv).flatten,
+		"Reshape":            (*nodeConv).reshape,
+		"Squeeze":            (*nodeConv).squeeze,
+		"Unsqueeze":          (*nodeConv).squeeze,
+		"BatchNormalization": (*nodeConv).batchnorm,
 	}
 }
 
 // input returns input i as a constant (under both bindings) or an
 // activation; both nil when the optional input is absent.
-func (c *ctx) input(i int) (*[2]*ctensor, *act) {
+func (c *nodeConv) input(i int) (*[2]*ctensor, *act) {
 	if i >= len(c.in) || c.in[i] == "" {
 		return nil, nil
 	}
@@ -129,7 +130,7 @@ func (c *ctx) input(i int) (*[2]*ctensor, *act) {
 }
 
 // act returns input i, which must be an activation.
-func (c *ctx) act(i int) (*act, error) {
+func (c *nodeConv) act(i int) (*act, error) {
 	k, a := c.input(i)
 	if a == nil {
 		if k != nil {
@@ -142,7 +143,7 @@ func (c *ctx) act(i int) (*act, error) {
 
 // constant returns input i, which must be a constant that does not depend on
 // the batch size.
-func (c *ctx) constant(i int, what string) (*ctensor, error) {
+func (c *nodeConv) constant(i int, what string) (*ctensor, error) {
 	k, a := c.input(i)
 	if a != nil {
 		return nil, fmt.Errorf("%s (input %q) must be a constant, it depends on the model's input", what, c.in[i])
@@ -157,14 +158,14 @@ func (c *ctx) constant(i int, what string) (*ctensor, error) {
 }
 
 // optConst is constant for an optional input: nil when absent.
-func (c *ctx) optConst(i int, what string) (*ctensor, error) {
+func (c *nodeConv) optConst(i int, what string) (*ctensor, error) {
 	if i >= len(c.in) || c.in[i] == "" {
 		return nil, nil
 	}
 	return c.constant(i, what)
 }
 
-func (c *ctx) inputCount(lo, hi int) error {
+func (c *nodeConv) inputCount(lo, hi int) error {
 	n := len(c.in)
 	for n > 0 && c.in[n-1] == "" {
 		n--
@@ -185,7 +186,7 @@ func (c *ctx) inputCount(lo, hi int) error {
 
 // onlyFirstOutput refuses a node whose extra outputs (masks, indices,
 // running statistics) are read.
-func (c *ctx) onlyFirstOutput() error {
+func (c *nodeConv) onlyFirstOutput() error {
 	for _, o := range c.n.GetOutput()[1:] {
 		if o != "" && c.im.uses[o] > 0 {
 			return fmt.Errorf("output %q is used; only the first output is supported", o)
@@ -194,11 +195,11 @@ func (c *ctx) onlyFirstOutput() error {
 	return nil
 }
 
-func (c *ctx) out() string { return c.n.GetOutput()[0] }
+func (c *nodeConv) out() string { return c.n.GetOutput()[0] }
 
-func (c *ctx) set(a *act) { c.im.acts[c.out()] = a }
+func (c *nodeConv) set(a *act) { c.im.acts[c.out()] = a }
 
-func (c *ctx) emit(op plan.Op, inputs []string, a plan.Attrs) error {
+func (c *nodeConv) emit(op plan.Op, inputs []string, a plan.Attrs) error {
 	res, err := c.im.emit(c.name, op, inputs, a, c.out())
 	if err != nil {
 		return err
@@ -209,7 +210,7 @@ func (c *ctx) emit(op plan.Op, inputs []string, a plan.Attrs) error {
 
 // ---- folding ----
 
-func (c *ctx) fold(op string) error {
+func (c *nodeConv) fold(op string) error {
 	if err := c.onlyFirstOutput(); err != nil {
 		return err
 	}
@@ -231,7 +232,7 @@ func (c *ctx) fold(op string) error {
 	return nil
 }
 
-func (c *ctx) foldOne(op string, ins []*ctensor, b int) (*ctensor, error) {
+func (c *nodeConv) foldOne(op string, ins []*ctensor, b int) (*ctensor, error) {
 	m := c.attrs
 	need := func(k int) error {
 		if len(ins) < k {
@@ -448,7 +449,7 @@ func (c *ctx) foldOne(op string, ins []*ctensor, b int) (*ctensor, error) {
 
 // axes reads Squeeze/Unsqueeze's axes: an attribute before opset 13, the
 // second input since.
-func (c *ctx) axes(ins []*ctensor) ([]int, bool, error) {
+func (c *nodeConv) axes(ins []*ctensor) ([]int, bool, error) {
 	if c.im.opset < 13 {
 		return c.attrs.ints("axes")
 	}
@@ -464,7 +465,7 @@ func (c *ctx) axes(ins []*ctensor) ([]int, bool, error) {
 
 // ---- conversions ----
 
-func (c *ctx) alias() error {
+func (c *nodeConv) alias() error {
 	if err := c.inputCount(1, 1); err != nil {
 		return err
 	}
@@ -476,7 +477,7 @@ func (c *ctx) alias() error {
 	return nil
 }
 
-func (c *ctx) dropout() error {
+func (c *nodeConv) dropout() error {
 	if err := c.inputCount(1, 3); err != nil {
 		return err
 	}
@@ -496,7 +497,7 @@ func (c *ctx) dropout() error {
 	return nil
 }
 
-func (c *ctx) cast() error {
+func (c *nodeConv) cast() error {
 	to, err := c.attrs.int("to", 0)
 	if err != nil {
 		return err
@@ -507,7 +508,7 @@ func (c *ctx) cast() error {
 	return c.alias()
 }
 
-func (c *ctx) relu() error {
+func (c *nodeConv) relu() error {
 	if err := c.inputCount(1, 1); err != nil {
 		return err
 	}
@@ -520,7 +521,7 @@ func (c *ctx) relu() error {
 
 // arith converts Add, Sub, Mul and Div where at least one side is an
 // activation.
-func (c *ctx) arith() error {
+func (c *nodeConv) arith() error {
 	op := c.n.GetOpType()
 	if err := c.inputCount(2, 2); err != nil {
 		return err
@@ -583,7 +584,7 @@ func (c *ctx) arith() error {
 	return errors.New("division by a value that depends on the input is not supported")
 }
 
-func (c *ctx) emitMulConst(x *act, k *ctensor) error {
+func (c *nodeConv) emitMulConst(x *act, k *ctensor) error {
 	for _, v := range k.data {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return errors.New("constant factor is not finite")
@@ -596,7 +597,7 @@ func (c *ctx) emitMulConst(x *act, k *ctensor) error {
 // producer returns the plan node that produced activation a when the read
 // in this node is a's only read (through any alias), so that the node may be
 // changed in place.
-func (c *ctx) producer(a *act) *plan.Node {
+func (c *nodeConv) producer(a *act) *plan.Node {
 	idx, ok := c.im.produce[a.name]
 	if !ok {
 		return nil
@@ -615,7 +616,7 @@ func (c *ctx) producer(a *act) *plan.Node {
 
 // aliasTo makes this node's output the activation a read from input i: the
 // read moves to the readers of the output.
-func (c *ctx) aliasTo(i int, a *act) {
+func (c *nodeConv) aliasTo(i int, a *act) {
 	c.im.uses[c.in[i]]--
 	c.set(a)
 }
@@ -623,7 +624,7 @@ func (c *ctx) aliasTo(i int, a *act) {
 // foldBias adds constant k to the bias of the MatMul or Conv producing x
 // when k is constant along everything but the output channel; it reports
 // whether it did.
-func (c *ctx) foldBias(x *act, k *ctensor, xi int) (bool, error) {
+func (c *nodeConv) foldBias(x *act, k *ctensor, xi int) (bool, error) {
 	pn := c.producer(x)
 	if pn == nil || (pn.Op != plan.MatMul && pn.Op != plan.Conv) {
 		return false, nil
@@ -661,7 +662,7 @@ func (c *ctx) foldBias(x *act, k *ctensor, xi int) (bool, error) {
 
 // addBias adds bias (one value per output channel) to node pn's bias,
 // creating it when absent, and makes this node's output an alias of x.
-func (c *ctx) addBias(pn *plan.Node, bias []float64, x *act, xi int) error {
+func (c *nodeConv) addBias(pn *plan.Node, bias []float64, x *act, xi int) error {
 	if len(pn.Inputs) == 3 {
 		t := c.im.w[pn.Inputs[2]]
 		if t == nil || len(t.Data) != len(bias) {
@@ -681,7 +682,7 @@ func (c *ctx) addBias(pn *plan.Node, bias []float64, x *act, xi int) error {
 	return nil
 }
 
-func (c *ctx) matmul() error {
+func (c *nodeConv) matmul() error {
 	if err := c.inputCount(2, 2); err != nil {
 		return err
 	}
@@ -732,7 +733,7 @@ func (c *ctx) matmul() error {
 	return fmt.Errorf("MatMul with a constant of rank %d is not supported (want 1 or 2)", len(w.shape))
 }
 
-func (c *ctx) gemm() error {
+func (c *nodeConv) gemm() error {
 	if err := c.inputCount(2, 3); err != nil {
 		return err
 	}
@@ -819,7 +820,7 @@ func (c *ctx) gemm() error {
 
 // window reads the attributes shared by Conv and the pools and resolves
 // auto_pad against the input's spatial shape.
-func (c *ctx) window(x *act, kernel []int) (plan.Attrs, error) {
+func (c *nodeConv) window(x *act, kernel []int) (plan.Attrs, error) {
 	m := c.attrs
 	var a plan.Attrs
 	var err error
@@ -873,7 +874,7 @@ func (c *ctx) window(x *act, kernel []int) (plan.Attrs, error) {
 	return a, nil
 }
 
-func (c *ctx) conv() error {
+func (c *nodeConv) conv() error {
 	if err := c.inputCount(2, 3); err != nil {
 		return err
 	}
@@ -927,7 +928,7 @@ func (c *ctx) conv() error {
 	return c.emit(plan.Conv, inputs, a)
 }
 
-func (c *ctx) pool() error {
+func (c *nodeConv) pool() error {
 	op := c.n.GetOpType()
 	if err := c.inputCount(1, 1); err != nil {
 		return err
@@ -976,7 +977,7 @@ func (c *ctx) pool() error {
 	return c.emit(plan.AveragePool, []string{x.name}, a)
 }
 
-func (c *ctx) gap() error {
+func (c *nodeConv) gap() error {
 	if err := c.inputCount(1, 1); err != nil {
 		return err
 	}
@@ -990,7 +991,7 @@ func (c *ctx) gap() error {
 	return c.emit(plan.GlobalAveragePool, []string{x.name}, plan.Attrs{})
 }
 
-func (c *ctx) pad() error {
+func (c *nodeConv) pad() error {
 	mode, err := c.attrs.str("mode", "constant")
 	if err != nil {
 		return err
@@ -1085,7 +1086,7 @@ func (c *ctx) pad() error {
 	return c.emit(plan.Pad, []string{x.name}, plan.Attrs{Pads: pads, Value: value})
 }
 
-func (c *ctx) flatten() error {
+func (c *nodeConv) flatten() error {
 	if err := c.inputCount(1, 1); err != nil {
 		return err
 	}
@@ -1100,7 +1101,7 @@ func (c *ctx) flatten() error {
 	return c.emit(plan.Flatten, []string{x.name}, plan.Attrs{Axis: axis})
 }
 
-func (c *ctx) reshape() error {
+func (c *nodeConv) reshape() error {
 	if err := c.inputCount(2, 2); err != nil {
 		return err
 	}
@@ -1132,7 +1133,7 @@ func (c *ctx) reshape() error {
 	return c.reshapeOut(x, target)
 }
 
-func (c *ctx) squeeze() error {
+func (c *nodeConv) squeeze() error {
 	op := c.n.GetOpType()
 	if err := c.inputCount(1, 2); err != nil {
 		return err
@@ -1179,7 +1180,7 @@ func (c *ctx) squeeze() error {
 
 // reshapeOut makes the node's output x reshaped to target[b] under each
 // probe binding: x itself when the shape does not change, else a Reshape.
-func (c *ctx) reshapeOut(x *act, target [2][]int) error {
+func (c *nodeConv) reshapeOut(x *act, target [2][]int) error {
 	res, err := c.im.reshapeTo(c.name, x, target, c.out())
 	if err != nil {
 		return err
@@ -1231,7 +1232,7 @@ func (im *importer) reshapeTo(nodeName string, x *act, target [2][]int, out stri
 	return res, nil
 }
 
-func (c *ctx) batchnorm() error {
+func (c *nodeConv) batchnorm() error {
 	if err := c.inputCount(5, 5); err != nil {
 		return err
 	}
@@ -1325,7 +1326,7 @@ func (c *ctx) batchnorm() error {
 }
 
 // foldBNBias turns pn's bias b into b*s + t (t alone when pn had none).
-func (c *ctx) foldBNBias(pn *plan.Node, s, t []float64, x *act) error {
+func (c *nodeConv) foldBNBias(pn *plan.Node, s, t []float64, x *act) error {
 	if len(pn.Inputs) == 3 {
 		b := c.im.w[pn.Inputs[2]]
 		if b == nil || len(b.Data) != len(s) {
