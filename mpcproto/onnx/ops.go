@@ -11,15 +11,6 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
-// foldable lists the ops the importer evaluates at import when all their
-// inputs are constants (Shape also when its input is an activation).
-var foldable = map[string]bool{
-	"Constant": true, "ConstantOfShape": true, "Identity": true, "Dropout": true, "Cast": true,
-	"Shape": true, "Gather": true, "Unsqueeze": true, "Squeeze": true, "Concat": true,
-	"Slice": true, "Reshape": true, "Transpose": true, "Flatten": true,
-	"Add": true, "Sub": true, "Mul": true, "Div": true, "Neg": true,
-}
-
 // nodeConv is the conversion of one ONNX node: the node, its attributes and
 // inputs, and the importer whose state it reads and extends.
 type nodeConv struct {
@@ -74,8 +65,8 @@ func (im *importer) node(i int, n *pb.NodeProto) error {
 			allConst = false
 		}
 	}
-	if foldable[op] && (allConst || op == "Shape") {
-		err = c.fold(op)
+	if f, ok := folders[op]; ok && (allConst || op == "Shape") {
+		err = c.fold(f)
 	} else {
 		conv, ok := converters[op]
 		if !ok {
@@ -89,32 +80,60 @@ func (im *importer) node(i int, n *pb.NodeProto) error {
 	return nil
 }
 
-// converters rewrite ONNX ops over activations into plan nodes.
-var converters map[string]func(*nodeConv) error
+// A folder evaluates an op over constants under one probe binding: ins holds
+// the node's inputs (nil where an input is absent or, for Shape, an
+// activation) and arity is how many leading inputs must be present.
+type folder struct {
+	arity int
+	eval  func(c *nodeConv, ins []*ctensor, b int) (*ctensor, error)
+}
 
-func init() {
-	converters = map[string]func(*nodeConv) error{
-		"Identity":           (*nodeConv).alias,
-		"Dropout":            (*nodeConv).dropout,
-		"Cast":               (*nodeConv).cast,
-		"Relu":               (*nodeConv).relu,
-		"Add":                (*nodeConv).arith,
-		"Sub":                (*nodeConv).arith,
-		"Mul":                (*nodeConv).arith,
-		"Div":                (*nodeConv).arith,
-		"MatMul":             (*nodeConv).matmul,
-		"Gemm":               (*nodeConv).gemm,
-		"Conv":               (*nodeConv).conv,
-		"MaxPool":            (*nodeConv).pool,
-		"AveragePool":        (*nodeConv).pool,
-		"GlobalAveragePool":  (*nodeConv).gap,
-		"Pad":                (*nodeConv).pad,
-		"Flatten":            (*nodeConv).flatten,
-		"Reshape":            (*nodeConv).reshape,
-		"Squeeze":            (*nodeConv).squeeze,
-		"Unsqueeze":          (*nodeConv).squeeze,
-		"BatchNormalization": (*nodeConv).batchnorm,
-	}
+// folders lists the ops the importer evaluates at import when all their
+// inputs are constants (Shape also when its input is an activation).
+var folders = map[string]folder{
+	"Constant":        {0, (*nodeConv).evalConstant},
+	"ConstantOfShape": {1, (*nodeConv).evalConstantOfShape},
+	"Identity":        {1, (*nodeConv).evalIdentity},
+	"Dropout":         {1, (*nodeConv).evalIdentity},
+	"Cast":            {1, (*nodeConv).evalCast},
+	"Shape":           {1, (*nodeConv).evalShape},
+	"Gather":          {2, (*nodeConv).evalGather},
+	"Unsqueeze":       {1, (*nodeConv).evalSqueeze},
+	"Squeeze":         {1, (*nodeConv).evalSqueeze},
+	"Concat":          {0, (*nodeConv).evalConcat},
+	"Slice":           {1, (*nodeConv).evalSlice},
+	"Reshape":         {2, (*nodeConv).evalReshape},
+	"Transpose":       {1, (*nodeConv).evalTranspose},
+	"Flatten":         {1, (*nodeConv).evalFlatten},
+	"Add":             {2, (*nodeConv).evalArith},
+	"Sub":             {2, (*nodeConv).evalArith},
+	"Mul":             {2, (*nodeConv).evalArith},
+	"Div":             {2, (*nodeConv).evalArith},
+	"Neg":             {1, (*nodeConv).evalNeg},
+}
+
+// converters rewrite ONNX ops over activations into plan nodes.
+var converters = map[string]func(*nodeConv) error{
+	"Identity":           (*nodeConv).alias,
+	"Dropout":            (*nodeConv).dropout,
+	"Cast":               (*nodeConv).cast,
+	"Relu":               (*nodeConv).relu,
+	"Add":                (*nodeConv).arith,
+	"Sub":                (*nodeConv).arith,
+	"Mul":                (*nodeConv).arith,
+	"Div":                (*nodeConv).arith,
+	"MatMul":             (*nodeConv).matmul,
+	"Gemm":               (*nodeConv).gemm,
+	"Conv":               (*nodeConv).conv,
+	"MaxPool":            (*nodeConv).pool,
+	"AveragePool":        (*nodeConv).pool,
+	"GlobalAveragePool":  (*nodeConv).gap,
+	"Pad":                (*nodeConv).pad,
+	"Flatten":            (*nodeConv).flatten,
+	"Reshape":            (*nodeConv).reshape,
+	"Squeeze":            (*nodeConv).squeeze,
+	"Unsqueeze":          (*nodeConv).squeeze,
+	"BatchNormalization": (*nodeConv).batchnorm,
 }
 
 // input returns input i as a constant (under both bindings) or an
@@ -210,7 +229,9 @@ func (c *nodeConv) emit(op plan.Op, inputs []string, a plan.Attrs) error {
 
 // ---- folding ----
 
-func (c *nodeConv) fold(op string) error {
+// fold evaluates the node with f under each probe binding and records the
+// result as a constant.
+func (c *nodeConv) fold(f folder) error {
 	if err := c.onlyFirstOutput(); err != nil {
 		return err
 	}
@@ -222,229 +243,217 @@ func (c *nodeConv) fold(op string) error {
 				ins[i] = k[b]
 			}
 		}
-		r, err := c.foldOne(op, ins, b)
+		err := c.need(ins, f.arity)
 		if err != nil {
 			return err
 		}
-		res[b] = r
+		if res[b], err = f.eval(c, ins, b); err != nil {
+			return err
+		}
 	}
 	c.im.consts[c.out()] = res
 	return nil
 }
 
-func (c *nodeConv) foldOne(op string, ins []*ctensor, b int) (*ctensor, error) {
-	m := c.attrs
-	need := func(k int) error {
-		if len(ins) < k {
-			return fmt.Errorf("takes %d inputs, got %d", k, len(ins))
-		}
-		for i := 0; i < k; i++ {
-			if c.in[i] == "" || (ins[i] == nil && op != "Shape") {
-				return fmt.Errorf("input %d is missing", i)
-			}
-		}
-		return nil
+// need checks that the first k of the folded inputs ins are present (Shape
+// reads only its input's shape, so an activation there will do).
+func (c *nodeConv) need(ins []*ctensor, k int) error {
+	if len(ins) < k {
+		return fmt.Errorf("takes %d inputs, got %d", k, len(ins))
 	}
-	switch op {
-	case "Constant":
-		return constantValue(m)
-	case "Identity", "Dropout":
-		if err := need(1); err != nil {
-			return nil, err
+	for i := 0; i < k; i++ {
+		if c.in[i] == "" || (ins[i] == nil && c.n.GetOpType() != "Shape") {
+			return fmt.Errorf("input %d is missing", i)
 		}
-		return ins[0], nil
-	case "Neg":
-		if err := need(1); err != nil {
-			return nil, err
+	}
+	return nil
+}
+
+func (c *nodeConv) evalConstant([]*ctensor, int) (*ctensor, error) {
+	return constantValue(c.attrs)
+}
+
+func (c *nodeConv) evalIdentity(ins []*ctensor, _ int) (*ctensor, error) {
+	return ins[0], nil
+}
+
+func (c *nodeConv) evalNeg(ins []*ctensor, _ int) (*ctensor, error) {
+	return foldBinary("Sub", &ctensor{shape: []int{}, data: []float64{0}, isInt: ins[0].isInt}, ins[0])
+}
+
+func (c *nodeConv) evalArith(ins []*ctensor, _ int) (*ctensor, error) {
+	return foldBinary(c.n.GetOpType(), ins[0], ins[1])
+}
+
+func (c *nodeConv) evalCast(ins []*ctensor, _ int) (*ctensor, error) {
+	to, err := c.attrs.int("to", 0)
+	if err != nil {
+		return nil, err
+	}
+	return foldCast(ins[0], int64(to))
+}
+
+// evalShape is Shape of a constant or of an activation's shape under binding b.
+func (c *nodeConv) evalShape(ins []*ctensor, b int) (*ctensor, error) {
+	var shape []int
+	if ins[0] != nil {
+		shape = ins[0].shape
+	} else {
+		shape = c.im.acts[c.in[0]].shape[b]
+	}
+	r := len(shape)
+	start, err := c.attrs.int("start", 0)
+	if err != nil {
+		return nil, err
+	}
+	end, err := c.attrs.int("end", r)
+	if err != nil {
+		return nil, err
+	}
+	if start < 0 {
+		start += r
+	}
+	if end < 0 {
+		end += r
+	}
+	start, end = max(0, min(start, r)), max(0, min(end, r))
+	if end < start {
+		end = start
+	}
+	return intsC(shape[start:end]), nil
+}
+
+func (c *nodeConv) evalConstantOfShape(ins []*ctensor, _ int) (*ctensor, error) {
+	shape, err := ins[0].ints()
+	if err != nil {
+		return nil, fmt.Errorf("shape: %w", err)
+	}
+	val := &ctensor{shape: []int{1}, data: []float64{0}}
+	if a, ok := c.attrs["value"]; ok {
+		if val, err = readTensor(a.GetT()); err != nil {
+			return nil, fmt.Errorf("value: %w", err)
 		}
-		return foldBinary("Sub", &ctensor{shape: []int{}, data: []float64{0}, isInt: ins[0].isInt}, ins[0])
-	case "Cast":
-		if err := need(1); err != nil {
-			return nil, err
+		if len(val.data) != 1 {
+			return nil, errors.New("value must hold one element")
 		}
-		to, err := m.int("to", 0)
-		if err != nil {
-			return nil, err
+	}
+	out, err := newC(shape, val.isInt)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out.data {
+		out.data[i] = val.data[0]
+	}
+	return out, nil
+}
+
+func (c *nodeConv) evalGather(ins []*ctensor, _ int) (*ctensor, error) {
+	axis, err := c.attrs.int("axis", 0)
+	if err != nil {
+		return nil, err
+	}
+	return foldGather(ins[0], ins[1], axis)
+}
+
+// evalSqueeze folds Squeeze and Unsqueeze.
+func (c *nodeConv) evalSqueeze(ins []*ctensor, _ int) (*ctensor, error) {
+	axes, have, err := c.axes(ins)
+	if err != nil {
+		return nil, err
+	}
+	if c.n.GetOpType() == "Unsqueeze" {
+		if !have {
+			return nil, errors.New("axes are missing")
 		}
-		return foldCast(ins[0], int64(to))
-	case "Shape":
-		if err := need(1); err != nil {
-			return nil, err
+		return foldUnsqueeze(ins[0], axes)
+	}
+	shape, err := squeezeShape(ins[0].shape, axes, have)
+	if err != nil {
+		return nil, err
+	}
+	return &ctensor{shape: shape, data: ins[0].data, isInt: ins[0].isInt}, nil
+}
+
+func (c *nodeConv) evalConcat(ins []*ctensor, _ int) (*ctensor, error) {
+	axis, err := c.attrs.int("axis", 0)
+	if err != nil {
+		return nil, err
+	}
+	var parts []*ctensor
+	for _, x := range ins {
+		if x != nil {
+			parts = append(parts, x)
 		}
-		var shape []int
-		if ins[0] != nil {
-			shape = ins[0].shape
-		} else {
-			shape = c.im.acts[c.in[0]].shape[b]
-		}
-		r := len(shape)
-		start, err := m.int("start", 0)
-		if err != nil {
-			return nil, err
-		}
-		end, err := m.int("end", r)
-		if err != nil {
-			return nil, err
-		}
-		if start < 0 {
-			start += r
-		}
-		if end < 0 {
-			end += r
-		}
-		start, end = max(0, min(start, r)), max(0, min(end, r))
-		if end < start {
-			end = start
-		}
-		return intsC(shape[start:end]), nil
-	case "ConstantOfShape":
-		if err := need(1); err != nil {
-			return nil, err
-		}
-		shape, err := ins[0].ints()
-		if err != nil {
-			return nil, fmt.Errorf("shape: %w", err)
-		}
-		val := &ctensor{shape: []int{1}, data: []float64{0}}
-		if a, ok := m["value"]; ok {
-			if val, err = readTensor(a.GetT()); err != nil {
-				return nil, fmt.Errorf("value: %w", err)
-			}
-			if len(val.data) != 1 {
-				return nil, errors.New("value must hold one element")
-			}
-		}
-		out, err := newC(shape, val.isInt)
-		if err != nil {
-			return nil, err
-		}
-		for i := range out.data {
-			out.data[i] = val.data[0]
-		}
-		return out, nil
-	case "Gather":
-		if err := need(2); err != nil {
-			return nil, err
-		}
-		axis, err := m.int("axis", 0)
-		if err != nil {
-			return nil, err
-		}
-		return foldGather(ins[0], ins[1], axis)
-	case "Unsqueeze", "Squeeze":
-		if err := need(1); err != nil {
-			return nil, err
-		}
-		axes, have, err := c.axes(ins)
-		if err != nil {
-			return nil, err
-		}
-		if op == "Unsqueeze" {
-			if !have {
-				return nil, errors.New("axes are missing")
-			}
-			return foldUnsqueeze(ins[0], axes)
-		}
-		shape, err := squeezeShape(ins[0].shape, axes, have)
-		if err != nil {
-			return nil, err
-		}
-		return &ctensor{shape: shape, data: ins[0].data, isInt: ins[0].isInt}, nil
-	case "Concat":
-		axis, err := m.int("axis", 0)
-		if err != nil {
-			return nil, err
-		}
-		var parts []*ctensor
-		for _, x := range ins {
-			if x != nil {
-				parts = append(parts, x)
-			}
-		}
-		return foldConcat(parts, axis)
-	case "Slice":
-		if err := need(1); err != nil {
-			return nil, err
-		}
-		var starts, ends, axes, steps []int
-		if c.im.opset < 10 {
+	}
+	return foldConcat(parts, axis)
+}
+
+// evalSlice folds Slice: starts, ends and axes are attributes before opset
+// 10, inputs (with steps) since.
+func (c *nodeConv) evalSlice(ins []*ctensor, _ int) (*ctensor, error) {
+	var lists [4][]int // starts, ends, axes, steps
+	if c.im.opset < 10 {
+		for i, name := range []string{"starts", "ends", "axes"} {
 			var err error
-			if starts, _, err = m.ints("starts"); err != nil {
+			if lists[i], _, err = c.attrs.ints(name); err != nil {
 				return nil, err
 			}
-			if ends, _, err = m.ints("ends"); err != nil {
-				return nil, err
+		}
+	} else {
+		if err := c.need(ins, 3); err != nil {
+			return nil, err
+		}
+		for i := 1; i < len(ins) && i < 5; i++ {
+			if ins[i] == nil {
+				continue
 			}
-			if axes, _, err = m.ints("axes"); err != nil {
-				return nil, err
+			v, err := ins[i].ints()
+			if err != nil {
+				return nil, fmt.Errorf("slice input %d: %w", i, err)
 			}
-		} else {
-			if err := need(3); err != nil {
-				return nil, err
-			}
-			lists := make([][]int, 4)
-			for i := 1; i < len(ins) && i < 5; i++ {
-				if ins[i] == nil {
-					continue
-				}
-				v, err := ins[i].ints()
-				if err != nil {
-					return nil, fmt.Errorf("slice input %d: %w", i, err)
-				}
-				lists[i-1] = v
-			}
-			starts, ends, axes, steps = lists[0], lists[1], lists[2], lists[3]
+			lists[i-1] = v
 		}
-		return foldSlice(ins[0], starts, ends, axes, steps)
-	case "Reshape":
-		if err := need(2); err != nil {
-			return nil, err
-		}
-		target, err := ins[1].ints()
-		if err != nil {
-			return nil, fmt.Errorf("shape: %w", err)
-		}
-		allowZero, err := m.int("allowzero", 0)
-		if err != nil {
-			return nil, err
-		}
-		shape, err := reshapeTarget(ins[0].shape, target, allowZero != 0)
-		if err != nil {
-			return nil, err
-		}
-		return &ctensor{shape: shape, data: ins[0].data, isInt: ins[0].isInt}, nil
-	case "Flatten":
-		if err := need(1); err != nil {
-			return nil, err
-		}
-		axis, err := m.int("axis", 1)
-		if err != nil {
-			return nil, err
-		}
-		r := len(ins[0].shape)
-		if axis < 0 {
-			axis += r
-		}
-		if axis < 0 || axis > r {
-			return nil, fmt.Errorf("axis out of range for rank %d", r)
-		}
-		return &ctensor{shape: []int{sizeOf(ins[0].shape[:axis]), sizeOf(ins[0].shape[axis:])}, data: ins[0].data, isInt: ins[0].isInt}, nil
-	case "Transpose":
-		if err := need(1); err != nil {
-			return nil, err
-		}
-		perm, _, err := m.ints("perm")
-		if err != nil {
-			return nil, err
-		}
-		return foldTranspose(ins[0], perm)
-	case "Add", "Sub", "Mul", "Div":
-		if err := need(2); err != nil {
-			return nil, err
-		}
-		return foldBinary(op, ins[0], ins[1])
 	}
-	return nil, fmt.Errorf("cannot fold op %s", op)
+	return foldSlice(ins[0], lists[0], lists[1], lists[2], lists[3])
+}
+
+func (c *nodeConv) evalReshape(ins []*ctensor, _ int) (*ctensor, error) {
+	target, err := ins[1].ints()
+	if err != nil {
+		return nil, fmt.Errorf("shape: %w", err)
+	}
+	allowZero, err := c.attrs.int("allowzero", 0)
+	if err != nil {
+		return nil, err
+	}
+	shape, err := reshapeTarget(ins[0].shape, target, allowZero != 0)
+	if err != nil {
+		return nil, err
+	}
+	return &ctensor{shape: shape, data: ins[0].data, isInt: ins[0].isInt}, nil
+}
+
+func (c *nodeConv) evalFlatten(ins []*ctensor, _ int) (*ctensor, error) {
+	axis, err := c.attrs.int("axis", 1)
+	if err != nil {
+		return nil, err
+	}
+	r := len(ins[0].shape)
+	if axis < 0 {
+		axis += r
+	}
+	if axis < 0 || axis > r {
+		return nil, fmt.Errorf("axis out of range for rank %d", r)
+	}
+	return &ctensor{shape: []int{sizeOf(ins[0].shape[:axis]), sizeOf(ins[0].shape[axis:])}, data: ins[0].data, isInt: ins[0].isInt}, nil
+}
+
+func (c *nodeConv) evalTranspose(ins []*ctensor, _ int) (*ctensor, error) {
+	perm, _, err := c.attrs.ints("perm")
+	if err != nil {
+		return nil, err
+	}
+	return foldTranspose(ins[0], perm)
 }
 
 // axes reads Squeeze/Unsqueeze's axes: an attribute before opset 13, the
