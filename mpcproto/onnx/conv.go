@@ -1,0 +1,181 @@
+package onnx
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+)
+
+// window reads the attributes shared by Conv and the pools and resolves
+// auto_pad against the input's spatial shape.
+func (c *nodeConv) window(x *act, kernel []int) (plan.Attrs, error) {
+	m := c.attrs
+	var a plan.Attrs
+	var err error
+	get := func(name string, def []int) ([]int, error) {
+		v, ok, err := m.ints(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return def, nil
+		}
+		if len(v) != len(def) {
+			return nil, fmt.Errorf("%s must have %d values, got %d", name, len(def), len(v))
+		}
+		return v, nil
+	}
+	if a.Strides, err = get("strides", []int{1, 1}); err != nil {
+		return a, err
+	}
+	if a.Dilations, err = get("dilations", []int{1, 1}); err != nil {
+		return a, err
+	}
+	if a.Pads, err = get("pads", []int{0, 0, 0, 0}); err != nil {
+		return a, err
+	}
+	autoPad, err := m.str("auto_pad", "NOTSET")
+	if err != nil {
+		return a, err
+	}
+	switch autoPad {
+	case "NOTSET", "":
+	case "VALID":
+		a.Pads = []int{0, 0, 0, 0}
+	case "SAME_UPPER", "SAME_LOWER":
+		for i := 0; i < 2; i++ {
+			in, s := x.shape[0][2+i], a.Strides[i]
+			if s <= 0 {
+				return a, fmt.Errorf("strides %v must be positive", a.Strides)
+			}
+			ext := a.Dilations[i]*(kernel[i]-1) + 1
+			total := max(((in+s-1)/s-1)*s+ext-in, 0)
+			lo := total / 2
+			if autoPad == "SAME_LOWER" {
+				lo = total - total/2
+			}
+			a.Pads[i], a.Pads[2+i] = lo, total-lo
+		}
+	default:
+		return a, fmt.Errorf("auto_pad %q is not supported", autoPad)
+	}
+	return a, nil
+}
+
+func (c *nodeConv) conv() error {
+	if err := c.inputCount(2, 3); err != nil {
+		return err
+	}
+	x, err := c.act(0)
+	if err != nil {
+		return err
+	}
+	if len(x.shape[0]) != 4 {
+		return fmt.Errorf("input shape %v: only 2-D convolutions (NCHW) are supported", x.shape[0])
+	}
+	w, err := c.constant(1, "weight")
+	if err != nil {
+		return err
+	}
+	if len(w.shape) != 4 {
+		return fmt.Errorf("weight shape %v: want rank 4", w.shape)
+	}
+	if k, ok, err := c.attrs.ints("kernel_shape"); err != nil {
+		return err
+	} else if ok && (len(k) != 2 || k[0] != w.shape[2] || k[1] != w.shape[3]) {
+		return fmt.Errorf("kernel_shape %v does not match weight shape %v", k, w.shape)
+	}
+	a, err := c.window(x, w.shape[2:])
+	if err != nil {
+		return err
+	}
+	group, err := c.attrs.int("group", 1)
+	if err != nil {
+		return err
+	}
+	if group < 1 {
+		return fmt.Errorf("group %d must be positive", group)
+	}
+	a.Group = group
+	wn, err := c.im.weight(c.in[1], w)
+	if err != nil {
+		return err
+	}
+	inputs := []string{x.name, wn}
+	b, err := c.optConst(2, "bias")
+	if err != nil {
+		return err
+	}
+	if b != nil {
+		bn, err := c.im.weight(c.in[2], b)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, bn)
+	}
+	return c.emit(plan.Conv, inputs, a)
+}
+
+func (c *nodeConv) pool() error {
+	op := c.n.GetOpType()
+	if err := c.inputCount(1, 1); err != nil {
+		return err
+	}
+	if err := c.onlyFirstOutput(); err != nil {
+		return err
+	}
+	x, err := c.act(0)
+	if err != nil {
+		return err
+	}
+	if len(x.shape[0]) != 4 {
+		return fmt.Errorf("input shape %v: only 2-D pooling (NCHW) is supported", x.shape[0])
+	}
+	kernel, ok, err := c.attrs.ints("kernel_shape")
+	if err != nil {
+		return err
+	}
+	if !ok || len(kernel) != 2 {
+		return fmt.Errorf("kernel_shape must have 2 values, got %v", kernel)
+	}
+	a, err := c.window(x, kernel)
+	if err != nil {
+		return err
+	}
+	a.Kernel = kernel
+	ceil, err := c.attrs.int("ceil_mode", 0)
+	if err != nil {
+		return err
+	}
+	a.CeilMode = ceil != 0
+	if op == "MaxPool" {
+		if so, err := c.attrs.int("storage_order", 0); err != nil || so != 0 {
+			if err == nil {
+				err = errors.New("storage_order 1 is not supported")
+			}
+			return err
+		}
+		return c.emit(plan.MaxPool, []string{x.name}, a)
+	}
+	cip, err := c.attrs.int("count_include_pad", 0)
+	if err != nil {
+		return err
+	}
+	a.CountIncludePad = cip != 0
+	return c.emit(plan.AveragePool, []string{x.name}, a)
+}
+
+func (c *nodeConv) gap() error {
+	if err := c.inputCount(1, 1); err != nil {
+		return err
+	}
+	x, err := c.act(0)
+	if err != nil {
+		return err
+	}
+	if len(x.shape[0]) != 4 {
+		return fmt.Errorf("input shape %v: only NCHW inputs are supported", x.shape[0])
+	}
+	return c.emit(plan.GlobalAveragePool, []string{x.name}, plan.Attrs{})
+}
