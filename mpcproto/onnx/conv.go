@@ -63,16 +63,23 @@ func (c *nodeConv) window(x *act, kernel []int) (plan.Attrs, error) {
 	return a, nil
 }
 
-func (c *nodeConv) conv() error {
-	if err := c.inputCount(2, 3); err != nil {
-		return err
-	}
-	x, err := c.act(0)
+// image is data for an op over NCHW images: it refuses an input of
+// another rank with the reason refusal.
+func (c *nodeConv) image(lo, hi int, refusal string) (*act, error) {
+	x, err := c.data(lo, hi)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(x.shape[0]) != 4 {
-		return fmt.Errorf("input shape %v: only 2-D convolutions (NCHW) are supported", x.shape[0])
+		return nil, fmt.Errorf("input shape %v: %s", x.shape[0], refusal)
+	}
+	return x, nil
+}
+
+func (c *nodeConv) conv() error {
+	x, err := c.image(2, 3, "only 2-D convolutions (NCHW) are supported")
+	if err != nil {
+		return err
 	}
 	w, err := c.constant(1, "weight")
 	if err != nil {
@@ -98,23 +105,7 @@ func (c *nodeConv) conv() error {
 		return fmt.Errorf("group %d must be positive", group)
 	}
 	a.Group = group
-	wn, err := c.im.weight(c.in[1], w)
-	if err != nil {
-		return err
-	}
-	inputs := []string{x.name, wn}
-	b, err := c.optConst(2, "bias")
-	if err != nil {
-		return err
-	}
-	if b != nil {
-		bn, err := c.im.weight(c.in[2], b)
-		if err != nil {
-			return err
-		}
-		inputs = append(inputs, bn)
-	}
-	return c.emit(plan.Conv, inputs, a)
+	return c.emitWeighted(plan.Conv, x, w, "bias", nil, a)
 }
 
 func (c *nodeConv) pool() error {
@@ -167,15 +158,9 @@ func (c *nodeConv) pool() error {
 }
 
 func (c *nodeConv) gap() error {
-	if err := c.inputCount(1, 1); err != nil {
-		return err
-	}
-	x, err := c.act(0)
+	x, err := c.image(1, 1, "only NCHW inputs are supported")
 	if err != nil {
 		return err
-	}
-	if len(x.shape[0]) != 4 {
-		return fmt.Errorf("input shape %v: only NCHW inputs are supported", x.shape[0])
 	}
 	return c.emit(plan.GlobalAveragePool, []string{x.name}, plan.Attrs{})
 }

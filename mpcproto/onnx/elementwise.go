@@ -9,10 +9,7 @@ import (
 )
 
 func (c *nodeConv) relu() error {
-	if err := c.inputCount(1, 1); err != nil {
-		return err
-	}
-	a, err := c.act(0)
+	a, err := c.data(1, 1)
 	if err != nil {
 		return err
 	}
@@ -192,50 +189,16 @@ func (c *nodeConv) batchnorm() error {
 	if len(xs) < 2 {
 		return fmt.Errorf("input shape %v: want rank >= 2", xs)
 	}
-	ch := xs[1]
-	var p [4]*ctensor
-	for i, what := range []string{"scale", "bias", "mean", "var"} {
-		if p[i], err = c.constant(1+i, what); err != nil {
-			return err
-		}
-		if len(p[i].data) != ch {
-			return fmt.Errorf("%s has shape %v, want [%d] for input shape %v", what, p[i].shape, ch, xs)
-		}
+	s, t, err := c.bnAffine(xs, eps) // y = x*s + t
+	if err != nil {
+		return err
 	}
-	s := make([]float64, ch) // y = x*s + t
-	t := make([]float64, ch)
-	for j := 0; j < ch; j++ {
-		v := p[3].data[j] + eps
-		if !(v > 0) {
-			return fmt.Errorf("variance + epsilon is %v for channel %d", v, j)
-		}
-		s[j] = p[0].data[j] / math.Sqrt(v)
-		t[j] = p[1].data[j] - p[2].data[j]*s[j]
-	}
-	// fold into the producing Conv or MatMul
-	if pn := c.producer(x); pn != nil && (pn.Op == plan.Conv || pn.Op == plan.MatMul) {
-		wt := c.im.w[pn.Inputs[1]]
-		switch {
-		case pn.Op == plan.Conv && wt != nil && wt.Shape[0] == ch:
-			per := len(wt.Data) / ch
-			for m := 0; m < ch; m++ {
-				for i := 0; i < per; i++ {
-					wt.Data[m*per+i] *= s[m]
-				}
-			}
-			return c.foldBNBias(pn, s, t, x)
-		case pn.Op == plan.MatMul && wt != nil && len(xs) == 2 && len(wt.Shape) == 2 && wt.Shape[1] == ch:
-			for k := 0; k < wt.Shape[0]; k++ {
-				for j := 0; j < ch; j++ {
-					wt.Data[k*ch+j] *= s[j]
-				}
-			}
-			return c.foldBNBias(pn, s, t, x)
-		}
+	if ok, err := c.bnIntoProducer(x, s, t); ok || err != nil {
+		return err
 	}
 	// standalone: x*s (public) + t (secret), along axis 1
 	shape := make([]int, len(xs)-1)
-	shape[0] = ch
+	shape[0] = xs[1]
 	for i := 1; i < len(shape); i++ {
 		shape[i] = 1
 	}
@@ -254,6 +217,62 @@ func (c *nodeConv) batchnorm() error {
 	}
 	c.set(res)
 	return nil
+}
+
+// bnAffine reads BatchNormalization's scale, bias, mean and var for an input
+// of shape xs and returns s and t, one value per channel, with y = x*s + t.
+func (c *nodeConv) bnAffine(xs []int, eps float64) (s, t []float64, err error) {
+	ch := xs[1]
+	var p [4]*ctensor
+	for i, what := range []string{"scale", "bias", "mean", "var"} {
+		if p[i], err = c.constant(1+i, what); err != nil {
+			return nil, nil, err
+		}
+		if len(p[i].data) != ch {
+			return nil, nil, fmt.Errorf("%s has shape %v, want [%d] for input shape %v", what, p[i].shape, ch, xs)
+		}
+	}
+	s = make([]float64, ch)
+	t = make([]float64, ch)
+	for j := 0; j < ch; j++ {
+		v := p[3].data[j] + eps
+		if !(v > 0) {
+			return nil, nil, fmt.Errorf("variance + epsilon is %v for channel %d", v, j)
+		}
+		s[j] = p[0].data[j] / math.Sqrt(v)
+		t[j] = p[1].data[j] - p[2].data[j]*s[j]
+	}
+	return s, t, nil
+}
+
+// bnIntoProducer folds y = x*s + t into the weight and bias of the Conv or
+// MatMul producing x, when this node is its only reader; it reports whether
+// it did.
+func (c *nodeConv) bnIntoProducer(x *act, s, t []float64) (bool, error) {
+	pn := c.producer(x)
+	if pn == nil || (pn.Op != plan.Conv && pn.Op != plan.MatMul) {
+		return false, nil
+	}
+	ch := len(s)
+	wt := c.im.w[pn.Inputs[1]]
+	switch {
+	case pn.Op == plan.Conv && wt != nil && wt.Shape[0] == ch:
+		per := len(wt.Data) / ch
+		for m := 0; m < ch; m++ {
+			for i := 0; i < per; i++ {
+				wt.Data[m*per+i] *= s[m]
+			}
+		}
+	case pn.Op == plan.MatMul && wt != nil && len(x.shape[0]) == 2 && len(wt.Shape) == 2 && wt.Shape[1] == ch:
+		for k := 0; k < wt.Shape[0]; k++ {
+			for j := 0; j < ch; j++ {
+				wt.Data[k*ch+j] *= s[j]
+			}
+		}
+	default:
+		return false, nil
+	}
+	return true, c.foldBNBias(pn, s, t, x)
 }
 
 // foldBNBias turns pn's bias b into b*s + t (t alone when pn had none).

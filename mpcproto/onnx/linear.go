@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 
@@ -62,22 +63,12 @@ func (c *nodeConv) gemm() error {
 	if err := c.inputCount(2, 3); err != nil {
 		return err
 	}
-	m := c.attrs
-	alpha, err := m.float("alpha", 1)
-	if err != nil {
-		return err
-	}
-	beta, err := m.float("beta", 1)
-	if err != nil {
-		return err
-	}
-	transA, err := m.int("transA", 0)
-	if err != nil {
-		return err
-	}
-	transB, err := m.int("transB", 0)
-	if err != nil {
-		return err
+	alpha, errAlpha := c.attrs.float("alpha", 1)
+	beta, errBeta := c.attrs.float("beta", 1)
+	transA, errTransA := c.attrs.int("transA", 0)
+	transB, errTransB := c.attrs.int("transB", 0)
+	if err := cmp.Or(errAlpha, errBeta, errTransA, errTransB); err != nil {
+		return err // the first in the order above
 	}
 	x, err := c.act(0)
 	if err != nil {
@@ -105,40 +96,31 @@ func (c *nodeConv) gemm() error {
 	for i, v := range b.data {
 		w.data[i] = alpha * v
 	}
-	name, err := c.im.weight(c.in[1], w)
-	if err != nil {
-		return err
+	return c.emitWeighted(plan.MatMul, x, w, "bias C", func(bias *ctensor) (*ctensor, error) {
+		return gemmBias(bias, w.shape[1], beta)
+	}, plan.Attrs{})
+}
+
+// gemmBias is Gemm's bias C times beta as one value per column of the n
+// columns; C must be a row (or a scalar) broadcast over the rows.
+func gemmBias(bias *ctensor, n int, beta float64) (*ctensor, error) {
+	ok := len(bias.shape) <= 2
+	for i, d := range bias.shape {
+		last := i == len(bias.shape)-1
+		if d != 1 && !(last && d == n) {
+			ok = false
+		}
 	}
-	inputs := []string{x.name, name}
-	bias, err := c.optConst(2, "bias C")
-	if err != nil {
-		return err
+	if !ok {
+		return nil, fmt.Errorf("bias C of shape %v is not a per-column bias for %d columns", bias.shape, n)
 	}
-	if bias != nil {
-		n := w.shape[1]
-		ok := len(bias.shape) <= 2
-		for i, d := range bias.shape {
-			last := i == len(bias.shape)-1
-			if d != 1 && !(last && d == n) {
-				ok = false
-			}
+	v := &ctensor{shape: []int{n}, data: make([]float64, n)}
+	for j := range v.data {
+		if len(bias.data) == n {
+			v.data[j] = beta * bias.data[j]
+		} else {
+			v.data[j] = beta * bias.data[0]
 		}
-		if !ok {
-			return fmt.Errorf("bias C of shape %v is not a per-column bias for %d columns", bias.shape, n)
-		}
-		v := &ctensor{shape: []int{n}, data: make([]float64, n)}
-		for j := range v.data {
-			if len(bias.data) == n {
-				v.data[j] = beta * bias.data[j]
-			} else {
-				v.data[j] = beta * bias.data[0]
-			}
-		}
-		bn, err := c.im.weight(c.in[2], v)
-		if err != nil {
-			return err
-		}
-		inputs = append(inputs, bn)
 	}
-	return c.emit(plan.MatMul, inputs, plan.Attrs{})
+	return v, nil
 }

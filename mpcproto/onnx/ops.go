@@ -200,6 +200,15 @@ func (c *nodeConv) inputCount(lo, hi int) error {
 	return nil
 }
 
+// data checks that the node has lo to hi inputs and returns input 0, the
+// data it transforms, which must be an activation.
+func (c *nodeConv) data(lo, hi int) (*act, error) {
+	if err := c.inputCount(lo, hi); err != nil {
+		return nil, err
+	}
+	return c.act(0)
+}
+
 // onlyFirstOutput refuses a node whose extra outputs (masks, indices,
 // running statistics) are read.
 func (c *nodeConv) onlyFirstOutput() error {
@@ -222,6 +231,34 @@ func (c *nodeConv) emit(op plan.Op, inputs []string, a plan.Attrs) error {
 	}
 	c.set(res)
 	return nil
+}
+
+// emitWeighted emits op over x and the secret weights of w (input 1) and of
+// the optional bias (input 2, named what), after bias, when not nil, has
+// rewritten it.
+func (c *nodeConv) emitWeighted(op plan.Op, x *act, w *ctensor, what string, bias func(*ctensor) (*ctensor, error), a plan.Attrs) error {
+	wn, err := c.im.weight(c.in[1], w)
+	if err != nil {
+		return err
+	}
+	inputs := []string{x.name, wn}
+	b, err := c.optConst(2, what)
+	if err != nil {
+		return err
+	}
+	if b != nil {
+		if bias != nil {
+			if b, err = bias(b); err != nil {
+				return err
+			}
+		}
+		bn, err := c.im.weight(c.in[2], b)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, bn)
+	}
+	return c.emit(op, inputs, a)
 }
 
 // producer returns the plan node that produced activation a when the read

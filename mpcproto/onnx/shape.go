@@ -12,10 +12,7 @@ import (
 )
 
 func (c *nodeConv) alias() error {
-	if err := c.inputCount(1, 1); err != nil {
-		return err
-	}
-	a, err := c.act(0)
+	a, err := c.data(1, 1)
 	if err != nil {
 		return err
 	}
@@ -67,10 +64,7 @@ func (c *nodeConv) evalCast(ins []*ctensor, _ int) (*ctensor, error) {
 }
 
 func (c *nodeConv) flatten() error {
-	if err := c.inputCount(1, 1); err != nil {
-		return err
-	}
-	x, err := c.act(0)
+	x, err := c.data(1, 1)
 	if err != nil {
 		return err
 	}
@@ -97,10 +91,7 @@ func (c *nodeConv) evalFlatten(ins []*ctensor, _ int) (*ctensor, error) {
 }
 
 func (c *nodeConv) reshape() error {
-	if err := c.inputCount(2, 2); err != nil {
-		return err
-	}
-	x, err := c.act(0)
+	x, err := c.data(2, 2)
 	if err != nil {
 		return err
 	}
@@ -146,10 +137,7 @@ func (c *nodeConv) evalReshape(ins []*ctensor, _ int) (*ctensor, error) {
 
 func (c *nodeConv) squeeze() error {
 	op := c.n.GetOpType()
-	if err := c.inputCount(1, 2); err != nil {
-		return err
-	}
-	x, err := c.act(0)
+	x, err := c.data(1, 2)
 	if err != nil {
 		return err
 	}
@@ -292,63 +280,14 @@ func (c *nodeConv) pad() error {
 	}
 	r := len(x.shape[0])
 	var pads []int
-	value := 0.0
+	var value float64
 	if c.im.opset < 11 {
-		if err := c.inputCount(1, 1); err != nil {
-			return err
-		}
-		var ok bool
-		if pads, ok, err = c.attrs.ints("pads"); err != nil {
-			return err
-		} else if !ok {
-			return errors.New("pads are missing")
-		}
-		if value, err = c.attrs.float("value", 0); err != nil {
-			return err
-		}
+		pads, value, err = c.padAttrs()
 	} else {
-		if err := c.inputCount(2, 4); err != nil {
-			return err
-		}
-		pc, err := c.constant(1, "pads")
-		if err != nil {
-			return err
-		}
-		if pads, err = pc.ints(); err != nil {
-			return fmt.Errorf("pads: %w", err)
-		}
-		v, err := c.optConst(2, "constant_value")
-		if err != nil {
-			return err
-		}
-		if v != nil {
-			if len(v.data) != 1 {
-				return fmt.Errorf("constant_value has %d values, want 1", len(v.data))
-			}
-			value = v.data[0]
-		}
-		ax, err := c.optConst(3, "axes")
-		if err != nil {
-			return err
-		}
-		if ax != nil {
-			axes, err := ax.ints()
-			if err != nil {
-				return fmt.Errorf("axes: %w", err)
-			}
-			if len(pads) != 2*len(axes) {
-				return fmt.Errorf("pads %v: want 2 values per axis of %v", pads, axes)
-			}
-			full := make([]int, 2*r)
-			for i, a := range axes {
-				ai, err := normAxis(a, r)
-				if err != nil {
-					return err
-				}
-				full[ai], full[r+ai] = pads[i], pads[len(axes)+i]
-			}
-			pads = full
-		}
+		pads, value, err = c.padInputs(r)
+	}
+	if err != nil {
+		return err
 	}
 	if len(pads) != 2*r {
 		return fmt.Errorf("pads %v: want %d values for input shape %v", pads, 2*r, x.shape[0])
@@ -371,4 +310,66 @@ func (c *nodeConv) pad() error {
 		return nil
 	}
 	return c.emit(plan.Pad, []string{x.name}, plan.Attrs{Pads: pads, Value: value})
+}
+
+// padAttrs reads Pad's pads and value from its attributes (before opset 11).
+func (c *nodeConv) padAttrs() ([]int, float64, error) {
+	if err := c.inputCount(1, 1); err != nil {
+		return nil, 0, err
+	}
+	pads, ok, err := c.attrs.ints("pads")
+	if err != nil {
+		return nil, 0, err
+	} else if !ok {
+		return nil, 0, errors.New("pads are missing")
+	}
+	value, err := c.attrs.float("value", 0)
+	return pads, value, err
+}
+
+// padInputs reads Pad's pads, constant_value and axes from its inputs (since
+// opset 11) and returns the pads of all r axes and the value.
+func (c *nodeConv) padInputs(r int) ([]int, float64, error) {
+	if err := c.inputCount(2, 4); err != nil {
+		return nil, 0, err
+	}
+	pc, err := c.constant(1, "pads")
+	if err != nil {
+		return nil, 0, err
+	}
+	pads, err := pc.ints()
+	if err != nil {
+		return nil, 0, fmt.Errorf("pads: %w", err)
+	}
+	value := 0.0
+	v, err := c.optConst(2, "constant_value")
+	if err != nil {
+		return nil, 0, err
+	}
+	if v != nil {
+		if len(v.data) != 1 {
+			return nil, 0, fmt.Errorf("constant_value has %d values, want 1", len(v.data))
+		}
+		value = v.data[0]
+	}
+	ax, err := c.optConst(3, "axes")
+	if err != nil || ax == nil {
+		return pads, value, err
+	}
+	axes, err := ax.ints()
+	if err != nil {
+		return nil, 0, fmt.Errorf("axes: %w", err)
+	}
+	if len(pads) != 2*len(axes) {
+		return nil, 0, fmt.Errorf("pads %v: want 2 values per axis of %v", pads, axes)
+	}
+	full := make([]int, 2*r)
+	for i, a := range axes {
+		ai, err := normAxis(a, r)
+		if err != nil {
+			return nil, 0, err
+		}
+		full[ai], full[r+ai] = pads[i], pads[len(axes)+i]
+	}
+	return full, value, nil
 }
