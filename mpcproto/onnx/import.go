@@ -104,17 +104,9 @@ func importModel(mp *pb.ModelProto) (*plan.Plan, plan.Weights, error) {
 	if g == nil {
 		return nil, nil, errors.New("onnx model has no graph")
 	}
-	opset := 0
-	for _, o := range mp.GetOpsetImport() {
-		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
-			opset = int(min(max(o.GetVersion(), -1), math.MaxInt32))
-		}
-	}
-	if opset == 0 {
-		return nil, nil, errors.New("onnx model imports no opset of the default domain")
-	}
-	if opset < MinOpset || opset > MaxOpset {
-		return nil, nil, fmt.Errorf("onnx opset %d is not supported (supported: %d to %d)", opset, MinOpset, MaxOpset)
+	opset, err := defaultOpset(mp)
+	if err != nil {
+		return nil, nil, err
 	}
 	inits := map[string]bool{}
 	for _, t := range g.GetInitializer() {
@@ -133,40 +125,9 @@ func importModel(mp *pb.ModelProto) (*plan.Plan, plan.Weights, error) {
 		return nil, nil, fmt.Errorf("onnx model has %d outputs, want 1", len(g.GetOutput()))
 	}
 	in := inputs[0]
-	if in.GetName() == "" {
-		return nil, nil, errors.New("onnx model input has no name")
-	}
-	tt := in.GetType().GetTensorType()
-	if tt == nil {
-		return nil, nil, fmt.Errorf("onnx model input %q is not a tensor", in.GetName())
-	}
-	if et := tt.GetElemType(); et != dtFloat && et != dtDouble {
-		return nil, nil, fmt.Errorf("onnx model input %q has element type %s, want float", in.GetName(), pb.TensorProto_DataType(et))
-	}
-	if tt.GetShape() == nil {
-		return nil, nil, fmt.Errorf("onnx model input %q has no shape", in.GetName())
-	}
-	dims := tt.GetShape().GetDim()
-	if len(dims) == 0 || len(dims) > plan.MaxRank {
-		return nil, nil, fmt.Errorf("onnx model input %q has rank %d, want 1 to %d", in.GetName(), len(dims), plan.MaxRank)
-	}
-	shape := make([]int, len(dims))
-	for i, d := range dims {
-		v := d.GetDimValue()
-		switch {
-		case v > 0 && v <= plan.MaxDim:
-			shape[i] = int(v)
-		case v > plan.MaxDim:
-			return nil, nil, fmt.Errorf("onnx model input %q: dimension %d is %d, too large", in.GetName(), i, v)
-		default:
-			shape[i] = -1
-		}
-	}
-	for i, d := range shape {
-		if d == -1 && (i > 0 || len(shape) == 1) {
-			return nil, nil, fmt.Errorf("onnx model input %q has shape %s: dimension %d is dynamic; only a leading batch dimension of a rank >= 2 input may be (export with fixed sizes)",
-				in.GetName(), dimString(dims), i)
-		}
+	shape, err := inputShape(in)
+	if err != nil {
+		return nil, nil, err
 	}
 	free := shape[0] == -1 || (len(shape) >= 2 && shape[0] == 1)
 	fromOne := shape[0] == 1 && free
@@ -181,6 +142,65 @@ func importModel(mp *pb.ModelProto) (*plan.Plan, plan.Weights, error) {
 		return nil, nil, err
 	}
 	return p, w, nil
+}
+
+// defaultOpset is the opset of the default domain mp imports, when supported.
+func defaultOpset(mp *pb.ModelProto) (int, error) {
+	opset := 0
+	for _, o := range mp.GetOpsetImport() {
+		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
+			opset = int(min(max(o.GetVersion(), -1), math.MaxInt32))
+		}
+	}
+	if opset == 0 {
+		return 0, errors.New("onnx model imports no opset of the default domain")
+	}
+	if opset < MinOpset || opset > MaxOpset {
+		return 0, fmt.Errorf("onnx opset %d is not supported (supported: %d to %d)", opset, MinOpset, MaxOpset)
+	}
+	return opset, nil
+}
+
+// inputShape checks the model's input, a float tensor whose dimensions are
+// fixed but for a leading batch, and returns its shape, -1 for the batch when
+// it is dynamic.
+func inputShape(in *pb.ValueInfoProto) ([]int, error) {
+	if in.GetName() == "" {
+		return nil, errors.New("onnx model input has no name")
+	}
+	tt := in.GetType().GetTensorType()
+	if tt == nil {
+		return nil, fmt.Errorf("onnx model input %q is not a tensor", in.GetName())
+	}
+	if et := tt.GetElemType(); et != dtFloat && et != dtDouble {
+		return nil, fmt.Errorf("onnx model input %q has element type %s, want float", in.GetName(), pb.TensorProto_DataType(et))
+	}
+	if tt.GetShape() == nil {
+		return nil, fmt.Errorf("onnx model input %q has no shape", in.GetName())
+	}
+	dims := tt.GetShape().GetDim()
+	if len(dims) == 0 || len(dims) > plan.MaxRank {
+		return nil, fmt.Errorf("onnx model input %q has rank %d, want 1 to %d", in.GetName(), len(dims), plan.MaxRank)
+	}
+	shape := make([]int, len(dims))
+	for i, d := range dims {
+		v := d.GetDimValue()
+		switch {
+		case v > 0 && v <= plan.MaxDim:
+			shape[i] = int(v)
+		case v > plan.MaxDim:
+			return nil, fmt.Errorf("onnx model input %q: dimension %d is %d, too large", in.GetName(), i, v)
+		default:
+			shape[i] = -1
+		}
+	}
+	for i, d := range shape {
+		if d == -1 && (i > 0 || len(shape) == 1) {
+			return nil, fmt.Errorf("onnx model input %q has shape %s: dimension %d is dynamic; only a leading batch dimension of a rank >= 2 input may be (export with fixed sizes)",
+				in.GetName(), dimString(dims), i)
+		}
+	}
+	return shape, nil
 }
 
 func dimString(dims []*pb.TensorShapeProto_Dimension) string {
@@ -224,6 +244,31 @@ type importer struct {
 }
 
 func run(g *pb.GraphProto, opset int, input string, shape []int, free, fromOne bool) (*plan.Plan, plan.Weights, error) {
+	im, err := newImporter(opset, input, shape, free, fromOne)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := im.initializers(g, input); err != nil {
+		return nil, nil, err
+	}
+	for _, n := range g.GetNode() {
+		for _, x := range n.GetInput() {
+			im.uses[x]++
+		}
+	}
+	out := g.GetOutput()[0].GetName()
+	im.uses[out]++
+	for i, n := range g.GetNode() {
+		if err := im.node(i, n); err != nil {
+			return nil, nil, err
+		}
+	}
+	return im.finish(input, out)
+}
+
+// newImporter starts a conversion whose plan takes input of the given shape,
+// with a free batch dimension when free.
+func newImporter(opset int, input string, shape []int, free, fromOne bool) (*importer, error) {
 	im := &importer{
 		opset: opset, free: free, fromOne: fromOne,
 		consts: map[string][2]*ctensor{}, acts: map[string]*act{}, uses: map[string]int{},
@@ -242,37 +287,36 @@ func run(g *pb.GraphProto, opset int, input string, shape []int, free, fromOne b
 	for b := 0; b < 2; b++ {
 		s, err := im.p.InputShape(im.batch[b])
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		in.shape[b] = s
 		im.shapes[b][input] = s
 	}
 	im.acts[input] = in
+	return im, nil
+}
+
+// initializers records g's initializers as constants.
+func (im *importer) initializers(g *pb.GraphProto, input string) error {
 	for _, t := range g.GetInitializer() {
 		if t.GetName() == "" {
-			return nil, nil, errors.New("onnx model has an initializer with no name")
+			return errors.New("onnx model has an initializer with no name")
 		}
 		if _, ok := im.consts[t.GetName()]; ok || t.GetName() == input {
-			return nil, nil, fmt.Errorf("initializer %q is defined twice", t.GetName())
+			return fmt.Errorf("initializer %q is defined twice", t.GetName())
 		}
 		c, err := readTensor(t)
 		if err != nil {
-			return nil, nil, fmt.Errorf("initializer %q: %w", t.GetName(), err)
+			return fmt.Errorf("initializer %q: %w", t.GetName(), err)
 		}
 		im.consts[t.GetName()] = [2]*ctensor{c, c}
 	}
-	for _, n := range g.GetNode() {
-		for _, x := range n.GetInput() {
-			im.uses[x]++
-		}
-	}
-	out := g.GetOutput()[0].GetName()
-	im.uses[out]++
-	for i, n := range g.GetNode() {
-		if err := im.node(i, n); err != nil {
-			return nil, nil, err
-		}
-	}
+	return nil
+}
+
+// finish makes the activation named out the plan's output and checks the
+// plan, its batch dimension and its weights.
+func (im *importer) finish(input, out string) (*plan.Plan, plan.Weights, error) {
 	a, ok := im.acts[out]
 	if !ok {
 		if _, isConst := im.consts[out]; isConst {
@@ -296,7 +340,7 @@ func run(g *pb.GraphProto, opset int, input string, shape []int, free, fromOne b
 		if err != nil {
 			return nil, nil, err
 		}
-		if s := shapes[a.name]; free && (len(s) == 0 || s[0] != im.batch[b]) {
+		if s := shapes[a.name]; im.free && (len(s) == 0 || s[0] != im.batch[b]) {
 			return nil, nil, fmt.Errorf("onnx model output %q has shape %v for a batch of %d: the batch dimension is not kept first (export with a dynamic batch axis and keep the batch in dimension 0)", out, s, im.batch[b])
 		}
 	}

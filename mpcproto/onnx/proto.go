@@ -56,12 +56,29 @@ func readTensor(tp *pb.TensorProto) (*ctensor, error) {
 		return nil, fmt.Errorf("data type %s is not supported", pb.TensorProto_DataType(dt))
 	}
 	// check the data's length before allocating for the declared shape
+	if err := checkLength(tp, shape, n, width); err != nil {
+		return nil, err
+	}
+	c := &ctensor{shape: shape, data: make([]float64, n), isInt: dt != dtFloat && dt != dtDouble}
+	if len(raw) > 0 {
+		decodeRaw(c.data, raw, dt, width)
+	} else {
+		decodeValues(c.data, tp)
+	}
+	return c, nil
+}
+
+// checkLength checks that tp holds the n values of its shape, as raw data
+// of width bytes a value or in the typed field of its data type.
+func checkLength(tp *pb.TensorProto, shape []int, n, width int) error {
+	raw := tp.GetRawData()
+	dt := tp.GetDataType()
 	var got int
 	switch {
 	case len(raw) > 0:
 		got = len(raw) / width
 		if len(raw) != n*width {
-			return nil, fmt.Errorf("shape %v of %s needs %d bytes of raw data, got %d", shape, pb.TensorProto_DataType(dt), n*width, len(raw))
+			return fmt.Errorf("shape %v of %s needs %d bytes of raw data, got %d", shape, pb.TensorProto_DataType(dt), n*width, len(raw))
 		}
 	case dt == dtFloat:
 		got = len(tp.GetFloatData())
@@ -75,64 +92,69 @@ func readTensor(tp *pb.TensorProto) (*ctensor, error) {
 		got = len(tp.GetInt32Data())
 	}
 	if got != n {
-		return nil, fmt.Errorf("shape %v of %s holds %d values, got %d", shape, pb.TensorProto_DataType(dt), n, got)
+		return fmt.Errorf("shape %v of %s holds %d values, got %d", shape, pb.TensorProto_DataType(dt), n, got)
 	}
-	c := &ctensor{shape: shape, data: make([]float64, n), isInt: dt != dtFloat && dt != dtDouble}
-	if len(raw) > 0 {
-		for i := 0; i < n; i++ {
-			b := raw[i*width : (i+1)*width]
-			var v float64
-			switch dt {
-			case dtFloat:
-				v = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
-			case dtDouble:
-				v = math.Float64frombits(binary.LittleEndian.Uint64(b))
-			case dtInt64:
-				v = float64(int64(binary.LittleEndian.Uint64(b)))
-			case dtUint64:
-				v = float64(binary.LittleEndian.Uint64(b))
-			case dtInt32:
-				v = float64(int32(binary.LittleEndian.Uint32(b)))
-			case dtUint32:
-				v = float64(binary.LittleEndian.Uint32(b))
-			case dtInt16:
-				v = float64(int16(binary.LittleEndian.Uint16(b)))
-			case dtUint16:
-				v = float64(binary.LittleEndian.Uint16(b))
-			case dtInt8:
-				v = float64(int8(b[0]))
-			case dtUint8:
-				v = float64(b[0])
-			case dtBool:
-				if b[0] != 0 {
-					v = 1
-				}
+	return nil
+}
+
+// decodeRaw decodes little-endian raw data of type dt, width bytes a value,
+// into dst.
+func decodeRaw(dst []float64, raw []byte, dt int32, width int) {
+	for i := range dst {
+		b := raw[i*width : (i+1)*width]
+		var v float64
+		switch dt {
+		case dtFloat:
+			v = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
+		case dtDouble:
+			v = math.Float64frombits(binary.LittleEndian.Uint64(b))
+		case dtInt64:
+			v = float64(int64(binary.LittleEndian.Uint64(b)))
+		case dtUint64:
+			v = float64(binary.LittleEndian.Uint64(b))
+		case dtInt32:
+			v = float64(int32(binary.LittleEndian.Uint32(b)))
+		case dtUint32:
+			v = float64(binary.LittleEndian.Uint32(b))
+		case dtInt16:
+			v = float64(int16(binary.LittleEndian.Uint16(b)))
+		case dtUint16:
+			v = float64(binary.LittleEndian.Uint16(b))
+		case dtInt8:
+			v = float64(int8(b[0]))
+		case dtUint8:
+			v = float64(b[0])
+		case dtBool:
+			if b[0] != 0 {
+				v = 1
 			}
-			c.data[i] = v
 		}
-		return c, nil
+		dst[i] = v
 	}
-	switch dt {
+}
+
+// decodeValues copies tp's typed data field into dst.
+func decodeValues(dst []float64, tp *pb.TensorProto) {
+	switch tp.GetDataType() {
 	case dtFloat:
 		for i, v := range tp.GetFloatData() {
-			c.data[i] = float64(v)
+			dst[i] = float64(v)
 		}
 	case dtDouble:
-		copy(c.data, tp.GetDoubleData())
+		copy(dst, tp.GetDoubleData())
 	case dtInt64:
 		for i, v := range tp.GetInt64Data() {
-			c.data[i] = float64(v)
+			dst[i] = float64(v)
 		}
 	case dtUint32, dtUint64:
 		for i, v := range tp.GetUint64Data() {
-			c.data[i] = float64(v)
+			dst[i] = float64(v)
 		}
 	default:
 		for i, v := range tp.GetInt32Data() {
-			c.data[i] = float64(v)
+			dst[i] = float64(v)
 		}
 	}
-	return c, nil
 }
 
 // attrs indexes a node's attributes by name.
