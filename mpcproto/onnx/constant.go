@@ -5,6 +5,10 @@ import (
 	"fmt"
 )
 
+// This file holds the folders of the ops the importer only evaluates over
+// constants: Constant, ConstantOfShape, Shape, Gather, Concat, Slice and
+// Transpose. Their kernels are in fold.go.
+
 func (c *nodeConv) evalConstant([]*ctensor, int) (*ctensor, error) {
 	return constantValue(c.attrs)
 }

@@ -7,6 +7,9 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
+// This file holds the ops over NCHW images: Conv, MaxPool, AveragePool and
+// GlobalAveragePool.
+
 // window reads the attributes shared by Conv and the pools and resolves
 // auto_pad against the input's spatial shape.
 func (c *nodeConv) window(x *act, kernel []int) (plan.Attrs, error) {

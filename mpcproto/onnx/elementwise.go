@@ -8,6 +8,10 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
+// This file holds the elementwise ops: Relu, Add, Sub, Mul, Div and Neg, and
+// BatchNormalization, with the folding of biases and batch norms into the
+// MatMul or Conv before them.
+
 func (c *nodeConv) relu() error {
 	a, err := c.data(1, 1)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
+// This file holds the linear layers: MatMul and Gemm.
+
 func (c *nodeConv) matmul() error {
 	if err := c.inputCount(2, 2); err != nil {
 		return err

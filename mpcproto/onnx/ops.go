@@ -8,6 +8,11 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
+// This file holds the conversion of one ONNX node: the tables of folders
+// and converters by op, and what they share (reading inputs, emitting plan
+// nodes, folding over constants). The ops themselves are in files by family:
+// constant.go, elementwise.go, linear.go, conv.go and shape.go.
+
 // nodeConv is the conversion of one ONNX node: the node, its attributes and
 // inputs, and the importer whose state it reads and extends.
 type nodeConv struct {

@@ -11,6 +11,9 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
+// This file holds the ops that move or relabel data without computing on
+// it: Identity, Dropout, Cast, Flatten, Reshape, Squeeze, Unsqueeze and Pad.
+
 func (c *nodeConv) alias() error {
 	a, err := c.data(1, 1)
 	if err != nil {
