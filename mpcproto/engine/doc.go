@@ -6,7 +6,16 @@
 // Security model: semi-honest parties, any N >= 2, any N-1 of them may
 // collude; the dealer must not collude with a holder. Every value a party
 // receives online is masked by fresh uniform dealer randomness (see
-// TestPrivacyOpenedValuesUniform).
+// TestPrivacyOpenedValuesUniform), and
+// every output share a holder returns is re-randomised with a fresh
+// sharing of zero agreed among the holders only (rerand.go), so the client,
+// even colluding with the dealer, learns the output and nothing else.
+//
+// Tests built with the gridfault tag can switch on deliberate privacy
+// faults (SetFaults here, dealer.SetFaults) that keep every output correct,
+// to show that the privacy tests detect them:
+//
+//	go test -tags gridfault ./mpcproto/...
 //
 // # A session, as the network layer runs it
 //
@@ -23,8 +32,9 @@
 //     dealer.DealMasked with masks — and sends bundle i to holder i.
 //  4. Every holder calls RunParty with the same Config (plan, batch,
 //     encoding, its own WeightMasks or nil), its transport, weight shares,
-//     input share and bundle, and sends the returned output share to the
-//     client, which adds the shares (share.Reconstruct) and decodes them.
+//     input share and bundle, and sends the returned (re-randomised) output
+//     share to the client, which adds the shares (share.Reconstruct) and
+//     decodes them.
 //
 // RunParty expands the bundle first (offline work, Stats.Offline), then
 // evaluates the plan node by node; every op is vectorised over the batch

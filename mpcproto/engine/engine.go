@@ -28,15 +28,22 @@ type Config struct {
 	// masks, the bundle must have been dealt by dealer.DealMasked with the
 	// same mask set; without, by dealer.Deal.
 	Masks *WeightMasks
+
+	// observe, when set, sees every vector the party opens (tests only).
+	observe observer
 }
 
 // Stats are one party's figures for a session (RunLocal sums or maxes them
 // over the parties, see there).
 type Stats struct {
-	// Rounds is the number of online communication rounds.
+	// Rounds is the number of online communication rounds. The output
+	// re-randomisation seeds travel inside the first round's messages and
+	// add no round, except to a plan without any interactive op, whose
+	// session then takes one round (for the seeds alone).
 	Rounds int
 	// Messages, BytesSent and BytesRecv count this party's online traffic
-	// (headers included).
+	// (headers included, and the re-randomisation seeds: 32 bytes to each
+	// later party, from each earlier party).
 	Messages  int64
 	BytesSent int64
 	BytesRecv int64
@@ -55,7 +62,9 @@ type Stats struct {
 // RunParty is one holder's part of a session: it expands its dealer bundle
 // (Stats.Offline), then evaluates cfg.Plan on its weight shares (by weight
 // name) and its input share with the other parties over t, and returns its
-// output share. Errors name the op and node, the party and the round
+// output share, re-randomised with a fresh sharing of zero agreed among the
+// holders only (see rerand.go: the client and the dealer learn nothing from
+// the shares but their sum). Errors name the op and node, the party and the round
 // (*ProtocolError) when they happen online.
 func RunParty(ctx context.Context, cfg Config, t transport.Transport,
 	weights map[string]*tensor.Dense[uint64], input *tensor.Dense[uint64], b *dealer.Bundle,
@@ -168,9 +177,14 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 	if err != nil {
 		return nil, st, fmt.Errorf("engine: party %d: %w", self, err)
 	}
+	zs, err := newZeroSharing(n, self)
+	if err != nil {
+		return nil, st, err
+	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p := &party{ctx: pctx, cancel: cancel, t: t, n: n, self: self, enc: cfg.Enc, src: src, masks: cfg.Masks}
+	p := &party{ctx: pctx, cancel: cancel, t: t, n: n, self: self, enc: cfg.Enc, src: src, masks: cfg.Masks,
+		zs: zs, observe: cfg.observe}
 	start := time.Now()
 	nodes := cfg.Plan.Nodes
 	for i := 0; i < len(nodes); i++ {
@@ -202,11 +216,11 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 		vals[nd.Output] = out
 	}
 	p.node = nil
-	st = p.stats(st, start)
 	if r, ok := src.(interface{ Remaining() int }); ok && r.Remaining() != 0 {
-		return nil, st, fmt.Errorf("engine: party %d: %d material requests left unused", self, r.Remaining())
+		return nil, p.stats(st, start), fmt.Errorf("engine: party %d: %d material requests left unused", self, r.Remaining())
 	}
-	return vals[cfg.Plan.Output], st, nil
+	out, err := p.rerandomize(vals[cfg.Plan.Output])
+	return out, p.stats(st, start), err
 }
 
 func (p *party) stats(st Stats, start time.Time) Stats {

@@ -19,10 +19,11 @@ import (
 type Option func(*localConfig)
 
 type localConfig struct {
-	enc    fixed.Encoding
-	rng    io.Reader
-	net    *transport.Network
-	masked bool
+	enc     fixed.Encoding
+	rng     io.Reader
+	net     *transport.Network
+	masked  bool
+	observe observer // tests: every party's openings, the setup's included
 }
 
 // WithEncoding sets the fixed-point encoding (default fixed.Default()).
@@ -126,7 +127,7 @@ func (l *Local) openMasks(ctx context.Context) error {
 	stats := make([]Stats, l.n)
 	err = l.runAll(ctx, func(ctx context.Context, i int) error {
 		var err error
-		l.wm[i], stats[i], err = OpenMasks(ctx, l.p, nw.Transport(i), l.shares[i], mbs[i])
+		l.wm[i], stats[i], err = openMasks(ctx, l.p, nw.Transport(i), l.shares[i], mbs[i], l.cfg.observe)
 		return err
 	})
 	l.Setup = summarize(stats)
@@ -175,55 +176,68 @@ func summarize(ps []Stats) Stats {
 // the dealer's time and total bundle bytes, and every party's own Stats in
 // Parties. On failure the error is the first party error (the cause).
 func (l *Local) Infer(ctx context.Context, x *tensor.Dense[float64]) (*tensor.Dense[float64], Stats, error) {
-	var st Stats
+	r, err := l.session(ctx, x)
+	if err != nil {
+		return nil, r.stats, err
+	}
+	y, err := share.ReconstructN(r.outs, l.n)
+	if err != nil {
+		return nil, r.stats, fmt.Errorf("engine: output: %w", err)
+	}
+	return l.cfg.enc.Decode(y), r.stats, nil
+}
+
+// localRun is one session's internals: what the client receives (every
+// holder's output share) and what the dealer sent (the bundles).
+type localRun struct {
+	outs    []*tensor.Dense[uint64]
+	bundles []*dealer.Bundle
+	stats   Stats
+}
+
+// session is Infer up to the output shares.
+func (l *Local) session(ctx context.Context, x *tensor.Dense[float64]) (localRun, error) {
+	var r localRun
 	if x == nil {
-		return nil, st, errors.New("engine: nil input")
+		return r, errors.New("engine: nil input")
 	}
 	batch, err := batchOf(Config{Plan: l.p}, &tensor.Dense[uint64]{Shape: x.Shape})
 	if err != nil {
-		return nil, st, err
+		return r, err
 	}
 	ex, err := l.cfg.enc.Encode(x)
 	if err != nil {
-		return nil, st, fmt.Errorf("engine: input: %w", err)
+		return r, fmt.Errorf("engine: input: %w", err)
 	}
 	in, err := share.Split(ex, l.n, l.cfg.rng)
 	if err != nil {
-		return nil, st, fmt.Errorf("engine: input: %w", err)
+		return r, fmt.Errorf("engine: input: %w", err)
 	}
 	start := time.Now()
-	var bundles []*dealer.Bundle
 	if l.masks != nil {
-		bundles, err = dealer.DealMasked(l.p, batch, l.cfg.enc, l.masks, l.cfg.rng)
+		r.bundles, err = dealer.DealMasked(l.p, batch, l.cfg.enc, l.masks, l.cfg.rng)
 	} else {
-		bundles, err = dealer.DealWith(l.p, batch, l.n, l.cfg.enc, l.cfg.rng)
+		r.bundles, err = dealer.DealWith(l.p, batch, l.n, l.cfg.enc, l.cfg.rng)
 	}
 	if err != nil {
-		return nil, st, fmt.Errorf("engine: %w", err)
+		return r, fmt.Errorf("engine: %w", err)
 	}
 	dealt := time.Since(start)
 	nw := l.network()
-	outs := make([]*tensor.Dense[uint64], l.n)
+	r.outs = make([]*tensor.Dense[uint64], l.n)
 	stats := make([]Stats, l.n)
 	err = l.runAll(ctx, func(ctx context.Context, i int) error {
-		cfg := Config{Plan: l.p, Batch: batch, Enc: l.cfg.enc}
+		cfg := Config{Plan: l.p, Batch: batch, Enc: l.cfg.enc, observe: l.cfg.observe}
 		if l.wm != nil {
 			cfg.Masks = l.wm[i]
 		}
 		var err error
-		outs[i], stats[i], err = RunParty(ctx, cfg, nw.Transport(i), l.shares[i], in[i], bundles[i])
+		r.outs[i], stats[i], err = RunParty(ctx, cfg, nw.Transport(i), l.shares[i], in[i], r.bundles[i])
 		return err
 	})
-	st = summarize(stats)
-	st.Dealer = dealt
-	if err != nil {
-		return nil, st, err
-	}
-	y, err := share.ReconstructN(outs, l.n)
-	if err != nil {
-		return nil, st, fmt.Errorf("engine: output: %w", err)
-	}
-	return l.cfg.enc.Decode(y), st, nil
+	r.stats = summarize(stats)
+	r.stats.Dealer = dealt
+	return r, err
 }
 
 // RunLocal runs a whole session in-process with n parties: NewLocal then

@@ -33,6 +33,12 @@ type WeightMasks struct {
 // shares of B and opens F = W - B for every masked weight, in one round.
 func OpenMasks(ctx context.Context, p *plan.Plan, t transport.Transport,
 	weights map[string]*tensor.Dense[uint64], mb *dealer.MaskBundle) (*WeightMasks, Stats, error) {
+	return openMasks(ctx, p, t, weights, mb, nil)
+}
+
+// openMasks is OpenMasks with an observer of the opened values (tests).
+func openMasks(ctx context.Context, p *plan.Plan, t transport.Transport,
+	weights map[string]*tensor.Dense[uint64], mb *dealer.MaskBundle, observe observer) (*WeightMasks, Stats, error) {
 	var st Stats
 	if p == nil || t == nil || mb == nil {
 		return nil, st, errors.New("engine: open masks: nil plan, transport or mask bundle")
@@ -65,7 +71,7 @@ func OpenMasks(ctx context.Context, p *plan.Plan, t transport.Transport,
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pa := &party{ctx: pctx, cancel: cancel, t: t, n: t.Parties(), self: t.Self()}
+	pa := &party{ctx: pctx, cancel: cancel, t: t, n: t.Parties(), self: t.Self(), observe: observe}
 	start = time.Now()
 	op, err := pa.open(arith(diff))
 	st = pa.stats(st, start)

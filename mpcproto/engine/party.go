@@ -24,6 +24,9 @@ type party struct {
 	enc    fixed.Encoding
 	src    dealer.Provider
 	masks  *WeightMasks // nil without weight masks
+	zs     *zeroSharing // output re-randomisation; nil in OpenMasks
+	// observe, when set (tests), sees every opened vector after its round
+	observe observer
 
 	node *plan.Node // being evaluated, for errors and material requests
 
@@ -33,12 +36,19 @@ type party struct {
 	bytesRecv int64
 }
 
+// observer sees the vectors a party opens in a round (tests record the
+// holders' view with it): whether each is XOR-shared, and its opened words,
+// which it must not modify.
+type observer func(self, round int, xor []bool, vals [][]uint64)
+
 // headerSize is the size of a round message's header: the round number and
 // the number of 64-bit words that follow, both uint32 little-endian.
 const headerSize = 8
 
 // MaxWords bounds the words one party may send another in one round
-// (1 GiB): a larger exchange is refused before anything is allocated.
+// (1 GiB; the first round's messages may carry the 4 words of a
+// re-randomisation seed on top): a larger exchange is refused before
+// anything is allocated.
 const MaxWords = 1 << 27
 
 // fail wraps err with the party's current position.
@@ -65,7 +75,9 @@ func xorv(d []uint64) vec  { return vec{d: d, xor: true} }
 
 // open reveals shared vectors to every party in one round: each party sends
 // its shares of all of them (one message per peer: header, then the words
-// of every vector in turn), then adds (or XORs) every party's shares.
+// of every vector in turn), then adds (or XORs) every party's shares. The
+// first round's messages to later parties also carry the output
+// re-randomisation seeds (see rerand.go).
 func (p *party) open(vs ...vec) ([][]uint64, error) {
 	p.round++
 	total := 0
@@ -77,7 +89,7 @@ func (p *party) open(vs ...vec) ([][]uint64, error) {
 	}
 	msg := make([]byte, headerSize+8*total)
 	binary.LittleEndian.PutUint32(msg, uint32(p.round))
-	binary.LittleEndian.PutUint32(msg[4:], uint32(total))
+	putWordCount(msg, total)
 	off := headerSize
 	out := make([][]uint64, len(vs))
 	for k, v := range vs {
@@ -86,6 +98,12 @@ func (p *party) open(vs ...vec) ([][]uint64, error) {
 			off += 8
 		}
 		out[k] = append([]uint64(nil), v.d...) // own share first
+	}
+	msgs := make([][]byte, p.n)
+	for j := range p.n {
+		if j != p.self {
+			msgs[j] = p.messageTo(msg, total, j)
+		}
 	}
 	var wg sync.WaitGroup
 	sendErrs := make([]error, p.n)
@@ -96,25 +114,10 @@ func (p *party) open(vs ...vec) ([][]uint64, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sendErrs[j] = p.t.Send(p.ctx, j, msg)
+			sendErrs[j] = p.t.Send(p.ctx, j, msgs[j])
 		}()
 	}
-	var err error
-	for j := range p.n {
-		if j == p.self {
-			continue
-		}
-		var m []byte
-		if m, err = p.t.Recv(p.ctx, j); err != nil {
-			err = p.fail(j, fmt.Errorf("receive: %w", err))
-			break
-		}
-		if err = p.checkMessage(m, total); err != nil {
-			err = p.fail(j, err)
-			break
-		}
-		accumulate(out, vs, m[headerSize:])
-	}
+	recvd, err := p.receive(out, vs, total)
 	if err != nil {
 		p.cancel() // unblock our pending sends
 	}
@@ -126,11 +129,48 @@ func (p *party) open(vs ...vec) ([][]uint64, error) {
 		if e != nil {
 			return nil, p.fail(j, fmt.Errorf("send: %w", e))
 		}
+		p.bytesSent += int64(len(msgs[j]))
 	}
 	p.msgs += int64(p.n - 1)
-	p.bytesSent += int64((p.n - 1) * len(msg))
-	p.bytesRecv += int64((p.n - 1) * len(msg))
+	p.bytesRecv += recvd
+	if p.zs != nil {
+		p.zs.pending = false
+	}
+	if p.observe != nil {
+		xor := make([]bool, len(vs))
+		for k, v := range vs {
+			xor[k] = v.xor
+		}
+		p.observe(p.self, p.round, xor, out)
+	}
 	return out, nil
+}
+
+// receive takes every peer's message of the round and accumulates its
+// shares into out; it returns the bytes received.
+func (p *party) receive(out [][]uint64, vs []vec, total int) (int64, error) {
+	var recvd int64
+	for j := range p.n {
+		if j == p.self {
+			continue
+		}
+		m, err := p.t.Recv(p.ctx, j)
+		if err != nil {
+			return recvd, p.fail(j, fmt.Errorf("receive: %w", err))
+		}
+		if err := p.checkMessage(m, total+p.seedWordsFrom(j)); err != nil {
+			return recvd, p.fail(j, err)
+		}
+		recvd += int64(len(m))
+		accumulate(out, vs, m[headerSize:])
+		p.takeSeed(m, total, j)
+	}
+	return recvd, nil
+}
+
+// putWordCount writes a round message's word count into its header.
+func putWordCount(msg []byte, words int) {
+	binary.LittleEndian.PutUint32(msg[4:], uint32(words))
 }
 
 // accumulate adds (or XORs) a peer's shares, little-endian words in b, into
