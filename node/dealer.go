@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -42,7 +40,7 @@ func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discov
 		holders[i] = []byte(h)
 	}
 	req := &pb.DealerMessage{Body: &pb.DealerMessage_Deal{Deal: &pb.DealRequest{
-		Session: sid, Model: m.ID, Plan: m.Plan, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: holders,
+		Session: sid, Model: m.ID, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: holders,
 		Version: m.Version,
 	}}}
 	if err := writeMsg(s, req); err != nil {
@@ -203,7 +201,7 @@ func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
 		n.refuse(s, "dealer", fmt.Errorf("%w (%d deals running)", ErrBusy, cap(n.deals)))
 		return
 	}
-	p, holders, err := checkDealRequest(req)
+	holders, err := checkDealRequest(req)
 	if err != nil {
 		n.refuse(s, "dealer", err)
 		return
@@ -214,17 +212,16 @@ func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTimeout)
 	defer cancel()
-	// Weight masks only for a model this dealer can identify (its signed
-	// manifest matches the request): masks are per model version.
-	var masks *dealer.Masks
-	lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
-	m, lerr := n.disc.Lookup(lctx, req.Model)
-	lcancel()
-	if lerr == nil && m.Mode == discovery.ModeMPC && m.Version == req.Version && m.PlanHash == req.PlanHash && slices.Equal(m.Holders, holders) {
-		if masks, err = n.masks.forDealer(m, p); err != nil {
-			n.log.Warn("weight masks", "model", m.ID, "err", err)
-			masks = nil
-		}
+	m, p, err := n.dealFor(ctx, req, holders)
+	if err != nil {
+		n.refuse(s, "dealer", err)
+		return
+	}
+	// Weight masks are per model shares version and holder list (modelKey).
+	masks, err := n.masks.forDealer(m, p)
+	if err != nil {
+		n.refuse(s, "dealer", fmt.Errorf("weight masks of %q: %w", m.ID, err))
+		return
 	}
 	if err := n.dealAndDeliver(ctx, req.Session, p, req.PlanHash, int(req.Batch), holders, masks); err != nil {
 		n.refuse(s, "dealer", err)
@@ -235,31 +232,54 @@ func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
 	s.Close()
 }
 
-// checkDealRequest validates a deal request: session ID, holders, the plan
-// against its hash, and the batch against the plan.
-func checkDealRequest(req *pb.DealRequest) (*plan.Plan, []peer.ID, error) {
+// checkDealRequest validates a deal request's own fields: the session ID
+// and the holders.
+func checkDealRequest(req *pb.DealRequest) ([]peer.ID, error) {
 	if len(req.Session) != sessionIDLen {
-		return nil, nil, fmt.Errorf("%w: session id of %d bytes", errBadRequest, len(req.Session))
+		return nil, fmt.Errorf("%w: session id of %d bytes", errBadRequest, len(req.Session))
 	}
 	holders, err := decodePeers(req.Holders)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(holders) < 2 {
-		return nil, nil, fmt.Errorf("%w: %d holders", errBadRequest, len(holders))
+		return nil, fmt.Errorf("%w: %d holders", errBadRequest, len(holders))
 	}
-	sum := sha256.Sum256(req.Plan)
-	if hex.EncodeToString(sum[:]) != req.PlanHash {
-		return nil, nil, fmt.Errorf("%w: plan does not match its hash", errBadRequest)
+	return holders, nil
+}
+
+// dealFor checks a deal request against the model's signed manifest: the
+// model is an mpc model that allows remote inference, whose owner trusts
+// this dealer (ErrUntrustedDealer otherwise), and the request's version,
+// plan hash, holders and batch are the manifest's. It returns the manifest
+// and its plan (the request's plan bytes are not used).
+func (n *Node) dealFor(ctx context.Context, req *pb.DealRequest, holders []peer.ID) (*discovery.Manifest, *plan.Plan, error) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	m, err := n.disc.Lookup(lctx, req.Model)
+	cancel()
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("%w: %q: %v", ErrUnknownModel, req.Model, err)
+	case m.Mode != discovery.ModeMPC:
+		return nil, nil, fmt.Errorf("%w: model %q is published in %s mode", errBadRequest, m.ID, m.Mode)
+	case !m.AllowRemote:
+		return nil, nil, fmt.Errorf("%w: %q", ErrRemoteInferenceDisabled, m.ID)
+	case !m.MayDeal(n.ID()):
+		return nil, nil, fmt.Errorf("%w: model %q's manifest does not name this dealer (%s)", ErrUntrustedDealer, m.ID, n.ID())
+	case m.Version != req.Version || m.PlanHash != req.PlanHash:
+		return nil, nil, fmt.Errorf("%w: model %q version %d plan %.12s, this dealer knows version %d plan %.12s",
+			errBadRequest, m.ID, req.Version, req.PlanHash, m.Version, m.PlanHash)
+	case !slices.Equal(m.Holders, holders):
+		return nil, nil, fmt.Errorf("%w: the session's holders do not match model %q's manifest", errBadRequest, m.ID)
 	}
-	p, err := plan.Unmarshal(req.Plan)
+	p, err := n.plans.get(m)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errBadRequest, err)
+		return nil, nil, err
 	}
 	if _, err := p.InputShape(int(req.Batch)); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
-	return p, holders, nil
+	return m, p, nil
 }
 
 // acceptBundle hands a delivered bundle to its session after checking that

@@ -26,6 +26,16 @@ var (
 	// ErrDamaged is returned when a holder's stored shares of the model fail
 	// their checksum: it refuses to answer rather than answer wrong.
 	ErrDamaged = errors.New("stored shares damaged")
+	// ErrUntrustedDealer is returned when a session's dealer is neither the
+	// model's owner nor a dealer its signed manifest names: holders refuse
+	// such a session, and a client never asks such a dealer.
+	ErrUntrustedDealer = errors.New("dealer not trusted by the model's owner")
+	// ErrNoDealer is returned when none of the dealers a model's manifest
+	// names is reachable (and this client is not the owner, who may deal).
+	ErrNoDealer = errors.New("no trusted dealer reachable")
+	// ErrMaskReuse is returned by a holder asked to open a weight mask set
+	// it already opened against other shares.
+	ErrMaskReuse = errors.New("weight mask set reused")
 	// ErrNotOwner is returned by Unpublish for a model this node did not sign.
 	ErrNotOwner = errors.New("not the model's owner")
 )
@@ -62,6 +72,8 @@ func statusFromError(err error) *pb.Status {
 		st.Code = pb.Code_REMOTE_DISABLED
 	case errors.Is(err, ErrDamaged):
 		st.Code = pb.Code_DAMAGED
+	case errors.Is(err, ErrUntrustedDealer):
+		st.Code = pb.Code_UNTRUSTED_DEALER
 	case errors.Is(err, ErrBadInput), errors.Is(err, errBadRequest):
 		st.Code = pb.Code_BAD_REQUEST
 	case errors.As(err, &pe):
@@ -94,6 +106,8 @@ func errorFromStatus(st *pb.Status) error {
 		base = ErrRemoteInferenceDisabled
 	case pb.Code_DAMAGED:
 		base = ErrDamaged
+	case pb.Code_UNTRUSTED_DEALER:
+		base = ErrUntrustedDealer
 	case pb.Code_BAD_REQUEST:
 		base = errBadRequest
 	case pb.Code_TIMEOUT:

@@ -33,9 +33,10 @@ type InferOptions struct {
 	// plain-mode model is only queried with Plain set, and an mpc-mode
 	// model never with it.
 	Plain bool
-	// Dealer picks the dealer of an mpc session: "" chooses a peer
-	// advertising the dealer role that is not a holder (this node if there
-	// is none), "self" makes this node the dealer, else a peer ID.
+	// Dealer picks the dealer of an mpc session among those the model's
+	// owner trusts: "" chooses a reachable dealer the manifest names (this
+	// node if none is and this node is the owner), "self" makes this node
+	// the dealer (the owner only), else a peer ID the manifest names.
 	Dealer string
 	// BusyRetries is how many times a session refused as busy by a holder
 	// is retried, after a random backoff (0: the ErrBusy is returned at once).
@@ -171,7 +172,7 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 	if err != nil {
 		return nil, fmt.Errorf("share input: %w", err)
 	}
-	dealerID, self, err := n.chooseDealer(ctx, m.Holders, dealerOpt)
+	dealerID, self, err := n.chooseDealer(ctx, m, dealerOpt)
 	if err != nil {
 		return nil, err
 	}
@@ -457,79 +458,6 @@ func (n *Node) openSession(ctx context.Context, i int, h peer.ID, req *pb.InferR
 	return &holderCall{party: i, peer: h, s: s, fr: fr}, nil
 }
 
-// dealerWait bounds how long Infer looks for an advertised dealer before
-// falling back to dealing itself.
-var dealerWait = 2 * time.Second
-
-// chooseDealer resolves InferOptions.Dealer: self, a given peer (never a
-// holder), or the first reachable advertised dealer that is not a holder,
-// falling back to self when there is none.
-func (n *Node) chooseDealer(ctx context.Context, holders []peer.ID, opt string) (peer.ID, bool, error) {
-	switch opt {
-	case DealerSelf:
-		return n.ID(), true, nil
-	case "":
-		// A dealer that has just started may not be findable yet (its
-		// provider record is still on its way): look again for a short
-		// while before dealing ourselves.
-		var ps []peer.ID
-		var err error
-		deadline := time.Now().Add(dealerWait)
-		for {
-			ps, err = n.pickPeersOnce(ctx, RoleDealer, holders)
-			if (err == nil && len(ps) > 0) || ctx.Err() != nil || time.Now().After(deadline) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		if err != nil || len(ps) == 0 {
-			n.log.Warn("no dealer available that is not a holder: dealing ourselves", "err", err)
-			return n.ID(), true, nil
-		}
-		if ps[0] == n.ID() {
-			return n.ID(), true, nil
-		}
-		return ps[0], false, nil
-	default:
-		id, err := peer.Decode(opt)
-		if err != nil {
-			return "", false, fmt.Errorf("%w: dealer %q is not a peer ID or \"self\": %v", ErrBadInput, opt, err)
-		}
-		if containsPeer(holders, id) {
-			return "", false, fmt.Errorf("%w: dealer %s is one of the model's holders", ErrBadInput, id)
-		}
-		if id == n.ID() {
-			return id, true, nil
-		}
-		return id, false, nil
-	}
-}
-
-// pickPeersOnce is one FindPeers round: reachable peers of role not in
-// exclude, in random order (this node left out).
-func (n *Node) pickPeersOnce(ctx context.Context, role string, exclude []peer.ID) ([]peer.ID, error) {
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ais, err := n.disc.FindPeers(fctx, role, 32)
-	if err != nil {
-		return nil, err
-	}
-	var out []peer.ID
-	for _, ai := range ais {
-		if ai.ID == n.ID() || containsPeer(exclude, ai.ID) {
-			continue
-		}
-		if err := n.h.Connect(fctx, ai); err != nil {
-			continue
-		}
-		out = append(out, ai.ID)
-	}
-	return out, nil
-}
-
 // handleInfer serves one session as a holder: checks, accept, bundle,
 // mesh, engine, result. Any failure resets the session's streams so that
 // every other party stops at once.
@@ -685,12 +613,15 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, *tensor.
 	if !slices.Equal(holders, m.Holders) {
 		return nil, nil, nil, nil, bad("the session's holders do not match model %q's manifest", m.ID)
 	}
+	if !m.MayDeal(dealerID) {
+		return nil, nil, nil, nil, fmt.Errorf("%w: dealer %s is not the owner of model %q nor a dealer its manifest names", ErrUntrustedDealer, dealerID, m.ID)
+	}
 	sm, err := n.store.get(m.Owner, m.ID)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if sm.meta.Version != m.Version || sm.meta.PlanHash != m.PlanHash || sm.meta.Party != party || sm.meta.Mode != discovery.ModeMPC {
-		return nil, nil, nil, nil, fmt.Errorf("%w: stored shares of %q are for version %d party %d, the manifest is version %d", ErrUnknownModel, m.ID, sm.meta.Version, sm.meta.Party, m.Version)
+	if sm.meta.Version != m.Shares() || sm.meta.PlanHash != m.PlanHash || sm.meta.Party != party || sm.meta.Mode != discovery.ModeMPC {
+		return nil, nil, nil, nil, fmt.Errorf("%w: stored shares of %q are for version %d party %d, the manifest serves version %d", ErrUnknownModel, m.ID, sm.meta.Version, sm.meta.Party, m.Shares())
 	}
 	p, err := n.plans.get(m)
 	if err != nil {
@@ -716,7 +647,7 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, *tensor.
 	}
 	sess := &holderSession{
 		id: bytes.Clone(req.Session), party: party, holders: holders, dealer: dealerID, planHash: m.PlanHash,
-		modelKey: modelKey(m),
+		modelKey: modelKey(m) + "/" + sm.meta.Checksum,
 		bundle:   make(chan *sessionBundle, 1), incoming: make([]chan *mpcStream, len(holders)),
 	}
 	for i := range sess.incoming {

@@ -120,7 +120,7 @@ func (n *Node) missingModels() []string {
 			continue // reported as damaged already
 		case err != nil:
 			out = append(out, fmt.Sprintf("%s (party %d, version %d): no shares", m.ID, party, m.Version))
-		case sm.meta.Version < m.Version:
+		case sm.meta.Version < m.Shares():
 			out = append(out, fmt.Sprintf("%s (party %d, version %d): shares of version %d only", m.ID, party, m.Version, sm.meta.Version))
 		}
 	}

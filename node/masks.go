@@ -1,12 +1,17 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+
+	ds "github.com/ipfs/go-datastore"
 
 	"github.com/gridmpc/grid/discovery"
 	"github.com/gridmpc/grid/mpcproto/dealer"
@@ -26,6 +31,7 @@ const maxMaskSets = 32
 // party and mask set. It lives in memory: after a restart the dealer draws
 // new masks and the holders open them again (one extra round).
 type maskCache struct {
+	bind   sync.Mutex // serialises bindMaskSeed's read-then-write
 	mu     sync.Mutex
 	dealer map[string]*dealer.Masks
 	holder map[string]*engine.WeightMasks
@@ -35,15 +41,17 @@ func newMaskCache() *maskCache {
 	return &maskCache{dealer: map[string]*dealer.Masks{}, holder: map[string]*engine.WeightMasks{}}
 }
 
-// modelKey names one published model version: masks are never shared
-// between two models, even with the same plan (F = W - B for two W with one
-// B would reveal their difference).
+// modelKey names one model's shares: its owner, ID, shares version, plan
+// and holders. Masks are never shared between two models, even with the
+// same plan (F = W - B for two W with one B would reveal their
+// difference); a manifest update that changes only the dealers keeps the
+// key. Holders add their stored shares' checksum (see holderMasks).
 func modelKey(m *discovery.Manifest) string {
 	hs := make([]string, len(m.Holders))
 	for i, h := range m.Holders {
 		hs[i] = h.String()
 	}
-	return fmt.Sprintf("%s/%s/%d/%s/%s", m.Owner, m.ID, m.Version, m.PlanHash, strings.Join(hs, ","))
+	return fmt.Sprintf("%s/%s/%d/%s/%s", m.Owner, m.ID, m.Shares(), m.PlanHash, strings.Join(hs, ","))
 }
 
 // forDealer returns the dealer's mask set for the model, drawing it on first use.
@@ -116,10 +124,44 @@ func (n *Node) holderMasks(ctx context.Context, t *streamTransport, sess *holder
 	if all {
 		return wm, 1, nil
 	}
+	if err := n.bindMaskSeed(ctx, mb, sess); err != nil {
+		return nil, 1, err
+	}
 	wm, st, err := engine.OpenMasks(ctx, p, t, weights, mb)
 	if err != nil {
 		return nil, 1 + st.Rounds, fmt.Errorf("open weight masks: %w", err)
 	}
 	n.masks.putHolder(k, wm)
 	return wm, 1 + st.Rounds, nil
+}
+
+// maskSeedPrefix is the datastore namespace of the mask seeds this holder
+// has opened, each bound to the shares it opened them against.
+const maskSeedPrefix = "/node/maskseed/"
+
+// bindMaskSeed records that this holder opens the mask bundle's seed
+// against the session's shares (model key, stored shares' checksum, party)
+// and refuses a seed already opened against other shares: opening one mask
+// B with two weight sets would reveal their difference (F - F' = W - W').
+// The record is persistent, so a restart does not forget it.
+func (n *Node) bindMaskSeed(ctx context.Context, mb *dealer.MaskBundle, sess *holderSession) error {
+	h := sha256.Sum256(append([]byte("grid mask seed\x00"), mb.Seed[:]...))
+	key := ds.NewKey(maskSeedPrefix + hex.EncodeToString(h[:]))
+	binding := []byte(fmt.Sprintf("%s/%d", sess.modelKey, sess.party))
+	n.masks.bind.Lock()
+	defer n.masks.bind.Unlock()
+	old, err := n.store.ds.Get(ctx, key)
+	switch {
+	case err == nil && !bytes.Equal(old, binding):
+		return fmt.Errorf("%w: %w: the dealer's mask set %x was already opened against other shares; opening it again would reveal the difference of two weight sets",
+			errBadRequest, ErrMaskReuse, mb.ID[:8])
+	case err == nil:
+		return nil
+	case !errors.Is(err, ds.ErrNotFound):
+		return fmt.Errorf("mask seed record: %w", err)
+	}
+	if err := n.store.ds.Put(ctx, key, binding); err != nil {
+		return fmt.Errorf("mask seed record: %w", err)
+	}
+	return n.store.ds.Sync(ctx, key)
 }

@@ -118,7 +118,7 @@ func (n *Node) evalPlain(req *pb.PlainRequest) (*tensor.Dense[float64], error) {
 	if err != nil {
 		return nil, err
 	}
-	if sm.meta.Version != m.Version || sm.meta.PlanHash != m.PlanHash || sm.meta.Mode != discovery.ModePlain {
+	if sm.meta.Version != m.Shares() || sm.meta.PlanHash != m.PlanHash || sm.meta.Mode != discovery.ModePlain {
 		return nil, fmt.Errorf("%w: stored weights of %q are for version %d, the manifest is version %d", ErrUnknownModel, m.ID, sm.meta.Version, m.Version)
 	}
 	p, err := n.plans.get(m)

@@ -38,6 +38,17 @@ type PublishOptions struct {
 	Plain bool
 	// NoRemoteInference makes the holders refuse every query.
 	NoRemoteInference bool
+	// Dealers are the peers the owner trusts to deal the model's sessions
+	// (mpc mode), named in the signed manifest; holders refuse any other
+	// dealer (the owner may always deal). nil picks up to DefaultDealers
+	// reachable peers advertising the dealer role that are not holders; an
+	// empty slice names none (then only the owner can query the model).
+	// Named dealers are never picked as holders.
+	Dealers []peer.ID
+	// InputRange is the largest |input value| the owner declares the model
+	// safe for (manifest InputRange: clients refuse larger values); 0
+	// declares nothing.
+	InputRange float64
 	// Progress, if set, is called as the uploads progress, in bytes.
 	Progress func(done, total int64)
 }
@@ -96,9 +107,13 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 			return nil, fmt.Errorf("publish %q: %d holders: mpc mode needs at least 2", id, count)
 		}
 	}
-	peers, err := n.pickPeers(ctx, role, count, nil)
+	peers, err := n.pickPeers(ctx, role, count, o.Dealers)
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	dealers, err := n.publishDealers(ctx, id, o, peers)
+	if err != nil {
+		return nil, err
 	}
 	blobs, err := shareWeights(p, w, count, o.Plain)
 	if err != nil {
@@ -165,12 +180,47 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 		ID: id, Owner: n.ID(), Mode: mode, Holders: peers,
 		InputShape: inShape, OutputShape: shapes[p.Output],
 		PlanHash: planHash, Plan: planBytes, AllowRemote: !o.NoRemoteInference, Version: version,
+		Dealers: dealers, InputRange: o.InputRange,
 	}
 	if err := n.disc.Publish(ctx, m, n.sk); err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
-	n.log.Info("published", "id", id, "mode", mode, "holders", peers, "version", version)
+	n.log.Info("published", "id", id, "mode", mode, "holders", peers, "dealers", dealers, "version", version)
 	return m, nil
+}
+
+// publishDealers returns the dealers to name in a new manifest: the ones
+// asked for (the owner left out: it may always deal), or up to
+// DefaultDealers advertised dealers that are not holders. Plain mode has
+// none.
+func (n *Node) publishDealers(ctx context.Context, id string, o PublishOptions, holders []peer.ID) ([]peer.ID, error) {
+	if o.Plain {
+		if len(o.Dealers) > 0 {
+			return nil, fmt.Errorf("publish %q: %w: a plain-mode model has no dealers", id, ErrBadInput)
+		}
+		return nil, nil
+	}
+	if o.Dealers == nil {
+		ds := n.findDealers(ctx, DefaultDealers, holders)
+		if len(ds) == 0 {
+			n.log.Warn("no dealer advertised that is not a holder: only the owner can query this model until it names dealers", "id", id)
+		}
+		return ds, nil
+	}
+	var out []peer.ID
+	for _, d := range o.Dealers {
+		if d == n.ID() || containsPeer(out, d) {
+			continue
+		}
+		if containsPeer(holders, d) {
+			return nil, fmt.Errorf("publish %q: %w: dealer %s is one of the holders", id, ErrBadInput, d)
+		}
+		out = append(out, d)
+	}
+	if len(out) > discovery.MaxDealers {
+		return nil, fmt.Errorf("publish %q: %w: %d dealers, at most %d", id, ErrBadInput, len(out), discovery.MaxDealers)
+	}
+	return out, nil
 }
 
 // shareWeights encodes the weights (fixed point) and splits each into count
@@ -476,6 +526,12 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 	holders, err := checkUploadHeader(&hdr, n.ID())
 	if err != nil {
 		return err
+	}
+	// One version, one share set: weight masks are bound to the shares
+	// they were opened against, so a version's shares are never replaced.
+	if sm, err := n.store.get(owner, hdr.Model); err == nil && sm.meta.Version >= hdr.Version {
+		return fmt.Errorf("%w: shares of %q version %d are stored; an upload must carry a newer version, got %d",
+			errBadRequest, hdr.Model, sm.meta.Version, hdr.Version)
 	}
 	if n.testRefuseUploads != nil {
 		return n.testRefuseUploads

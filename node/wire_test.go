@@ -80,7 +80,7 @@ func FuzzReadMessages(f *testing.F) {
 				_, _ = checkUploadHeader(m, peer.ID("self"))
 			case *pb.DealerMessage:
 				if d := m.GetDeal(); d != nil {
-					_, _, _ = checkDealRequest(d)
+					_, _ = checkDealRequest(d)
 				}
 			case *pb.PlainRequest:
 				_, _ = decodeFloats(m.Input)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,25 @@ func TestEndToEnd(t *testing.T) {
 	// Private query: 1022, with and without a dealer of the network.
 	checkInfer(t, ok("infer", "convnet", "--values", "5,3", "--json"), "convnet", 1022)
 	checkInfer(t, ok("infer", "convnet", "--values", "5,3", "--dealer", "self", "--json"), "convnet", 1022)
+	// Trust: the owner chose the dealers (the one daemon that is not a
+	// holder); another user queries through it, and may neither deal
+	// itself nor pick a dealer the manifest does not name.
+	var dealers struct {
+		Dealers []string `json:"dealers"`
+	}
+	decode(t, ok("dealers", "convnet", "--json"), &dealers)
+	if len(dealers.Dealers) != 1 || slices.Contains(pub.Holders, dealers.Dealers[0]) {
+		t.Fatalf("dealers %v, want the one daemon that is not a holder (holders %v)", dealers.Dealers, pub.Holders)
+	}
+	userRepo := filepath.Join(dir, "user")
+	if _, err := harness.Init(ctx, bin, userRepo); err != nil {
+		t.Fatal(err)
+	}
+	user := func(args ...string) []string { return append(args, "--repo", userRepo) }
+	checkInfer(t, ok(user("infer", "convnet", "--values", "5,3", "--json")...), "convnet", 1022)
+	fails(2, "only the owner", user("infer", "convnet", "--values", "5,3", "--dealer", "self")...)
+	fails(2, "is not one model", user("infer", "convnet", "--values", "5,3", "--dealer", pub.Holders[0])...)
+	fails(1, "not the model's owner", user("dealers", "convnet", "--set", "none")...)
 	inputFile := filepath.Join(dir, "x.json")
 	if err := os.WriteFile(inputFile, []byte("[5, 3]"), 0o644); err != nil {
 		t.Fatal(err)

@@ -63,9 +63,11 @@ randomness from a dealer; only this client reconstructs the answer.
 
 The input is --values (a flat list, shaped to the model's input shape; a
 whole number of samples when the model has a batch dimension) or --input (a
-JSON nested list, or a .npy float32/float64 array). --dealer picks the
-dealer: a peer ID, "self" (this client deals), or by default a dealer of the
-network that is not one of the holders. --plain is required to query a
+JSON nested list, or a .npy float32/float64 array). The dealer is one the
+model's owner trusts: by default a reachable dealer the signed manifest
+names (see "grid dealers NAME"); --dealer picks one of them by peer ID, and
+"--dealer self" makes this client deal, which only the model's owner may do
+(holders refuse any other dealer). --plain is required to query a
 model published with --plain (your input then reaches its host in the
 clear) and refused for an MPC model. It prints the output tensor; --json prints
 {"model", "shape", "output", "holders", "dealer", "rounds", "bytes_sent",
@@ -134,7 +136,7 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 	fs.StringVar(&values, "values", "", "input values, comma-separated (shaped to the model's input)")
 	fs.StringVar(&input, "input", "", "input file: .json (nested lists) or .npy")
 	fs.BoolVar(&plain, "plain", false, "query a model published with --plain (no MPC)")
-	fs.StringVar(&dealer, "dealer", "", `dealer peer ID, or "self" (default: a dealer of the network that is not a holder)`)
+	fs.StringVar(&dealer, "dealer", "", `a dealer the model's manifest names (peer ID), or "self" (the owner only; default: a reachable dealer the manifest names)`)
 	flags.register(fs)
 	addJSONFlag(fs, &asJSON)
 	return cmd

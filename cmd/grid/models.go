@@ -22,6 +22,8 @@ type modelView struct {
 	InputShape  []int     `json:"input_shape"`
 	OutputShape []int     `json:"output_shape"`
 	AllowRemote bool      `json:"allow_remote_inference"`
+	Dealers     []string  `json:"dealers"`
+	InputRange  float64   `json:"input_range,omitempty"`
 	PlanHash    string    `json:"plan_hash"`
 	Version     uint64    `json:"version"`
 	Time        time.Time `json:"time"`
@@ -35,6 +37,10 @@ func viewModel(m *discovery.Manifest) modelView {
 	}
 	for _, h := range m.Holders {
 		v.Holders = append(v.Holders, h.String())
+	}
+	v.Dealers, v.InputRange = []string{}, m.InputRange
+	for _, d := range m.Dealers {
+		v.Dealers = append(v.Dealers, d.String())
 	}
 	if v.InputShape == nil {
 		v.InputShape = []int{}

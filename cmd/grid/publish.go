@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"sync"
 
@@ -27,6 +28,8 @@ func (c *cli) publishCmd() *cobra.Command {
 		holders                 int
 		plain, noRemote, asJSON bool
 		quiet                   bool
+		dealers                 string
+		inputRange              float64
 	)
 	cmd := &cobra.Command{
 		Use:   "publish FILE.onnx --id NAME",
@@ -35,7 +38,18 @@ func (c *cli) publishCmd() *cobra.Command {
 additive secret shares, upload one share set to each of --holders holder
 peers, and announce the signed manifest (id, owner, holders, public op graph
 and shapes). In --plain mode the weights go in plaintext to one host peer
-instead. --no-remote-inference makes every holder refuse queries. The repo's
+instead. --no-remote-inference makes every holder refuse queries.
+
+Whoever deals a session's correlated randomness can steer it, so the owner,
+not the client, chooses the dealers: --dealers names the peers you trust
+(comma-separated peer IDs, or "none": then only you can query the model),
+and by default up to 3 peers advertising the dealer role that are not
+holders are named. Holders refuse any other dealer; you (the owner) may
+always deal. Change them later with "grid dealers NAME --set ...".
+--input-range R declares the largest |input value| the model is meant for:
+clients refuse larger values, and publish warns when a worst-case estimate
+of the model's intermediate values for inputs up to R leaves the safe range
+of the fixed-point arithmetic. The repo's
 identity owns the model: only it can publish a new version or unpublish it.
 Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 (--quiet hides it).`,
@@ -66,7 +80,14 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 				return err
 			}
 			defer cl.Close()
-			opts := node.PublishOptions{Holders: holders, Plain: plain, NoRemoteInference: noRemote}
+			ds, err := parseDealers(dealers)
+			if err != nil {
+				return err
+			}
+			if inputRange < 0 || math.IsNaN(inputRange) || math.IsInf(inputRange, 0) {
+				return usageErrorf("--input-range %v: want a finite number >= 0", inputRange)
+			}
+			opts := node.PublishOptions{Holders: holders, Plain: plain, NoRemoteInference: noRemote, Dealers: ds, InputRange: inputRange}
 			var bar *uploadBar
 			if !quiet && isTerminal(c.stderr) {
 				bar = newUploadBar(c.stderr)
@@ -93,6 +114,9 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 			if !v.AllowRemote {
 				fmt.Fprintln(c.stdout, "remote inference is disabled: holders refuse queries")
 			}
+			if m.Mode == discovery.ModeMPC {
+				writeDealers(c.stdout, v.Dealers)
+			}
 			return nil
 		}),
 	}
@@ -102,6 +126,8 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 	fs.BoolVar(&plain, "plain", false, "host the model in plaintext on one peer (no MPC)")
 	fs.BoolVar(&noRemote, "no-remote-inference", false, "publish, but have holders refuse queries")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	fs.StringVar(&dealers, "dealers", "", `dealers you trust, comma-separated peer IDs, or "none" (default: up to 3 advertised dealers that are not holders)`)
+	fs.Float64Var(&inputRange, "input-range", 0, "largest |input value| the model is meant for (clients refuse larger; 0: not declared)")
 	_ = cmd.MarkFlagRequired("id")
 	flags.register(fs)
 	addJSONFlag(fs, &asJSON)

@@ -90,6 +90,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.`,
 		c.modelsCmd(),
 		c.inferCmd(),
 		c.unpublishCmd(),
+		c.dealersCmd(),
 		c.demoCmd(),
 	)
 	return root

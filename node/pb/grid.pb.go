@@ -29,15 +29,16 @@ const (
 type Code int32
 
 const (
-	Code_OK              Code = 0
-	Code_BUSY            Code = 1
-	Code_UNKNOWN_MODEL   Code = 2
-	Code_REMOTE_DISABLED Code = 3
-	Code_BAD_REQUEST     Code = 4
-	Code_PEER_FAILED     Code = 5
-	Code_INTERNAL        Code = 6
-	Code_DAMAGED         Code = 7
-	Code_TIMEOUT         Code = 8
+	Code_OK               Code = 0
+	Code_BUSY             Code = 1
+	Code_UNKNOWN_MODEL    Code = 2
+	Code_REMOTE_DISABLED  Code = 3
+	Code_BAD_REQUEST      Code = 4
+	Code_PEER_FAILED      Code = 5
+	Code_INTERNAL         Code = 6
+	Code_DAMAGED          Code = 7
+	Code_TIMEOUT          Code = 8
+	Code_UNTRUSTED_DEALER Code = 9 // the session's dealer is not one the model's owner trusts
 )
 
 // Enum value maps for Code.
@@ -52,17 +53,19 @@ var (
 		6: "INTERNAL",
 		7: "DAMAGED",
 		8: "TIMEOUT",
+		9: "UNTRUSTED_DEALER",
 	}
 	Code_value = map[string]int32{
-		"OK":              0,
-		"BUSY":            1,
-		"UNKNOWN_MODEL":   2,
-		"REMOTE_DISABLED": 3,
-		"BAD_REQUEST":     4,
-		"PEER_FAILED":     5,
-		"INTERNAL":        6,
-		"DAMAGED":         7,
-		"TIMEOUT":         8,
+		"OK":               0,
+		"BUSY":             1,
+		"UNKNOWN_MODEL":    2,
+		"REMOTE_DISABLED":  3,
+		"BAD_REQUEST":      4,
+		"PEER_FAILED":      5,
+		"INTERNAL":         6,
+		"DAMAGED":          7,
+		"TIMEOUT":          8,
+		"UNTRUSTED_DEALER": 9,
 	}
 )
 
@@ -1121,7 +1124,7 @@ const file_grid_proto_rawDesc = "" +
 	"\x05input\x18\x03 \x01(\v2\x11.grid.node.TensorR\x05input\"c\n" +
 	"\vPlainResult\x12)\n" +
 	"\x06status\x18\x01 \x01(\v2\x11.grid.node.StatusR\x06status\x12)\n" +
-	"\x06output\x18\x02 \x01(\v2\x11.grid.node.TensorR\x06output*\x8a\x01\n" +
+	"\x06output\x18\x02 \x01(\v2\x11.grid.node.TensorR\x06output*\xa0\x01\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\b\n" +
 	"\x04BUSY\x10\x01\x12\x11\n" +
@@ -1131,7 +1134,8 @@ const file_grid_proto_rawDesc = "" +
 	"\vPEER_FAILED\x10\x05\x12\f\n" +
 	"\bINTERNAL\x10\x06\x12\v\n" +
 	"\aDAMAGED\x10\a\x12\v\n" +
-	"\aTIMEOUT\x10\bB!Z\x1fgithub.com/gridmpc/grid/node/pbb\x06proto3"
+	"\aTIMEOUT\x10\b\x12\x14\n" +
+	"\x10UNTRUSTED_DEALER\x10\tB!Z\x1fgithub.com/gridmpc/grid/node/pbb\x06proto3"
 
 var (
 	file_grid_proto_rawDescOnce sync.Once

@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/discovery"
+)
+
+// Who deals a model's sessions is the owner's decision, never the client's:
+// whoever writes the dealer's material (C = A·B of a triple, the integer
+// bits of a comparison) steers the computation, and a client that deals
+// its own sessions extracts the weights from the outputs. So the signed
+// manifest names the dealers the owner trusts (discovery.Manifest.Dealers),
+// the owner may always deal, holders refuse every other dealer
+// (ErrUntrustedDealer), and a dealer serves only models whose manifest
+// names it.
+
+// DefaultDealers is how many advertised dealers Publish names in the
+// manifest when PublishOptions.Dealers is nil.
+const DefaultDealers = 3
+
+// dealerWait bounds how long Publish looks for advertised dealers before it
+// publishes without any (a just-started dealer's provider record may be in
+// flight).
+var dealerWait = 2 * time.Second
+
+// findDealers returns up to max reachable peers advertising the dealer role
+// that are not in exclude (the holders), in random order, looking for up
+// to dealerWait while there is none.
+func (n *Node) findDealers(ctx context.Context, max int, exclude []peer.ID) []peer.ID {
+	deadline := time.Now().Add(dealerWait)
+	for {
+		ps, err := n.pickPeersOnce(ctx, RoleDealer, exclude)
+		if (err == nil && len(ps) > 0) || ctx.Err() != nil || time.Now().After(deadline) {
+			if len(ps) > max {
+				ps = ps[:max]
+			}
+			return ps
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// pickPeersOnce is one FindPeers round: reachable peers of role not in
+// exclude, in random order (this node left out).
+func (n *Node) pickPeersOnce(ctx context.Context, role string, exclude []peer.ID) ([]peer.ID, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ais, err := n.disc.FindPeers(fctx, role, 32)
+	if err != nil {
+		return nil, err
+	}
+	var out []peer.ID
+	for _, ai := range ais {
+		if ai.ID == n.ID() || containsPeer(exclude, ai.ID) {
+			continue
+		}
+		if err := n.h.Connect(fctx, ai); err != nil {
+			continue
+		}
+		out = append(out, ai.ID)
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out, nil
+}
+
+// chooseDealer resolves InferOptions.Dealer against the manifest: "self"
+// (only for the model's owner), a given peer (only one the manifest
+// allows), or by default a reachable dealer the manifest names, in random
+// order, falling back to this node only when it is the owner. It returns
+// the dealer and whether it is this node.
+func (n *Node) chooseDealer(ctx context.Context, m *discovery.Manifest, opt string) (peer.ID, bool, error) {
+	switch opt {
+	case DealerSelf:
+		if n.ID() != m.Owner {
+			return "", false, fmt.Errorf("%w: %w: only the owner of model %q (%s) may deal its sessions, this peer is %s",
+				ErrBadInput, ErrUntrustedDealer, m.ID, m.Owner, n.ID())
+		}
+		return n.ID(), true, nil
+	case "":
+		if d, ok := n.reachableDealer(ctx, m.Dealers); ok {
+			return d, d == n.ID(), nil
+		}
+		if n.ID() == m.Owner {
+			return n.ID(), true, nil
+		}
+		if len(m.Dealers) == 0 {
+			return "", false, fmt.Errorf("%w: model %q's owner names no dealer, so only the owner can query it (it may add dealers with grid dealers --set)", ErrNoDealer, m.ID)
+		}
+		return "", false, fmt.Errorf("%w: none of the %d dealer(s) model %q's owner trusts is reachable (%s)", ErrNoDealer, len(m.Dealers), m.ID, peerList(m.Dealers))
+	default:
+		id, err := peer.Decode(opt)
+		if err != nil {
+			return "", false, fmt.Errorf("%w: dealer %q is not a peer ID or \"self\": %v", ErrBadInput, opt, err)
+		}
+		if !m.MayDeal(id) {
+			return "", false, fmt.Errorf("%w: %w: dealer %s is not one model %q's owner trusts (the manifest names %s)",
+				ErrBadInput, ErrUntrustedDealer, id, m.ID, peerList(m.Dealers))
+		}
+		return id, id == n.ID(), nil
+	}
+}
+
+// reachableDealer returns the first of ds, in random order, that this node
+// can connect to (itself counts as reachable).
+func (n *Node) reachableDealer(ctx context.Context, ds []peer.ID) (peer.ID, bool) {
+	order := slices.Clone(ds)
+	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for _, d := range order {
+		if d == n.ID() {
+			return d, true
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.ensureAddrs(cctx, d)
+		if err == nil {
+			err = n.h.Connect(cctx, peer.AddrInfo{ID: d})
+		}
+		cancel()
+		if err == nil {
+			return d, true
+		}
+		n.log.Debug("trusted dealer unreachable", "dealer", d, "err", err)
+	}
+	return "", false
+}
+
+// peerList formats peer IDs for an error message ("none" when empty).
+func peerList(ps []peer.ID) string {
+	if len(ps) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// SetDealers replaces the dealers model id's manifest names with dealers,
+// as a new manifest version signed by this node, which must be the owner.
+// The holders keep serving the shares they have (SharesVersion); dealers
+// must not be holders of the model.
+func (n *Node) SetDealers(ctx context.Context, id string, dealers []peer.ID) (*discovery.Manifest, error) {
+	m, err := n.disc.Lookup(ctx, id)
+	if err != nil {
+		if errors.Is(err, discovery.ErrNotFound) {
+			return nil, fmt.Errorf("set dealers of %q: %w: %w", id, ErrUnknownModel, err)
+		}
+		return nil, fmt.Errorf("set dealers of %q: %w", id, err)
+	}
+	if m.Owner != n.ID() {
+		return nil, fmt.Errorf("set dealers of %q: owned by %s, this peer is %s: %w", id, m.Owner, n.ID(), ErrNotOwner)
+	}
+	if m.Mode != discovery.ModeMPC {
+		return nil, fmt.Errorf("set dealers of %q: %w: a %s-mode model has no dealers", id, ErrBadInput, m.Mode)
+	}
+	for _, d := range dealers {
+		if containsPeer(m.Holders, d) {
+			return nil, fmt.Errorf("set dealers of %q: %w: dealer %s is one of the model's holders", id, ErrBadInput, d)
+		}
+	}
+	next := m.Clone()
+	next.Dealers = slices.Clone(dealers)
+	next.SharesVersion = m.Shares()
+	next.Version = max(m.Version+1, uint64(time.Now().UnixMilli()))
+	next.Time = time.Time{}
+	if err := n.disc.Publish(ctx, next, n.sk); err != nil {
+		return nil, fmt.Errorf("set dealers of %q: %w", id, err)
+	}
+	n.log.Info("dealers updated", "id", id, "dealers", dealers, "version", next.Version)
+	return next, nil
+}
