@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -92,6 +93,9 @@ func (n *Node) Infer(ctx context.Context, id string, x *tensor.Dense[float64], o
 	plain := m.Mode == discovery.ModePlain
 	if plain != o.Plain {
 		return nil, fmt.Errorf("infer %q: %w: the model is published in %s mode", id, ErrModeMismatch, m.Mode)
+	}
+	if err := checkInputRange(m, xin); err != nil {
+		return nil, fmt.Errorf("infer %q: %w", id, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.SessionTimeout)
 	defer cancel()
@@ -336,8 +340,41 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 		return nil, fmt.Errorf("reconstruct output: %w", err)
 	}
 	dec := enc.Decode(out)
+	if err := checkOverflow(p, enc, dec); err != nil {
+		return nil, err
+	}
 	res.Shape, res.Output = dec.Shape, dec.Data
 	return res, nil
+}
+
+// checkInputRange refuses input values beyond the range the model's owner
+// declared (discovery.Manifest.InputRange), before anything is sent.
+func checkInputRange(m *discovery.Manifest, x *tensor.Dense[float64]) error {
+	if m.InputRange <= 0 {
+		return nil
+	}
+	for i, v := range x.Data {
+		if math.Abs(v) > m.InputRange {
+			return fmt.Errorf("%w: input value %g (element %d) is outside the range ±%g the model's owner declared", ErrBadInput, v, i, m.InputRange)
+		}
+	}
+	return nil
+}
+
+// checkOverflow detects a wrapped result: for a plan whose correct output
+// never exceeds the engine's safe range (plan.OutputCapped), an output
+// beyond it proves that an intermediate value overflowed the fixed-point
+// range (fixed.ErrOverflow). A result within the range is not proof of
+// correctness: only inputs within the plan's safe range are.
+func checkOverflow(p *plan.Plan, enc fixed.Encoding, out *tensor.Dense[float64]) error {
+	err := enc.CheckOutput(out)
+	if err == nil {
+		return nil
+	}
+	if capped, cerr := plan.OutputCapped(p, enc); cerr != nil || !capped {
+		return nil
+	}
+	return err
 }
 
 // maxBusyRetries caps InferOptions.BusyRetries; busyBackoff is the unit of

@@ -136,6 +136,11 @@ func TestEndToEnd(t *testing.T) {
 	fails(2, "only the owner", user("infer", "convnet", "--values", "5,3", "--dealer", "self")...)
 	fails(2, "is not one model", user("infer", "convnet", "--values", "5,3", "--dealer", pub.Holders[0])...)
 	fails(1, "not the model's owner", user("dealers", "convnet", "--set", "none")...)
+	// Range safety: a wrapped result is an error, never a wrong number;
+	// a value beyond the owner's declared range is refused.
+	fails(1, "overflowed", "infer", "convnet", "--values", "1e9,3")
+	ok("publish", seed, "--id", "convnet-ranged", "--holders", "2", "--input-range", "100")
+	fails(2, "outside the range", "infer", "convnet-ranged", "--values", "1000,3")
 	inputFile := filepath.Join(dir, "x.json")
 	if err := os.WriteFile(inputFile, []byte("[5, 3]"), 0o644); err != nil {
 		t.Fatal(err)

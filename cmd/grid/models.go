@@ -24,6 +24,7 @@ type modelView struct {
 	AllowRemote bool      `json:"allow_remote_inference"`
 	Dealers     []string  `json:"dealers"`
 	InputRange  float64   `json:"input_range,omitempty"`
+	SafeInput   float64   `json:"safe_input,omitempty"` // publish only: the worst-case safe |input|
 	PlanHash    string    `json:"plan_hash"`
 	Version     uint64    `json:"version"`
 	Time        time.Time `json:"time"`

@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/fixed"
 	"github.com/gridmpc/grid/mpcproto/onnx"
+	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/node"
 )
 
@@ -75,11 +77,6 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 			if err != nil {
 				return badInput(fmt.Errorf("import %s: %w", file, err))
 			}
-			cl, err := c.openClient(cmd, &flags)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			ds, err := parseDealers(dealers)
 			if err != nil {
 				return err
@@ -87,6 +84,12 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 			if inputRange < 0 || math.IsNaN(inputRange) || math.IsInf(inputRange, 0) {
 				return usageErrorf("--input-range %v: want a finite number >= 0", inputRange)
 			}
+			safe := c.checkRange(p, w, inputRange, plain)
+			cl, err := c.openClient(cmd, &flags)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
 			opts := node.PublishOptions{Holders: holders, Plain: plain, NoRemoteInference: noRemote, Dealers: ds, InputRange: inputRange}
 			var bar *uploadBar
 			if !quiet && isTerminal(c.stderr) {
@@ -99,6 +102,7 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
 			}
 			v := viewModel(m)
+			v.SafeInput = safe
 			if asJSON {
 				return writeJSON(c.stdout, v)
 			}
@@ -116,6 +120,7 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 			}
 			if m.Mode == discovery.ModeMPC {
 				writeDealers(c.stdout, v.Dealers)
+				writeRange(c.stdout, safe, inputRange)
 			}
 			return nil
 		}),
@@ -132,6 +137,37 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 	flags.register(fs)
 	addJSONFlag(fs, &asJSON)
 	return cmd
+}
+
+// checkRange estimates, from the plaintext weights, the largest input
+// magnitude for which no intermediate value can leave the fixed-point
+// range (plan.EstimateRange, a worst-case bound) and warns on stderr when
+// the declared --input-range exceeds it. It returns the safe input bound
+// (0 when it cannot be estimated or in plain mode, which computes in
+// float64).
+func (c *cli) checkRange(p *plan.Plan, w plan.Weights, declared float64, plain bool) float64 {
+	if plain {
+		return 0
+	}
+	est, err := plan.EstimateRange(p, w, fixed.Default(), max(declared, 1))
+	if err != nil {
+		fmt.Fprintf(c.stderr, "grid: warning: no range estimate: %v\n", err)
+		return 0
+	}
+	if declared > 0 && declared > est.SafeInput {
+		fmt.Fprintf(c.stderr, "grid: warning: --input-range %g may overflow: %v\n", declared, est.Err())
+	}
+	return est.SafeInput
+}
+
+// writeRange prints the input range a published model is safe for.
+func writeRange(w io.Writer, safe, declared float64) {
+	if safe > 0 {
+		fmt.Fprintf(w, "inputs with |x| <= %.6g cannot overflow (worst-case estimate from the weights)\n", safe)
+	}
+	if declared > 0 {
+		fmt.Fprintf(w, "declared input range ±%g: clients refuse larger values\n", declared)
+	}
 }
 
 // maxModelFile caps the ONNX file publish reads.

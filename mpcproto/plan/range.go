@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
 // ErrUnsafeRange marks a range estimate under which some value may leave
@@ -166,4 +167,29 @@ func extremes(nodes []NodeRange) (largest, product, tightest int) {
 		}
 	}
 	return largest, product, tightest
+}
+
+// OutputCapped reports whether a correct output of p can never exceed
+// enc.SafeRange(): the output is a truncation's result, passed only
+// through ops that do not grow it (Relu, MaxPool, reshapes, a small Pad).
+// It depends on the plan alone (not the weights), so a client can run it:
+// for such a plan an output beyond SafeRange proves an overflow
+// (fixed.Encoding.CheckOutput).
+func OutputCapped(p *Plan, enc fixed.Encoding) (bool, error) {
+	if err := p.Validate(); err != nil {
+		return false, fmt.Errorf("output range: %w", err)
+	}
+	shapes, err := p.Shapes(1)
+	if err != nil {
+		return false, fmt.Errorf("output range: %w", err)
+	}
+	zero := make(Weights, len(p.Weights))
+	for _, v := range p.Weights {
+		zero[v.Name] = tensor.New[float64](v.Shape...)
+	}
+	c, err := compileRange(p, zero, enc, shapes)
+	if err != nil {
+		return false, fmt.Errorf("output range: %w", err)
+	}
+	return c.capped[c.index[p.Output]], nil
 }

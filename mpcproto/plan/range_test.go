@@ -219,3 +219,31 @@ func mixPlan() (*Plan, Weights) {
 	w := Weights{"L": dense([]int{2, 2}, 1, -0.5, 2, 0.75), "c": dense([]int{3}, -1, 0.5, 2)}
 	return p, w
 }
+
+// TestOutputCapped checks the plan-only test for "a correct output never
+// exceeds SafeRange": a product's output (bias included), also after a
+// Relu, is capped; an Add after the last product is not.
+func TestOutputCapped(t *testing.T) {
+	enc := fixed.Default()
+	seed, _ := seedPlan()
+	relu := clonePlanWith(seed, Node{Name: "/relu", Op: Relu, Inputs: []string{"y"}, Output: "z"})
+	added := clonePlanWith(seed, Node{Name: "/add", Op: Add, Inputs: []string{"y", "y"}, Output: "z"})
+	for _, tc := range []struct {
+		name string
+		p    *Plan
+		want bool
+	}{{"matmul", seed, true}, {"matmul relu", relu, true}, {"add after the product", added, false}} {
+		got, err := OutputCapped(tc.p, enc)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: OutputCapped = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// clonePlanWith returns p with n appended as its new output node.
+func clonePlanWith(p *Plan, n Node) *Plan {
+	c := *p
+	c.Nodes = append(append([]Node(nil), p.Nodes...), n)
+	c.Output = n.Output
+	return &c
+}
