@@ -86,8 +86,8 @@ func newSwarm(t testing.TB, n int) *swarm {
 	return s
 }
 
-// add starts one more node, bootstrapped from node 0 (if any).
-func (s *swarm) add(opts ...nodeOpt) *Discovery {
+// newHost adds a host to the mocknet, linked to every other host.
+func (s *swarm) newHost() host.Host {
 	s.t.Helper()
 	h, err := s.mn.GenPeer()
 	if err != nil {
@@ -96,6 +96,13 @@ func (s *swarm) add(opts ...nodeOpt) *Discovery {
 	if err := s.mn.LinkAll(); err != nil {
 		s.t.Fatal(err)
 	}
+	return h
+}
+
+// add starts one more node, bootstrapped from node 0 (if any).
+func (s *swarm) add(opts ...nodeOpt) *Discovery {
+	s.t.Helper()
+	h := s.newHost()
 	cfg := Config{Host: h, Server: true, Logger: testLogger(), SyncInterval: -1}
 	if len(s.hosts) > 0 {
 		cfg.Bootstrap = []peer.AddrInfo{{ID: s.hosts[0].ID(), Addrs: s.hosts[0].Addrs()}}
@@ -187,13 +194,7 @@ type attacker struct {
 
 func (s *swarm) attacker() *attacker {
 	s.t.Helper()
-	h, err := s.mn.GenPeer()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := s.mn.LinkAll(); err != nil {
-		s.t.Fatal(err)
-	}
+	h := s.newHost()
 	ps, err := pubsub.NewGossipSub(s.ctx, h, pubsub.WithFloodPublish(true), pubsub.WithMaxMessageSize(MaxManifestSize+64<<10))
 	if err != nil {
 		s.t.Fatal(err)

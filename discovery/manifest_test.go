@@ -327,15 +327,7 @@ func peerRecordEnvelope(t testing.TB, sk crypto.PrivKey) []byte {
 	}
 	rec := peer.PeerRecordFromAddrInfo(peer.AddrInfo{ID: id})
 	rec.Seq = 1
-	env, err := record.Seal(rec, sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := env.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return sealRaw(t, nil, sk, rec)
 }
 
 // replacePayload returns env with its payload swapped, signature unchanged.
