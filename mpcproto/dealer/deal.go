@@ -21,6 +21,12 @@
 //     (Marshal / UnmarshalBundle).
 //  2. Each party calls Bundle.Expand with the plan to get a Source, and
 //     hands it to the engine, which takes the material in schedule order.
+//
+// Builds with the gridfault tag add test-only instruments (fault_on.go):
+// Faults and SetFaults switch on deliberate privacy faults that keep every
+// output correct, and SetDrawHook shows (and lets a test perturb) every
+// random part as it is drawn from a party's stream, for the engine's
+// privacy tests. Without the tag they do not exist and cost nothing.
 package dealer
 
 import (
@@ -155,6 +161,7 @@ func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader, mas
 	}
 	var explicit []uint64
 	var buf []uint64
+	offs := make([]int, n) // every party's position in its stream
 	for ri, req := range sched {
 		layout, err := req.layout()
 		if err != nil {
@@ -173,6 +180,10 @@ func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader, mas
 			}
 			for i := range draws {
 				prgs[i].Fill(b)
+				if !pt.derived {
+					tapDraw(seeds[i], offs[i], &req, j, pt.xor, b)
+				}
+				offs[i] += pt.n
 				combine(vals[j], b, pt.xor)
 			}
 		}
@@ -185,6 +196,7 @@ func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader, mas
 				vals[j] = make([]uint64, pt.n)
 			}
 		}
+		applyFaults(&req, vals)
 		if err := req.derive(enc, vals, masks); err != nil {
 			return nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
 		}

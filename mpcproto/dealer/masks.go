@@ -206,14 +206,20 @@ func expandMasks(p *plan.Plan, seed share.Seed) (map[string]*tensor.Dense[uint64
 		shapes[w.Name] = w.Shape
 	}
 	prg := share.NewPRG(seed)
+	off := 0 // position in the stream
 	out := make(map[string]*tensor.Dense[uint64])
 	for _, name := range MaskedWeights(p) {
 		s := shapes[name]
 		if tensor.Size(s) < 0 || slices.Contains(s, -1) {
 			return nil, fmt.Errorf("dealer: weight %q has shape %v", name, s)
 		}
+		if faultMaskStreamRestart() {
+			prg, off = share.NewPRG(seed), 0
+		}
 		t := tensor.New[uint64](s...)
 		prg.Fill(t.Data)
+		tapMaskDraw(seed, off, name, t.Data)
+		off += len(t.Data)
 		out[name] = t
 	}
 	return out, nil

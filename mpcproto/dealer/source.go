@@ -45,6 +45,7 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 // its explicit words.
 func expand(sched []Request, seed share.Seed, last bool, explicit []uint64) (*Source, error) {
 	prg := share.NewPRG(seed)
+	off := 0 // position in the stream
 	src := &Source{mats: make([]Material, len(sched))}
 	for ri, req := range sched {
 		layout, err := req.layout()
@@ -63,7 +64,12 @@ func expand(sched []Request, seed share.Seed, last bool, explicit []uint64) (*So
 				continue
 			}
 			m.Parts[j] = prg.Uint64s(pt.n)
+			if !pt.derived {
+				tapDraw(seed, off, &m.Req, j, pt.xor, m.Parts[j])
+			}
+			off += pt.n
 		}
+		applyFaults(&m.Req, m.Parts)
 		src.mats[ri] = m
 	}
 	if len(explicit) > 0 {

@@ -5,17 +5,21 @@
 //
 // Security model: semi-honest parties, any N >= 2, any N-1 of them may
 // collude; the dealer must not collude with a holder. Every value a party
-// receives online is masked by fresh uniform dealer randomness (see
-// TestPrivacyOpenedValuesUniform), and
-// every output share a holder returns is re-randomised with a fresh
-// sharing of zero agreed among the holders only (rerand.go), so the client,
-// even colluding with the dealer, learns the output and nothing else.
+// receives online is masked by fresh uniform dealer randomness, and every
+// output share a holder returns is re-randomised with a fresh sharing of
+// zero agreed among the holders only (rerand.go), so the client, even
+// colluding with the dealer, learns the output and nothing else from the
+// shares. The privacy tests: TestPrivacyOpenedValuesUniform (first-order
+// byte statistics), TestPrivacySecondOrder (constant bits; words and
+// pairs of words a secret determines, over many mask sets, many queries
+// on one mask set and the last holder's explicit dealer words; the
+// client's view of the output shares with the dealer's knowledge) and,
+// with the gridfault build tag, TestMaskProvenance (every random word of
+// the dealer masks exactly one opened value) and TestPrivacyFaultsDetected
+// (deliberate faults, SetFaults here and dealer.SetFaults, that keep the
+// outputs correct are caught):
 //
-// Tests built with the gridfault tag can switch on deliberate privacy
-// faults (SetFaults here, dealer.SetFaults) that keep every output correct,
-// to show that the privacy tests detect them:
-//
-//	go test -tags gridfault ./mpcproto/...
+//	go test ./mpcproto/... && go test -tags gridfault ./mpcproto/...
 //
 // # A session, as the network layer runs it
 //

@@ -30,7 +30,10 @@ type localConfig struct {
 func WithEncoding(e fixed.Encoding) Option { return func(c *localConfig) { c.enc = e } }
 
 // WithRand sets the source of seeds for sharing and dealing (default
-// crypto/rand). Tests may pass a deterministic reader; real use must not.
+// crypto/rand): the same reader gives the same weight shares, masks, input
+// shares and bundles, but not the holders' own output re-randomisation,
+// which always comes from crypto/rand. Tests may pass a deterministic
+// reader; real use must not.
 func WithRand(r io.Reader) Option { return func(c *localConfig) { c.rng = r } }
 
 // WithNetwork runs the parties over nw (which must have n parties) instead
@@ -42,6 +45,10 @@ func WithNetwork(nw *transport.Network) Option { return func(c *localConfig) { c
 // opens F = W - B for the dealer's weight masks once, and every inference
 // then opens only activations (see dealer.Masks).
 func WithWeightMasks() Option { return func(c *localConfig) { c.masked = true } }
+
+// withObserver shows f every vector every party opens, the mask opening's
+// included (tests record the holders' view with it).
+func withObserver(f observer) Option { return func(c *localConfig) { c.observe = f } }
 
 // Local is an in-process deployment of a model: its weights shared among n
 // parties once (and, with WithWeightMasks, their masks opened once), ready
@@ -87,7 +94,8 @@ func NewLocal(ctx context.Context, p *plan.Plan, w plan.Weights, n int, opts ...
 	for i := range l.shares {
 		l.shares[i] = make(map[string]*tensor.Dense[uint64], len(w))
 	}
-	for name, t := range w {
+	for _, v := range p.Weights { // plan order: WithRand gives the same shares every time
+		name, t := v.Name, w[v.Name]
 		et, err := cfg.enc.Encode(t)
 		if err != nil {
 			return nil, fmt.Errorf("engine: weight %q: %w", name, err)
