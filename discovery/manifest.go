@@ -3,7 +3,6 @@ package discovery
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gridmpc/grid/discovery/pb"
+	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
 // Envelope identifiers of a signed manifest (libp2p core/record).
@@ -333,8 +333,8 @@ func (m *Manifest) Validate() error {
 	if len(m.Plan) == 0 {
 		return fmt.Errorf("%w: %q: empty plan", ErrInvalidManifest, m.ID)
 	}
-	if sum := sha256.Sum256(m.Plan); hex.EncodeToString(sum[:]) != m.PlanHash {
-		return fmt.Errorf("%w: %q: plan hash %s does not match the plan (sha256 %x)", ErrInvalidManifest, m.ID, m.PlanHash, sum)
+	if err := plan.VerifyHash(m.Plan, m.PlanHash); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidManifest, m.ID, err)
 	}
 	return nil
 }

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -364,9 +362,8 @@ func (c *planCache) get(m *discovery.Manifest) (*plan.Plan, error) {
 	if p != nil {
 		return p, nil
 	}
-	sum := sha256.Sum256(m.Plan)
-	if h := hex.EncodeToString(sum[:]); h != m.PlanHash {
-		return nil, fmt.Errorf("model %q: plan hash %s does not match the manifest's %s", m.ID, h, m.PlanHash)
+	if err := plan.VerifyHash(m.Plan, m.PlanHash); err != nil {
+		return nil, fmt.Errorf("model %q: %w", m.ID, err)
 	}
 	p, err := plan.Unmarshal(m.Plan)
 	if err != nil {

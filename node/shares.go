@@ -82,8 +82,7 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: encode plan: %w", id, err)
 	}
-	sum := sha256.Sum256(planBytes)
-	planHash := hex.EncodeToString(sum[:])
+	planHash := plan.HashBytes(planBytes)
 
 	version := uint64(max(time.Now().UnixMilli(), 1))
 	known, err := n.disc.Lookup(ctx, id)

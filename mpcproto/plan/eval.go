@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/gridmpc/grid/mpcproto/tensor"
@@ -33,7 +34,7 @@ func EvalPlain(p *Plan, w Weights, x *tensor.Dense[float64]) (*tensor.Dense[floa
 	if err != nil {
 		return nil, fmt.Errorf("eval plain: %w", err)
 	}
-	if !equal(x.Shape, shapes[p.Input.Name]) {
+	if !slices.Equal(x.Shape, shapes[p.Input.Name]) {
 		return nil, fmt.Errorf("eval plain: input shape %v does not match the plan's input shape %v", x.Shape, p.Input.Shape)
 	}
 	if err := CheckWeights(p, w); err != nil {
@@ -73,7 +74,7 @@ func CheckWeights(p *Plan, w Weights) error {
 		if !ok || t == nil {
 			return fmt.Errorf("weight %q is missing", v.Name)
 		}
-		if !equal(t.Shape, v.Shape) {
+		if !slices.Equal(t.Shape, v.Shape) {
 			return fmt.Errorf("weight %q has shape %v, the plan declares %v", v.Name, t.Shape, v.Shape)
 		}
 		if len(t.Data) != tensor.Size(t.Shape) {

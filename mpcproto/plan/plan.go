@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 
 	"github.com/gridmpc/grid/mpcproto/tensor"
 )
@@ -136,6 +137,21 @@ func (p *Plan) Hash() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return HashBytes(b), nil
+}
+
+// HashBytes is the hex SHA-256 of a plan's encoding (Marshal): the plan
+// hash a manifest names, a bundle carries and a holder stores.
+func HashBytes(encoded []byte) string {
+	sum := sha256.Sum256(encoded)
+	return hex.EncodeToString(sum[:])
+}
+
+// VerifyHash checks that encoded, a plan's encoding, hashes to hash
+// (HashBytes); the error states both hashes.
+func VerifyHash(encoded []byte, hash string) error {
+	if got := HashBytes(encoded); got != hash {
+		return fmt.Errorf("plan hash %s does not match the plan (sha256 %s)", hash, got)
+	}
+	return nil
 }

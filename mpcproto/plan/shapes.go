@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gridmpc/grid/mpcproto/tensor"
 )
@@ -71,65 +72,17 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 	a := &n.Attrs
 	switch n.Op {
 	case MatMul:
-		x, w := ins[0], ins[1]
-		if len(x) < 1 {
-			return nil, fmt.Errorf("input shape %v: want rank >= 1", x)
-		}
-		if len(w) != 2 {
-			return nil, fmt.Errorf("weight shape %v: want rank 2 [k, n]", w)
-		}
-		if x[len(x)-1] != w[0] {
-			return nil, fmt.Errorf("input shape %v and weight shape %v: inner dimensions differ", x, w)
-		}
-		if len(ins) == 3 && !equal(ins[2], []int{w[1]}) {
-			return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[1])
-		}
-		return append(append([]int(nil), x[:len(x)-1]...), w[1]), nil
+		return matMulShape(ins)
 	case Conv:
-		x, w := ins[0], ins[1]
-		if len(x) != 4 || len(w) != 4 {
-			return nil, fmt.Errorf("input shape %v and weight shape %v: want rank 4 (NCHW, MCkHkW)", x, w)
-		}
-		g := a.Groups()
-		if x[1]%g != 0 || w[0]%g != 0 || x[1]/g != w[1] {
-			return nil, fmt.Errorf("input shape %v, weight shape %v and group %d: channels do not agree", x, w, g)
-		}
-		if len(a.Kernel) == 2 && (a.Kernel[0] != w[2] || a.Kernel[1] != w[3]) {
-			return nil, fmt.Errorf("kernel %v differs from weight shape %v", a.Kernel, w)
-		}
-		if len(ins) == 3 && !equal(ins[2], []int{w[0]}) {
-			return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[0])
-		}
-		return windowShape(x, w[0], [2]int{w[2], w[3]}, a, false)
+		return convShape(ins, a)
 	case Add, Sub, Mul:
-		out, err := Broadcast(ins[0], ins[1])
-		if err != nil {
-			return nil, err
-		}
-		return out, nil
+		return Broadcast(ins[0], ins[1])
 	case MulConst:
 		return Broadcast(ins[0], a.Const.Shape)
 	case Relu, Identity:
 		return append([]int(nil), ins[0]...), nil
 	case MaxPool, AveragePool:
-		x := ins[0]
-		if len(x) != 4 {
-			return nil, fmt.Errorf("input shape %v: want rank 4 (NCHW)", x)
-		}
-		out, err := windowShape(x, x[1], [2]int{a.Kernel[0], a.Kernel[1]}, a, a.CeilMode)
-		if err != nil {
-			return nil, err
-		}
-		// every window must see at least one element of the input
-		strides, pads, dil := a.Spatial()
-		for i := 0; i < 2; i++ {
-			ext := dil[i]*(a.Kernel[i]-1) + 1
-			if pads[i] >= ext || (out[2+i]-1)*strides[i]-pads[i] >= x[2+i] {
-				return nil, fmt.Errorf("input shape %v, kernel %v, strides %v, pads %v: a window lies entirely in the padding",
-					x, a.Kernel, strides, pads)
-			}
-		}
-		return out, nil
+		return poolShape(ins[0], a)
 	case GlobalAveragePool:
 		x := ins[0]
 		if len(x) != 4 {
@@ -137,18 +90,7 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 		}
 		return []int{x[0], x[1], 1, 1}, nil
 	case Pad:
-		x := ins[0]
-		if len(a.Pads) != 2*len(x) {
-			return nil, fmt.Errorf("pads %v: want %d values for input shape %v", a.Pads, 2*len(x), x)
-		}
-		out := make([]int, len(x))
-		for i := range x {
-			out[i] = x[i] + a.Pads[i] + a.Pads[len(x)+i]
-		}
-		if err := checkShape(out, false); err != nil {
-			return nil, fmt.Errorf("output: %w", err)
-		}
-		return out, nil
+		return padShape(ins[0], a.Pads)
 	case Flatten:
 		x := ins[0]
 		axis := a.Axis
@@ -163,6 +105,82 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 		return reshape(ins[0], a.Shape)
 	}
 	return nil, fmt.Errorf("unknown op %q", string(n.Op))
+}
+
+// matMulShape is MatMul's output shape: X [..., k] times W [k, n], with an
+// optional bias [n].
+func matMulShape(ins [][]int) ([]int, error) {
+	x, w := ins[0], ins[1]
+	if len(x) < 1 {
+		return nil, fmt.Errorf("input shape %v: want rank >= 1", x)
+	}
+	if len(w) != 2 {
+		return nil, fmt.Errorf("weight shape %v: want rank 2 [k, n]", w)
+	}
+	if x[len(x)-1] != w[0] {
+		return nil, fmt.Errorf("input shape %v and weight shape %v: inner dimensions differ", x, w)
+	}
+	if len(ins) == 3 && !slices.Equal(ins[2], []int{w[1]}) {
+		return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[1])
+	}
+	return append(append([]int(nil), x[:len(x)-1]...), w[1]), nil
+}
+
+// convShape is Conv's output shape: X NCHW and W MCkHkW (C per group),
+// with an optional bias [M].
+func convShape(ins [][]int, a *Attrs) ([]int, error) {
+	x, w := ins[0], ins[1]
+	if len(x) != 4 || len(w) != 4 {
+		return nil, fmt.Errorf("input shape %v and weight shape %v: want rank 4 (NCHW, MCkHkW)", x, w)
+	}
+	g := a.Groups()
+	if x[1]%g != 0 || w[0]%g != 0 || x[1]/g != w[1] {
+		return nil, fmt.Errorf("input shape %v, weight shape %v and group %d: channels do not agree", x, w, g)
+	}
+	if len(a.Kernel) == 2 && (a.Kernel[0] != w[2] || a.Kernel[1] != w[3]) {
+		return nil, fmt.Errorf("kernel %v differs from weight shape %v", a.Kernel, w)
+	}
+	if len(ins) == 3 && !slices.Equal(ins[2], []int{w[0]}) {
+		return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[0])
+	}
+	return windowShape(x, w[0], [2]int{w[2], w[3]}, a, false)
+}
+
+// poolShape is MaxPool's and AveragePool's output shape; every window must
+// see at least one element of the input.
+func poolShape(x []int, a *Attrs) ([]int, error) {
+	if len(x) != 4 {
+		return nil, fmt.Errorf("input shape %v: want rank 4 (NCHW)", x)
+	}
+	out, err := windowShape(x, x[1], [2]int{a.Kernel[0], a.Kernel[1]}, a, a.CeilMode)
+	if err != nil {
+		return nil, err
+	}
+	strides, pads, dil := a.Spatial()
+	for i := 0; i < 2; i++ {
+		ext := dil[i]*(a.Kernel[i]-1) + 1
+		if pads[i] >= ext || (out[2+i]-1)*strides[i]-pads[i] >= x[2+i] {
+			return nil, fmt.Errorf("input shape %v, kernel %v, strides %v, pads %v: a window lies entirely in the padding",
+				x, a.Kernel, strides, pads)
+		}
+	}
+	return out, nil
+}
+
+// padShape is Pad's output shape: pads holds the begin pads of every axis,
+// then the end pads.
+func padShape(x, pads []int) ([]int, error) {
+	if len(pads) != 2*len(x) {
+		return nil, fmt.Errorf("pads %v: want %d values for input shape %v", pads, 2*len(x), x)
+	}
+	out := make([]int, len(x))
+	for i := range x {
+		out[i] = x[i] + pads[i] + pads[len(x)+i]
+	}
+	if err := checkShape(out, false); err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	return out, nil
 }
 
 // reshape applies ONNX Reshape semantics (0 copies the input's dimension at
@@ -239,15 +257,3 @@ func WindowOut(in, k, s, begin, end, d int, ceil bool) (int, error) {
 // Broadcast is the numpy (right-aligned) broadcast of two shapes; it is
 // tensor.BroadcastShape, the rule the engine applies to the shares.
 func Broadcast(a, b []int) ([]int, error) { return tensor.BroadcastShape(a, b) }
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
