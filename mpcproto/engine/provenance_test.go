@@ -86,6 +86,7 @@ func newProvenanceRig(t *testing.T) *provenanceRig {
 	mbs := g.masks.Bundles()
 	nw := transport.NewNetwork(n)
 	err = runEvery(n, func(ctx context.Context, i int) error {
+		var err error
 		g.wm[i], _, err = OpenMasks(ctx, p, nw.Transport(i), g.shares[i], mbs[i])
 		return err
 	})
