@@ -25,6 +25,7 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/share"
 	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/mpcproto/tensorio"
 	"github.com/gridmpc/grid/node/pb"
 )
 
@@ -86,7 +87,7 @@ func (n *Node) Infer(ctx context.Context, id string, x *tensor.Dense[float64], o
 	if err != nil {
 		return nil, fmt.Errorf("infer %q: %w", id, err)
 	}
-	xin, batch, batched, err := fitInput(p, x)
+	in, err := fitInput(p, x)
 	if err != nil {
 		return nil, fmt.Errorf("infer %q: %w", id, err)
 	}
@@ -94,23 +95,23 @@ func (n *Node) Infer(ctx context.Context, id string, x *tensor.Dense[float64], o
 	if plain != o.Plain {
 		return nil, fmt.Errorf("infer %q: %w: the model is published in %s mode", id, ErrModeMismatch, m.Mode)
 	}
-	if err := checkInputRange(m, xin); err != nil {
+	if err := checkInputRange(m, in.X); err != nil {
 		return nil, fmt.Errorf("infer %q: %w", id, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.SessionTimeout)
 	defer cancel()
 	var res *Result
 	if plain {
-		res, err = n.inferPlain(ctx, m, xin)
+		res, err = n.inferPlain(ctx, m, in.X)
 	} else {
-		res, err = n.inferMPC(ctx, m, p, xin, batch, o.Dealer, o.BusyRetries)
+		res, err = n.inferMPC(ctx, m, p, in.X, in.Batch, o.Dealer, o.BusyRetries)
 	}
 	if err != nil {
 		n.met.sessionsFailed.WithLabelValues("client").Inc()
 		return nil, fmt.Errorf("infer %q: %w", id, err)
 	}
 	n.met.sessionsOK.WithLabelValues("client").Inc()
-	if !batched && len(res.Shape) > 0 && res.Shape[0] == 1 && len(p.Input.Shape) > 0 && p.Input.Shape[0] == -1 {
+	if !in.Batched && len(res.Shape) > 0 && res.Shape[0] == 1 && len(p.Input.Shape) > 0 && p.Input.Shape[0] == -1 {
 		res.Shape = res.Shape[1:]
 	}
 	res.Model = id
@@ -118,42 +119,19 @@ func (n *Node) Infer(ctx context.Context, id string, x *tensor.Dense[float64], o
 	return res, nil
 }
 
-// fitInput checks x against the plan's input shape. A plan with a free
-// batch dim takes [B, rest...] or [rest...] (batch 1, batched = false);
-// otherwise the shape must match exactly. It returns the input to share
-// (batch dim added), the batch and whether x had a batch dim.
-func fitInput(p *plan.Plan, x *tensor.Dense[float64]) (*tensor.Dense[float64], int, bool, error) {
-	if x == nil {
-		return nil, 0, false, fmt.Errorf("%w: no input", ErrBadInput)
+// fitInput checks x against the plan's input shape before anything is
+// sent (tensorio.Fit, Exact form: the plan's shape, with any batch in a
+// free leading dimension, or one sample without it); errors wrap
+// ErrBadInput and name both shapes.
+func fitInput(p *plan.Plan, x *tensor.Dense[float64]) (tensorio.Input, error) {
+	in, err := tensorio.Fit(x, p.Input.Shape, tensorio.Exact)
+	if err != nil {
+		return in, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
-	if len(x.Data) != tensor.Size(x.Shape) {
-		return nil, 0, false, fmt.Errorf("%w: input shape %v holds %d values, got %d", ErrBadInput, x.Shape, tensor.Size(x.Shape), len(x.Data))
+	if in.Batch > dealer.MaxBatch {
+		return in, fmt.Errorf("%w: batch %d over the limit %d", ErrBadInput, in.Batch, dealer.MaxBatch)
 	}
-	want := p.Input.Shape
-	if len(want) > 0 && want[0] == -1 {
-		rest := want[1:]
-		switch {
-		case slices.Equal(x.Shape, rest):
-			xs := x.Clone()
-			xs.Shape = append([]int{1}, rest...)
-			return xs, 1, false, nil
-		case len(x.Shape) == len(want) && slices.Equal(x.Shape[1:], rest) && x.Shape[0] >= 1:
-			if x.Shape[0] > dealer.MaxBatch {
-				return nil, 0, false, fmt.Errorf("%w: batch %d over the limit %d", ErrBadInput, x.Shape[0], dealer.MaxBatch)
-			}
-			return x, x.Shape[0], true, nil
-		}
-		return nil, 0, false, fmt.Errorf("%w: input shape %v, the model expects %v or [batch %v]", ErrBadInput, x.Shape, rest, fmtDims(rest))
-	}
-	if !slices.Equal(x.Shape, want) {
-		return nil, 0, false, fmt.Errorf("%w: input shape %v, the model expects %v", ErrBadInput, x.Shape, want)
-	}
-	return x, 1, false, nil
-}
-
-func fmtDims(d []int) string {
-	s := fmt.Sprint(d)
-	return "N " + s[1:len(s)-1]
+	return in, nil
 }
 
 // holderCall is the client's stream to one holder.

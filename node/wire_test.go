@@ -153,7 +153,8 @@ func TestFitInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			x := tensor.New[float64](tc.shape...)
-			got, batch, batched, err := fitInput(tc.p, x)
+			in, err := fitInput(tc.p, x)
+			got, batch, batched := in.X, in.Batch, in.Batched
 			if tc.err != "" {
 				if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want ErrBadInput with %q", err, tc.err)
@@ -168,7 +169,7 @@ func TestFitInput(t *testing.T) {
 			}
 		})
 	}
-	if _, _, _, err := fitInput(fixed, &tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}); !errors.Is(err, ErrBadInput) {
+	if _, err := fitInput(fixed, &tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}); !errors.Is(err, ErrBadInput) {
 		t.Fatalf("inconsistent tensor: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gridmpc/grid/discovery"
-	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node"
 )
 
@@ -87,16 +86,8 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 			}
 			// Parse and read the input before joining the network: bad
 			// input fails fast with exit code 2.
-			var (
-				flat []float64
-				x    *tensor.Dense[float64]
-				err  error
-			)
-			if values != "" {
-				if flat, err = parseValues(values); err != nil {
-					return badInput(err)
-				}
-			} else if x, err = readInputFile(input); err != nil {
+			x, form, err := readInput(values, input)
+			if err != nil {
 				return badInput(err)
 			}
 			cl, err := c.openClient(cmd, &flags)
@@ -108,11 +99,8 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 			if err != nil {
 				return c.explain(cl.ctx, err, flags.timeout)
 			}
-			if x == nil {
-				if x, err = fitFlat(name, flat, m.InputShape); err != nil {
-					return badInput(err)
-				}
-			} else if x, err = fitInput(name, x, m.InputShape); err != nil {
+			in, err := fitInput(name, x, form, m.InputShape)
+			if err != nil {
 				return badInput(err)
 			}
 			if plain != (m.Mode == discovery.ModePlain) {
@@ -121,7 +109,7 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 				}
 				return badInput(fmt.Errorf("model %q is published in plain mode: add --plain", name))
 			}
-			res, err := cl.Infer(cl.ctx, name, x, node.InferOptions{Plain: plain, Dealer: dealer})
+			res, err := cl.Infer(cl.ctx, name, in.X, node.InferOptions{Plain: plain, Dealer: dealer})
 			if err != nil {
 				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
 			}

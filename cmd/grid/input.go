@@ -31,13 +31,33 @@ func readInputFile(path string) (*tensor.Dense[float64], error) {
 	return x, nil
 }
 
-// fitInput shapes an --input tensor to the model's input shape
-// (tensorio.Fit: the exact shape, a batch in a free leading dimension, or
-// one sample without it); the error names the model and both shapes.
-func fitInput(model string, x *tensor.Dense[float64], shape []int) (*tensor.Dense[float64], error) {
-	y, err := tensorio.Fit(x, shape)
-	if err != nil {
-		return nil, fmt.Errorf("wrong input shape for model %q: %w", model, err)
+// fitInput shapes the user's input to the model's input shape: a flat
+// --values list (tensorio.Flat: any whole number of samples when the model
+// has a batch dimension) or an --input tensor (tensorio.File: the exact
+// shape, a batch in a free leading dimension, or one sample without it).
+// The error names the model and both shapes.
+func fitInput(model string, x *tensor.Dense[float64], form tensorio.Form, shape []int) (tensorio.Input, error) {
+	in, err := tensorio.Fit(x, shape, form)
+	switch {
+	case errors.Is(err, tensorio.ErrUnusableShape):
+		return in, fmt.Errorf("model %q has an %w", model, err)
+	case err != nil:
+		return in, fmt.Errorf("wrong input shape for model %q: %w", model, err)
 	}
-	return y, nil
+	return in, nil
+}
+
+// readInput reads the input of grid infer: the --values list (a rank-1
+// tensor of the values, to fit as tensorio.Flat) or the --input file
+// (tensorio.File).
+func readInput(values, file string) (*tensor.Dense[float64], tensorio.Form, error) {
+	if values != "" {
+		flat, err := parseValues(values)
+		if err != nil {
+			return nil, 0, err
+		}
+		return &tensor.Dense[float64]{Shape: []int{len(flat)}, Data: flat}, tensorio.Flat, nil
+	}
+	x, err := readInputFile(file)
+	return x, tensorio.File, err
 }

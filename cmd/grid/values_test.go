@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/mpcproto/tensorio"
 )
 
 func TestParseValues(t *testing.T) {
@@ -36,6 +39,12 @@ func TestParseValues(t *testing.T) {
 			t.Errorf("parseValues(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
+}
+
+// fitFlat fits a --values list to a model's input shape.
+func fitFlat(model string, values []float64, shape []int) (*tensor.Dense[float64], error) {
+	in, err := fitInput(model, &tensor.Dense[float64]{Shape: []int{len(values)}, Data: values}, tensorio.Flat, shape)
+	return in.X, err
 }
 
 func TestFitFlat(t *testing.T) {
@@ -131,7 +140,9 @@ func TestReadInputFile(t *testing.T) {
 	for _, tt := range tests {
 		x, err := readInputFile(tt.path)
 		if err == nil {
-			x, err = fitInput("m", x, tt.shape)
+			var in tensorio.Input
+			in, err = fitInput("m", x, tensorio.File, tt.shape)
+			x = in.X
 		}
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -241,65 +242,168 @@ func ShapeString(shape []int) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
+// A Form is what a caller's input is taken to be. Fit accepts a different
+// set of shapes for each (rest is the plan's input shape without its free
+// batch dimension):
+//
+//   - Exact, what node.Infer takes: exactly the plan's shape (any batch
+//     N >= 1 in a free dimension), or one sample of shape rest;
+//   - File, what a user's file holds (grid infer --input): also a flat list
+//     of size(rest) values (one sample), rows [N, size(rest)] of flattened
+//     samples, and [1, shape...] for a plan without a free dimension;
+//   - Flat, a flat list of values (grid infer --values): the plan's size, or
+//     any whole number of samples with a free dimension.
+type Form int
+
+// The forms of an input.
+const (
+	Exact Form = iota
+	File
+	Flat
+)
+
+// Input is an input fitted to a plan's input shape.
+type Input struct {
+	// X is the input as the plan takes it: with a free batch dimension,
+	// [Batch, rest...]; otherwise the plan's shape.
+	X *tensor.Dense[float64]
+	// Batch is the number of samples (1 without a free batch dimension).
+	Batch int
+	// Batched tells whether the output keeps a batch dimension: the input
+	// had one, or was a file or a flat list for a plan with a free batch
+	// dimension. An Exact single sample has none.
+	Batched bool
+}
+
+// ErrUnusableShape is returned by Fit for a plan input shape no input can
+// fit (a dimension of 0, or -1 anywhere but first).
+var ErrUnusableShape = errors.New("unusable input shape")
+
 // Fit checks x against a plan's input shape (a leading -1 is a free batch
-// dimension) and returns it shaped as the plan takes it. Accepted, with
-// rest the plan's shape without its batch dimension:
-//
-//   - exactly the plan's shape (with any batch N >= 1 in a free dimension);
-//   - one sample of shape rest (it becomes a batch of 1);
-//   - a flat list of size(rest) values (one sample);
-//   - rows [N, size(rest)], each a flattened sample (for image inputs);
-//   - for a plan without a free dimension, [1, shape...] (a batch of one).
-//
-// Anything else is an error that shows the expected and the given shapes.
-func Fit(x *tensor.Dense[float64], planInput []int) (*tensor.Dense[float64], error) {
+// dimension) and returns it as the plan takes it, accepting the shapes of
+// form (see Form). Anything else is an error that shows the expected and the
+// given shapes; it wraps ErrUnusableShape when no input fits planInput. A
+// Flat x is a rank-1 tensor of the values.
+func Fit(x *tensor.Dense[float64], planInput []int, form Form) (Input, error) {
+	for i, d := range planInput {
+		if d == 0 || d < -1 || (d == -1 && i != 0) {
+			return Input{}, fmt.Errorf("%w %v", ErrUnusableShape, planInput)
+		}
+	}
+	switch form {
+	case Exact:
+		return fitExact(x, planInput)
+	case File:
+		return fitFile(x, planInput)
+	case Flat:
+		return fitFlat(x, planInput)
+	}
+	return Input{}, fmt.Errorf("tensorio: unknown input form %d", form)
+}
+
+// free tells whether a plan input shape has a free batch dimension.
+func free(planInput []int) bool { return len(planInput) > 0 && planInput[0] == -1 }
+
+// reshaped is x's data under another shape.
+func reshaped(x *tensor.Dense[float64], shape ...int) *tensor.Dense[float64] {
+	return &tensor.Dense[float64]{Shape: shape, Data: x.Data}
+}
+
+// batched is the Input of x shaped [N, rest...] for a plan with a free
+// batch dimension.
+func batched(x *tensor.Dense[float64], keep bool) Input {
+	return Input{X: x, Batch: x.Shape[0], Batched: keep}
+}
+
+func fitExact(x *tensor.Dense[float64], want []int) (Input, error) {
 	if x == nil {
-		return nil, errors.New("input is missing")
+		return Input{}, errors.New("no input")
+	}
+	if len(x.Data) != tensor.Size(x.Shape) {
+		return Input{}, fmt.Errorf("input shape %v holds %d values, got %d", x.Shape, tensor.Size(x.Shape), len(x.Data))
+	}
+	if !free(want) {
+		if !slices.Equal(x.Shape, want) {
+			return Input{}, fmt.Errorf("input shape %v, the model expects %v", x.Shape, want)
+		}
+		return Input{X: x, Batch: 1}, nil
+	}
+	rest := want[1:]
+	switch {
+	case slices.Equal(x.Shape, rest):
+		return batched(reshaped(x, append([]int{1}, rest...)...), false), nil
+	case len(x.Shape) == len(want) && slices.Equal(x.Shape[1:], rest) && x.Shape[0] >= 1:
+		return batched(x, true), nil
+	}
+	return Input{}, fmt.Errorf("input shape %v, the model expects %v or [batch N %s]", x.Shape, rest, dims(rest))
+}
+
+func fitFile(x *tensor.Dense[float64], planInput []int) (Input, error) {
+	if x == nil {
+		return Input{}, errors.New("input is missing")
 	}
 	for _, d := range x.Shape {
 		if d <= 0 {
-			return nil, fmt.Errorf("input shape %v has an empty dimension", x.Shape)
+			return Input{}, fmt.Errorf("input shape %v has an empty dimension", x.Shape)
 		}
 	}
 	if len(x.Data) != tensor.Size(x.Shape) {
-		return nil, fmt.Errorf("input shape %v holds %d values, got %d", x.Shape, tensor.Size(x.Shape), len(x.Data))
+		return Input{}, fmt.Errorf("input shape %v holds %d values, got %d", x.Shape, tensor.Size(x.Shape), len(x.Data))
 	}
-	with := func(shape ...int) *tensor.Dense[float64] {
-		return &tensor.Dense[float64]{Shape: shape, Data: x.Data}
-	}
-	free := len(planInput) > 0 && planInput[0] == -1
-	if !free {
+	if !free(planInput) {
 		switch {
-		case equal(x.Shape, planInput):
-			return x, nil
+		case slices.Equal(x.Shape, planInput):
+			return Input{X: x, Batch: 1}, nil
 		case len(x.Shape) == 1 && len(x.Data) == tensor.Size(planInput),
-			len(x.Shape) == len(planInput)+1 && x.Shape[0] == 1 && equal(x.Shape[1:], planInput):
-			return with(append([]int{}, planInput...)...), nil
+			len(x.Shape) == len(planInput)+1 && x.Shape[0] == 1 && slices.Equal(x.Shape[1:], planInput):
+			return Input{X: reshaped(x, slices.Clone(planInput)...), Batch: 1}, nil
 		}
-		return nil, fmt.Errorf("input shape %v does not fit the model's input shape %s", x.Shape, ShapeString(planInput))
+		return Input{}, fmt.Errorf("input shape %v does not fit the model's input shape %s", x.Shape, ShapeString(planInput))
 	}
 	rest := planInput[1:]
 	n := tensor.Size(rest)
 	switch {
-	case len(x.Shape) == len(planInput) && equal(x.Shape[1:], rest):
-		return x, nil
-	case equal(x.Shape, rest), len(x.Shape) == 1 && len(x.Data) == n:
-		return with(append([]int{1}, rest...)...), nil
+	case len(x.Shape) == len(planInput) && slices.Equal(x.Shape[1:], rest):
+		return batched(x, true), nil
+	case slices.Equal(x.Shape, rest), len(x.Shape) == 1 && len(x.Data) == n:
+		return batched(reshaped(x, append([]int{1}, rest...)...), true), nil
 	case len(rest) > 1 && len(x.Shape) == 2 && x.Shape[1] == n:
-		return with(append([]int{x.Shape[0]}, rest...)...), nil
+		return batched(reshaped(x, append([]int{x.Shape[0]}, rest...)...), true), nil
 	}
-	return nil, fmt.Errorf("input shape %v does not fit the model's input shape %s (one sample is %v; a batch is [N %s])",
-		x.Shape, ShapeString(planInput), rest, strings.Trim(fmt.Sprint(rest), "[]"))
+	return Input{}, fmt.Errorf("input shape %v does not fit the model's input shape %s (one sample is %v; a batch is [N %s])",
+		x.Shape, ShapeString(planInput), rest, dims(rest))
 }
 
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
+func fitFlat(x *tensor.Dense[float64], shape []int) (Input, error) {
+	if x == nil {
+		return Input{}, errors.New("no values")
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+	values := x.Data
+	if len(shape) == 0 {
+		if len(values) != 1 {
+			return Input{}, fmt.Errorf("expected a scalar (1 value), got %d values", len(values))
 		}
+		t, err := tensor.From([]int{}, values)
+		return Input{X: t, Batch: 1}, err
 	}
-	return true
+	if !free(shape) {
+		n := tensor.Size(shape)
+		if len(values) != n {
+			return Input{}, fmt.Errorf("expected shape %s (%d values), got %d values", ShapeString(shape), n, len(values))
+		}
+		t, err := tensor.From(shape, values)
+		return Input{X: t, Batch: 1}, err
+	}
+	sample := tensor.Size(shape[1:])
+	if len(values) == 0 || len(values)%sample != 0 {
+		return Input{}, fmt.Errorf("expected shape %s (a multiple of %d values), got %d values", ShapeString(shape), sample, len(values))
+	}
+	t, err := tensor.From(append([]int{len(values) / sample}, shape[1:]...), values)
+	if err != nil {
+		return Input{}, err
+	}
+	return batched(t, true), nil
 }
+
+// dims writes a shape's dimensions without brackets: "1 8 8".
+func dims(d []int) string { return strings.Trim(fmt.Sprint(d), "[]") }

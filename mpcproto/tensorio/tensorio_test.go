@@ -3,11 +3,13 @@ package tensorio
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,7 +213,7 @@ func TestFit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			x := &tensor.Dense[float64]{Shape: tc.x, Data: seq(tensor.Size(tc.x))}
-			got, err := Fit(x, tc.plan)
+			in, err := Fit(x, tc.plan, File)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("Fit error = %v, want %q", err, tc.err)
@@ -221,15 +223,15 @@ func TestFit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got.Shape, tc.want) || len(got.Data) != len(x.Data) {
+			if got := in.X; !reflect.DeepEqual(got.Shape, tc.want) || len(got.Data) != len(x.Data) {
 				t.Fatalf("Fit shape %v, want %v", got.Shape, tc.want)
 			}
 		})
 	}
-	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}); err == nil {
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}, File); err == nil {
 		t.Fatal("Fit accepted an inconsistent tensor")
 	}
-	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{0, 64}}, []int{-1, 64}); err == nil || !strings.Contains(err.Error(), "empty dimension") {
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{0, 64}}, []int{-1, 64}, File); err == nil || !strings.Contains(err.Error(), "empty dimension") {
 		t.Fatalf("Fit of an empty batch: %v", err)
 	}
 }
@@ -270,4 +272,71 @@ func FuzzParseNPY(f *testing.F) {
 			t.Fatalf("shape %v with %d values", x.Shape, len(x.Data))
 		}
 	})
+}
+
+// TestFitForms checks each form's shapes, batch and batch flag, and the
+// errors that show the expected and the given shapes.
+func TestFitForms(t *testing.T) {
+	tests := []struct {
+		name    string
+		form    Form
+		x       []int
+		plan    []int
+		want    []int
+		batch   int
+		batched bool
+		err     string
+	}{
+		{"exact fixed", Exact, []int{2}, []int{2}, []int{2}, 1, false, ""},
+		{"exact fixed wrong", Exact, []int{3}, []int{2}, nil, 0, false, "input shape [3], the model expects [2]"},
+		{"exact fixed batch of one refused", Exact, []int{1, 2}, []int{2}, nil, 0, false, "expects [2]"},
+		{"exact one sample", Exact, []int{3}, []int{-1, 3}, []int{1, 3}, 1, false, ""},
+		{"exact batch", Exact, []int{5, 3}, []int{-1, 3}, []int{5, 3}, 5, true, ""},
+		{"exact wrong", Exact, []int{5, 4}, []int{-1, 3}, nil, 0, false, "input shape [5 4], the model expects [3] or [batch N 3]"},
+		{"exact empty batch", Exact, []int{0, 3}, []int{-1, 3}, nil, 0, false, "[batch N 3]"},
+		{"file one sample keeps a batch", File, []int{64}, []int{-1, 64}, []int{1, 64}, 1, true, ""},
+		{"file fixed", File, []int{1, 2}, []int{2}, []int{2}, 1, false, ""},
+		{"flat fixed", Flat, []int{6}, []int{2, 3}, []int{2, 3}, 1, false, ""},
+		{"flat fixed wrong", Flat, []int{3}, []int{2}, nil, 0, false, "expected shape [2] (2 values), got 3 values"},
+		{"flat samples", Flat, []int{128}, []int{-1, 64}, []int{2, 64}, 2, true, ""},
+		{"flat images", Flat, []int{128}, []int{-1, 1, 8, 8}, []int{2, 1, 8, 8}, 2, true, ""},
+		{"flat not a multiple", Flat, []int{100}, []int{-1, 64}, nil, 0, false, "expected shape [N 64] (a multiple of 64 values), got 100 values"},
+		{"flat none", Flat, []int{0}, []int{-1, 2}, nil, 0, false, "a multiple of 2"},
+		{"flat scalar", Flat, []int{1}, []int{}, []int{}, 1, false, ""},
+		{"flat not a scalar", Flat, []int{2}, []int{}, nil, 0, false, "expected a scalar (1 value), got 2 values"},
+		{"unusable", Flat, []int{2}, []int{2, -1}, nil, 0, false, "unusable input shape [2 -1]"},
+		{"zero dim", Exact, []int{2}, []int{0}, nil, 0, false, "unusable input shape [0]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := &tensor.Dense[float64]{Shape: tc.x, Data: make([]float64, tensor.Size(tc.x))}
+			in, err := Fit(x, tc.plan, tc.form)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Fit error = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(in.X.Shape, tc.want) || in.Batch != tc.batch || in.Batched != tc.batched || len(in.X.Data) != len(x.Data) {
+				t.Fatalf("Fit = shape %v batch %d batched %v, want %v %d %v", in.X.Shape, in.Batch, in.Batched, tc.want, tc.batch, tc.batched)
+			}
+		})
+	}
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}, Exact); err == nil || !strings.Contains(err.Error(), "holds 2 values, got 1") {
+		t.Fatalf("Exact of an inconsistent tensor: %v", err)
+	}
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: make([]float64, 2)}, []int{2, -1}, File); !errors.Is(err, ErrUnusableShape) {
+		t.Fatalf("unusable shape: %v, want ErrUnusableShape", err)
+	}
+	for _, f := range []Form{Exact, File, Flat} {
+		if _, err := Fit(nil, []int{2}, f); err == nil {
+			t.Fatalf("form %d accepted a nil input", f)
+		}
+	}
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: make([]float64, 2)}, []int{2}, Form(9)); err == nil {
+		t.Fatal("unknown form accepted")
+	}
 }
