@@ -16,8 +16,10 @@ import (
 // benchSession deploys the model once (sharing the weights, and opening
 // the weight masks when masked) and runs one inference per iteration,
 // reporting per inference: online rounds, bytes sent per party (the most
-// loaded party), the online time (slowest party), the dealer's time, the
-// parties' bundle expansion time, and the dealer's bytes (all bundles).
+// loaded party: party 0, whose first round also carries a 32-byte output
+// re-randomisation seed to each later party), the online time (slowest
+// party), the dealer's time, the parties' bundle expansion time, and the
+// dealer's bytes (all bundles).
 func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[float64], n int, masked bool, extra ...Option) {
 	ctx := context.Background()
 	opts := extra
