@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -73,20 +74,90 @@ type Config struct {
 	MaxSessions int
 	// Logger receives structured logs (slog.Default() if nil).
 	Logger *slog.Logger
+	// Timing holds the node's waits and background intervals
+	// (DefaultTiming).
+	Timing Timing
+	// Testing holds hooks for tests; its zero value, no hook, is what
+	// daemons run.
+	Testing Testing
 
 	// identity is the private key, loaded from the repo's config file.
 	identity crypto.PrivKey
 }
 
+// Timing are a node's waits and background intervals. DefaultTiming's suit
+// daemons; tests change them through Config.Timing.
+type Timing struct {
+	// BlameGrace is how long a client waits, after a holder's failure, for
+	// the other holders' reports before it tears the session down.
+	BlameGrace time.Duration
+	// DealerWait bounds how long Publish looks for advertised dealers
+	// before it publishes without any (a just-started dealer's provider
+	// record may be in flight).
+	DealerWait time.Duration
+	// PeerWait bounds how long Publish waits for enough peers of a role to
+	// be advertised.
+	PeerWait time.Duration
+	// TombstoneSweep is how often a holder compares its whole store with
+	// the manifests it knows even without a registry change (a safety net:
+	// shares that arrive after their tombstone). Changes are acted on at
+	// once.
+	TombstoneSweep time.Duration
+	// AdvertiseInterval is how often roles are re-advertised, so that peers
+	// that joined later (and closer to the role's key) learn them.
+	AdvertiseInterval time.Duration
+}
+
+// DefaultTiming returns the daemon timing: a 500 ms blame grace, 2 s for
+// dealers and 5 s for peers to be found, a 30 s tombstone sweep and role
+// advertisement.
+func DefaultTiming() Timing {
+	return Timing{
+		BlameGrace:        500 * time.Millisecond,
+		DealerWait:        2 * time.Second,
+		PeerWait:          5 * time.Second,
+		TombstoneSweep:    30 * time.Second,
+		AdvertiseInterval: 30 * time.Second,
+	}
+}
+
+// Testing are hooks for tests, after hashicorp/raft's testing.go: they are
+// called from the node's own goroutines, and are all nil in production.
+type Testing struct {
+	// OnHolderRun is called in a holder's session once the dealer's bundle
+	// arrived, before the holders' mesh is built, with the session's
+	// context (done when the session ends).
+	OnHolderRun func(ctx context.Context)
+	// Record sees every payload this node receives as a holder: "shares"
+	// (its weight share blob), "infer" (its input share), "dealer" (its
+	// bundle), "mpc" (each frame from another holder).
+	Record func(kind string, data []byte)
+	// RefuseUploads, when set, makes this holder refuse uploads with it.
+	RefuseUploads error
+}
+
 // DefaultConfig returns the daemon defaults: loopback TCP on a free port,
-// every role, a 30 s session timeout and 64 concurrent sessions.
+// every role, a 30 s session timeout, 64 concurrent sessions and
+// DefaultTiming.
 func DefaultConfig() Config {
 	return Config{
 		Listen:         []string{"/ip4/127.0.0.1/tcp/0"},
 		Roles:          slices.Clone(AllRoles),
 		SessionTimeout: 30 * time.Second,
 		MaxSessions:    64,
+		Timing:         DefaultTiming(),
 	}
+}
+
+// DefaultLocalConfig returns the config of a node on this machine's
+// loopback, for tests, grid demo and grid-load (after memberlist's
+// DefaultLocalConfig): the defaults in repoDir, listening on 127.0.0.1 TCP
+// on a free port, with no HTTP API and no bootstrap peer. New reads the
+// identity from repoDir, which Init must have made.
+func DefaultLocalConfig(repoDir string) Config {
+	c := DefaultConfig()
+	c.RepoDir = repoDir
+	return c
 }
 
 // Validate checks every field; errors name the field at fault.
@@ -127,6 +198,22 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSessions <= 0 {
 		return fmt.Errorf("config: MaxSessions %d must be positive", c.MaxSessions)
+	}
+	return c.Timing.validate()
+}
+
+// validate checks that every wait and interval is positive.
+func (t Timing) validate() error {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"BlameGrace", t.BlameGrace}, {"DealerWait", t.DealerWait}, {"PeerWait", t.PeerWait},
+		{"TombstoneSweep", t.TombstoneSweep}, {"AdvertiseInterval", t.AdvertiseInterval},
+	} {
+		if f.d <= 0 {
+			return fmt.Errorf("config: Timing.%s %v must be positive", f.name, f.d)
+		}
 	}
 	return nil
 }

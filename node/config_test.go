@@ -29,6 +29,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad api", func(c *Config) { c.APIAddr = "localhost" }, "APIAddr"},
 		{"no timeout", func(c *Config) { c.SessionTimeout = 0 }, "SessionTimeout"},
 		{"no sessions", func(c *Config) { c.MaxSessions = -1 }, "MaxSessions"},
+		{"no blame grace", func(c *Config) { c.Timing.BlameGrace = 0 }, "Timing.BlameGrace"},
+		{"negative sweep", func(c *Config) { c.Timing.TombstoneSweep = -time.Second }, "Timing.TombstoneSweep"},
+		{"local", func(c *Config) { *c = DefaultLocalConfig(c.RepoDir) }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -295,9 +295,7 @@ func (n *Node) acceptBundle(from peer.ID, b *pb.BundleDelivery) error {
 	if int(b.Party) != sess.party || b.PlanHash != sess.planHash {
 		return fmt.Errorf("%w: bundle for party %d plan %.12s, this is party %d plan %.12s", errBadRequest, b.Party, b.PlanHash, sess.party, sess.planHash)
 	}
-	if n.recordHook != nil {
-		n.recordHook("dealer", b.Bundle)
-	}
+	n.record("dealer", b.Bundle)
 	bundle, err := dealer.UnmarshalBundle(b.Bundle)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadRequest, err)

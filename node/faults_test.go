@@ -215,8 +215,8 @@ func TestSwarmFaults(t *testing.T) {
 
 	t.Run("failed publish leaves no orphans", func(t *testing.T) {
 		h0, _ := holder(0)
-		h0.testRefuseUploads = errors.New("disk full")
-		defer func() { h0.testRefuseUploads = nil }()
+		h0.cfg.Testing.RefuseUploads = errors.New("disk full")
+		defer func() { h0.cfg.Testing.RefuseUploads = nil }()
 		_, err := s.client.Publish(ctx, "orphan", p, w, PublishOptions{Holders: 2})
 		var pe *PeerError
 		if !errors.As(err, &pe) || pe.Peer != h0.ID() || !strings.Contains(err.Error(), "disk full") {

@@ -289,7 +289,7 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 	case <-failed:
 		select {
 		case <-allDone:
-		case <-time.After(blameGrace):
+		case <-time.After(n.cfg.Timing.BlameGrace):
 		}
 		aborted.Store(true)
 		abort()
@@ -361,10 +361,6 @@ const (
 	maxBusyRetries = 10
 	busyBackoff    = 50 * time.Millisecond
 )
-
-// blameGrace is how long the client waits, after a holder's failure, for
-// the other holders' reports before it tears the session down.
-var blameGrace = 500 * time.Millisecond
 
 // errAborted marks a holder's error caused by the client's own teardown.
 var errAborted = errors.New("aborted by the client")
@@ -504,9 +500,7 @@ func (n *Node) handleInfer(s network.Stream) {
 		return
 	}
 	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
-	if n.recordHook != nil {
-		n.recordHook("infer", req.Input.GetData())
-	}
+	n.record("infer", req.Input.GetData())
 	sess, input, weights, p, err := n.checkInferRequest(&req)
 	if err != nil {
 		n.refuse(s, "holder", err)
@@ -685,8 +679,8 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession, p *plan.Plan,
 		n.h.ConnManager().Protect(h, tag)
 		defer n.h.ConnManager().Unprotect(h, tag)
 	}
-	if n.testHook != nil {
-		n.testHook("run", sess)
+	if h := n.cfg.Testing.OnHolderRun; h != nil {
+		h(sess.ctx)
 	}
 	t, err := n.connectMesh(ctx, sess)
 	if err != nil {

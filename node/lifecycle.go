@@ -32,20 +32,15 @@ func (n *Node) Unpublish(ctx context.Context, id string) error {
 	return nil
 }
 
-// tombstoneSweep is how often a holder compares its whole store with the
-// manifests it knows even without a registry change (a safety net: shares
-// that arrive after their tombstone). Changes are acted on at once.
-var tombstoneSweep = 30 * time.Second
-
 // tombstoneLoop drops stored shares whose model was unpublished by its owner
 // (a tombstone newer than the shares) or republished without this node. It
 // looks at the store once at start, then after each change discovery
-// reports (Watch) and every tombstoneSweep.
+// reports (Watch) and every Timing.TombstoneSweep.
 func (n *Node) tombstoneLoop() {
 	defer n.wg.Done()
 	changed, stop := n.disc.Watch()
 	defer stop()
-	t := time.NewTicker(tombstoneSweep)
+	t := time.NewTicker(n.cfg.Timing.TombstoneSweep)
 	defer t.Stop()
 	for {
 		n.dropSuperseded()

@@ -172,9 +172,7 @@ func (n *Node) connectMesh(ctx context.Context, sess *holderSession) (*streamTra
 		onSent: func(b int) { n.met.bytesSent.WithLabelValues("mpc").Add(float64(b)) },
 		onRecv: func(b []byte) {
 			n.met.bytesRecv.WithLabelValues("mpc").Add(float64(len(b)))
-			if n.recordHook != nil {
-				n.recordHook("mpc", b)
-			}
+			n.record("mpc", b)
 		},
 	}
 	dl, _ := ctx.Deadline()

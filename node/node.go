@@ -53,16 +53,6 @@ type Node struct {
 	damagedStore string
 	masks        *maskCache
 
-	// testHook, when set by tests, is called at stages of a holder's
-	// session ("run": bundle received, before the mesh is built).
-	testHook func(stage string, sess *holderSession)
-	// recordHook, when set by tests, sees every payload this node receives
-	// as a holder: "shares" (its weight share blob), "infer" (its input
-	// share), "dealer" (its bundle), "mpc" (each frame from another holder).
-	recordHook func(kind string, data []byte)
-	// testRefuseUploads, when set by tests, makes this holder refuse uploads.
-	testRefuseUploads error
-
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -189,6 +179,14 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 func (n *Node) hasRole(r string) bool { return slices.Contains(n.cfg.Roles, r) }
 
+// record hands a payload this node received as a holder to the test hook
+// Testing.Record, if any.
+func (n *Node) record(kind string, data []byte) {
+	if r := n.cfg.Testing.Record; r != nil {
+		r(kind, data)
+	}
+}
+
 // registerHandlers sets the stream handlers of the node's roles. A client
 // node registers none: its sessions use the streams it opens.
 func (n *Node) registerHandlers() {
@@ -210,14 +208,11 @@ func (n *Node) registerHandlers() {
 	}
 }
 
-// advertiseInterval is how often roles are re-advertised, so that peers
-// that joined later (and closer to the role's key) learn them.
-var advertiseInterval = 30 * time.Second
-
 // advertiseLoop waits for the routing table, then advertises the node's
 // roles, retrying quickly until it works once and periodically after.
 func (n *Node) advertiseLoop() {
 	defer n.wg.Done()
+	every := n.cfg.Timing.AdvertiseInterval
 	wait := 200 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
@@ -237,10 +232,10 @@ func (n *Node) advertiseLoop() {
 			n.log.Debug("advertise roles", "err", err)
 			wait = min(2*wait, 5*time.Second)
 		} else {
-			if wait != advertiseInterval && (n.hasRole(RoleHolder) || n.hasRole(RoleHost)) {
+			if wait != every && (n.hasRole(RoleHolder) || n.hasRole(RoleHost)) {
 				n.reportMissing() // the registry is synced with the network now
 			}
-			wait = advertiseInterval
+			wait = every
 		}
 		select {
 		case <-n.ctx.Done():

@@ -148,9 +148,9 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, h := range s.holders {
-			h.recordHook = nil
+			h.cfg.Testing.Record = nil
 			if h.ID() == m.Holders[0] {
-				h.recordHook = rec.record
+				h.cfg.Testing.Record = rec.record
 			}
 		}
 	}
@@ -213,7 +213,7 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 		}
 	}
 	for _, h := range s.holders {
-		h.recordHook = nil
+		h.cfg.Testing.Record = nil
 	}
 
 	type sample struct {

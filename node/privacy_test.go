@@ -105,7 +105,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 	defer cancel()
 	var rec viewRecorder
 	for _, h := range s.holders {
-		h.recordHook = rec.record
+		h.cfg.Testing.Record = rec.record
 	}
 	p, wA := seedModel()
 	wB := plan.Weights{
@@ -142,9 +142,9 @@ func TestHolderViewPrivacy(t *testing.T) {
 		}
 		for _, h := range s.holders {
 			if h.ID() == m.Holders[0] {
-				h.recordHook = rec.record
+				h.cfg.Testing.Record = rec.record
 			} else {
-				h.recordHook = nil
+				h.cfg.Testing.Record = nil
 			}
 		}
 	}

@@ -53,10 +53,6 @@ type PublishOptions struct {
 	Progress func(done, total int64)
 }
 
-// peerWait bounds how long Publish and Infer wait for enough peers of a
-// role to be advertised.
-var peerWait = 5 * time.Second
-
 // Publish shares the model's weights across holders found through discovery
 // (or, with Plain, uploads them to one host), then signs and announces the
 // manifest. The owner is this node. Holders never include the owner; an
@@ -265,10 +261,10 @@ func shareWeights(p *plan.Plan, w plan.Weights, count int, plain bool) ([][]byte
 }
 
 // pickPeers finds count peers advertising role (not this node, not in
-// exclude) that it can connect to, waiting up to peerWait for enough of
+// exclude) that it can connect to, waiting up to Timing.PeerWait for enough of
 // them to be advertised, and returns them in random order.
 func (n *Node) pickPeers(ctx context.Context, role string, count int, exclude []peer.ID) ([]peer.ID, error) {
-	deadline := time.Now().Add(peerWait)
+	deadline := time.Now().Add(n.cfg.Timing.PeerWait)
 	var found []peer.ID
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -532,8 +528,8 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 		return fmt.Errorf("%w: shares of %q version %d are stored; an upload must carry a newer version, got %d",
 			errBadRequest, hdr.Model, sm.meta.Version, hdr.Version)
 	}
-	if n.testRefuseUploads != nil {
-		return n.testRefuseUploads
+	if err := n.cfg.Testing.RefuseUploads; err != nil {
+		return err
 	}
 	if hdr.Mode == discovery.ModeMPC && !n.hasRole(RoleHolder) {
 		return fmt.Errorf("%w: this peer is not a holder", errBadRequest)
@@ -566,9 +562,7 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 	if !bytes.Equal(sum[:], hdr.Checksum) {
 		return fmt.Errorf("%w: checksum mismatch", errBadRequest)
 	}
-	if n.recordHook != nil {
-		n.recordHook("shares", blob)
-	}
+	n.record("shares", blob)
 	weights, err := decodeWeightSet(blob)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadRequest, err)

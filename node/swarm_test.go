@@ -47,8 +47,8 @@ func vec(v ...float64) *tensor.Dense[float64] {
 	return &tensor.Dense[float64]{Shape: []int{len(v)}, Data: v}
 }
 
-// startNode opens a node on repo (initialising it when init is set) with
-// loopback TCP and test timeouts; edit adjusts the config.
+// startNode opens a node on repo (initialising it when init is set):
+// DefaultLocalConfig with a test session timeout; edit adjusts the config.
 func startNode(t testing.TB, repo string, init bool, edit func(*Config)) *Node {
 	t.Helper()
 	if init {
@@ -56,11 +56,7 @@ func startNode(t testing.TB, repo string, init bool, edit func(*Config)) *Node {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := LoadConfig(repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg := DefaultLocalConfig(repo)
 	cfg.SessionTimeout = 15 * time.Second
 	cfg.Logger = quietLogger()
 	if edit != nil {
@@ -76,19 +72,27 @@ func startNode(t testing.TB, repo string, init bool, edit func(*Config)) *Node {
 }
 
 // testSwarm is a bootstrap/dealer node, holders (roles holder and host)
-// and a client-mode owner/user, all on loopback TCP.
+// and a client-mode owner/user, all on loopback TCP. It is the internal
+// tests' own cluster (they reach into the nodes' state); package nodetest
+// is the cluster of everyone else.
 type testSwarm struct {
-	dir     string
-	boot    *Node
-	holders []*Node
-	client  *Node
+	dir        string
+	boot       *Node
+	holders    []*Node
+	client     *Node
+	holderEdit func(*Config) // applied to every holder start, nil for none
 }
 
 func (s *testSwarm) bootAddr() string { return s.boot.Addrs()[0].String() }
 
-func newTestSwarm(t testing.TB, holders int) *testSwarm {
+// newTestSwarm starts a swarm of the given number of holders; holderEdit,
+// if given, adjusts every holder's config (restarts included).
+func newTestSwarm(t testing.TB, holders int, holderEdit ...func(*Config)) *testSwarm {
 	t.Helper()
 	s := &testSwarm{dir: t.TempDir()}
+	if len(holderEdit) > 0 {
+		s.holderEdit = holderEdit[0]
+	}
 	s.boot = startNode(t, filepath.Join(s.dir, "boot"), true, func(c *Config) { c.Roles = []string{RoleDealer} })
 	for i := range holders {
 		s.holders = append(s.holders, s.startHolder(t, i, true, nil))
@@ -109,6 +113,9 @@ func (s *testSwarm) startHolder(t testing.TB, i int, init bool, edit func(*Confi
 	return startNode(t, filepath.Join(s.dir, "holder"+string(rune('a'+i))), init, func(c *Config) {
 		c.Roles = []string{RoleHolder, RoleHost}
 		c.Bootstrap = []string{s.bootAddr()}
+		if s.holderEdit != nil {
+			s.holderEdit(c)
+		}
 		if edit != nil {
 			edit(c)
 		}
@@ -141,10 +148,8 @@ func checkOutput(t *testing.T, res *Result, want ...float64) {
 func TestSwarmSeed(t *testing.T) {
 	// Holders must drop unpublished shares on discovery's change signal,
 	// not on the periodic sweep.
-	defer func(d time.Duration) { tombstoneSweep = d }(tombstoneSweep)
-	tombstoneSweep = time.Hour
 	base := runtime.NumGoroutine()
-	s := newTestSwarm(t, 4)
+	s := newTestSwarm(t, 4, func(c *Config) { c.Timing.TombstoneSweep = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	p, w := seedModel()
@@ -306,9 +311,9 @@ func TestSwarmSeed(t *testing.T) {
 		}
 		reached := make(chan struct{})
 		var once sync.Once
-		s.holders[victim].testHook = func(stage string, sess *holderSession) {
+		s.holders[victim].cfg.Testing.OnHolderRun = func(ctx context.Context) {
 			once.Do(func() { close(reached) })
-			<-sess.ctx.Done()
+			<-ctx.Done()
 		}
 		errc := make(chan error, 1)
 		go func() {

@@ -27,16 +27,11 @@ import (
 // manifest when PublishOptions.Dealers is nil.
 const DefaultDealers = 3
 
-// dealerWait bounds how long Publish looks for advertised dealers before it
-// publishes without any (a just-started dealer's provider record may be in
-// flight).
-var dealerWait = 2 * time.Second
-
 // findDealers returns up to max reachable peers advertising the dealer role
 // that are not in exclude (the holders), in random order, looking for up
-// to dealerWait while there is none.
+// to Timing.DealerWait while there is none.
 func (n *Node) findDealers(ctx context.Context, max int, exclude []peer.ID) []peer.ID {
-	deadline := time.Now().Add(dealerWait)
+	deadline := time.Now().Add(n.cfg.Timing.DealerWait)
 	for {
 		ps, err := n.pickPeersOnce(ctx, RoleDealer, exclude)
 		if (err == nil && len(ps) > 0) || ctx.Err() != nil || time.Now().After(deadline) {
