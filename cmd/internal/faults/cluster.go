@@ -15,9 +15,6 @@ package faults
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/gridmpc/grid/cmd/internal/harness"
@@ -28,29 +25,14 @@ import (
 // daemons have the dealer or holder role and a short session timeout.
 type Cluster struct {
 	*harness.Swarm
-	Bin     string
-	Dir     string
-	Client  string // the client repo
-	Timeout time.Duration
-
-	mu    sync.Mutex
-	procs []*harness.Proc
+	Client string // the client repo
 }
 
 // StartCluster creates the repos under dir (session timeout written into
 // each config), starts the dealer and the holders and waits until every
-// daemon sees all the others. On error everything started is killed.
+// daemon sees all the others. On error everything started is killed; on
+// success the caller must Close the cluster.
 func StartCluster(ctx context.Context, bin, dir string, holders int, timeout time.Duration) (*Cluster, error) {
-	c := &Cluster{Bin: bin, Dir: dir, Timeout: timeout, Client: filepath.Join(dir, "client")}
-	setTimeout := func(_ int, repo string) error {
-		return harness.SetSessions(repo, map[string]any{"Timeout": timeout.String()})
-	}
-	if _, err := harness.Init(ctx, bin, c.Client); err != nil {
-		return nil, err
-	}
-	if err := setTimeout(-1, c.Client); err != nil {
-		return nil, err
-	}
 	opts := harness.Options{Bin: bin, ReadyTimeout: 30 * time.Second, StopTimeout: 10 * time.Second}
 	s, err := harness.NewSwarm(ctx, opts, dir, harness.SwarmConfig{
 		N:    holders + 1,
@@ -61,85 +43,29 @@ func StartCluster(ctx context.Context, bin, dir string, holders int, timeout tim
 			}
 			return []string{"--roles", "holder"}
 		},
-		Prepare: setTimeout,
+		Prepare: func(_ int, repo string) error {
+			return harness.SetSessions(repo, map[string]any{"Timeout": timeout.String()})
+		},
 		Timeout: 2 * time.Minute,
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.Swarm = s
-	return c, nil
-}
-
-// env is the client commands' environment.
-func (c *Cluster) env() []string {
-	return []string{"GRID_PATH=" + c.Client, "GRID_BOOTSTRAP=" + c.Bootstrap()}
+	client, err := s.NewClient(ctx, "client")
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &Cluster{Swarm: s, Client: client}, nil
 }
 
 // Grid runs a client command to completion.
 func (c *Cluster) Grid(ctx context.Context, args ...string) (harness.Result, error) {
-	return harness.Run(ctx, c.Bin, c.env(), args...)
+	return c.Swarm.Grid(ctx, c.Client, args...)
 }
 
-// StartGrid starts a client command in the background (harness.Start);
-// Close kills it if it is still running.
+// StartGrid starts a client command in the background; Close kills it if
+// it is still running.
 func (c *Cluster) StartGrid(args ...string) (*harness.Proc, error) {
-	p, err := harness.Start(c.Bin, c.env(), args...)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
-	return p, nil
-}
-
-// Metric reads one series (name with labels as exposed, e.g.
-// `grid_sessions_active` or `grid_bytes_received_total{protocol="mpc"}`)
-// from daemon i's metrics (harness.Metric); a series not exposed reads as 0.
-func (c *Cluster) Metric(ctx context.Context, i int, series string) (float64, error) {
-	d := c.Daemon(i)
-	if d == nil {
-		return 0, fmt.Errorf("daemon %d is not running", i)
-	}
-	v, err := harness.Metric(ctx, d.API, series)
-	if err != nil {
-		return 0, fmt.Errorf("daemon %d: %w", i, err)
-	}
-	return v, nil
-}
-
-// WaitMetric polls daemon i's series until ok accepts its value or ctx
-// ends; it returns the last value read.
-func (c *Cluster) WaitMetric(ctx context.Context, i int, series string, ok func(float64) bool) (float64, error) {
-	var v float64
-	var err error
-	for {
-		v, err = c.Metric(ctx, i, series)
-		if err == nil && ok(v) {
-			return v, nil
-		}
-		select {
-		case <-ctx.Done():
-			if err == nil {
-				err = ctx.Err()
-			}
-			return v, fmt.Errorf("daemon %d: %s = %g: %w", i, series, v, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// Close kills every daemon and background command still running.
-func (c *Cluster) Close() {
-	c.mu.Lock()
-	procs := c.procs
-	c.procs = nil
-	c.mu.Unlock()
-	for _, p := range procs {
-		p.Kill()
-	}
-	if c.Swarm != nil {
-		c.Swarm.Close()
-	}
+	return c.Swarm.StartGrid(c.Client, args...)
 }

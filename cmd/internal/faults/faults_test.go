@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/gridmpc/grid/cmd/internal/delayproxy"
 	"github.com/gridmpc/grid/cmd/internal/harness"
+	"github.com/gridmpc/grid/node"
 )
 
 // sessionTimeout is every party's session timeout in these tests.
@@ -38,37 +38,12 @@ func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end fault tests with real processes; skipped with -short")
 	}
-	dir := t.TempDir()
-	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	start := time.Now()
-	bin, err := harness.Build(bctx, dir)
-	bcancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("built grid in %v", since(start))
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	start = time.Now()
-	c, err := StartCluster(ctx, bin, filepath.Join(dir, "cluster"), 4, sessionTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	t.Logf("dealer and 4 holders up in %v", since(start))
-	defer func() {
-		if t.Failed() {
-			for i, r := range c.Repos {
-				if b, err := os.ReadFile(r + ".log"); err == nil {
-					t.Logf("daemon %d log (tail):\n%s", i, tail(string(b), 2500))
-				}
-			}
-		}
-	}()
-	f := &fixture{Cluster: c, t: t, ctx: ctx, holders: map[string][]string{}}
+	f := newFixture(t, ctx)
 	f.publish("seed", filepath.Join(testdata, "seed.onnx"))
 	f.publish("cnn", filepath.Join(testdata, "digits_cnn.onnx"))
-	f.cnnInput, f.cnnWant = digitsBatch(t, dir, 48)
+	f.cnnInput, f.cnnWant = digitsBatch(t, f.Root, 48)
 	f.checkSeed(f.grid("infer", "seed", "--values", "5,3", "--json"))
 	f.checkCNN(f.grid("infer", "cnn", "--input", f.cnnInput, "--json"))
 
@@ -80,6 +55,36 @@ func TestFaults(t *testing.T) {
 	f.subtest("corrupted share", f.corruptedShare)
 	f.subtest("truncated datastore", f.truncatedDatastore)
 	f.subtest("damaged table file", f.damagedTable)
+}
+
+// newFixture builds grid (with a bound of its own: the build may wait for
+// CPU behind other packages' tests) and starts the cluster within ctx; on
+// failure the daemons' log tails are logged.
+func newFixture(t *testing.T, ctx context.Context) *fixture {
+	dir := t.TempDir()
+	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer bcancel()
+	start := time.Now()
+	bin, err := harness.Build(bctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built grid in %v", since(start))
+	start = time.Now()
+	c, err := StartCluster(ctx, bin, filepath.Join(dir, "cluster"), 4, sessionTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	t.Logf("dealer and 4 holders up in %v", since(start))
+	t.Cleanup(func() {
+		for i := range c.Repos {
+			if d := c.Daemon(i); t.Failed() && d != nil {
+				t.Logf("daemon %d log (tail):\n%s", i, d.LogTail(2500))
+			}
+		}
+	})
+	return &fixture{Cluster: c, t: t, ctx: ctx, holders: map[string][]string{}}
 }
 
 // grid runs a client command with a bounded timeout and logs it.
@@ -344,7 +349,7 @@ func (f *fixture) holderKilledDuringUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(f.Dir, "big.onnx")
+	file := filepath.Join(f.Root, "big.onnx")
 	if err := os.WriteFile(file, model, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -352,20 +357,11 @@ func (f *fixture) holderKilledDuringUpload(t *testing.T) {
 	if err := f.Stop(victim); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := delayproxy.New(delayproxy.Config{Listen: "127.0.0.1:0", Target: fmt.Sprintf("127.0.0.1:%d", port),
-		Delay: 20 * time.Millisecond, ChunkSize: 16 << 10, MaxInFlight: 8})
+	_, proxy, err := f.StartProxied(f.ctx, victim, delayproxy.Config{Delay: 20 * time.Millisecond, ChunkSize: 16 << 10, MaxInFlight: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
-	if _, err := f.StartWith(f.ctx, victim, []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)},
-		"--announce", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", proxy.Addr().Port)); err != nil {
-		t.Fatal(err)
-	}
 	wctx, wcancel := context.WithTimeout(f.ctx, 30*time.Second)
 	defer wcancel()
 	if err := f.WaitPeers(wctx, len(f.Repos)-1); err != nil {
@@ -397,15 +393,14 @@ func (f *fixture) holderKilledDuringUpload(t *testing.T) {
 	t.Logf("publish failed: %s", lastLine(res.Stderr))
 	// The killed holder's store: the model is absent (or, had its commit
 	// made it, complete with its completion marker).
-	keys, err := ShareKeys(f.ctx, f.Repos[victim])
+	big, keys, err := Stored(f.Repos[victim], "big")
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := ModelKeys(keys, "big")
-	if len(big) > 0 && !slices.ContainsFunc(big, func(k string) bool { return strings.HasSuffix(k, "/done") }) {
-		t.Fatalf("partial model in the store after the kill: %v", big)
+	if big.Keys > 0 && !big.Complete {
+		t.Fatalf("partial model in the store after the kill: %+v", big)
 	}
-	t.Logf("daemon %d's store after the kill: %d keys of the model (%d keys in all)", victim, len(big), len(keys))
+	t.Logf("daemon %d's store after the kill: %d keys of the model (%d keys in all)", victim, big.Keys, keys)
 	proxy.Close()
 	f.restart(victim)
 	if v, err := f.Metric(f.ctx, victim, "grid_damaged_models"); err != nil || v != 0 {
@@ -429,7 +424,7 @@ func (f *fixture) corruptedShare(t *testing.T) {
 	if err := f.Stop(victim); err != nil {
 		t.Fatal(err)
 	}
-	key, err := CorruptShare(f.ctx, f.Repos[victim], "seed")
+	key, err := node.CorruptStoredShares(f.Repos[victim], "seed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,20 +453,17 @@ func (f *fixture) truncatedDatastore(t *testing.T) {
 	f.checkSeedModel("seed2", f.grid("infer", "seed2", "--values", "5,3", "--json"))
 	victim := f.holderIndex("seed2", 1)
 	f.Kill(victim)
-	wal, off, err := FindInWAL(f.Repos[victim], fmt.Sprintf("%x", "seed2"))
+	wal, off, err := node.CutStoredShares(f.Repos[victim], "seed2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(wal, off+8); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("cut %s at byte %d, inside the batch that stored the model", filepath.Base(wal), off+8)
-	keys, err := ShareKeys(f.ctx, f.Repos[victim])
+	t.Logf("cut %s at byte %d, inside the batch that stored the model", filepath.Base(wal), off)
+	got, _, err := Stored(f.Repos[victim], "seed2")
 	if err != nil {
 		t.Fatalf("the datastore does not open after the cut: %v", err)
 	}
-	if got := ModelKeys(keys, "seed2"); len(got) > 0 {
-		t.Fatalf("the cut batch left keys of the model: %v", got)
+	if got.Keys > 0 {
+		t.Fatalf("the cut batch left keys of the model: %+v", got)
 	}
 	f.restart(victim)
 	// The daemon finds, once its registry is synced, that a manifest names
@@ -506,20 +498,10 @@ func (f *fixture) damagedTable(t *testing.T) {
 	if err := f.Stop(victim); err != nil {
 		t.Fatal(err)
 	}
-	ssts, err := DatastoreFiles(f.Repos[victim], ".sst")
-	if err != nil || len(ssts) == 0 {
+	if n, err := TruncateTables(f.Repos[victim]); err != nil || n == 0 {
 		t.Fatalf("no table file in daemon %d's datastore (%v)", victim, err)
 	}
-	for _, fn := range ssts {
-		st, err := os.Stat(fn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(fn, st.Size()/2); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := ShareKeys(f.ctx, f.Repos[victim]); err == nil {
+	if _, err := node.InspectRepo(f.Repos[victim]); err == nil {
 		t.Fatal("pebble opens the truncated datastore: the test damages nothing")
 	}
 	f.restart(victim)
@@ -546,15 +528,6 @@ func (f *fixture) checkSeedModel(id string, res harness.Result) {
 		f.t.Fatalf("query of %s: %v", id, res)
 	}
 	f.checkSeed(res)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // digitsBatch writes the first n held-out digits as a JSON batch and
@@ -594,9 +567,3 @@ func lastLine(s string) string {
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}

@@ -1,139 +1,54 @@
 package faults
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	pb "github.com/advancedclimatesystems/gonnx/onnx"
-	ds "github.com/ipfs/go-datastore"
-	"github.com/ipfs/go-datastore/query"
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gridmpc/grid/node"
 )
 
-// sharesPrefix is where a daemon's datastore keeps stored shares (node's
-// store layout: <prefix>/<owner>/<hex model>/{meta,done,c/<n>}).
-const sharesPrefix = "/node/shares"
-
-// openDatastore opens the pebble datastore of a stopped daemon's repo.
-func openDatastore(repo string) (*pebbleds.Datastore, error) {
-	d, err := pebbleds.NewDatastore(filepath.Join(repo, "datastore"))
+// Stored reads what the datastore of a stopped daemon's repo holds of
+// model (node.InspectRepo; Keys is 0 when it holds no key of the model)
+// and the number of keys of every model.
+func Stored(repo, model string) (node.StoredShares, int, error) {
+	stored, err := node.InspectRepo(repo)
 	if err != nil {
-		return nil, fmt.Errorf("open datastore of %s: %w", repo, err)
+		return node.StoredShares{}, 0, err
 	}
-	return d, nil
-}
-
-// ShareKeys lists the stored-share keys of a stopped daemon's repo, sorted.
-func ShareKeys(ctx context.Context, repo string) ([]string, error) {
-	d, err := openDatastore(repo)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	res, err := d.Query(ctx, query.Query{Prefix: sharesPrefix, KeysOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	es, err := res.Rest()
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, len(es))
-	for i, e := range es {
-		keys[i] = e.Key
-	}
-	sort.Strings(keys)
-	return keys, nil
-}
-
-// ModelKeys keeps the keys of one model (by name) from ShareKeys' list.
-func ModelKeys(keys []string, model string) []string {
-	hexName := fmt.Sprintf("/%x/", model)
-	var out []string
-	for _, k := range keys {
-		if strings.Contains(k+"/", hexName) {
-			out = append(out, k)
+	var found node.StoredShares
+	keys := 0
+	for _, s := range stored {
+		keys += s.Keys
+		if s.Model == model {
+			found = s
 		}
 	}
-	return out
+	return found, keys, nil
 }
 
-// CorruptShare flips one byte in the middle of the first stored share
-// chunk of model in a stopped daemon's repo and returns the chunk's key.
-func CorruptShare(ctx context.Context, repo, model string) (string, error) {
-	keys, err := ShareKeys(ctx, repo)
+// TruncateTables truncates every table file (.sst) of a stopped daemon's
+// datastore to half its size, which the datastore then refuses to open,
+// and returns how many there were.
+func TruncateTables(repo string) (int, error) {
+	ssts, err := filepath.Glob(filepath.Join(repo, node.DatastoreDir, "*.sst"))
 	if err != nil {
-		return "", err
+		return 0, err
 	}
-	var chunk string
-	for _, k := range ModelKeys(keys, model) {
-		if strings.Contains(k, "/c/") {
-			chunk = k
-			break
-		}
-	}
-	if chunk == "" {
-		return "", fmt.Errorf("no share chunk of %q in %s (keys %v)", model, repo, keys)
-	}
-	d, err := openDatastore(repo)
-	if err != nil {
-		return "", err
-	}
-	defer d.Close()
-	v, err := d.Get(ctx, ds.NewKey(chunk))
-	if err != nil {
-		return "", err
-	}
-	v[len(v)/2] ^= 0x5a
-	if err := d.Put(ctx, ds.NewKey(chunk), v); err != nil {
-		return "", err
-	}
-	return chunk, d.Sync(ctx, ds.NewKey(sharesPrefix))
-}
-
-// DatastoreFiles lists the files of a repo's datastore whose names end in
-// suffix (".sst", ".log", "MANIFEST-..." by prefix when suffix is empty).
-func DatastoreFiles(repo, match string) ([]string, error) {
-	des, err := os.ReadDir(filepath.Join(repo, "datastore"))
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, de := range des {
-		if strings.HasSuffix(de.Name(), match) || strings.HasPrefix(de.Name(), match) {
-			out = append(out, filepath.Join(repo, "datastore", de.Name()))
-		}
-	}
-	return out, nil
-}
-
-// FindInWAL finds the first occurrence of needle in the write-ahead logs
-// (*.log) of a stopped daemon's datastore, newest log first, and returns
-// the file and the offset.
-func FindInWAL(repo, needle string) (string, int64, error) {
-	logs, err := DatastoreFiles(repo, ".log")
-	if err != nil {
-		return "", 0, err
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(logs)))
-	for _, fn := range logs {
-		b, err := os.ReadFile(fn)
+	for _, fn := range ssts {
+		st, err := os.Stat(fn)
 		if err != nil {
-			return "", 0, err
+			return 0, err
 		}
-		if i := bytes.Index(b, []byte(needle)); i >= 0 {
-			return fn, int64(i), nil
+		if err := os.Truncate(fn, st.Size()/2); err != nil {
+			return 0, err
 		}
 	}
-	return "", 0, fmt.Errorf("%q in none of the write-ahead logs %v", needle, logs)
+	return len(ssts), nil
 }
 
 // MatMulONNX returns an ONNX model y = x·W with x [1, in] and W [in, out]

@@ -151,12 +151,33 @@ func StartDaemon(ctx context.Context, opts Options, repo string, args ...string)
 	if opts.Bin == "" {
 		return nil, errors.New("harness: Options.Bin is empty")
 	}
+	d, stdout, err := launch(opts, repo, args)
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		d.scan(stdout, ready)
+	}()
+	go func() {
+		<-drained // Wait must not run before stdout is drained
+		d.waitErr = d.cmd.Wait()
+		d.logFile.Close()
+		close(d.done)
+	}()
+	return d.waitReady(ctx, ready)
+}
+
+// launch starts the daemon process with its stderr in repo+".log" and
+// returns it with its stdout.
+func launch(opts Options, repo string, args []string) (*Daemon, io.Reader, error) {
 	logPath := repo + ".log"
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open daemon log: %w", err)
+		return nil, nil, fmt.Errorf("open daemon log: %w", err)
 	}
-	d := &Daemon{Repo: repo, Args: args, opts: opts, logPath: logPath, logFile: logFile, done: make(chan struct{})}
 	cmd := exec.Command(opts.Bin, append([]string{"daemon", "--repo", repo}, args...)...)
 	cmd.Env = append(os.Environ(), opts.Env...)
 	cmd.SysProcAttr = sysProcAttr()
@@ -164,68 +185,74 @@ func StartDaemon(ctx context.Context, opts Options, repo string, args ...string)
 	pr, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("daemon stdout: %w", err)
+		return nil, nil, fmt.Errorf("daemon stdout: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("start %s daemon: %w", opts.Bin, err)
+		return nil, nil, fmt.Errorf("start %s daemon: %w", opts.Bin, err)
 	}
-	d.cmd = cmd
+	return &Daemon{Repo: repo, Args: args, opts: opts, cmd: cmd, logPath: logPath, logFile: logFile,
+		done: make(chan struct{})}, pr, nil
+}
 
-	ready := make(chan struct{})
-	lines := make(chan struct{}) // closed when stdout is drained
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		isReady := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.mu.Lock()
-			d.stdout.WriteString(line + "\n")
-			if !isReady {
-				switch {
-				case strings.HasPrefix(line, PrefixPeerID):
-					d.ID = strings.TrimSpace(strings.TrimPrefix(line, PrefixPeerID))
-				case strings.HasPrefix(line, PrefixAddr):
-					d.Addrs = append(d.Addrs, strings.TrimSpace(strings.TrimPrefix(line, PrefixAddr)))
-				case strings.HasPrefix(line, PrefixAPI):
-					d.API = strings.TrimSpace(strings.TrimPrefix(line, PrefixAPI))
-				case strings.TrimSpace(line) == ReadyLine:
-					isReady = true
-					close(ready)
-				}
-			}
-			d.mu.Unlock()
+// scan keeps the daemon's stdout and parses its protocol lines until the
+// ready line, which closes ready; it returns when stdout is drained.
+func (d *Daemon) scan(stdout io.Reader, ready chan struct{}) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	isReady := false
+	for sc.Scan() {
+		line := sc.Text()
+		d.mu.Lock()
+		d.stdout.WriteString(line + "\n")
+		if !isReady && d.parseLine(line) {
+			isReady = true
+			close(ready)
 		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		<-lines // Wait must not run before stdout is drained
-		d.waitErr = cmd.Wait()
-		logFile.Close()
-		close(d.done)
-	}()
+		d.mu.Unlock()
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+}
 
-	timer := time.NewTimer(opts.readyTimeout())
+// parseLine records one line of the stdout protocol; it reports whether
+// it is the ready line.
+func (d *Daemon) parseLine(line string) bool {
+	switch {
+	case strings.HasPrefix(line, PrefixPeerID):
+		d.ID = strings.TrimSpace(strings.TrimPrefix(line, PrefixPeerID))
+	case strings.HasPrefix(line, PrefixAddr):
+		d.Addrs = append(d.Addrs, strings.TrimSpace(strings.TrimPrefix(line, PrefixAddr)))
+	case strings.HasPrefix(line, PrefixAPI):
+		d.API = strings.TrimSpace(strings.TrimPrefix(line, PrefixAPI))
+	case strings.TrimSpace(line) == ReadyLine:
+		return true
+	}
+	return false
+}
+
+// waitReady waits for the ready line, the process's exit, the ready
+// timeout or ctx, and kills the daemon unless it is ready.
+func (d *Daemon) waitReady(ctx context.Context, ready <-chan struct{}) (*Daemon, error) {
+	timer := time.NewTimer(d.opts.readyTimeout())
 	defer timer.Stop()
 	select {
 	case <-ready:
 		d.mu.Lock()
-		defer d.mu.Unlock()
-		if d.ID == "" || len(d.Addrs) == 0 {
+		ok, stdout := d.ID != "" && len(d.Addrs) > 0, d.stdout.String()
+		d.mu.Unlock()
+		if !ok {
 			d.kill()
-			return nil, fmt.Errorf("daemon %s was ready without printing its peer ID and addresses; stdout: %q", repo, d.stdout.String())
+			return nil, fmt.Errorf("daemon %s was ready without printing its peer ID and addresses; stdout: %q", d.Repo, stdout)
 		}
 		return d, nil
 	case <-d.done:
-		return nil, fmt.Errorf("daemon %s exited before it was ready (%v): %s", repo, d.waitErr, d.LogTail(2048))
+		return nil, fmt.Errorf("daemon %s exited before it was ready (%v): %s", d.Repo, d.waitErr, d.LogTail(2048))
 	case <-timer.C:
 		d.kill()
-		return nil, fmt.Errorf("daemon %s not ready after %s: %s", repo, opts.readyTimeout(), d.LogTail(2048))
+		return nil, fmt.Errorf("daemon %s not ready after %s: %s", d.Repo, d.opts.readyTimeout(), d.LogTail(2048))
 	case <-ctx.Done():
 		d.kill()
-		return nil, fmt.Errorf("start daemon %s: %w", repo, ctx.Err())
+		return nil, fmt.Errorf("start daemon %s: %w", d.Repo, ctx.Err())
 	}
 }
 
@@ -308,6 +335,9 @@ func (d *Daemon) kill() {
 	}
 	<-d.done
 }
+
+// RSSKiB reads the daemon's resident set size (RSSKiB of its PID).
+func (d *Daemon) RSSKiB() (int64, error) { return RSSKiB(d.PID()) }
 
 // Peers asks the daemon's HTTP API for its connected peers.
 func (d *Daemon) Peers(ctx context.Context) ([]PeerInfo, error) {

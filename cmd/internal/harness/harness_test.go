@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,9 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +39,9 @@ func fakeMain(mode string, args []string) int {
 	case "fail":
 		fmt.Fprintln(os.Stderr, "grid: failed on purpose")
 		return 1
+	case "env":
+		fmt.Println(os.Getenv("GRID_PATH") + " " + os.Getenv("GRID_BOOTSTRAP"))
+		return 0
 	case "daemon":
 	default:
 		return 2
@@ -54,6 +56,10 @@ func fakeMain(mode string, args []string) int {
 		time.Sleep(time.Minute)
 		return 0
 	}
+	addr, code := fakeListen(args)
+	if code != 0 {
+		return code
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 1
@@ -62,9 +68,13 @@ func fakeMain(mode string, args []string) int {
 	mux.HandleFunc("/api/v0/peers", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"peers": []PeerInfo{{ID: "a"}, {ID: "b"}}})
 	})
+	mux.HandleFunc(PathMetrics, func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "grid_sessions_active 0\ngo_goroutines 7\n")
+	})
 	go func() { _ = http.Serve(l, mux) }()
-	fmt.Println("peer ID 12D3KooWFake")
-	fmt.Println("listening on /ip4/127.0.0.1/tcp/4001/p2p/12D3KooWFake")
+	id := cmp.Or(os.Getenv(fakeIDEnv), "12D3KooWFake")
+	fmt.Println("peer ID " + id)
+	fmt.Println("listening on " + addr + "/p2p/" + id)
 	fmt.Println("API server listening on " + l.Addr().String())
 	fmt.Println("daemon is ready")
 	fmt.Fprintln(os.Stderr, "log line")
@@ -74,6 +84,42 @@ func fakeMain(mode string, args []string) int {
 	}
 	<-sigs
 	return 0
+}
+
+// fakeIDEnv, when set, is the peer ID the fake daemon prints.
+const fakeIDEnv = "GRID_HARNESS_FAKE_ID"
+
+// fakeListen binds the fake daemon's first --listen port, as the daemon
+// would (failing like it when the port is taken), and returns the address
+// it prints: the first --announce, else the --listen address, with port
+// 4001 for a port of the kernel's choice.
+func fakeListen(args []string) (string, int) {
+	var listen, announce []string
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--listen":
+			listen = append(listen, args[i+1])
+		case "--announce":
+			announce = append(announce, args[i+1])
+		}
+	}
+	if len(listen) == 0 {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	port := listen[0][strings.LastIndexByte(listen[0], '/')+1:]
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "grid:", err)
+		return "", 1
+	}
+	defer ln.Close()
+	switch {
+	case len(announce) > 0:
+		return announce[0], 0
+	case port == "0":
+		return "/ip4/127.0.0.1/tcp/4001", 0
+	}
+	return listen[0], 0
 }
 
 func fakeOpts(t *testing.T, mode string) Options {
@@ -164,69 +210,6 @@ func TestRunAndInit(t *testing.T) {
 	id, err := Init(ctx, opts.Bin, filepath.Join(t.TempDir(), "r"))
 	if err != nil || id != "12D3KooWFake" {
 		t.Fatalf("init: %q, %v", id, err)
-	}
-}
-
-func TestSwarmLifecycle(t *testing.T) {
-	ctx := context.Background()
-	var prepared []int
-	var mu sync.Mutex
-	cfg := SwarmConfig{N: 3, MinPeers: 2, Timeout: 20 * time.Second, Prepare: func(i int, repo string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		prepared = append(prepared, i)
-		return os.WriteFile(repo+".prepared", nil, 0o600)
-	}}
-	s, err := NewSwarm(ctx, fakeOpts(t, "ok"), t.TempDir(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if _, err := os.Stat(s.Repos[2] + ".prepared"); err != nil || !slices.Equal(prepared, []int{0, 1, 2}) {
-		t.Fatalf("prepared %v, %v", prepared, err)
-	}
-	if s.Index(s.IDs[1]) != 0 || s.Index("12D3KooWNone") != -1 {
-		t.Fatalf("Index: %d, %d (the fake gives every daemon one ID)", s.Index(s.IDs[1]), s.Index("12D3KooWNone"))
-	}
-	if len(s.Running()) != 3 || s.Bootstrap() == "" {
-		t.Fatalf("running %d, bootstrap %q", len(s.Running()), s.Bootstrap())
-	}
-	want := []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--bootstrap", s.Bootstrap()}
-	if got := s.Daemon(1).Args; strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Fatalf("daemon 1 args %v, want %v", got, want)
-	}
-	if err := s.Stop(1); err != nil {
-		t.Fatal(err)
-	}
-	d, err := s.Start(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Args[1] != "/ip4/127.0.0.1/tcp/4001" {
-		t.Fatalf("restart does not pin the port: %v", d.Args)
-	}
-	if _, err := s.Start(ctx, 1); err == nil {
-		t.Fatal("started a running daemon")
-	}
-	s.Kill(1)
-	if d, err = s.StartWith(ctx, 1, []string{"/ip4/127.0.0.1/tcp/4002"}, "--announce", "/ip4/127.0.0.1/tcp/9"); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(d.Args, " "); !strings.HasPrefix(got, "--listen /ip4/127.0.0.1/tcp/4002 --api") || !strings.HasSuffix(got, "--announce /ip4/127.0.0.1/tcp/9") {
-		t.Fatalf("StartWith args %v", d.Args)
-	}
-	i, _, err := s.Add(ctx)
-	if err != nil || i != 3 {
-		t.Fatalf("add: %d, %v", i, err)
-	}
-	if !slices.Equal(prepared, []int{0, 1, 2, 3}) {
-		t.Fatalf("Add did not prepare the new repo: %v", prepared)
-	}
-	if err := s.StopAll(); err != nil {
-		t.Fatal(err)
-	}
-	if len(s.Running()) != 0 {
-		t.Fatal("daemons left")
 	}
 }
 

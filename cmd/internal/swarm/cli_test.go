@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/harness"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
@@ -163,7 +165,7 @@ func TestMainInterrupt(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("Main did not return after SIGINT:\n%s", stderr.String())
 	}
-	if left, err := ProcessesOf(bin); err != nil || len(left) > 0 {
+	if left, err := harness.ProcessesOf(bin); err != nil || len(left) > 0 {
 		t.Fatalf("processes left after SIGINT: %v %v", left, err)
 	}
 	if !strings.Contains(stderr.String(), "interrupted") {

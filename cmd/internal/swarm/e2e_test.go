@@ -31,7 +31,7 @@ func TestSeedScenarioEndToEnd(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"--grid", bin, "--repo-root", root, "--out", out, "--seed", "1", "seed"}, &stdout, &stderr)
-	if left, err := ProcessesOf(bin); err != nil || len(left) > 0 {
+	if left, err := harness.ProcessesOf(bin); err != nil || len(left) > 0 {
 		t.Errorf("grid processes left running: %v (%v)", left, err)
 	}
 	if code != ExitPass {

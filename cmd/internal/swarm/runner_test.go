@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gridmpc/grid/cmd/internal/harness"
 )
 
 // runFake runs sc against the fake grid and checks that nothing of it is
@@ -24,7 +26,7 @@ func runFake(t *testing.T, ctx context.Context, sc *Scenario, o Options) (*Resul
 	if res == nil {
 		t.Fatalf("RunScenario returned a nil result (err %v)", err)
 	}
-	if left, lerr := ProcessesOf(o.Grid); lerr != nil || len(left) > 0 {
+	if left, lerr := harness.ProcessesOf(o.Grid); lerr != nil || len(left) > 0 {
 		t.Fatalf("processes left: %v (%v)", left, lerr)
 	}
 	if res.Pass != (err == nil) || (err != nil && res.Error == "") {

@@ -1,4 +1,4 @@
-package swarm
+package harness
 
 import (
 	"bufio"
@@ -50,9 +50,9 @@ func parseVmRSS(status []byte) (int64, error) {
 }
 
 // ProcessesOf returns the PIDs of running processes whose executable is bin
-// (an absolute path), other than this process. The swarm runner builds its
-// own binaries into a fresh directory, so any process of that binary was
-// started by this run: none may be left once the run is over.
+// (an absolute path), other than this process. Built into a fresh
+// directory, a binary runs only as the processes this run started: none may
+// be left once the run is over (the swarm runner checks that).
 func ProcessesOf(bin string) ([]int, error) {
 	bin, err := filepath.Abs(bin)
 	if err != nil {

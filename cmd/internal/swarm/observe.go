@@ -11,8 +11,10 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gridmpc/grid/cmd/internal/harness"
@@ -229,4 +231,152 @@ func acceptedLine(line, name string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return at, true
+}
+
+// pollParallel bounds the concurrent API requests of one poll round.
+const pollParallel = 8
+
+// waitListed polls every running daemon (a few at a time) until each lists
+// the model published at since. It returns when the last daemon accepted
+// it (its logged time where the log has it, else the poll's time) and how
+// that was observed ("" when the daemons offer no way to see it).
+func (cl *clients) waitListed(ctx context.Context, name string, since time.Time) (time.Time, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cl.r.sc.Timeouts.Discover.D())
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var mu sync.Mutex
+	seen := map[int]time.Time{}
+	for {
+		var (
+			missing       []string
+			notObservable error
+			wg            sync.WaitGroup
+		)
+		sem := make(chan struct{}, pollParallel)
+		for _, i := range cl.s.Up() {
+			d := cl.s.Daemon(i)
+			mu.Lock()
+			done := !seen[i].IsZero()
+			mu.Unlock()
+			if d == nil || done {
+				continue
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ok, at, err := cl.observe(ctx, d, name, since)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, errNotObservable):
+					notObservable = err
+				case ok:
+					seen[i] = at
+				default:
+					missing = append(missing, fmt.Sprintf("node%d", i))
+				}
+			})
+		}
+		wg.Wait()
+		if notObservable != nil {
+			cl.r.logf("cannot observe the daemons' model registries (%v): discovery time not measured", notObservable)
+			return time.Time{}, "", nil
+		}
+		if len(missing) == 0 {
+			var last time.Time
+			for _, t := range seen {
+				if t.After(last) {
+					last = t
+				}
+			}
+			return last, cl.methodName(), nil
+		}
+		select {
+		case <-ctx.Done():
+			slices.Sort(missing)
+			return time.Time{}, cl.methodName(), fmt.Errorf("manifest %s not listed by %v after %s: %w", name, missing, cl.r.sc.Timeouts.Discover.D(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// waitOne waits until daemon d lists the model, polled like waitListed,
+// and returns when it accepted it (zero if not observable).
+func (cl *clients) waitOne(ctx context.Context, d *harness.Daemon, name string, since time.Time) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, cl.r.sc.Timeouts.Discover.D())
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, at, err := cl.observe(ctx, d, name, since)
+		if errors.Is(err, errNotObservable) {
+			return time.Time{}, nil
+		}
+		if ok {
+			return at, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("manifest %s not listed after %s: %w", name, cl.r.sc.Timeouts.Discover.D(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// observe reports whether daemon d lists model name, and since when. It
+// asks the daemon's /api/v0/models, else its Prometheus counter of
+// accepted manifests; once either says yes, the time is taken from the
+// daemon's "manifest accepted" log line when there is one (exact, unlike
+// the poll's). A daemon with neither endpoint is observed through its log
+// alone. Safe for concurrent use.
+func (cl *clients) observe(ctx context.Context, d *harness.Daemon, name string, since time.Time) (bool, time.Time, error) {
+	cl.mu.Lock()
+	how := cl.method
+	cl.mu.Unlock()
+	if how != methodLog {
+		ok, how, err := listed(ctx, d.API, name, cl.models)
+		if errors.Is(err, errNotObservable) {
+			cl.setMethod(methodLog)
+			return cl.observe(ctx, d, name, since)
+		}
+		if err != nil || !ok {
+			return false, time.Time{}, err
+		}
+		polled := time.Now()
+		cl.setMethod(how)
+		if at, ok, lerr := logAccepted(d.LogPath(), name, since); lerr == nil && ok && at.Before(polled) {
+			cl.setLogTimes()
+			return true, at, nil
+		}
+		return true, polled, nil
+	}
+	at, ok, err := logAccepted(d.LogPath(), name, since)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	return ok, at, nil
+}
+
+func (cl *clients) setMethod(m string) {
+	cl.mu.Lock()
+	cl.method = m
+	cl.mu.Unlock()
+}
+
+func (cl *clients) setLogTimes() {
+	cl.mu.Lock()
+	cl.logTimes = true
+	cl.mu.Unlock()
+}
+
+// methodName describes how discovery was observed, e.g. "metrics+log
+// times".
+func (cl *clients) methodName() string {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.logTimes && cl.method != methodLog {
+		return cl.method + "+log times"
+	}
+	return cl.method
 }
