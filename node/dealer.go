@@ -24,35 +24,16 @@ import (
 // bundle. The error names the dealer, or the holder the dealer could not
 // reach.
 func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discovery.Manifest, batch int) error {
-	fail := func(err error) error { return &PeerError{Peer: d, Role: "dealer", Err: err} }
-	if err := n.ensureAddrs(ctx, d); err != nil {
-		return fail(err)
-	}
-	s, err := n.h.NewStream(ctx, d, ProtoDealer)
-	if err != nil {
-		return fail(fmt.Errorf("open dealer stream: %w", err))
-	}
-	defer s.Close()
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
-	holders := make([][]byte, len(m.Holders))
-	for i, h := range m.Holders {
-		holders[i] = []byte(h)
-	}
 	req := &pb.DealerMessage{Body: &pb.DealerMessage_Deal{Deal: &pb.DealRequest{
-		Session: sid, Model: m.ID, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: holders,
+		Session: sid, Model: m.ID, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: peerBytes(m.Holders),
 		Version: m.Version,
 	}}}
-	if err := writeMsg(s, req); err != nil {
-		s.Reset()
-		return fail(fmt.Errorf("send deal request: %w", err))
-	}
 	var st pb.Status
-	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
-		s.Reset()
-		return fail(fmt.Errorf("read deal status: %w", err))
+	fs, err := n.call(ctx, d, dealExchange, req, &st)
+	if err == nil {
+		fs.s.Close()
+		return nil
 	}
-	err = errorFromStatus(&st)
 	var rb *remoteBlame
 	if errors.As(err, &rb) {
 		role := "peer"
@@ -63,10 +44,7 @@ func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discov
 		}
 		return &PeerError{Peer: rb.peer, Role: role, Err: fmt.Errorf("dealer %s could not deliver its bundle: %s", d, rb.msg)}
 	}
-	if err != nil {
-		return fail(err)
-	}
-	return nil
+	return &PeerError{Peer: d, Role: "dealer", Err: err}
 }
 
 // dealAndDeliver deals the session's material (hash is the manifest's
@@ -111,37 +89,18 @@ func (n *Node) dealAndDeliver(ctx context.Context, sid []byte, p *plan.Plan, has
 
 // deliverBundle sends one bundle and waits for the holder's status.
 func (n *Node) deliverBundle(ctx context.Context, h peer.ID, b *pb.BundleDelivery) error {
-	if err := n.ensureAddrs(ctx, h); err != nil {
+	var st pb.Status
+	fs, err := n.call(ctx, h, bundleExchange, &pb.DealerMessage{Body: &pb.DealerMessage_Bundle{Bundle: b}}, &st)
+	if err != nil {
 		return err
 	}
-	s, err := n.h.NewStream(ctx, h, ProtoDealer)
-	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	defer s.Close()
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
-	if err := writeMsg(s, &pb.DealerMessage{Body: &pb.DealerMessage_Bundle{Bundle: b}}); err != nil {
-		s.Reset()
-		return fmt.Errorf("send: %w", err)
-	}
-	n.met.bytesSent.WithLabelValues("dealer").Add(float64(len(b.Bundle)))
-	var st pb.Status
-	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
-		s.Reset()
-		return fmt.Errorf("read status: %w", err)
-	}
-	return errorFromStatus(&st)
+	fs.s.Close()
+	return nil
 }
 
 // handleDealer serves /grid/dealer/1.0.0: deal requests (dealer role) and
 // bundle deliveries (holder role).
 func (n *Node) handleDealer(s network.Stream) {
-	defer n.resetOnPanic(s)
-	if err := s.Scope().SetService(svcDealer); err != nil {
-		s.Reset()
-		return
-	}
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
 	fr := newFrameReader(s)
 	var msg pb.DealerMessage

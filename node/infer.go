@@ -136,10 +136,9 @@ func fitInput(p *plan.Plan, x *tensor.Dense[float64]) (tensorio.Input, error) {
 
 // holderCall is the client's stream to one holder.
 type holderCall struct {
+	framedStream
 	party int
 	peer  peer.ID
-	s     network.Stream
-	fr    *frameReader
 }
 
 // inferMPC runs one mpc session from the client side.
@@ -164,10 +163,7 @@ func (n *Node) inferMPC(ctx context.Context, m *discovery.Manifest, p *plan.Plan
 	}
 	n.met.sessionsStarted.WithLabelValues("client").Inc()
 	log := n.log.With("session", hex.EncodeToString(sid), "model", m.ID)
-	holders := make([][]byte, N)
-	for i, h := range m.Holders {
-		holders[i] = []byte(h)
-	}
+	holders := peerBytes(m.Holders)
 
 	tag := "grid-session-" + hex.EncodeToString(sid)
 	for _, h := range append([]peer.ID{dealerID}, m.Holders...) {
@@ -438,67 +434,24 @@ func blame(errs []error, holders []peer.ID) error {
 
 // openSession sends the request to holder i and waits for its accept.
 func (n *Node) openSession(ctx context.Context, i int, h peer.ID, req *pb.InferRequest) (*holderCall, error) {
-	role := fmt.Sprintf("holder %d", i)
-	fail := func(err error) (*holderCall, error) {
-		return nil, &PeerError{Peer: h, Role: role, Err: err}
-	}
-	if err := n.ensureAddrs(ctx, h); err != nil {
-		return fail(err)
-	}
-	s, err := n.h.NewStream(ctx, h, ProtoInfer)
-	if err != nil {
-		return fail(fmt.Errorf("open session stream: %w", err))
-	}
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
-	if err := writeMsg(s, req); err != nil {
-		s.Reset()
-		return fail(fmt.Errorf("send request: %w", err))
-	}
-	n.met.bytesSent.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
-	fr := newFrameReader(s)
 	var st pb.Status
-	if err := fr.readMsg(&st, maxControlFrame); err != nil {
-		s.Reset()
-		return fail(fmt.Errorf("read accept: %w", err))
+	fs, err := n.call(ctx, h, sessionExchange, req, &st)
+	if err != nil {
+		return nil, &PeerError{Peer: h, Role: fmt.Sprintf("holder %d", i), Err: err}
 	}
-	if err := errorFromStatus(&st); err != nil {
-		s.Reset()
-		return fail(err)
-	}
-	return &holderCall{party: i, peer: h, s: s, fr: fr}, nil
+	return &holderCall{framedStream: *fs, party: i, peer: h}, nil
 }
 
 // handleInfer serves one session as a holder: checks, accept, bundle,
 // mesh, engine, result. Any failure resets the session's streams so that
 // every other party stops at once.
 func (n *Node) handleInfer(s network.Stream) {
-	defer n.resetOnPanic(s)
-	if err := s.Scope().SetService(svcInfer); err != nil {
-		s.Reset()
-		return
-	}
-	client := s.Conn().RemotePeer()
-	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
-	n.met.sessionsStarted.WithLabelValues("holder").Inc()
-	// The slot is taken before the request is read, so at most MaxSessions
-	// requests are buffered, each within the service's memory limit and
-	// the sender's share of it.
-	release, err := n.takeSlot()
-	if err != nil {
-		n.refuse(s, "holder", err)
+	var req pb.InferRequest
+	fr, release, ok := n.acceptRequest(s, svcInfer, "holder", &req)
+	if !ok {
 		return
 	}
 	defer release()
-	fr := newFrameReader(s)
-	var req pb.InferRequest
-	if err := n.readReserved(fr, svcInfer, client, maxTensorFrame, &req); err != nil {
-		n.log.Debug("infer request", "remote", client, "err", err)
-		n.met.errors.WithLabelValues("bad_request").Inc()
-		n.met.sessionsFailed.WithLabelValues("holder").Inc()
-		s.Reset()
-		return
-	}
 	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
 	n.record("infer", req.Input.GetData())
 	sess, input, weights, p, err := n.checkInferRequest(&req)
@@ -561,21 +514,6 @@ func (n *Node) handleInfer(s network.Stream) {
 	}
 	cancel()
 	<-watchDone
-}
-
-// refuse answers a request with an error status and counts it.
-func (n *Node) refuse(s network.Stream, role string, err error) {
-	n.log.Info("request refused", "remote", s.Conn().RemotePeer(), "protocol", s.Protocol(), "err", err)
-	n.met.sessionsFailed.WithLabelValues(role).Inc()
-	if !errors.Is(err, ErrBusy) {
-		n.met.errors.WithLabelValues(errorKind(err)).Inc()
-	}
-	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if writeMsg(s, statusFromError(err)) != nil {
-		s.Reset()
-		return
-	}
-	s.Close()
 }
 
 // checkInferRequest checks a request against the manifest and the store:
@@ -657,10 +595,10 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, *tensor.
 	sess := &holderSession{
 		id: bytes.Clone(req.Session), party: party, holders: holders, dealer: dealerID, planHash: m.PlanHash,
 		modelKey: modelKey(m) + "/" + sm.meta.Checksum,
-		bundle:   make(chan *sessionBundle, 1), incoming: make([]chan *mpcStream, len(holders)),
+		bundle:   make(chan *sessionBundle, 1), incoming: make([]chan *framedStream, len(holders)),
 	}
 	for i := range sess.incoming {
-		sess.incoming[i] = make(chan *mpcStream, 1)
+		sess.incoming[i] = make(chan *framedStream, 1)
 	}
 	return sess, input, sm.weights, p, nil
 }

@@ -21,12 +21,6 @@ const mpcHelloTimeout = 10 * time.Second
 // mpcInbox is the number of frames a peer's reader queues ahead of Recv.
 const mpcInbox = 4
 
-// mpcStream is a holder-to-holder stream with its (buffering) reader.
-type mpcStream struct {
-	s  network.Stream
-	fr *frameReader
-}
-
 // streamTransport implements transport.Transport over one libp2p stream per
 // pair of holders. Party i dials every party j > i on /grid/mpc/1.0.0 and
 // sends an MpcHello; the engine's messages follow as length-delimited
@@ -35,7 +29,7 @@ type mpcStream struct {
 type streamTransport struct {
 	self    int
 	holders []peer.ID
-	streams []*mpcStream
+	streams []*framedStream
 	wmu     []sync.Mutex
 	inbox   []chan []byte
 	rerr    []error // the reader's error, set before its inbox is closed
@@ -167,7 +161,7 @@ func (n *Node) connectMesh(ctx context.Context, sess *holderSession) (*streamTra
 	N := len(sess.holders)
 	t := &streamTransport{
 		self: sess.party, holders: sess.holders,
-		streams: make([]*mpcStream, N), wmu: make([]sync.Mutex, N),
+		streams: make([]*framedStream, N), wmu: make([]sync.Mutex, N),
 		inbox: make([]chan []byte, N), rerr: make([]error, N), done: make(chan struct{}),
 		onSent: func(b int) { n.met.bytesSent.WithLabelValues("mpc").Add(float64(b)) },
 		onRecv: func(b []byte) {
@@ -185,7 +179,7 @@ func (n *Node) connectMesh(ctx context.Context, sess *holderSession) (*streamTra
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var st *mpcStream
+			var st *framedStream
 			var err error
 			if j > sess.party {
 				st, err = n.dialMPC(ctx, sess, j)
@@ -237,14 +231,10 @@ func (n *Node) connectMesh(ctx context.Context, sess *holderSession) (*streamTra
 }
 
 // dialMPC opens the stream to holder j and sends the hello.
-func (n *Node) dialMPC(ctx context.Context, sess *holderSession, j int) (*mpcStream, error) {
-	p := sess.holders[j]
-	if err := n.ensureAddrs(ctx, p); err != nil {
-		return nil, err
-	}
-	s, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "mpc"), p, ProtoMPC)
+func (n *Node) dialMPC(ctx context.Context, sess *holderSession, j int) (*framedStream, error) {
+	s, err := n.openStream(network.WithAllowLimitedConn(ctx, "mpc"), sess.holders[j], ProtoMPC, "open mpc stream")
 	if err != nil {
-		return nil, fmt.Errorf("open mpc stream: %w", err)
+		return nil, err
 	}
 	if err := s.Scope().SetService(svcMPC); err != nil {
 		s.Reset()
@@ -255,7 +245,7 @@ func (n *Node) dialMPC(ctx context.Context, sess *holderSession, j int) (*mpcStr
 		s.Reset()
 		return nil, fmt.Errorf("send mpc hello: %w", err)
 	}
-	return &mpcStream{s: s, fr: newFrameReader(s)}, nil
+	return &framedStream{s: s, fr: newFrameReader(s)}, nil
 }
 
 // ensureAddrs makes sure p is reachable: already connected, or dialled at
@@ -296,11 +286,6 @@ func (n *Node) ensureAddrs(ctx context.Context, p peer.ID) error {
 // handleMPC accepts a stream dialled by a lower-indexed holder of one of our
 // sessions and hands it to the session.
 func (n *Node) handleMPC(s network.Stream) {
-	defer n.resetOnPanic(s)
-	if err := s.Scope().SetService(svcMPC); err != nil {
-		s.Reset()
-		return
-	}
 	_ = s.SetReadDeadline(time.Now().Add(mpcHelloTimeout))
 	fr := newFrameReader(s)
 	var hello pb.MpcHello
@@ -321,7 +306,7 @@ func (n *Node) handleMPC(s network.Stream) {
 	default:
 		_ = s.SetReadDeadline(time.Time{})
 		select {
-		case sess.incoming[from] <- &mpcStream{s: s, fr: fr}:
+		case sess.incoming[from] <- &framedStream{s: s, fr: fr}:
 			return
 		default:
 			n.log.Debug("duplicate mpc stream", "from", from)

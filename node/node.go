@@ -194,17 +194,17 @@ func (n *Node) registerHandlers() {
 		return
 	}
 	if n.hasRole(RoleHolder) || n.hasRole(RoleHost) {
-		n.h.SetStreamHandler(ProtoShares, n.handleShares)
+		n.h.SetStreamHandler(ProtoShares, n.serve(svcShares, n.handleShares))
 	}
 	if n.hasRole(RoleHolder) {
-		n.h.SetStreamHandler(ProtoInfer, n.handleInfer)
-		n.h.SetStreamHandler(ProtoMPC, n.handleMPC)
+		n.h.SetStreamHandler(ProtoInfer, n.serve(svcInfer, n.handleInfer))
+		n.h.SetStreamHandler(ProtoMPC, n.serve(svcMPC, n.handleMPC))
 	}
 	if n.hasRole(RoleHolder) || n.hasRole(RoleDealer) {
-		n.h.SetStreamHandler(ProtoDealer, n.handleDealer)
+		n.h.SetStreamHandler(ProtoDealer, n.serve(svcDealer, n.handleDealer))
 	}
 	if n.hasRole(RoleHost) {
-		n.h.SetStreamHandler(ProtoPlain, n.handlePlain)
+		n.h.SetStreamHandler(ProtoPlain, n.serve(svcPlain, n.handlePlain))
 	}
 }
 
@@ -316,29 +316,6 @@ func (n *Node) Close() error {
 		n.errC = errors.Join(errs...)
 	})
 	return n.errC
-}
-
-// takeSlot reserves one of MaxSessions serving slots, or fails with ErrBusy.
-func (n *Node) takeSlot() (release func(), err error) {
-	select {
-	case n.slots <- struct{}{}:
-		n.met.sessionsActive.Inc()
-		return func() { <-n.slots; n.met.sessionsActive.Dec() }, nil
-	default:
-		n.met.busy.Inc()
-		n.met.errors.WithLabelValues("busy").Inc()
-		return nil, fmt.Errorf("%w (%d running)", ErrBusy, cap(n.slots))
-	}
-}
-
-// resetOnPanic turns a panic in a stream handler into a reset stream and a
-// logged error: no panic crosses the network boundary.
-func (n *Node) resetOnPanic(s network.Stream) {
-	if r := recover(); r != nil {
-		n.log.Error("stream handler panic", "protocol", s.Protocol(), "remote", s.Conn().RemotePeer(), "panic", r)
-		n.met.errors.WithLabelValues("panic").Inc()
-		_ = s.Reset()
-	}
 }
 
 // planCache keeps decoded plans by hash.

@@ -24,34 +24,13 @@ func (n *Node) inferPlain(ctx context.Context, m *discovery.Manifest, x *tensor.
 	h := m.Holders[0]
 	fail := func(err error) (*Result, error) { return nil, &PeerError{Peer: h, Role: "host", Err: err} }
 	n.met.sessionsStarted.WithLabelValues("client").Inc()
-	if err := n.ensureAddrs(ctx, h); err != nil {
-		return fail(err)
-	}
-	s, err := n.h.NewStream(ctx, h, ProtoPlain)
-	if err != nil {
-		return fail(fmt.Errorf("open stream: %w", err))
-	}
-	defer s.Close()
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
 	start := time.Now()
-	if err := writeMsg(s, &pb.PlainRequest{Model: m.ID, Version: m.Version, Input: encodeFloats("input", x)}); err != nil {
-		s.Reset()
-		return fail(fmt.Errorf("send request: %w", err))
-	}
 	var r pb.PlainResult
-	if err := newFrameReader(s).readMsg(&r, maxTensorFrame); err != nil {
-		s.Reset()
-		if ctx.Err() != nil {
-			return fail(fmt.Errorf("session: %w", ctx.Err()))
-		}
-		return fail(fmt.Errorf("read result: %w", err))
-	}
-	if err := errorFromStatus(r.Status); err != nil {
+	fs, err := n.call(ctx, h, plainExchange, &pb.PlainRequest{Model: m.ID, Version: m.Version, Input: encodeFloats("input", x)}, &r)
+	if err != nil {
 		return fail(err)
 	}
+	fs.s.Close()
 	out, err := decodeFloats(r.Output)
 	if err != nil {
 		return fail(fmt.Errorf("output: %w", err))
@@ -61,26 +40,12 @@ func (n *Node) inferPlain(ctx context.Context, m *discovery.Manifest, x *tensor.
 
 // handlePlain serves a plain-mode query as the model's host.
 func (n *Node) handlePlain(s network.Stream) {
-	defer n.resetOnPanic(s)
-	if err := s.Scope().SetService(svcPlain); err != nil {
-		s.Reset()
-		return
-	}
-	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
-	n.met.sessionsStarted.WithLabelValues("host").Inc()
-	release, err := n.takeSlot()
-	if err != nil {
-		n.refuse(s, "host", err)
+	var req pb.PlainRequest
+	_, release, ok := n.acceptRequest(s, svcPlain, "host", &req)
+	if !ok {
 		return
 	}
 	defer release()
-	var req pb.PlainRequest
-	if err := n.readReserved(newFrameReader(s), svcPlain, s.Conn().RemotePeer(), maxTensorFrame, &req); err != nil {
-		n.met.errors.WithLabelValues("bad_request").Inc()
-		n.met.sessionsFailed.WithLabelValues("host").Inc()
-		s.Reset()
-		return
-	}
 	out, err := n.evalPlain(&req)
 	if err != nil {
 		n.refuse(s, "host", err)

@@ -38,8 +38,8 @@ type holderSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	bundle   chan *sessionBundle // capacity 1: the dealer's delivery
-	incoming []chan *mpcStream   // by party index, capacity 1: streams dialled by lower parties
+	bundle   chan *sessionBundle  // capacity 1: the dealer's delivery
+	incoming []chan *framedStream // by party index, capacity 1: streams dialled by lower parties
 
 	mu        sync.Mutex
 	gotBundle bool

@@ -321,9 +321,9 @@ func (n *Node) uploadTimeout(size int) time.Duration {
 // upload sends one holder its blob on /grid/shares/1.0.0 and waits for the
 // holder's status (sent after it stored the blob).
 func (n *Node) upload(ctx context.Context, p peer.ID, hdr *pb.UploadHeader, blob []byte, progress func(int)) error {
-	s, err := n.h.NewStream(ctx, p, ProtoShares)
+	s, err := n.openStream(ctx, p, ProtoShares, "open stream")
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
+		return err
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(n.uploadTimeout(len(blob))))
@@ -393,24 +393,13 @@ func (n *Node) upload(ctx context.Context, p peer.ID, hdr *pb.UploadHeader, blob
 func (n *Node) dropUpload(ctx context.Context, p peer.ID, id string, version uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	s, err := n.h.NewStream(ctx, p, ProtoShares)
-	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	defer s.Close()
-	dl, _ := ctx.Deadline()
-	_ = s.SetDeadline(dl)
-	if err := writeMsg(s, &pb.UploadHeader{Model: id, Version: version, Drop: true}); err != nil {
-		s.Reset()
-		return fmt.Errorf("send: %w", err)
-	}
-	_ = s.CloseWrite()
 	var st pb.Status
-	if err := newFrameReader(s).readMsg(&st, maxControlFrame); err != nil {
-		s.Reset()
-		return fmt.Errorf("read status: %w", err)
+	fs, err := n.call(ctx, p, dropExchange, &pb.UploadHeader{Model: id, Version: version, Drop: true}, &st)
+	if err != nil {
+		return err
 	}
-	return errorFromStatus(&st)
+	fs.s.Close()
+	return nil
 }
 
 // checkUploadHeader validates an upload header against this holder.
@@ -472,11 +461,6 @@ func decodePeers(raw [][]byte) ([]peer.ID, error) {
 // the resource manager as they arrive), checksum, then one atomic write to
 // the store, then the status.
 func (n *Node) handleShares(s network.Stream) {
-	defer n.resetOnPanic(s)
-	if err := s.Scope().SetService(svcShares); err != nil {
-		s.Reset()
-		return
-	}
 	owner := s.Conn().RemotePeer()
 	_ = s.SetReadDeadline(time.Now().Add(n.cfg.SessionTimeout))
 	fr := newFrameReader(s)
