@@ -7,19 +7,14 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/gridmpc/grid/discovery"
 )
 
 // Unpublish replaces the model's manifest with a tombstone signed by this
 // node, which must be its owner (ErrNotOwner otherwise). Holders drop their
 // shares when the tombstone reaches them.
 func (n *Node) Unpublish(ctx context.Context, id string) error {
-	m, err := n.disc.Lookup(ctx, id)
+	m, err := n.lookup(ctx, id)
 	if err != nil {
-		if errors.Is(err, discovery.ErrNotFound) {
-			return fmt.Errorf("unpublish %q: %w: %w", id, ErrUnknownModel, err)
-		}
 		return fmt.Errorf("unpublish %q: %w", id, err)
 	}
 	if m.Owner != n.ID() {

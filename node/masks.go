@@ -17,7 +17,6 @@ import (
 	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/engine"
 	"github.com/gridmpc/grid/mpcproto/plan"
-	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
 // maxMaskSets bounds the mask sets a dealer keeps and the opened masks a
@@ -92,8 +91,7 @@ func (c *maskCache) putHolder(k string, wm *engine.WeightMasks) {
 // The holders first agree, in one round of one byte, on whether all of them
 // already have these masks; if any lacks them, all open them together
 // (engine.OpenMasks, one more round). It returns the rounds it used.
-func (n *Node) holderMasks(ctx context.Context, t *streamTransport, sess *holderSession, p *plan.Plan,
-	weights map[string]*tensor.Dense[uint64], mb *dealer.MaskBundle) (*engine.WeightMasks, int, error) {
+func (n *Node) holderMasks(ctx context.Context, t *streamTransport, sess *holderSession, mb *dealer.MaskBundle) (*engine.WeightMasks, int, error) {
 	k := fmt.Sprintf("%s/%d/%s", sess.modelKey, sess.party, hex.EncodeToString(mb.ID[:]))
 	wm := n.masks.getHolder(k)
 	have := byte(0)
@@ -127,7 +125,7 @@ func (n *Node) holderMasks(ctx context.Context, t *streamTransport, sess *holder
 	if err := n.bindMaskSeed(ctx, mb, sess); err != nil {
 		return nil, 1, err
 	}
-	wm, st, err := engine.OpenMasks(ctx, p, t, weights, mb)
+	wm, st, err := engine.OpenMasks(ctx, sess.plan, t, sess.weights, mb)
 	if err != nil {
 		return nil, 1 + st.Rounds, fmt.Errorf("open weight masks: %w", err)
 	}

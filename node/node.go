@@ -25,7 +25,6 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/gridmpc/grid/discovery"
-	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
 // Node is a grid peer: a libp2p host with discovery, the share store and
@@ -316,38 +315,6 @@ func (n *Node) Close() error {
 		n.errC = errors.Join(errs...)
 	})
 	return n.errC
-}
-
-// planCache keeps decoded plans by hash.
-type planCache struct {
-	mu    sync.Mutex
-	plans map[string]*plan.Plan
-}
-
-func newPlanCache() *planCache { return &planCache{plans: map[string]*plan.Plan{}} }
-
-// get decodes (or returns the cached) plan of a manifest, checking its hash.
-func (c *planCache) get(m *discovery.Manifest) (*plan.Plan, error) {
-	c.mu.Lock()
-	p := c.plans[m.PlanHash]
-	c.mu.Unlock()
-	if p != nil {
-		return p, nil
-	}
-	if err := plan.VerifyHash(m.Plan, m.PlanHash); err != nil {
-		return nil, fmt.Errorf("model %q: %w", m.ID, err)
-	}
-	p, err := plan.Unmarshal(m.Plan)
-	if err != nil {
-		return nil, fmt.Errorf("model %q: %w", m.ID, err)
-	}
-	c.mu.Lock()
-	if len(c.plans) >= 256 {
-		clear(c.plans)
-	}
-	c.plans[m.PlanHash] = p
-	c.mu.Unlock()
-	return p, nil
 }
 
 // looksCorrupt tells whether a datastore open error is damage to its files

@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
 // sessionIDLen is the length of a session ID in bytes.
@@ -29,11 +31,19 @@ func newSessionID() ([]byte, error) {
 // the dealer's bundle and the other holders' MPC streams.
 type holderSession struct {
 	id       []byte
+	model    string // the model's ID
 	party    int
 	holders  []peer.ID
 	dealer   peer.ID
 	planHash string
 	modelKey string // the model version's identity (modelKey)
+
+	// What the engine runs: the plan for the batch, this holder's input
+	// share and its stored weight shares.
+	plan    *plan.Plan
+	batch   int
+	input   *tensor.Dense[uint64]
+	weights map[string]*tensor.Dense[uint64]
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -147,11 +146,8 @@ func peerList(ps []peer.ID) string {
 // The holders keep serving the shares they have (SharesVersion); dealers
 // must not be holders of the model.
 func (n *Node) SetDealers(ctx context.Context, id string, dealers []peer.ID) (*discovery.Manifest, error) {
-	m, err := n.disc.Lookup(ctx, id)
+	m, err := n.lookup(ctx, id)
 	if err != nil {
-		if errors.Is(err, discovery.ErrNotFound) {
-			return nil, fmt.Errorf("set dealers of %q: %w: %w", id, ErrUnknownModel, err)
-		}
 		return nil, fmt.Errorf("set dealers of %q: %w", id, err)
 	}
 	if m.Owner != n.ID() {

@@ -84,11 +84,11 @@ manifest version signed by the owner; the holders keep their shares.`,
 				return c.explain(cl.ctx, err, flags.timeout)
 			}
 			if ds != nil {
-				if m, err = cl.SetDealers(cl.ctx, name, ds); err != nil {
+				if m.Manifest, err = cl.SetDealers(cl.ctx, name, ds); err != nil {
 					return nodeError(c.explain(cl.ctx, err, flags.timeout))
 				}
 			}
-			v := viewModel(m)
+			v := viewModel(m.Manifest)
 			if asJSON {
 				return writeJSON(c.stdout, map[string]any{"id": v.ID, "owner": v.Owner, "dealers": v.Dealers, "version": v.Version})
 			}

@@ -99,17 +99,14 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 			if err != nil {
 				return c.explain(cl.ctx, err, flags.timeout)
 			}
-			in, err := fitInput(name, x, form, m.InputShape)
+			in, err := fitInput(name, x, form, m.Plan.Input.Shape)
 			if err != nil {
 				return badInput(err)
 			}
-			if plain != (m.Mode == discovery.ModePlain) {
-				if plain {
-					return badInput(fmt.Errorf("model %q is published in %s mode, not plain: drop --plain", name, m.Mode))
-				}
-				return badInput(fmt.Errorf("model %q is published in plain mode: add --plain", name))
+			res, err := cl.Query(cl.ctx, m, in, node.InferOptions{Plain: plain, Dealer: dealer})
+			if errors.Is(err, node.ErrModeMismatch) {
+				return badInput(modeMismatch(name, m.Mode, plain))
 			}
-			res, err := cl.Infer(cl.ctx, name, in.X, node.InferOptions{Plain: plain, Dealer: dealer})
 			if err != nil {
 				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
 			}
@@ -130,14 +127,23 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 	return cmd
 }
 
-// lookupModel finds the model's manifest among those the client knows.
-func (c *cli) lookupModel(cl *client, name string) (*discovery.Manifest, error) {
-	m, err := cl.Discovery().Lookup(cl.ctx, name)
+// lookupModel finds the model (its manifest and verified plan) among those
+// the client knows.
+func (c *cli) lookupModel(cl *client, name string) (*node.Model, error) {
+	m, err := cl.Model(cl.ctx, name)
 	if errors.Is(err, discovery.ErrNotFound) || errors.Is(err, node.ErrUnknownModel) {
 		return nil, fmt.Errorf("%w %q: no such model on the network (see \"grid models\")", node.ErrUnknownModel, name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up model %q: %w", name, err)
+		return nil, err // "look up model NAME: ..."
 	}
 	return m, nil
+}
+
+// modeMismatch says how to query a model published in the other mode.
+func modeMismatch(name, mode string, plain bool) error {
+	if plain {
+		return fmt.Errorf("model %q is published in %s mode, not plain: drop --plain", name, mode)
+	}
+	return fmt.Errorf("model %q is published in plain mode: add --plain", name)
 }

@@ -1,0 +1,270 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/engine"
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/node/pb"
+)
+
+// The holder's side of an inference (/grid/infer/1.0.0): check the
+// request, accept it, wait for the dealer's bundle, connect the other
+// holders, run the engine and answer with the output share. The client's
+// side is infer_client.go.
+
+// handleInfer serves one session as a holder: checks, accept, bundle,
+// mesh, engine, result. Any failure resets the session's streams so that
+// every other party stops at once.
+func (n *Node) handleInfer(s network.Stream) {
+	var req pb.InferRequest
+	fr, release, ok := n.acceptRequest(s, svcInfer, "holder", &req)
+	if !ok {
+		return
+	}
+	defer release()
+	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
+	n.record("infer", req.Input.GetData())
+	sess, err := n.checkInferRequest(&req)
+	if err != nil {
+		n.refuse(s, "holder", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTimeout)
+	defer cancel()
+	sess.ctx, sess.cancel = ctx, cancel
+	if err := n.sessions.add(sess); err != nil {
+		n.refuse(s, "holder", err)
+		return
+	}
+	defer n.sessions.remove(sess)
+	if err := writeMsg(s, statusOK); err != nil {
+		s.Reset()
+		n.met.sessionsFailed.WithLabelValues("holder").Inc()
+		return
+	}
+	// The client keeps its write side open until it has our result: any
+	// read return means it left (or misbehaved), which ends the session.
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		_, _ = fr.next(maxControlFrame)
+		cancel()
+	}()
+	out, st, err := n.runHolder(ctx, sess)
+	n.sendResult(s, sess, out, st, err)
+	cancel()
+	<-watchDone
+}
+
+// sendResult answers the client with this holder's output share and
+// traffic, or with its failure, and counts the session.
+func (n *Node) sendResult(s network.Stream, sess *holderSession, out *tensor.Dense[uint64], st engine.Stats, err error) {
+	res := &pb.InferResult{Status: statusFromError(err)}
+	if err == nil {
+		res.Output = encodeWords("output", out)
+		res.Rounds, res.BytesSent, res.BytesRecv, res.OnlineNs = uint32(st.Rounds), uint64(st.BytesSent), uint64(st.BytesRecv), int64(st.Online)
+		n.met.rounds.Add(float64(st.Rounds))
+	}
+	switch {
+	case err != nil && n.ctx.Err() != nil:
+		err = errors.New("holder shutting down")
+		res.Status = statusFromError(err)
+	case err != nil && sess.ctx.Err() != nil:
+		err = fmt.Errorf("session ended: %w", context.Cause(sess.ctx))
+		res.Status = statusFromError(err)
+	}
+	werr := writeMsg(s, res)
+	if werr != nil && err == nil {
+		err = fmt.Errorf("send result: %w", werr)
+	}
+	if err != nil {
+		n.log.Info("session failed", "session", hex.EncodeToString(sess.id), "model", sess.model, "party", sess.party, "err", err)
+		n.met.sessionsFailed.WithLabelValues("holder").Inc()
+		n.met.errors.WithLabelValues(errorKind(err)).Inc()
+	} else {
+		n.met.sessionsOK.WithLabelValues("holder").Inc()
+	}
+	if werr != nil {
+		s.Reset()
+	} else {
+		s.Close() // a reset would discard the result the client has not read yet
+	}
+}
+
+// badRequest is an errBadRequest with a message.
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+}
+
+// checkInferRequest checks a request against the manifest and the store:
+// this node holds the model at this party index for the manifest's version,
+// the holders are the manifest's, the dealer one its owner trusts, remote
+// inference is allowed, and the input share has the plan's shape for the
+// batch. It returns the session, not yet registered.
+func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, error) {
+	holders, party, dealerID, err := checkSessionFields(req, n.ID())
+	if err != nil {
+		return nil, err
+	}
+	m, err := n.sessionManifest(req, holders, dealerID)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := n.sessionShares(m, party)
+	if err != nil {
+		return nil, err
+	}
+	p, err := n.plans.get(m)
+	if err != nil {
+		return nil, err
+	}
+	input, err := checkInputShare(p, int(req.Batch), req.Input, sm.weights)
+	if err != nil {
+		return nil, err
+	}
+	sess := &holderSession{
+		id: bytes.Clone(req.Session), model: m.ID, party: party, holders: holders, dealer: dealerID, planHash: m.PlanHash,
+		modelKey: modelKey(m) + "/" + sm.meta.Checksum,
+		plan:     p, batch: int(req.Batch), input: input, weights: sm.weights,
+		bundle: make(chan *sessionBundle, 1), incoming: make([]chan *framedStream, len(holders)),
+	}
+	for i := range sess.incoming {
+		sess.incoming[i] = make(chan *framedStream, 1)
+	}
+	return sess, nil
+}
+
+// checkSessionFields checks a request's own fields: the session ID, the
+// holders (self at the request's party index) and a dealer that is not one
+// of them.
+func checkSessionFields(req *pb.InferRequest, self peer.ID) (holders []peer.ID, party int, dealerID peer.ID, err error) {
+	if len(req.Session) != sessionIDLen {
+		return nil, 0, "", badRequest("session id of %d bytes", len(req.Session))
+	}
+	if holders, err = decodePeers(req.Holders); err != nil {
+		return nil, 0, "", err
+	}
+	party = int(req.Party)
+	if party >= len(holders) || holders[party] != self {
+		return nil, 0, "", badRequest("party %d of %d is not this peer", party, len(holders))
+	}
+	if dealerID, err = peer.IDFromBytes(req.Dealer); err != nil {
+		return nil, 0, "", badRequest("dealer: %v", err)
+	}
+	if containsPeer(holders, dealerID) {
+		return nil, 0, "", badRequest("dealer %s is a holder of the session", dealerID)
+	}
+	return holders, party, dealerID, nil
+}
+
+// sessionManifest checks a request against the model's signed manifest:
+// an mpc model that allows remote inference, at the request's version,
+// with the request's holders, whose owner trusts the session's dealer
+// (ErrUntrustedDealer otherwise).
+func (n *Node) sessionManifest(req *pb.InferRequest, holders []peer.ID, dealerID peer.ID) (*discovery.Manifest, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	m, err := n.disc.Lookup(ctx, req.Model)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %q: %v", ErrUnknownModel, req.Model, err)
+	case m.Mode != discovery.ModeMPC:
+		return nil, badRequest("model %q is published in %s mode", m.ID, m.Mode)
+	case !m.AllowRemote:
+		return nil, fmt.Errorf("%w: %q", ErrRemoteInferenceDisabled, m.ID)
+	case req.Version != m.Version:
+		return nil, badRequest("model %q version %d, this holder knows version %d", m.ID, req.Version, m.Version)
+	case !slices.Equal(holders, m.Holders):
+		return nil, badRequest("the session's holders do not match model %q's manifest", m.ID)
+	case !m.MayDeal(dealerID):
+		return nil, fmt.Errorf("%w: dealer %s is not the owner of model %q nor a dealer its manifest names", ErrUntrustedDealer, dealerID, m.ID)
+	}
+	return m, nil
+}
+
+// sessionShares returns this holder's stored shares of the manifest's
+// model: the version, plan and party the manifest serves, not damaged.
+func (n *Node) sessionShares(m *discovery.Manifest, party int) (*storedModel, error) {
+	sm, err := n.store.get(m.Owner, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	if sm.meta.Version != m.Shares() || sm.meta.PlanHash != m.PlanHash || sm.meta.Party != party || sm.meta.Mode != discovery.ModeMPC {
+		return nil, fmt.Errorf("%w: stored shares of %q are for version %d party %d, the manifest serves version %d", ErrUnknownModel, m.ID, sm.meta.Version, sm.meta.Party, m.Shares())
+	}
+	return sm, nil
+}
+
+// checkInputShare decodes the request's input share and checks its shape
+// against the plan's for the batch, and the stored weight shares against
+// the plan.
+func checkInputShare(p *plan.Plan, batch int, share *pb.Tensor, weights map[string]*tensor.Dense[uint64]) (*tensor.Dense[uint64], error) {
+	want, err := p.InputShape(batch)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	input, err := decodeWords(share)
+	if err != nil {
+		return nil, badRequest("input share: %v", err)
+	}
+	if !slices.Equal(input.Shape, want) {
+		return nil, badRequest("input share shape %v, the plan wants %v", input.Shape, want)
+	}
+	for _, w := range p.Weights {
+		t := weights[w.Name]
+		if t == nil || !slices.Equal(t.Shape, w.Shape) {
+			return nil, fmt.Errorf("%w: stored share of weight %q does not fit the plan", ErrDamaged, w.Name)
+		}
+	}
+	return input, nil
+}
+
+// runHolder waits for the dealer's bundle, connects the holders' mesh,
+// agrees on (and opens if needed) the weight masks and runs the engine.
+func (n *Node) runHolder(ctx context.Context, sess *holderSession) (*tensor.Dense[uint64], engine.Stats, error) {
+	var sb *sessionBundle
+	select {
+	case sb = <-sess.bundle:
+	case <-ctx.Done():
+		return nil, engine.Stats{}, &PeerError{Peer: sess.dealer, Role: "dealer", Err: fmt.Errorf("no bundle: %w", ctx.Err())}
+	}
+	defer n.protect(sess.id, sess.holders)()
+	if h := n.cfg.Testing.OnHolderRun; h != nil {
+		h(sess.ctx)
+	}
+	t, err := n.connectMesh(ctx, sess)
+	if err != nil {
+		return nil, engine.Stats{}, err
+	}
+	cfg := engine.Config{Plan: sess.plan, Batch: sess.batch, Enc: fixed.Default()}
+	extra := 0
+	if sb.mb != nil {
+		if cfg.Masks, extra, err = n.holderMasks(ctx, t, sess, sb.mb); err != nil {
+			t.close(false)
+			return nil, engine.Stats{}, fmt.Errorf("holder %d: %w", sess.party, err)
+		}
+	}
+	out, st, err := engine.RunParty(ctx, cfg, t, sess.weights, sess.input, sb.b)
+	t.close(err == nil)
+	if err != nil {
+		return nil, st, fmt.Errorf("holder %d: %w", sess.party, err)
+	}
+	// Count everything this holder exchanged with the others, the mask
+	// agreement and setup included.
+	st.Rounds += extra
+	st.BytesSent, st.BytesRecv = t.sent.Load(), t.recv.Load()
+	return out, st, nil
+}
