@@ -168,21 +168,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer c.close()
-	p, w := seedModel()
-	m, err := c.clients[0].Publish(ctx, "seed", p, w, node.PublishOptions{Holders: cfg.Holders})
+	model, dealer, err := prepare(ctx, c, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("publish the seed model: %w", err)
-	}
-	for i, cl := range c.clients[1:] {
-		if err := waitModel(ctx, cl, m.ID); err != nil {
-			return nil, fmt.Errorf("client %d: %w", i+1, err)
-		}
-	}
-	// One warm-up query: connections and the dealer's weight masks are
-	// set up before the clock starts.
-	dealer := dealerOption(cfg.Dealer, c.dealerID)
-	if _, err := c.clients[0].Infer(ctx, m.ID, vec(5, 3), node.InferOptions{Dealer: dealer}); err != nil {
-		return nil, fmt.Errorf("warm-up query: %w", err)
+		return nil, err
 	}
 	rep := &Report{
 		Mode: c.mode, Sessions: cfg.Sessions, Concurrency: cfg.Concurrency, Holders: cfg.Holders,
@@ -193,24 +181,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if c.mode == "in-process" {
 		rep.GoroutinesBefore = runtime.NumGoroutine()
 	}
-
-	runs := make([]Session, cfg.Sessions)
-	sem := make(chan struct{}, cfg.Concurrency)
-	var wg sync.WaitGroup
 	start := time.Now()
-	for i := range runs {
-		// Inputs on a quarter grid (exact in fixed point) in [-32, 32).
-		a, b := float64((i*37)%256-128)/4, float64((i*91+13)%256-128)/4
-		runs[i].Input = [2]float64{a, b}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			runs[i] = runSession(ctx, c.clients[i%len(c.clients)], m.ID, a, b, dealer, cfg.Tolerance)
-		}()
-	}
-	wg.Wait()
+	runs := runSessions(ctx, c, cfg, model, dealer)
 	rep.Elapsed = time.Since(start)
 	rep.Runs = runs
 	summarise(rep, runs)
@@ -225,6 +197,50 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.GoroutinesAfter = settleGoroutines(rep.GoroutinesBefore, 5*time.Second)
 	}
 	return rep, nil
+}
+
+// prepare publishes the seed model, waits until every client knows it and
+// runs one warm-up query, so that connections and the dealer's weight
+// masks are set up before the clock starts. It returns the model's id and
+// the dealer option of the sessions.
+func prepare(ctx context.Context, c *cluster, cfg Config) (string, string, error) {
+	p, w := seedModel()
+	m, err := c.clients[0].Publish(ctx, "seed", p, w, node.PublishOptions{Holders: cfg.Holders})
+	if err != nil {
+		return "", "", fmt.Errorf("publish the seed model: %w", err)
+	}
+	for i, cl := range c.clients[1:] {
+		if err := waitModel(ctx, cl, m.ID); err != nil {
+			return "", "", fmt.Errorf("client %d: %w", i+1, err)
+		}
+	}
+	dealer := dealerOption(cfg.Dealer, c.dealerID)
+	if _, err := c.clients[0].Infer(ctx, m.ID, vec(5, 3), node.InferOptions{Dealer: dealer}); err != nil {
+		return "", "", fmt.Errorf("warm-up query: %w", err)
+	}
+	return m.ID, dealer, nil
+}
+
+// runSessions runs cfg.Sessions sessions, cfg.Concurrency at a time, over
+// the clients in turn.
+func runSessions(ctx context.Context, c *cluster, cfg Config, model, dealer string) []Session {
+	runs := make([]Session, cfg.Sessions)
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range runs {
+		// Inputs on a quarter grid (exact in fixed point) in [-32, 32).
+		a, b := float64((i*37)%256-128)/4, float64((i*91+13)%256-128)/4
+		runs[i].Input = [2]float64{a, b}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			runs[i] = runSession(ctx, c.clients[i%len(c.clients)], model, a, b, dealer, cfg.Tolerance)
+		}()
+	}
+	wg.Wait()
+	return runs
 }
 
 // dealerOption maps Config.Dealer to node.InferOptions.Dealer.

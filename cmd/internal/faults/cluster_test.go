@@ -26,7 +26,6 @@ func TestMatMulONNXImports(t *testing.T) {
 	}
 }
 
-
 func TestStartClusterFails(t *testing.T) {
 	if _, err := StartCluster(context.Background(), "/nonexistent/grid", t.TempDir(), 2, time.Second); err == nil {
 		t.Fatal("a cluster of a missing binary")

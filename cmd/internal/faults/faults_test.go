@@ -566,4 +566,3 @@ func lastLine(s string) string {
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
-

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -117,35 +115,4 @@ func ParseMetric(text, series string) (float64, error) {
 		return v, nil
 	}
 	return 0, nil
-}
-
-// SetSessions writes fields (e.g. "Timeout": "6s", "Max": 64) into the
-// Sessions section of the repo's config file, keeping every other field,
-// and writes the file back with mode 0600 (it holds the private key).
-func SetSessions(repo string, fields map[string]any) error {
-	path := filepath.Join(repo, "config")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("session config: %w", err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("session config: decode %s: %w", path, err)
-	}
-	sessions, _ := cfg["Sessions"].(map[string]any)
-	if sessions == nil {
-		sessions = map[string]any{}
-	}
-	for k, v := range fields {
-		sessions[k] = v
-	}
-	cfg["Sessions"] = sessions
-	out, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return fmt.Errorf("session config: %w", err)
-	}
-	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
-		return fmt.Errorf("session config: %w", err)
-	}
-	return nil
 }

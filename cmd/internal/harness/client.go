@@ -3,7 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,6 +78,20 @@ func (s *Swarm) WaitMetric(ctx context.Context, i int, series string, ok func(fl
 			}
 			return v, fmt.Errorf("daemon %d: %s = %g: %w", i, series, v, err)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// RemoveRepos deletes the daemons' and the clients' repo dirs (their
+// datastores), keeping the daemons' logs (repo+".log") beside them. Call it
+// once every daemon is stopped.
+func (s *Swarm) RemoveRepos() {
+	s.mu.Lock()
+	repos := append(slices.Clone(s.Repos), s.clients...)
+	s.mu.Unlock()
+	for _, r := range repos {
+		if strings.HasPrefix(r, s.Root+string(filepath.Separator)) {
+			_ = os.RemoveAll(r)
 		}
 	}
 }

@@ -235,3 +235,41 @@ func FuzzDecodePeers(f *testing.F) {
 		}
 	})
 }
+
+func TestSetSessions(t *testing.T) {
+	repo := t.TempDir()
+	path := filepath.Join(repo, "config")
+	if err := os.WriteFile(path, []byte(`{"Identity": {"PeerID": "x"}, "Sessions": {"Max": 7}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetSessions(repo, map[string]any{"Timeout": "6s"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	for _, want := range []string{`"Timeout": "6s"`, `"Max": 7`, `"PeerID": "x"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("config lacks %s:\n%s", want, b)
+		}
+	}
+	if err := SetSessions(repo, map[string]any{"Timeout": "1m0s", "Max": 9}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	for _, want := range []string{`"Timeout": "1m0s"`, `"Max": 9`, `"PeerID": "x"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("config lacks %s:\n%s", want, b)
+		}
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("config mode %v", st.Mode())
+	}
+	if err := os.WriteFile(path, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetSessions(repo, map[string]any{"Max": 1}); err == nil || !strings.Contains(err.Error(), "decode") {
+		t.Errorf("bad config: %v", err)
+	}
+	if err := SetSessions(filepath.Join(repo, "nothere"), map[string]any{"Max": 1}); err == nil {
+		t.Error("a missing repo was edited")
+	}
+}

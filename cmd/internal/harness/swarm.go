@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -506,19 +505,5 @@ func (s *Swarm) Close() {
 	wg.Wait()
 	for _, p := range proxies {
 		_ = p.Close()
-	}
-}
-
-// RemoveRepos deletes the daemons' and the clients' repo dirs (their
-// datastores), keeping the daemons' logs (repo+".log") beside them. Call it
-// once every daemon is stopped.
-func (s *Swarm) RemoveRepos() {
-	s.mu.Lock()
-	repos := append(slices.Clone(s.Repos), s.clients...)
-	s.mu.Unlock()
-	for _, r := range repos {
-		if strings.HasPrefix(r, s.Root+string(filepath.Separator)) {
-			_ = os.RemoveAll(r)
-		}
 	}
 }

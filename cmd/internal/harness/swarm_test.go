@@ -90,7 +90,6 @@ func TestSwarmLifecycle(t *testing.T) {
 	}
 }
 
-
 // TestSwarmFixedPortsAndProxies covers what the scenario runner asks of a
 // swarm: fixed ports, a delaying proxy per daemon, parallel starts, client
 // repos and commands, metrics, stop errors and the removal of the repos.

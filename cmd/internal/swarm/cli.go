@@ -33,79 +33,114 @@ Ctrl-C. Exit status: 0 pass, 1 fail, 2 bad usage, 130 interrupted.
 flags:
 `
 
+// cliFlags are grid-swarm's flags.
+type cliFlags struct {
+	grid, root, out, replot string
+	nodes, holders          int
+	seed                    int64
+	keep, quiet             bool
+}
+
 // Main is grid-swarm's command line: it parses args (without the program
 // name), runs the scenario with SIGINT/SIGTERM cancelling it, and returns
 // the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	var f cliFlags
 	fs := flag.NewFlagSet("grid-swarm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	grid := fs.String("grid", "", "the grid binary to run (default: grid beside grid-swarm)")
-	root := fs.String("repo-root", "", "repository root: resolves scenario names and model files (default: found from the working directory)")
-	nodes := fs.Int("nodes", 0, "run one swarm of N daemons instead of the scenario's instances")
-	holders := fs.Int("holders", 0, "publish over H holders instead of the scenario's")
-	out := fs.String("out", "", "output directory (default: a new grid-swarm-CASE-* temp dir)")
-	seed := fs.Int64("seed", 1, "seed of the identities and churn events")
-	keep := fs.Bool("keep", false, "keep the daemons' repo dirs")
-	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	replot := fs.String("replot", "", "only redraw the plots and table of a result.json (into --out, default its directory)")
+	fs.StringVar(&f.grid, "grid", "", "the grid binary to run (default: grid beside grid-swarm)")
+	fs.StringVar(&f.root, "repo-root", "", "repository root: resolves scenario names and model files (default: found from the working directory)")
+	fs.IntVar(&f.nodes, "nodes", 0, "run one swarm of N daemons instead of the scenario's instances")
+	fs.IntVar(&f.holders, "holders", 0, "publish over H holders instead of the scenario's")
+	fs.StringVar(&f.out, "out", "", "output directory (default: a new grid-swarm-CASE-* temp dir)")
+	fs.Int64Var(&f.seed, "seed", 1, "seed of the identities and churn events")
+	fs.BoolVar(&f.keep, "keep", false, "keep the daemons' repo dirs")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	fs.StringVar(&f.replot, "replot", "", "only redraw the plots and table of a result.json (into --out, default its directory)")
 	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitPass
 		}
 		return ExitUsage
 	}
-	if *replot != "" {
-		return replotResult(*replot, *out, stdout, stderr)
+	if f.replot != "" {
+		return replotResult(f.replot, f.out, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "grid-swarm: give exactly one SCENARIO")
 		fs.Usage()
 		return ExitUsage
 	}
-	if *root == "" {
-		wd, _ := os.Getwd()
-		*root = findRepoRoot(wd)
+	sc, path, code := f.scenario(fs.Arg(0), stderr)
+	if sc == nil {
+		return code
 	}
-	path := resolveScenario(fs.Arg(0), *root)
+	if code := f.setDefaults(sc, stderr); code != ExitPass {
+		return code
+	}
+	return f.run(sc, path, stdout, stderr)
+}
+
+// scenario loads the scenario named by arg with the --nodes and --holders
+// overrides; on error it returns nil and the exit code.
+func (f *cliFlags) scenario(arg string, stderr io.Writer) (*Scenario, string, int) {
+	if f.root == "" {
+		wd, _ := os.Getwd()
+		f.root = findRepoRoot(wd)
+	}
+	path := resolveScenario(arg, f.root)
 	sc, err := Load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
-		return ExitUsage
+		return nil, path, ExitUsage
 	}
-	if *nodes != 0 {
-		sc = sc.WithNodes(*nodes)
+	if f.nodes != 0 {
+		sc = sc.WithNodes(f.nodes)
 	}
-	if *holders != 0 {
-		sc = sc.WithHolders(*holders)
+	if f.holders != 0 {
+		sc = sc.WithHolders(f.holders)
 	}
 	if err := sc.Validate(); err != nil {
 		fmt.Fprintf(stderr, "grid-swarm: %s with --nodes/--holders: %v\n", path, err)
-		return ExitUsage
+		return nil, path, ExitUsage
 	}
-	if *grid == "" {
+	return sc, path, ExitPass
+}
+
+// setDefaults finds the grid binary and makes the output directory unless
+// given; it returns ExitPass or the exit code of the failure.
+func (f *cliFlags) setDefaults(sc *Scenario, stderr io.Writer) int {
+	if f.grid == "" {
 		self, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "grid-swarm: --grid not given and own path unknown: %v\n", err)
 			return ExitUsage
 		}
-		*grid = filepath.Join(filepath.Dir(self), "grid")
+		f.grid = filepath.Join(filepath.Dir(self), "grid")
 	}
-	if st, err := os.Stat(*grid); err != nil || st.IsDir() {
-		fmt.Fprintf(stderr, "grid-swarm: grid binary %s: not found (build it: go build -o DIR/grid ./cmd/grid)\n", *grid)
+	if st, err := os.Stat(f.grid); err != nil || st.IsDir() {
+		fmt.Fprintf(stderr, "grid-swarm: grid binary %s: not found (build it: go build -o DIR/grid ./cmd/grid)\n", f.grid)
 		return ExitUsage
 	}
-	if *out == "" {
-		if *out, err = os.MkdirTemp("", "grid-swarm-"+sc.Case+"-"); err != nil {
+	if f.out == "" {
+		out, err := os.MkdirTemp("", "grid-swarm-"+sc.Case+"-")
+		if err != nil {
 			fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
 			return ExitFail
 		}
+		f.out = out
 	}
+	return ExitPass
+}
+
+// run runs the scenario until it ends or a signal cancels it, writes the
+// result, the plots and the table, and returns the exit code.
+func (f *cliFlags) run(sc *Scenario, path string, stdout, stderr io.Writer) int {
 	var log io.Writer = stderr
-	if *quiet {
+	if f.quiet {
 		log = io.Discard
 	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	finished := make(chan struct{})
@@ -118,21 +153,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		case <-finished:
 		}
 	}()
-	res, runErr := RunScenario(ctx, sc, path, Options{Grid: *grid, RepoRoot: *root, Out: *out, Seed: *seed, Keep: *keep, Log: log})
+	res, runErr := RunScenario(ctx, sc, path, Options{Grid: f.grid, RepoRoot: f.root, Out: f.out, Seed: f.seed, Keep: f.keep, Log: log})
 	interrupted := ctx.Err() != nil // only a signal ends this context
 	close(finished)
 
-	if p, err := res.WriteJSON(*out); err != nil {
+	if p, err := res.WriteJSON(f.out); err != nil {
 		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
 	} else {
 		fmt.Fprintf(log, "swarm: wrote %s\n", p)
 	}
-	files, err := WritePlots(res, *out)
+	files, err := WritePlots(res, f.out)
 	if err != nil {
 		fmt.Fprintf(stderr, "grid-swarm: %v\n", err)
 	}
-	for _, f := range files {
-		fmt.Fprintf(log, "swarm: wrote %s\n", f)
+	for _, file := range files {
+		fmt.Fprintf(log, "swarm: wrote %s\n", file)
 	}
 	_ = res.WriteTable(stdout)
 	switch {

@@ -205,13 +205,33 @@ func (s *Scenario) Validate() error {
 	if !slices.Contains(Cases, s.Case) {
 		return fmt.Errorf("case %q: want one of %s", s.Case, strings.Join(Cases, ", "))
 	}
+	if err := s.validateInstances(); err != nil {
+		return err
+	}
+	if err := s.Params.validate(); err != nil {
+		return err
+	}
+	if err := s.validateRTTs(); err != nil {
+		return err
+	}
+	if err := s.validateChurn(); err != nil {
+		return err
+	}
+	if s.Case != CaseScale && len(s.Instances) != 1 {
+		return fmt.Errorf("instances: case %s runs one swarm size, got %d", s.Case, len(s.Instances))
+	}
+	return s.Timeouts.validate()
+}
+
+// validateInstances checks the daemon counts against the limits and the
+// number of holders.
+func (s *Scenario) validateInstances() error {
 	if len(s.Instances) == 0 {
 		return errors.New("instances: at least one count is needed")
 	}
 	if len(s.Instances) > 16 {
 		return fmt.Errorf("instances: %d counts, at most 16", len(s.Instances))
 	}
-	p := s.Params
 	for i, n := range s.Instances {
 		if n < 1 || n > MaxInstances {
 			return fmt.Errorf("instances[%d] = %d: must be in [1, %d]", i, n, MaxInstances)
@@ -219,10 +239,15 @@ func (s *Scenario) Validate() error {
 		// The model's holders must be daemons other than a spare dealer:
 		// with H holders, H+1 daemons are needed so the client can pick a
 		// dealer that is not a holder.
-		if n < p.Holders+1 {
-			return fmt.Errorf("instances[%d] = %d: fewer than params.holders+1 = %d (holders plus a dealer)", i, n, p.Holders+1)
+		if n < s.Params.Holders+1 {
+			return fmt.Errorf("instances[%d] = %d: fewer than params.holders+1 = %d (holders plus a dealer)", i, n, s.Params.Holders+1)
 		}
 	}
+	return nil
+}
+
+// validate checks the parameters every case uses.
+func (p *Params) validate() error {
 	if p.Holders < 2 || p.Holders > MaxInstances {
 		return fmt.Errorf("params.holders = %d: must be in [2, %d]", p.Holders, MaxInstances)
 	}
@@ -244,53 +269,63 @@ func (s *Scenario) Validate() error {
 	if p.Queries < 1 || p.Queries > MaxQueries {
 		return fmt.Errorf("params.queries = %d: must be in [1, %d]", p.Queries, MaxQueries)
 	}
-	switch s.Case {
-	case CaseWAN:
-		if len(p.RTTs) == 0 || len(p.RTTs) > 16 {
-			return fmt.Errorf("params.rtts: %d values, want 1..16 for case wan", len(p.RTTs))
-		}
-		for i, r := range p.RTTs {
-			if r < 0 || r.D() > MaxRTT {
-				return fmt.Errorf("params.rtts[%d] = %s: must be in [0, %s]", i, r.D(), MaxRTT)
-			}
-		}
-	default:
-		if len(p.RTTs) != 0 {
+	return nil
+}
+
+// validateRTTs checks params.rtts: required for wan, refused otherwise.
+func (s *Scenario) validateRTTs() error {
+	rtts := s.Params.RTTs
+	if s.Case != CaseWAN {
+		if len(rtts) != 0 {
 			return fmt.Errorf("params.rtts: only case wan takes RTTs, not %s", s.Case)
 		}
+		return nil
 	}
-	switch s.Case {
-	case CaseChurn:
-		c := p.Churn
-		if c == nil {
-			return errors.New("params.churn: missing for case churn")
+	if len(rtts) == 0 || len(rtts) > 16 {
+		return fmt.Errorf("params.rtts: %d values, want 1..16 for case wan", len(rtts))
+	}
+	for i, r := range rtts {
+		if r < 0 || r.D() > MaxRTT {
+			return fmt.Errorf("params.rtts[%d] = %s: must be in [0, %s]", i, r.D(), MaxRTT)
 		}
-		if !(c.Rate > 0 && c.Rate <= 1) {
-			return fmt.Errorf("params.churn.rate = %v: must be in (0, 1]", c.Rate)
-		}
-		if !(c.Crash >= 0 && c.Crash <= 1) {
-			return fmt.Errorf("params.churn.crash = %v: must be in [0, 1]", c.Crash)
-		}
-		if !(c.Arrive >= 0 && c.Arrive <= 1) {
-			return fmt.Errorf("params.churn.arrive = %v: must be in [0, 1]", c.Arrive)
-		}
-		if c.MaxDown < 1 {
-			return fmt.Errorf("params.churn.max_down = %d: must be at least 1", c.MaxDown)
-		}
-		for i, n := range s.Instances {
-			if c.MaxDown >= n-1 {
-				return fmt.Errorf("params.churn.max_down = %d: instances[%d] = %d leaves no daemon up beside the bootstrap", c.MaxDown, i, n)
-			}
-		}
-	default:
-		if p.Churn != nil {
+	}
+	return nil
+}
+
+// validateChurn checks params.churn: required for churn, refused otherwise.
+func (s *Scenario) validateChurn() error {
+	c := s.Params.Churn
+	if s.Case != CaseChurn {
+		if c != nil {
 			return fmt.Errorf("params.churn: only case churn takes churn parameters, not %s", s.Case)
 		}
+		return nil
 	}
-	if s.Case != CaseScale && len(s.Instances) != 1 {
-		return fmt.Errorf("instances: case %s runs one swarm size, got %d", s.Case, len(s.Instances))
+	if c == nil {
+		return errors.New("params.churn: missing for case churn")
 	}
-	t := s.Timeouts
+	if !(c.Rate > 0 && c.Rate <= 1) {
+		return fmt.Errorf("params.churn.rate = %v: must be in (0, 1]", c.Rate)
+	}
+	if !(c.Crash >= 0 && c.Crash <= 1) {
+		return fmt.Errorf("params.churn.crash = %v: must be in [0, 1]", c.Crash)
+	}
+	if !(c.Arrive >= 0 && c.Arrive <= 1) {
+		return fmt.Errorf("params.churn.arrive = %v: must be in [0, 1]", c.Arrive)
+	}
+	if c.MaxDown < 1 {
+		return fmt.Errorf("params.churn.max_down = %d: must be at least 1", c.MaxDown)
+	}
+	for i, n := range s.Instances {
+		if c.MaxDown >= n-1 {
+			return fmt.Errorf("params.churn.max_down = %d: instances[%d] = %d leaves no daemon up beside the bootstrap", c.MaxDown, i, n)
+		}
+	}
+	return nil
+}
+
+// validate checks that every timeout is set and bounded.
+func (t *Timeouts) validate() error {
 	for _, f := range []struct {
 		name string
 		d    Duration
