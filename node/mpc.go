@@ -248,41 +248,6 @@ func (n *Node) dialMPC(ctx context.Context, sess *holderSession, j int) (*framed
 	return &framedStream{s: s, fr: newFrameReader(s)}, nil
 }
 
-// ensureAddrs makes sure p is reachable: already connected, or dialled at
-// its known addresses, or else looked up in the DHT (a restarted peer may
-// listen elsewhere) and dialled there.
-func (n *Node) ensureAddrs(ctx context.Context, p peer.ID) error {
-	if n.h.Network().Connectedness(p) == network.Connected {
-		return nil
-	}
-	if len(n.h.Peerstore().Addrs(p)) > 0 {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.h.Connect(cctx, peer.AddrInfo{ID: p})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		n.log.Debug("dial known addresses", "peer", p, "err", err)
-	}
-	// A peer that just (re)started may not be in its neighbours' routing
-	// tables yet: retry the lookup for a few seconds.
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		ai, err := n.disc.DHT().FindPeer(fctx, p)
-		if err == nil {
-			if err = n.h.Connect(fctx, ai); err == nil {
-				return nil
-			}
-		}
-		select {
-		case <-fctx.Done():
-			return fmt.Errorf("unreachable: %w", err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // handleMPC accepts a stream dialled by a lower-indexed holder of one of our
 // sessions and hands it to the session.
 func (n *Node) handleMPC(s network.Stream) {

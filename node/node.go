@@ -97,31 +97,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.lock, err = lockRepo(cfg.RepoDir); err != nil {
 			return nil, err
 		}
-		path := filepath.Join(cfg.RepoDir, DatastoreDir)
-		// pebble would create the dir 0755: it holds the shares.
-		if err := privateDir(path); err != nil {
-			return nil, fmt.Errorf("datastore dir: %w", err)
+		if n.ds, err = n.openDatastore(log); err != nil {
+			return nil, err
 		}
-		pds, err := pebbleds.NewDatastore(path)
-		if err != nil && looksCorrupt(err) {
-			// A damaged datastore must not keep the daemon down: move it
-			// aside (kept for recovery), start empty, say so loudly. Its
-			// models are refused until re-uploaded (reportMissing names them).
-			aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405")
-			if rerr := os.Rename(path, aside); rerr == nil {
-				log.Error("datastore damaged: moved aside, starting with an empty store", "path", path, "moved_to", aside, "err", err)
-				n.met.errors.WithLabelValues("damaged").Inc()
-				n.met.damaged.Inc()
-				n.damagedStore = aside
-				if err = privateDir(path); err == nil {
-					pds, err = pebbleds.NewDatastore(path)
-				}
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("open datastore %s: %w", path, err)
-		}
-		n.ds = pds
 	}
 	if n.store, err = openStore(ctx, n.ds); err != nil {
 		return nil, err
@@ -135,15 +113,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.met.errors.WithLabelValues("damaged").Inc()
 		n.met.damaged.Inc()
 	}
-	boot := make([]peer.AddrInfo, 0, len(cfg.Bootstrap))
-	for _, a := range cfg.Bootstrap {
-		ai, err := peer.AddrInfoFromString(a)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap %q: %w", a, err)
-		}
-		if ai.ID != n.h.ID() {
-			boot = append(boot, *ai)
-		}
+	boot, err := bootstrapPeers(cfg.Bootstrap, n.h.ID())
+	if err != nil {
+		return nil, err
 	}
 	n.disc, err = discovery.New(ctx, discovery.Config{
 		Host:      n.h,
@@ -156,24 +128,80 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if n.hasRole(RoleHolder) || n.hasRole(RoleHost) {
+	if err := n.start(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// start serves the node's roles: it reports the models it should hold but
+// lacks, registers the stream handlers, starts the HTTP API and the
+// background loops (role advertisement, tombstones).
+func (n *Node) start() error {
+	serving := n.hasRole(RoleHolder) || n.hasRole(RoleHost)
+	if serving {
 		n.reportMissing()
 	}
 	n.registerHandlers()
-	if cfg.APIAddr != "" && !cfg.Client {
+	if n.cfg.APIAddr != "" && !n.cfg.Client {
+		var err error
 		if n.api, err = startAPI(n); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if len(cfg.Roles) > 0 {
+	if len(n.cfg.Roles) > 0 {
 		n.wg.Add(1)
 		go n.advertiseLoop()
 	}
-	if n.hasRole(RoleHolder) || n.hasRole(RoleHost) {
+	if serving {
 		n.wg.Add(1)
 		go n.tombstoneLoop()
 	}
-	return n, nil
+	return nil
+}
+
+// openDatastore opens the repo's pebble datastore. A damaged datastore
+// must not keep the daemon down: it is moved aside (kept for recovery), the
+// node starts with an empty one and says so loudly; its models are refused
+// until re-uploaded (reportMissing names them).
+func (n *Node) openDatastore(log *slog.Logger) (ds.Batching, error) {
+	path := filepath.Join(n.cfg.RepoDir, DatastoreDir)
+	// pebble would create the dir 0755: it holds the shares.
+	if err := privateDir(path); err != nil {
+		return nil, fmt.Errorf("datastore dir: %w", err)
+	}
+	pds, err := pebbleds.NewDatastore(path)
+	if err != nil && looksCorrupt(err) {
+		aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405")
+		if rerr := os.Rename(path, aside); rerr == nil {
+			log.Error("datastore damaged: moved aside, starting with an empty store", "path", path, "moved_to", aside, "err", err)
+			n.met.errors.WithLabelValues("damaged").Inc()
+			n.met.damaged.Inc()
+			n.damagedStore = aside
+			if err = privateDir(path); err == nil {
+				pds, err = pebbleds.NewDatastore(path)
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open datastore %s: %w", path, err)
+	}
+	return pds, nil
+}
+
+// bootstrapPeers parses the bootstrap addresses, leaving self out.
+func bootstrapPeers(addrs []string, self peer.ID) ([]peer.AddrInfo, error) {
+	boot := make([]peer.AddrInfo, 0, len(addrs))
+	for _, a := range addrs {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap %q: %w", a, err)
+		}
+		if ai.ID != self {
+			boot = append(boot, *ai)
+		}
+	}
+	return boot, nil
 }
 
 func (n *Node) hasRole(r string) bool { return slices.Contains(n.cfg.Roles, r) }

@@ -32,7 +32,7 @@ const DefaultDealers = 3
 func (n *Node) findDealers(ctx context.Context, max int, exclude []peer.ID) []peer.ID {
 	deadline := time.Now().Add(n.cfg.Timing.DealerWait)
 	for {
-		ps, err := n.pickPeersOnce(ctx, RoleDealer, exclude)
+		ps, err := n.reachable(ctx, RoleDealer, 32, exclude)
 		if (err == nil && len(ps) > 0) || ctx.Err() != nil || time.Now().After(deadline) {
 			if len(ps) > max {
 				ps = ps[:max]
@@ -44,29 +44,6 @@ func (n *Node) findDealers(ctx context.Context, max int, exclude []peer.ID) []pe
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// pickPeersOnce is one FindPeers round: reachable peers of role not in
-// exclude, in random order (this node left out).
-func (n *Node) pickPeersOnce(ctx context.Context, role string, exclude []peer.ID) ([]peer.ID, error) {
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ais, err := n.disc.FindPeers(fctx, role, 32)
-	if err != nil {
-		return nil, err
-	}
-	var out []peer.ID
-	for _, ai := range ais {
-		if ai.ID == n.ID() || containsPeer(exclude, ai.ID) {
-			continue
-		}
-		if err := n.h.Connect(fctx, ai); err != nil {
-			continue
-		}
-		out = append(out, ai.ID)
-	}
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out, nil
 }
 
 // chooseDealer resolves InferOptions.Dealer against the manifest: "self"

@@ -1,0 +1,115 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Finding and reaching peers: the holders of a new model, the dealers it
+// names, a peer that may have moved.
+
+// pickPeers finds count peers advertising role (not this node, not in
+// exclude) that it can connect to, waiting up to Timing.PeerWait for
+// enough of them to be advertised, and returns them in random order.
+func (n *Node) pickPeers(ctx context.Context, role string, count int, exclude []peer.ID) ([]peer.ID, error) {
+	deadline := time.Now().Add(n.cfg.Timing.PeerWait)
+	for {
+		found, err := n.reachable(ctx, role, 64, exclude)
+		if len(found) >= count {
+			return slices.Clone(found[:count]), nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("find %q peers: %w", role, err)
+			}
+			return nil, fmt.Errorf("found %d reachable %q peers (owner and excluded peers left out), need %d", len(found), role, count)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// reachable is one FindPeers round: up to limit peers advertising role
+// that are worth dialling (candidates) and that this node can connect to,
+// in random order.
+func (n *Node) reachable(ctx context.Context, role string, limit int, exclude []peer.ID) ([]peer.ID, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ais, err := n.disc.FindPeers(fctx, role, limit)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	var out []peer.ID
+	for _, ai := range candidates(ais, n.ID(), exclude) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.h.Connect(cctx, ai)
+		cancel()
+		if err != nil {
+			n.log.Debug("skip unreachable peer", "role", role, "peer", ai.ID, "err", err)
+			continue
+		}
+		out = append(out, ai.ID)
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out, nil
+}
+
+// candidates are the advertised peers worth dialling, in the order found:
+// neither self, nor in exclude (a new model's dealers are never its
+// holders, and the reverse), nor found before.
+func candidates(ais []peer.AddrInfo, self peer.ID, exclude []peer.ID) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	for _, ai := range ais {
+		if ai.ID == self || containsPeer(exclude, ai.ID) || slices.ContainsFunc(out, func(o peer.AddrInfo) bool { return o.ID == ai.ID }) {
+			continue
+		}
+		out = append(out, ai)
+	}
+	return out
+}
+
+// containsPeer tells whether p is one of ps.
+func containsPeer(ps []peer.ID, p peer.ID) bool { return slices.Contains(ps, p) }
+
+// ensureAddrs makes sure p is reachable: already connected, or dialled at
+// its known addresses, or else looked up in the DHT (a restarted peer may
+// listen elsewhere) and dialled there.
+func (n *Node) ensureAddrs(ctx context.Context, p peer.ID) error {
+	if n.h.Network().Connectedness(p) == network.Connected {
+		return nil
+	}
+	if len(n.h.Peerstore().Addrs(p)) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.h.Connect(cctx, peer.AddrInfo{ID: p})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		n.log.Debug("dial known addresses", "peer", p, "err", err)
+	}
+	// A peer that just (re)started may not be in its neighbours' routing
+	// tables yet: retry the lookup for a few seconds.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		ai, err := n.disc.DHT().FindPeer(fctx, p)
+		if err == nil {
+			if err = n.h.Connect(fctx, ai); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-fctx.Done():
+			return fmt.Errorf("unreachable: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
