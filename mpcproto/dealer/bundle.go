@@ -2,12 +2,9 @@ package dealer
 
 import (
 	"encoding/binary"
-	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/gridmpc/grid/mpcproto/fixed"
-	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/share"
 )
 
@@ -90,11 +87,8 @@ func UnmarshalBundle(data []byte) (*Bundle, error) {
 	if len(data) < bundleHeader {
 		return nil, fmt.Errorf("dealer: bundle of %d bytes is shorter than its %d-byte header", len(data), bundleHeader)
 	}
-	if string(data[:4]) != bundleMagic {
-		return nil, errors.New("dealer: not a bundle (bad magic)")
-	}
-	if data[4] != bundleVersion {
-		return nil, fmt.Errorf("dealer: bundle version %d, want %d", data[4], bundleVersion)
+	if err := checkMagic(data, bundleMagic, "bundle"); err != nil {
+		return nil, err
 	}
 	b := &Bundle{
 		Frac:    uint(data[5]),
@@ -122,16 +116,15 @@ func UnmarshalBundle(data []byte) (*Bundle, error) {
 	return b, nil
 }
 
-func planHash(p *plan.Plan) ([32]byte, error) {
-	var out [32]byte
-	h, err := p.Hash()
-	if err != nil {
-		return out, fmt.Errorf("dealer: hash plan: %w", err)
+// checkMagic checks the magic and the version that open each of the
+// package's encodings (data holds at least 5 bytes); what names the
+// encoding in the errors.
+func checkMagic(data []byte, magic, what string) error {
+	if string(data[:4]) != magic {
+		return fmt.Errorf("dealer: not a %s (bad magic)", what)
 	}
-	b, err := hex.DecodeString(h)
-	if err != nil || len(b) != 32 {
-		return out, fmt.Errorf("dealer: plan hash %q is not 32 hex bytes", h)
+	if data[4] != bundleVersion {
+		return fmt.Errorf("dealer: %s version %d, want %d", what, data[4], bundleVersion)
 	}
-	copy(out[:], b)
-	return out, nil
+	return nil
 }

@@ -20,13 +20,22 @@
 //  1. The dealer calls Deal (or DealWith) and sends bundle i to party i
 //     (Marshal / UnmarshalBundle).
 //  2. Each party calls Bundle.Expand with the plan to get a Source, and
-//     hands it to the engine, which takes the material in schedule order.
+//     hands it to the engine, which takes the material in schedule order
+//     (Provider) and reads each piece through its typed view: a Triple,
+//     a TruncPair or a Comparison.
+//
+// A plan's hash and its schedule per batch are computed once and cached
+// (bounded, safe for concurrent use), so a dealer serving many sessions
+// of one model does not recompute them; a plan must not change once it
+// has been dealt for.
 //
 // Builds with the gridfault tag add test-only instruments (fault_on.go):
 // Faults and SetFaults switch on deliberate privacy faults that keep every
 // output correct, and SetDrawHook shows (and lets a test perturb) every
 // random part as it is drawn from a party's stream, for the engine's
-// privacy tests. Without the tag they do not exist and cost nothing.
+// privacy tests; FaultSwitch holds such a process-wide switch (the engine
+// keeps its own Faults in one). Without the tag they do not exist and
+// cost nothing.
 package dealer
 
 import (
@@ -51,30 +60,10 @@ func Deal(p *plan.Plan, batch, n int, rng io.Reader) ([]*Bundle, error) {
 // DealWith is Deal with an explicit fixed-point encoding (truncation
 // material depends on the number of fractional bits).
 func DealWith(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader) ([]*Bundle, error) {
-	if n < 2 || n > MaxParties {
-		return nil, fmt.Errorf("dealer: %d parties: need 2..%d", n, MaxParties)
-	}
-	if err := enc.Validate(); err != nil {
-		return nil, fmt.Errorf("dealer: %w", err)
-	}
-	sched, err := Schedule(p, batch)
-	if err != nil {
+	if err := checkSession(n, enc); err != nil {
 		return nil, err
 	}
-	hash, err := planHash(p)
-	if err != nil {
-		return nil, err
-	}
-	seeds, explicit, err := dealSchedule(sched, n, enc, rng, nil)
-	if err != nil {
-		return nil, err
-	}
-	bundles := make([]*Bundle, n)
-	for i := range n {
-		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Seed: seeds[i]}
-	}
-	bundles[n-1].Explicit = explicit
-	return bundles, nil
+	return deal(p, batch, n, enc, rng, nil)
 }
 
 // DealMasked is DealWith for parties that have opened the weight masks m
@@ -92,20 +81,41 @@ func DealMasked(p *plan.Plan, batch int, enc fixed.Encoding, m *Masks, rng io.Re
 	if err := enc.Validate(); err != nil {
 		return nil, fmt.Errorf("dealer: %w", err)
 	}
+	if err := checkPlan(p, m.PlanHash, "masks were made"); err != nil {
+		return nil, err
+	}
+	return deal(p, batch, n, enc, rng, m)
+}
+
+// checkSession checks a session's number of parties and encoding.
+func checkSession(n int, enc fixed.Encoding) error {
+	if n < 2 || n > MaxParties {
+		return fmt.Errorf("dealer: %d parties: need 2..%d", n, MaxParties)
+	}
+	if err := enc.Validate(); err != nil {
+		return fmt.Errorf("dealer: %w", err)
+	}
+	return nil
+}
+
+// deal deals the bundles of one evaluation of p by n parties, with the
+// weight masks m when not nil.
+func deal(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader, m *Masks) ([]*Bundle, error) {
+	sched, err := cachedSchedule(p, batch, m != nil)
+	if err != nil {
+		return nil, err
+	}
 	hash, err := planHash(p)
 	if err != nil {
 		return nil, err
 	}
-	if hash != m.PlanHash {
-		return nil, fmt.Errorf("dealer: masks were made for plan %x, not %x", m.PlanHash[:8], hash[:8])
-	}
-	sched, err := ScheduleWith(p, batch, true)
-	if err != nil {
-		return nil, err
-	}
-	vals, err := m.values(p)
-	if err != nil {
-		return nil, err
+	var id [32]byte
+	var vals map[string][]uint64
+	if m != nil {
+		if vals, err = m.values(p); err != nil {
+			return nil, err
+		}
+		id = m.ID
 	}
 	seeds, explicit, err := dealSchedule(sched, n, enc, rng, vals)
 	if err != nil {
@@ -113,7 +123,7 @@ func DealMasked(p *plan.Plan, batch int, enc fixed.Encoding, m *Masks, rng io.Re
 	}
 	bundles := make([]*Bundle, n)
 	for i := range n {
-		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Masks: m.ID, Seed: seeds[i]}
+		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Masks: id, Seed: seeds[i]}
 	}
 	bundles[n-1].Explicit = explicit
 	return bundles, nil
@@ -123,11 +133,8 @@ func DealMasked(p *plan.Plan, batch int, enc fixed.Encoding, m *Masks, rng io.Re
 // every party at once: an in-process provider for tests of the protocol
 // primitives and for custom computations outside a plan.
 func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*Source, error) {
-	if n < 2 || n > MaxParties {
-		return nil, fmt.Errorf("dealer: %d parties: need 2..%d", n, MaxParties)
-	}
-	if err := enc.Validate(); err != nil {
-		return nil, fmt.Errorf("dealer: %w", err)
+	if err := checkSession(n, enc); err != nil {
+		return nil, err
 	}
 	seeds, explicit, err := dealSchedule(sched, n, enc, rng, nil)
 	if err != nil {

@@ -61,8 +61,8 @@ func TestSchedule(t *testing.T) {
 }
 
 func TestQuadSubsets(t *testing.T) {
-	if len(QuadSubsets) != quadSubs {
-		t.Fatalf("%d subsets, layout assumes %d", len(QuadSubsets), quadSubs)
+	if len(quadSubsets) != quadSubs {
+		t.Fatalf("%d subsets, layout assumes %d", len(quadSubsets), quadSubs)
 	}
 }
 
@@ -80,8 +80,8 @@ func TestMaxStages(t *testing.T) {
 
 func TestMaxAndLevels(t *testing.T) {
 	for k, want := range map[int][]int{1: nil, 2: nil, 3: {1}, 4: {1, 1}, 9: {4, 2, 1}} {
-		if got := MaxAndLevels(k); !slices.Equal(got, want) {
-			t.Errorf("MaxAndLevels(%d) = %v, want %v", k, got, want)
+		if got := maxAndLevels(k); !slices.Equal(got, want) {
+			t.Errorf("maxAndLevels(%d) = %v, want %v", k, got, want)
 		}
 	}
 }
@@ -127,45 +127,45 @@ func TestDealRelations(t *testing.T) {
 			req := m.Req
 			switch req.Kind {
 			case KindMatMul, KindConv, KindMul:
-				a := &tensor.Dense[uint64]{Shape: req.X, Data: reconstruct(srcs, ri, BilinearA, false)}
-				b := &tensor.Dense[uint64]{Shape: req.Y, Data: reconstruct(srcs, ri, BilinearB, false)}
+				a := &tensor.Dense[uint64]{Shape: req.X, Data: reconstruct(srcs, ri, bilinearA, false)}
+				b := &tensor.Dense[uint64]{Shape: req.Y, Data: reconstruct(srcs, ri, bilinearB, false)}
 				want, err := req.Bilinear(a, b)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := reconstruct(srcs, ri, BilinearC, false); !slices.Equal(got, want.Data) {
+				if got := reconstruct(srcs, ri, bilinearC, false); !slices.Equal(got, want.Data) {
 					t.Fatalf("N=%d %s: C != f(A, B)", n, req)
 				}
 			case KindTrunc:
-				r := reconstruct(srcs, ri, TruncR, false)
-				sh, msb := reconstruct(srcs, ri, TruncShift, false), reconstruct(srcs, ri, TruncMSB, false)
+				r := reconstruct(srcs, ri, truncR, false)
+				sh, msb := reconstruct(srcs, ri, truncShift, false), reconstruct(srcs, ri, truncMSB, false)
 				for i := range r {
 					if sh[i] != r[i]>>enc.Frac || msb[i] != r[i]>>63 {
 						t.Fatalf("N=%d %s: element %d wrong", n, req, i)
 					}
 				}
 			case KindSign, KindMax:
-				r := reconstruct(srcs, ri, SignR, false)
-				if bits := reconstruct(srcs, ri, SignBits, true); !slices.Equal(r, bits) {
+				r := reconstruct(srcs, ri, signR, false)
+				if bits := reconstruct(srcs, ri, signBits, true); !slices.Equal(r, bits) {
 					t.Fatalf("N=%d %s: XOR-shared bits differ from r", n, req)
 				}
-				fanIn, rhoAt, cands := 0, SignRho, req.N
+				fanIn, rhoAt, cands := 0, signRho, req.N
 				if req.Kind == KindMax {
-					fanIn, rhoAt, cands = len(MaxAndLevels(req.K)), MaxRho(req.K), req.N*req.K
-					if len(r) != MaxPairs(req.K)*req.N {
+					fanIn, rhoAt, cands = len(maxAndLevels(req.K)), maxRho(req.K), req.N*req.K
+					if len(r) != maxPairs(req.K)*req.N {
 						t.Fatalf("%s: %d comparisons", req, len(r))
 					}
 				}
 				for l := range SignLevels {
-					base := SignLevel(l)
+					base := signLevel(l)
 					masks := make([][]uint64, QuadVars)
 					for x := range QuadVars {
 						masks[x] = reconstruct(srcs, ri, base+x, true)
-						if len(masks[x]) != SignLevelWords(l, len(r)) {
+						if len(masks[x]) != signLevelWords(l, len(r)) {
 							t.Fatalf("level %d width %d", l, len(masks[x]))
 						}
 					}
-					for j, sub := range QuadSubsets {
+					for j, sub := range quadSubsets {
 						got := reconstruct(srcs, ri, base+QuadVars+j, true)
 						for w := range got {
 							want := ^uint64(0)
@@ -181,8 +181,8 @@ func TestDealRelations(t *testing.T) {
 					}
 				}
 				for l := range fanIn {
-					u, v := reconstruct(srcs, ri, MaxAnd(l), true), reconstruct(srcs, ri, MaxAnd(l)+1, true)
-					uv := reconstruct(srcs, ri, MaxAnd(l)+2, true)
+					u, v := reconstruct(srcs, ri, maxAnd(l), true), reconstruct(srcs, ri, maxAnd(l)+1, true)
+					uv := reconstruct(srcs, ri, maxAnd(l)+2, true)
 					for i := range uv {
 						if uv[i] != u[i]&v[i] {
 							t.Fatalf("N=%d %s: AND triple level %d element %d wrong", n, req, l, i)

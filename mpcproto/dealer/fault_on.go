@@ -27,24 +27,38 @@ type Faults struct {
 	MaskStreamRestart bool
 }
 
-var faults atomic.Pointer[Faults]
+var faults FaultSwitch[Faults]
 
 // SetFaults switches on exactly the faults in f for every later deal and
 // bundle expansion in the process (dealer and parties alike, so the
 // material stays consistent) and returns a function that restores the
 // previous set. Tests that use it must not run in parallel with other
 // dealing tests.
-func SetFaults(f Faults) (restore func()) {
-	prev := faults.Swap(&f)
-	return func() { faults.Store(prev) }
-}
+func SetFaults(f Faults) (restore func()) { return faults.Set(f) }
 
 // ActiveFaults returns the faults switched on.
-func ActiveFaults() Faults {
-	if f := faults.Load(); f != nil {
+func ActiveFaults() Faults { return faults.Active() }
+
+// FaultSwitch holds a process-wide value of test instruments of type T
+// (the dealer's Faults and draw hook, the engine's Faults): tests switch
+// it with Set, which returns the function that restores the previous
+// value.
+type FaultSwitch[T any] struct{ p atomic.Pointer[T] }
+
+// Set switches the value to f and returns a function that restores the
+// previous one.
+func (s *FaultSwitch[T]) Set(f T) (restore func()) {
+	prev := s.p.Swap(&f)
+	return func() { s.p.Store(prev) }
+}
+
+// Active returns the value switched on, or T's zero value.
+func (s *FaultSwitch[T]) Active() T {
+	if f := s.p.Load(); f != nil {
 		return *f
 	}
-	return Faults{}
+	var zero T
+	return zero
 }
 
 // applyFaults changes a request's freshly drawn random parts: every
@@ -53,16 +67,15 @@ func ActiveFaults() Faults {
 // XOR-shared part).
 func applyFaults(r *Request, parts [][]uint64) {
 	f := ActiveFaults()
+	if r.Kind != KindSign && r.Kind != KindMax || !f.ReluAEqualsR && !f.RhoZero {
+		return
+	}
+	c := (&Material{Req: *r, Parts: parts}).Comparison()
 	if f.ReluAEqualsR && r.Kind == KindSign {
-		copy(parts[SignA], parts[SignR])
+		copy(c.A, c.R)
 	}
 	if f.RhoZero {
-		switch r.Kind {
-		case KindSign:
-			clearBits(parts[SignRho], r.N)
-		case KindMax:
-			clearBits(parts[MaxRho(r.K)], r.K*r.N)
-		}
+		clearBits(c.Rho, len(c.RhoArith))
 	}
 }
 
@@ -96,30 +109,23 @@ type Draw struct {
 // drawn; it must be safe for concurrent use.
 type DrawHook func(d Draw, words []uint64)
 
-var drawHook atomic.Pointer[DrawHook]
+var drawHook FaultSwitch[DrawHook]
 
 // SetDrawHook installs h (nil removes it) for every later deal and
 // expansion in the process, and returns a function that restores the
 // previous hook. A test perturbs one word of one stream with it (on the
 // dealer's side and the party's alike, so the material stays consistent)
 // to see which opened values that random word masks.
-func SetDrawHook(h DrawHook) (restore func()) {
-	var p *DrawHook
-	if h != nil {
-		p = &h
-	}
-	prev := drawHook.Swap(p)
-	return func() { drawHook.Store(prev) }
-}
+func SetDrawHook(h DrawHook) (restore func()) { return drawHook.Set(h) }
 
 func tapDraw(seed share.Seed, off int, r *Request, part int, xor bool, words []uint64) {
-	if h := drawHook.Load(); h != nil {
-		(*h)(Draw{Seed: seed, Offset: off, Req: *r, Part: part, XOR: xor}, words)
+	if h := drawHook.Active(); h != nil {
+		h(Draw{Seed: seed, Offset: off, Req: *r, Part: part, XOR: xor}, words)
 	}
 }
 
 func tapMaskDraw(seed share.Seed, off int, weight string, words []uint64) {
-	if h := drawHook.Load(); h != nil {
-		(*h)(Draw{Seed: seed, Offset: off, Part: -1, Weight: weight}, words)
+	if h := drawHook.Active(); h != nil {
+		h(Draw{Seed: seed, Offset: off, Part: -1, Weight: weight}, words)
 	}
 }

@@ -166,11 +166,8 @@ func UnmarshalMaskBundle(data []byte) (*MaskBundle, error) {
 	if len(data) != maskSize {
 		return nil, fmt.Errorf("dealer: mask bundle of %d bytes, want %d", len(data), maskSize)
 	}
-	if string(data[:4]) != maskMagic {
-		return nil, errors.New("dealer: not a mask bundle (bad magic)")
-	}
-	if data[4] != bundleVersion {
-		return nil, fmt.Errorf("dealer: mask bundle version %d, want %d", data[4], bundleVersion)
+	if err := checkMagic(data, maskMagic, "mask bundle"); err != nil {
+		return nil, err
 	}
 	b := &MaskBundle{
 		Party:   int(binary.LittleEndian.Uint16(data[5:])),
@@ -190,12 +187,8 @@ func (b *MaskBundle) Expand(p *plan.Plan) (map[string]*tensor.Dense[uint64], err
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	hash, err := planHash(p)
-	if err != nil {
+	if err := checkPlan(p, b.PlanHash, "mask bundle was made"); err != nil {
 		return nil, err
-	}
-	if hash != b.PlanHash {
-		return nil, fmt.Errorf("dealer: mask bundle was made for plan %x, not %x", b.PlanHash[:8], hash[:8])
 	}
 	return expandMasks(p, b.Seed)
 }
@@ -264,11 +257,8 @@ func UnmarshalMasks(data []byte) (*Masks, error) {
 	if len(data) < head {
 		return nil, fmt.Errorf("dealer: masks of %d bytes, shorter than the %d-byte header", len(data), head)
 	}
-	if string(data[:4]) != masksMagic {
-		return nil, errors.New("dealer: not a mask state (bad magic)")
-	}
-	if data[4] != bundleVersion {
-		return nil, fmt.Errorf("dealer: mask state version %d, want %d", data[4], bundleVersion)
+	if err := checkMagic(data, masksMagic, "mask state"); err != nil {
+		return nil, err
 	}
 	n := int(binary.LittleEndian.Uint16(data[5:]))
 	if n < 2 || n > MaxParties {

@@ -70,15 +70,15 @@ func TestDealMasked(t *testing.T) {
 				t.Fatalf("%s: no fixed B", req)
 			}
 			fixedSeen++
-			if len(mat.Parts[BilinearB]) != 0 {
+			if len(mat.Parts[bilinearB]) != 0 {
 				t.Fatalf("%s: material carries a B", req)
 			}
-			a := &tensor.Dense[uint64]{Shape: req.X, Data: reconstruct(srcs, ri, BilinearA, false)}
+			a := &tensor.Dense[uint64]{Shape: req.X, Data: reconstruct(srcs, ri, bilinearA, false)}
 			want, err := req.Bilinear(a, &tensor.Dense[uint64]{Shape: req.Y, Data: B[req.FixedB]})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(reconstruct(srcs, ri, BilinearC, false), want.Data) {
+			if !slices.Equal(reconstruct(srcs, ri, bilinearC, false), want.Data) {
 				t.Fatalf("N=%d %s: C != A·B", n, req)
 			}
 		}

@@ -98,8 +98,8 @@ func (r Request) String() string {
 	return fmt.Sprintf("%s [%d]", r.Kind, r.N)
 }
 
-// OutShape is the shape of C for a bilinear request.
-func (r Request) OutShape() ([]int, error) {
+// outShape is the shape of C for a bilinear request.
+func (r Request) outShape() ([]int, error) {
 	switch r.Kind {
 	case KindMatMul:
 		if len(r.X) != 2 || len(r.Y) != 2 || r.X[1] != r.Y[0] {
@@ -148,21 +148,6 @@ func ConstIsInteger(c *plan.Const) bool {
 	return true
 }
 
-// ConvWindow is the window of a Conv node whose weight has shape w.
-func ConvWindow(a *plan.Attrs, w []int) (tensor.Window, error) {
-	if len(w) != 4 {
-		return tensor.Window{}, fmt.Errorf("conv weight shape %v: want rank 4", w)
-	}
-	s, p, d := a.Spatial()
-	return tensor.NewWindow(w[2:], s[:], p[:], d[:], false)
-}
-
-// PoolWindow is the window of a MaxPool or AveragePool node.
-func PoolWindow(a *plan.Attrs) (tensor.Window, error) {
-	s, p, d := a.Spatial()
-	return tensor.NewWindow(a.Kernel, s[:], p[:], d[:], a.CeilMode)
-}
-
 // MaxStage is one stage of a max over windows: the candidates left are
 // cut into Groups groups of Size values (the last group padded by repeating
 // a value, which does not change a max) and each group's max is found with
@@ -187,10 +172,10 @@ func MaxStages(k int) []MaxStage {
 	return out
 }
 
-// MaxAndLevels is the number of ANDs per candidate at each level of the
+// maxAndLevels is the number of ANDs per candidate at each level of the
 // AND tree that combines the k-1 comparison bits of a candidate in a window
 // of k values: each level pairs the bits left, an odd one waits.
-func MaxAndLevels(k int) []int {
+func maxAndLevels(k int) []int {
 	var out []int
 	for t := k - 1; t > 1; t -= t / 2 {
 		out = append(out, t/2)
@@ -198,15 +183,9 @@ func MaxAndLevels(k int) []int {
 	return out
 }
 
-// Schedule is the sequence of material requests of one evaluation of p with
-// the given batch size, in the order the engine consumes them.
-func Schedule(p *plan.Plan, batch int) ([]Request, error) {
-	return ScheduleWith(p, batch, false)
-}
-
-// ScheduleWith is Schedule, with weight masks (see Masks) when masked is
+// scheduleWith is Schedule, with weight masks (see Masks) when masked is
 // set: MatMul and Conv requests on a masked weight then name it in FixedB.
-func ScheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
+func scheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 	shapes, err := p.Shapes(batch)
 	if err != nil {
 		return nil, fmt.Errorf("dealer: schedule: %w", err)
@@ -221,7 +200,7 @@ func ScheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 	var out []Request
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
-		reqs, err := NodeRequests(n, shapes, fixed)
+		reqs, err := nodeRequests(n, shapes, fixed)
 		if err != nil {
 			return nil, fmt.Errorf("dealer: schedule: node %s (%s): %w", n.Name, n.Op, err)
 		}
@@ -230,9 +209,9 @@ func ScheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 	return out, nil
 }
 
-// NodeRequests is the material a node consumes, given every value's shape
+// nodeRequests is the material a node consumes, given every value's shape
 // and the set of weights with long-term masks (nil when none).
-func NodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool) ([]Request, error) {
+func nodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool) ([]Request, error) {
 	fixedB := ""
 	if (n.Op == plan.MatMul || n.Op == plan.Conv) && len(n.Inputs) > 1 && masked[n.Inputs[1]] {
 		fixedB = n.Inputs[1]
@@ -249,7 +228,7 @@ func NodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 		m := tensor.Size(x[:len(x)-1])
 		return []Request{{Kind: KindMatMul, Node: n.Name, X: []int{m, x[len(x)-1]}, Y: slices.Clone(w), FixedB: fixedB}, trunc}, nil
 	case plan.Conv:
-		win, err := ConvWindow(&n.Attrs, in(1))
+		win, err := n.Attrs.ConvWindow(in(1))
 		if err != nil {
 			return nil, err
 		}

@@ -5,11 +5,15 @@ import (
 
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/share"
+	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
 // Provider hands a party its material, one request at a time, in schedule
-// order. The engine passes the request it is about to serve, so a provider
-// can refuse material that does not fit (a desynchronised schedule).
+// order: the engine's one dependency on where correlated randomness comes
+// from. The engine passes the request it is about to serve, so a provider
+// can refuse material that does not fit (a desynchronised schedule); it
+// checks what it gets (Material.Check) and reads it through the typed
+// views (Triple, Trunc, Comparison).
 type Provider interface {
 	Next(want Request) (*Material, error)
 }
@@ -27,14 +31,10 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	hash, err := planHash(p)
-	if err != nil {
+	if err := checkPlan(p, b.PlanHash, "bundle was dealt"); err != nil {
 		return nil, err
 	}
-	if hash != b.PlanHash {
-		return nil, fmt.Errorf("dealer: bundle was dealt for plan %x, not %x", b.PlanHash[:8], hash[:8])
-	}
-	sched, err := ScheduleWith(p, b.Batch, b.Masked())
+	sched, err := cachedSchedule(p, b.Batch, b.Masked())
 	if err != nil {
 		return nil, err
 	}
@@ -96,10 +96,28 @@ func (s *Source) Next(want Request) (*Material, error) {
 	return m, nil
 }
 
-// Materials returns the material of every request, in schedule order, for
-// a party's offline precomputation (the engine adds A·F for masked
-// weights). The slice is the Source's own: changes are seen by Next.
-func (s *Source) Materials() []Material { return s.mats }
+// Precompute adds f(A, F) to the material of every product with a fixed
+// B (weight masks), F by weight name being the opened W - B of the party's
+// weight masks: it depends on the material and the masks only, so a party
+// computes it offline, and Triple returns it as AF.
+func (s *Source) Precompute(F map[string]*tensor.Dense[uint64]) error {
+	for i := range s.mats {
+		m := &s.mats[i]
+		if m.Req.FixedB == "" {
+			continue
+		}
+		f := F[m.Req.FixedB]
+		if f == nil {
+			return fmt.Errorf("no opened mask for weight %q", m.Req.FixedB)
+		}
+		af, err := m.Req.Bilinear(&tensor.Dense[uint64]{Shape: m.Req.X, Data: m.Parts[bilinearA]}, f)
+		if err != nil {
+			return fmt.Errorf("precompute for node %s: %w", m.Req.Node, err)
+		}
+		m.Parts = append(m.Parts[:bilinearAF:bilinearAF], af.Data)
+	}
+	return nil
+}
 
 // Remaining is the number of requests not yet served.
 func (s *Source) Remaining() int { return len(s.mats) - s.pos }

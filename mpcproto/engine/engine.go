@@ -99,7 +99,7 @@ func RunParty(ctx context.Context, cfg Config, t transport.Transport,
 		return nil, st, fmt.Errorf("engine: party %d: %w", t.Self(), err)
 	}
 	if cfg.Masks != nil {
-		if err := precomputeAF(src, cfg.Masks); err != nil {
+		if err := src.Precompute(cfg.Masks.F); err != nil {
 			return nil, st, fmt.Errorf("engine: party %d: %w", t.Self(), err)
 		}
 	}
@@ -109,28 +109,6 @@ func RunParty(ctx context.Context, cfg Config, t transport.Transport,
 	out, on, err := RunPartyWith(ctx, cfg, t, weights, input, src)
 	on.Offline, on.DealerBytes = st.Offline, st.DealerBytes
 	return out, on, err
-}
-
-// precomputeAF adds f(A, F) to every masked product's material: it depends
-// on the material and the opened masks only, so it is offline work.
-func precomputeAF(src *dealer.Source, wm *WeightMasks) error {
-	mats := src.Materials()
-	for i := range mats {
-		m := &mats[i]
-		if m.Req.FixedB == "" {
-			continue
-		}
-		F := wm.F[m.Req.FixedB]
-		if F == nil {
-			return fmt.Errorf("no opened mask for weight %q", m.Req.FixedB)
-		}
-		af, err := m.Req.Bilinear(&tensor.Dense[uint64]{Shape: m.Req.X, Data: m.Parts[dealer.BilinearA]}, F)
-		if err != nil {
-			return fmt.Errorf("precompute for node %s: %w", m.Req.Node, err)
-		}
-		m.Parts = append(m.Parts[:dealer.BilinearAF:dealer.BilinearAF], af.Data)
-	}
-	return nil
 }
 
 func batchOf(cfg Config, input *tensor.Dense[uint64]) (int, error) {

@@ -2,7 +2,7 @@
 
 package engine
 
-import "sync/atomic"
+import "github.com/gridmpc/grid/mpcproto/dealer"
 
 // Faults are deliberate flaws of the engine that keep every output correct
 // and only break privacy, for tests to check that the privacy checks detect
@@ -16,22 +16,14 @@ type Faults struct {
 	SkipRerandomization bool
 }
 
-var faults atomic.Pointer[Faults]
+var faults dealer.FaultSwitch[Faults]
 
 // SetFaults switches on exactly the faults in f for every later session in
 // the process and returns a function that restores the previous set. Tests
 // that use it must not run in parallel with other sessions.
-func SetFaults(f Faults) (restore func()) {
-	prev := faults.Swap(&f)
-	return func() { faults.Store(prev) }
-}
+func SetFaults(f Faults) (restore func()) { return faults.Set(f) }
 
 // ActiveFaults returns the faults switched on.
-func ActiveFaults() Faults {
-	if f := faults.Load(); f != nil {
-		return *f
-	}
-	return Faults{}
-}
+func ActiveFaults() Faults { return faults.Active() }
 
 func faultSkipRerandomization() bool { return ActiveFaults().SkipRerandomization }

@@ -148,7 +148,7 @@ func (p *party) matmul(ins []*shared, fixedB string) (*shared, error) {
 
 func (p *party) conv(n *plan.Node, ins []*shared) (*shared, error) {
 	x, w := ins[0], ins[1]
-	win, err := dealer.ConvWindow(&n.Attrs, w.Shape)
+	win, err := n.Attrs.ConvWindow(w.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -221,36 +221,30 @@ func (p *party) mulConst(c *plan.Const, x *shared) (*shared, error) {
 	return tensor.MulBroadcast(x, enc)
 }
 
-func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
-	win, err := dealer.PoolWindow(&n.Attrs)
+// poolWindows gathers the windows of a pooling node over x: the output
+// shape, the number of values per window and the index map of
+// tensor.WindowIndex, laid out [k][output position] with -1 for padding.
+func poolWindows(n *plan.Node, x *shared) (out []int, k int, idx []int, err error) {
+	win, err := n.Attrs.PoolWindow()
 	if err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
 	oh, ow, idx, err := tensor.WindowIndex(x.Shape, win)
 	if err != nil {
+		return nil, 0, nil, err
+	}
+	out = []int{x.Shape[0], x.Shape[1], oh, ow}
+	return out, len(idx) / max(tensor.Size(out), 1), idx, nil
+}
+
+func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
+	outShape, k, idx, err := poolWindows(n, x)
+	if err != nil {
 		return nil, err
 	}
-	outShape := []int{x.Shape[0], x.Shape[1], oh, ow}
 	size := tensor.Size(outShape)
-	k := len(idx) / max(size, 1)
-	// padding never wins: a padded position repeats the window's first
-	// position inside the input (the max is the same)
-	for o := range size {
-		first := -1
-		for j := range k {
-			if idx[j*size+o] >= 0 {
-				first = idx[j*size+o]
-				break
-			}
-		}
-		if first < 0 {
-			return nil, fmt.Errorf("a pooling window lies entirely in the padding")
-		}
-		for j := range k {
-			if idx[j*size+o] < 0 {
-				idx[j*size+o] = first
-			}
-		}
+	if err := repeatInside(idx, k, size); err != nil {
+		return nil, err
 	}
 	all, err := tensor.Gather(x, []int{k * size}, idx, 0)
 	if err != nil {
@@ -275,19 +269,38 @@ func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
 	return &shared{Shape: outShape, Data: cands}, nil
 }
 
+// repeatInside makes padding never win a max: a padded position of a
+// window (idx [k][size], -1) repeats the window's first position inside
+// the input, which leaves the max unchanged.
+func repeatInside(idx []int, k, size int) error {
+	for o := range size {
+		first := -1
+		for j := range k {
+			if idx[j*size+o] >= 0 {
+				first = idx[j*size+o]
+				break
+			}
+		}
+		if first < 0 {
+			return fmt.Errorf("a pooling window lies entirely in the padding")
+		}
+		for j := range k {
+			if idx[j*size+o] < 0 {
+				idx[j*size+o] = first
+			}
+		}
+	}
+	return nil
+}
+
+// avgPool sums every window and multiplies the sum by the encoding of
+// 1/count (plan's PoolCounts); the product awaits a truncation.
 func (p *party) avgPool(n *plan.Node, x *shared) (*shared, error) {
-	win, err := dealer.PoolWindow(&n.Attrs)
+	outShape, k, idx, err := poolWindows(n, x)
 	if err != nil {
 		return nil, err
 	}
-	oh, ow, idx, err := tensor.WindowIndex(x.Shape, win)
-	if err != nil {
-		return nil, err
-	}
-	outShape := []int{x.Shape[0], x.Shape[1], oh, ow}
 	size := tensor.Size(outShape)
-	k := len(idx) / max(size, 1)
-	h, w := x.Shape[2], x.Shape[3]
 	sum := make([]uint64, size)
 	for j := range k {
 		for o := range size {
@@ -296,34 +309,18 @@ func (p *party) avgPool(n *plan.Node, x *shared) (*shared, error) {
 			}
 		}
 	}
-	// the divisor of each output position (same for every image and channel)
-	scale := make([]uint64, oh*ow)
-	for y := range oh {
-		for xx := range ow {
-			cnt := 0
-			for ki := range win.Kernel[0] {
-				iy := y*win.Strides[0] - win.Pads[0] + ki*win.Dilations[0]
-				for kj := range win.Kernel[1] {
-					ix := xx*win.Strides[1] - win.Pads[1] + kj*win.Dilations[1]
-					if n.Attrs.CountIncludePad {
-						if iy < h+win.Pads[2] && ix < w+win.Pads[3] {
-							cnt++
-						}
-					} else if iy >= 0 && iy < h && ix >= 0 && ix < w {
-						cnt++
-					}
-				}
-			}
-			if cnt == 0 {
-				return nil, fmt.Errorf("a pooling window lies entirely in the padding")
-			}
-			if scale[y*ow+xx], err = p.enc.EncodeValue(1 / float64(cnt)); err != nil {
-				return nil, err
-			}
+	counts, err := n.Attrs.PoolCounts(x.Shape[2], x.Shape[3])
+	if err != nil {
+		return nil, err
+	}
+	scale := make([]uint64, len(counts))
+	for i, cnt := range counts {
+		if scale[i], err = p.enc.EncodeValue(1 / float64(cnt)); err != nil {
+			return nil, err
 		}
 	}
 	for o := range sum {
-		sum[o] *= scale[o%(oh*ow)]
+		sum[o] *= scale[o%len(scale)]
 	}
 	return &shared{Shape: outShape, Data: sum}, nil // awaits a truncation
 }

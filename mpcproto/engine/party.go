@@ -10,7 +10,6 @@ import (
 	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/fixed"
 	"github.com/gridmpc/grid/mpcproto/plan"
-	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/mpcproto/transport"
 )
 
@@ -213,7 +212,8 @@ func (p *party) checkMessage(m []byte, want int) error {
 	return nil
 }
 
-// next takes the material for req from the provider.
+// next takes the material for req from the provider and checks it (any
+// Provider may serve the engine) before its views are read.
 func (p *party) next(req dealer.Request) (*dealer.Material, error) {
 	if p.node != nil {
 		req.Node = p.node.Name
@@ -222,23 +222,8 @@ func (p *party) next(req dealer.Request) (*dealer.Material, error) {
 	if err != nil {
 		return nil, p.fail(-1, err)
 	}
-	// any Provider may serve the engine: check the sizes before use
-	sizes, err := req.PartSizes()
-	if err != nil {
+	if err := m.Check(req); err != nil {
 		return nil, p.fail(-1, err)
-	}
-	if m == nil || len(m.Parts) < len(sizes) {
-		return nil, p.failf("material for %s has too few parts", req)
-	}
-	for i, n := range sizes {
-		if len(m.Parts[i]) != n {
-			return nil, p.failf("material for %s: part %d holds %d words, want %d", req, i, len(m.Parts[i]), n)
-		}
-	}
-	if len(m.Parts) > dealer.BilinearAF && req.FixedB != "" {
-		if out, err := req.OutShape(); err != nil || len(m.Parts[dealer.BilinearAF]) != tensor.Size(out) {
-			return nil, p.failf("material for %s: precomputed part has the wrong size", req)
-		}
 	}
 	return m, nil
 }

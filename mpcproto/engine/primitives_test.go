@@ -17,12 +17,23 @@ import (
 // dealt for sched, and returns the parties (for their round counts).
 func runParties(t *testing.T, n int, sched []dealer.Request, fn func(p *party) error) []*party {
 	t.Helper()
-	enc := fixed.Default()
+	parties, errs := runPartiesOn(t, transport.NewNetwork(n), sched, fn)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("party %d: %v", i, err)
+		}
+	}
+	return parties
+}
+
+// runPartiesOn is runParties over nw, returning every party's error.
+func runPartiesOn(t *testing.T, nw *transport.Network, sched []dealer.Request, fn func(p *party) error) ([]*party, []error) {
+	t.Helper()
+	n, enc := nw.Parties(), fixed.Default()
 	srcs, err := dealer.NewSources(sched, n, enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nw := transport.NewNetwork(n)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	parties := make([]*party, n)
@@ -37,12 +48,7 @@ func runParties(t *testing.T, n int, sched []dealer.Request, fn func(p *party) e
 		}()
 	}
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("party %d: %v", i, err)
-		}
-	}
-	return parties
+	return parties, errs
 }
 
 // splitRaw shares raw ring values among n parties.

@@ -288,24 +288,41 @@ func checkClientExtract(t *testing.T, sessions int) verdict {
 func extractPreActivations(t *testing.T, p *plan.Plan, run localRun, frac uint) map[int]uint64 {
 	t.Helper()
 	n := len(run.bundles)
-	mats := make([][]dealer.Material, n)
+	sched, err := dealer.Schedule(p, run.bundles[0].Batch) // MatMul, Trunc, Sign, ...
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.bundles[0].Masked() {
+		sched[0].FixedB = p.Nodes[0].Inputs[1] // the first MatMul's weight
+	}
+	const tr, sg = 1, 2
+	truncs, signs := make([]dealer.TruncPair, n), make([]dealer.Comparison, n)
 	for i, b := range run.bundles {
 		src, err := b.Expand(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mats[i] = src.Materials() // MatMul, Trunc, Sign
+		for ri, req := range sched[:sg+1] {
+			m, err := src.Next(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch ri {
+			case tr:
+				truncs[i] = m.Trunc()
+			case sg:
+				signs[i] = m.Comparison()
+			}
+		}
 	}
-	const tr, sg = 1, 2
-	a := make([]uint64, len(mats[0][sg].Parts[dealer.SignA]))
-	rho := make([]uint64, len(mats[0][sg].Parts[dealer.SignRho]))
+	a := make([]uint64, len(signs[0].A))
+	rho := make([]uint64, len(signs[0].Rho))
 	for i := range n {
-		combine(a, mats[i][sg].Parts[dealer.SignA], false)
-		combine(rho, mats[i][sg].Parts[dealer.SignRho], true)
+		combine(a, signs[i].A, false)
+		combine(rho, signs[i].Rho, true)
 	}
-	last := mats[n-1]
-	rs, rm := last[tr].Parts[dealer.TruncShift], last[tr].Parts[dealer.TruncMSB]
-	rhoA, arho := last[sg].Parts[dealer.SignRhoArith], last[sg].Parts[dealer.SignARho]
+	rs, rm := truncs[n-1].Shift, truncs[n-1].MSB
+	rhoA, arho := signs[n-1].RhoArith, signs[n-1].ARho
 	out := run.outs[n-1].Data
 	found := make(map[int]uint64)
 	for k := range out {
