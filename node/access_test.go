@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node/pb"
 )
@@ -25,7 +26,7 @@ func TestHolderAccessControl(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	p, w := seedModel()
+	p, w := plan.Seed()
 	open, err := s.client.Publish(ctx, "open", p, w, PublishOptions{Holders: 2})
 	if err != nil {
 		t.Fatal(err)

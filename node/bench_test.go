@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/node"
+	"github.com/gridmpc/grid/node/nodetest"
 )
 
 // mlp784 is the 784-128-128-10 ReLU MLP with small random weights.
@@ -45,14 +47,32 @@ func mlp784() (*plan.Plan, plan.Weights) {
 	return p, w
 }
 
+// benchCluster starts a nodetest cluster of the given number of holders,
+// a dealer and a client, with the node tests' session timeout.
+func benchCluster(b *testing.B, holders int) *nodetest.Cluster {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := nodetest.MakeCluster(ctx, b.TempDir(), nodetest.Config{Holders: holders, Clients: 1,
+		Edit: func(_ string, _ int, cfg *node.Config) { cfg.SessionTimeout = 15 * time.Second }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func vec(v ...float64) *tensor.Dense[float64] {
+	return &tensor.Dense[float64]{Shape: []int{len(v)}, Data: v}
+}
+
 // benchQueries publishes the model over holders and runs b.N queries of x,
 // reporting the online time, rounds and the busiest holder's bytes.
-func benchQueries(b *testing.B, id string, p *plan.Plan, w plan.Weights, holders int, x *tensor.Dense[float64], o InferOptions) {
-	s := newTestSwarm(b, holders)
-	defer s.close()
+func benchQueries(b *testing.B, id string, p *plan.Plan, w plan.Weights, holders int, x *tensor.Dense[float64], o node.InferOptions) {
+	c := benchCluster(b, holders)
+	defer c.Close()
+	client := c.Clients[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if _, err := s.client.Publish(ctx, id, p, w, PublishOptions{Holders: holders}); err != nil {
+	if _, err := client.Publish(ctx, id, p, w, node.PublishOptions{Holders: holders}); err != nil {
 		b.Fatal(err)
 	}
 	want, err := plan.EvalPlain(p, w, x)
@@ -60,10 +80,10 @@ func benchQueries(b *testing.B, id string, p *plan.Plan, w plan.Weights, holders
 		b.Fatal(err)
 	}
 	var online, total time.Duration
-	var last *Result
+	var last *node.Result
 	b.ResetTimer()
 	for b.Loop() {
-		res, err := s.client.Infer(ctx, id, x, o)
+		res, err := client.Infer(ctx, id, x, o)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,8 +108,8 @@ func benchQueries(b *testing.B, id string, p *plan.Plan, w plan.Weights, holders
 // BenchmarkSeedQuery is the seed model over 4 holders and a dealer, between
 // real hosts on loopback TCP.
 func BenchmarkSeedQuery(b *testing.B) {
-	p, w := seedModel()
-	benchQueries(b, "convnet", p, w, 4, vec(5, 3), InferOptions{})
+	p, w := plan.Seed()
+	benchQueries(b, "convnet", p, w, 4, vec(5, 3), node.InferOptions{})
 }
 
 // BenchmarkMLP784Holders3 is the 784-128-128-10 MLP over 3 holders and a
@@ -101,7 +121,7 @@ func BenchmarkMLP784Holders3(b *testing.B) {
 	for i := range x.Data {
 		x.Data[i] = rng.Float64()
 	}
-	benchQueries(b, "mlp", p, w, 3, x, InferOptions{})
+	benchQueries(b, "mlp", p, w, 3, x, node.InferOptions{})
 }
 
 // loadAnswer is one query's outcome in BenchmarkLoad200.
@@ -122,12 +142,13 @@ func BenchmarkLoad200(b *testing.B) {
 }
 
 func benchLoad(b *testing.B, retries int) {
-	s := newTestSwarm(b, 4)
-	defer s.close()
+	c := benchCluster(b, 4)
+	defer c.Close()
+	client := c.Clients[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	p, w := seedModel()
-	if _, err := s.client.Publish(ctx, "convnet", p, w, PublishOptions{Holders: 4}); err != nil {
+	p, w := plan.Seed()
+	if _, err := client.Publish(ctx, "convnet", p, w, node.PublishOptions{Holders: 4}); err != nil {
 		b.Fatal(err)
 	}
 	const clients = 200
@@ -143,8 +164,8 @@ func benchLoad(b *testing.B, retries int) {
 			go func() {
 				t0 := time.Now()
 				x := float64(i % 50)
-				res, err := s.client.Infer(ctx, "convnet", vec(x, 1), InferOptions{BusyRetries: retries})
-				if err == nil && math.Abs(res.Output[0]-(2*x+4+1000)) > 0.01 {
+				res, err := client.Infer(ctx, "convnet", vec(x, 1), node.InferOptions{BusyRetries: retries})
+				if err == nil && math.Abs(res.Output[0]-plan.SeedAnswer(x, 1)) > 0.01 {
 					err = fmt.Errorf("wrong answer %v for x=%v", res.Output, x)
 				}
 				answers <- loadAnswer{time.Since(t0), err}
@@ -156,7 +177,7 @@ func benchLoad(b *testing.B, retries int) {
 			switch {
 			case a.err == nil:
 				lat = append(lat, a.d)
-			case errors.Is(a.err, ErrBusy):
+			case errors.Is(a.err, node.ErrBusy):
 				busy++
 			case errors.Is(a.err, context.DeadlineExceeded):
 				timeouts++

@@ -57,7 +57,7 @@ func TestSwarmFaults(t *testing.T) {
 	if err := s.client.disc.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p, w := seedModel()
+	p, w := plan.Seed()
 	m, err := s.client.Publish(ctx, "seed", p, w, PublishOptions{Holders: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
 // TestUnfinishedRequestsBounded is the resource-limit test: a peer opens
@@ -26,7 +28,7 @@ func TestUnfinishedRequestsBounded(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	p, w := seedModel()
+	p, w := plan.Seed()
 	m, err := s.client.Publish(ctx, "seed", p, w, PublishOptions{Holders: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -107,7 +107,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 	for _, h := range s.holders {
 		h.cfg.Testing.Record = rec.record
 	}
-	p, wA := seedModel()
+	p, wA := plan.Seed()
 	wB := plan.Weights{
 		"W": &tensor.Dense[float64]{Shape: []int{2, 1}, Data: []float64{-7, 0.5}},
 		"B": &tensor.Dense[float64]{Shape: []int{1}, Data: []float64{-3}},

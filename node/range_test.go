@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
 // TestRangeSafety checks the client's two range checks: a value beyond the
@@ -19,7 +20,7 @@ func TestRangeSafety(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	p, w := seedModel()
+	p, w := plan.Seed()
 	if _, err := s.client.Publish(ctx, "ranged", p, w, PublishOptions{Holders: 2, InputRange: 100}); err != nil {
 		t.Fatal(err)
 	}

@@ -26,23 +26,6 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// seedModel is the acceptance example: input [2], W [[2],[4]], B [1000];
-// [5, 3] -> 1022.
-func seedModel() (*plan.Plan, plan.Weights) {
-	p := &plan.Plan{
-		Version: plan.Version,
-		Input:   plan.Value{Name: "input", Shape: []int{2}},
-		Output:  "output",
-		Weights: []plan.Value{{Name: "W", Shape: []int{2, 1}}, {Name: "B", Shape: []int{1}}},
-		Nodes:   []plan.Node{{Name: "fc", Op: plan.MatMul, Inputs: []string{"input", "W", "B"}, Output: "output"}},
-	}
-	w := plan.Weights{
-		"W": &tensor.Dense[float64]{Shape: []int{2, 1}, Data: []float64{2, 4}},
-		"B": &tensor.Dense[float64]{Shape: []int{1}, Data: []float64{1000}},
-	}
-	return p, w
-}
-
 func vec(v ...float64) *tensor.Dense[float64] {
 	return &tensor.Dense[float64]{Shape: []int{len(v)}, Data: v}
 }
@@ -152,7 +135,7 @@ func TestSwarmSeed(t *testing.T) {
 	s := newTestSwarm(t, 4, func(c *Config) { c.Timing.TombstoneSweep = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	p, w := seedModel()
+	p, w := plan.Seed()
 	var progress []int64
 	m, err := s.client.Publish(ctx, "convnet", p, w, PublishOptions{Holders: 4, Progress: func(done, total int64) {
 		progress = append(progress, done)

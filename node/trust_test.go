@@ -19,6 +19,7 @@ import (
 	"github.com/gridmpc/grid/mpcproto/attack"
 	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/share"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node/pb"
@@ -195,7 +196,7 @@ func TestDealerTrust(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	p, w := seedModel()
+	p, w := plan.Seed()
 	m, err := s.client.Publish(ctx, "convnet", p, w, PublishOptions{Holders: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +359,7 @@ func TestSameVersionReuploadRefused(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	p, w := seedModel()
+	p, w := plan.Seed()
 	m, err := s.client.Publish(ctx, "convnet", p, w, PublishOptions{Holders: 2})
 	if err != nil {
 		t.Fatal(err)

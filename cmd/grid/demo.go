@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +15,7 @@ import (
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node"
+	"github.com/gridmpc/grid/node/nodetest"
 )
 
 // Demo parameters: the seed acceptance example.
@@ -122,36 +122,22 @@ func runDemo(ctx context.Context, logger *slog.Logger, out io.Writer) (v *demoVi
 	}
 	defer os.RemoveAll(root)
 
+	// A dealer (everyone's bootstrap peer), the holders and a client, each
+	// in its own repo dir on 127.0.0.1.
 	start := time.Now()
-	var nodes []*node.Node
+	c, err := nodetest.MakeCluster(ctx, root, nodetest.Config{Holders: demoHolders, Clients: 1, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("start the nodes: %w", err)
+	}
 	defer func() {
-		for i := len(nodes) - 1; i >= 0; i-- {
-			if cerr := nodes[i].Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("close node %d: %w", i, cerr)
-			}
+		if cerr := c.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close the nodes: %w", cerr)
 		}
 	}()
-	// Node 0 is everyone's bootstrap; nodes 0-3 hold shares, node 4 deals.
-	roles := [][]string{{node.RoleHolder}, {node.RoleHolder}, {node.RoleHolder}, {node.RoleHolder}, {node.RoleDealer}}
-	var bootstrap []string
-	for i, r := range roles {
-		n, err := startDemoNode(ctx, filepath.Join(root, fmt.Sprintf("node%d", i)), r, bootstrap, false, logger)
-		if err != nil {
-			return nil, fmt.Errorf("start node %d: %w", i, err)
-		}
-		nodes = append(nodes, n)
-		if i == 0 {
-			bootstrap = []string{n.Addrs()[0].String()}
-		}
-	}
-	client, err := startDemoNode(ctx, filepath.Join(root, "client"), nil, bootstrap, true, logger)
-	if err != nil {
-		return nil, fmt.Errorf("start client: %w", err)
-	}
-	nodes = append(nodes, client)
+	client := c.Clients[0]
 	setup := time.Since(start)
 	fmt.Fprintf(out, "started %d nodes on 127.0.0.1 (%d holders, 1 dealer) and a client in %.0f ms\n",
-		len(roles), demoHolders, millis(setup))
+		demoHolders+1, demoHolders, millis(setup))
 
 	start = time.Now()
 	m, err := client.Publish(ctx, demoModel, p, w, node.PublishOptions{Holders: demoHolders})
@@ -171,7 +157,7 @@ func runDemo(ctx context.Context, logger *slog.Logger, out io.Writer) (v *demoVi
 		return nil, fmt.Errorf("secure answer %v differs from the plaintext model's %v: %w", res.Output, want.Data, err)
 	}
 	v = &demoView{
-		Nodes: len(roles), Model: demoModel, Input: demoInput, Shape: res.Shape, Output: res.Output,
+		Nodes: demoHolders + 1, Model: demoModel, Input: demoInput, Shape: res.Shape, Output: res.Output,
 		Plaintext: want.Data, Holders: []string{}, Dealer: res.Dealer, Rounds: res.Rounds,
 		BytesSent: res.BytesSent, BytesRecv: res.BytesRecv, OnlineMS: millis(res.Online),
 		TotalMS: millis(res.Total), SetupMS: millis(setup), PublishMS: millis(published),
@@ -181,24 +167,6 @@ func runDemo(ctx context.Context, logger *slog.Logger, out io.Writer) (v *demoVi
 	}
 	fmt.Fprintf(out, "holders %d, dealer %s; the answer matches the plaintext model\n", len(v.Holders), shortID(v.Dealer))
 	return v, nil
-}
-
-// startDemoNode creates a repo and starts a node on 127.0.0.1 with the
-// given roles (a client node when client is set).
-func startDemoNode(ctx context.Context, repo string, roles, bootstrap []string, client bool, logger *slog.Logger) (*node.Node, error) {
-	if _, err := node.Init(repo, bootstrap); err != nil {
-		return nil, err
-	}
-	cfg, err := node.LoadConfig(repo)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.APIAddr = ""
-	cfg.Roles = roles
-	cfg.Client = client
-	cfg.Logger = logger
-	return node.New(ctx, cfg)
 }
 
 // closeTo checks got against want within tol, elementwise.

@@ -28,4 +28,14 @@ func TestEmbeddedSeedMatchesTestdata(t *testing.T) {
 	if len(y.Data) != 1 || y.Data[0] != 1022 {
 		t.Fatalf("seed model on [5, 3] = %v, want [1022]", y.Data)
 	}
+	// The ONNX file is the export of the model plan.Seed defines.
+	sp, sw := plan.Seed()
+	for _, in := range [][]float64{{5, 3}, {0, 0}, {-1.5, 2}, {100, -7}} {
+		x := &tensor.Dense[float64]{Shape: []int{2}, Data: in}
+		a, aerr := plan.EvalPlain(p, w, x)
+		b, berr := plan.EvalPlain(sp, sw, x)
+		if aerr != nil || berr != nil || a.Data[0] != b.Data[0] || a.Data[0] != plan.SeedAnswer(in[0], in[1]) {
+			t.Fatalf("on %v: seed.onnx %v (%v), plan.Seed %v (%v), want %v", in, a, aerr, b, berr, plan.SeedAnswer(in[0], in[1]))
+		}
+	}
 }
