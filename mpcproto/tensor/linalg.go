@@ -4,12 +4,19 @@ import "fmt"
 
 // The products below are generic so that one implementation serves float64
 // values and uint64 ring elements (whose overflow wraps modulo 2^64, which
-// is exactly the ring arithmetic the secure engine needs).
+// is exactly the ring arithmetic the secure engine needs). For []uint64 they
+// run the blocked, multi-core kernels of gemm.go and conv.go (exactly the
+// same results); other element types keep the naive loops below.
 
 // MatMulInto adds a·b to dst, where a is m x k, b is k x n and dst is m x n,
 // all row-major flat slices. It panics on mismatched lengths (callers check
-// shapes; use MatMul for a checked version).
+// shapes; use MatMul for a checked version). On []uint64 it is
+// MatMulU64Into.
 func MatMulInto[T Number](dst, a, b []T, m, k, n int) {
+	if d, ok := any(dst).([]uint64); ok {
+		MatMulU64Into(d, any(a).([]uint64), any(b).([]uint64), m, k, n)
+		return
+	}
 	_ = dst[m*n-1]
 	_ = a[m*k-1]
 	_ = b[k*n-1]
@@ -64,8 +71,15 @@ func ConvShape(x, w []int, win Window, group int) ([]int, error) {
 }
 
 // Conv2D convolves x [n, c, h, w] with w [m, c/group, kH, kW] (no bias) by
-// im2col and a matrix product per group; the result is [n, m, oh, ow].
+// im2col and a matrix product per group; the result is [n, m, oh, ow]. On
+// uint64 it runs the kernels of conv.go (transposed im2col into reused
+// buffers, 1x1 convolutions as plain products, a direct depthwise kernel);
+// other element types keep the generic path below.
 func Conv2D[T Number](x, w *Dense[T], win Window, group int) (*Dense[T], error) {
+	if xu, ok := any(x).(*Dense[uint64]); ok {
+		out, err := conv2DU64(xu, any(w).(*Dense[uint64]), win, group)
+		return any(out).(*Dense[T]), err
+	}
 	shape, err := ConvShape(x.Shape, w.Shape, win, group)
 	if err != nil {
 		return nil, err
