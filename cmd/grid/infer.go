@@ -46,13 +46,16 @@ func viewResult(r *node.Result, plain bool) inferView {
 	return v
 }
 
+// inferFlags are grid infer's flags.
+type inferFlags struct {
+	client        clientFlags
+	values, input string
+	dealer        string
+	plain, asJSON bool
+}
+
 func (c *cli) inferCmd() *cobra.Command {
-	var (
-		flags         clientFlags
-		values, input string
-		dealer        string
-		plain, asJSON bool
-	)
+	var f inferFlags
 	cmd := &cobra.Command{
 		Use:   "infer NAME (--values 5,3 | --input FILE.json|.npy)",
 		Short: "Run private inference: only this client sees the answer",
@@ -74,57 +77,61 @@ clear) and refused for an MPC model. It prints the output tensor; --json prints
 		Example: `  grid infer convnet --values 5,3
   grid infer digits --input sample.npy --dealer self --json`,
 		Args: cobra.ExactArgs(1),
-		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if (values == "") == (input == "") {
-				return usageErrorf("give exactly one of --values and --input")
-			}
-			if dealer != "" && dealer != "self" {
-				if err := checkPeerID("--dealer", dealer); err != nil {
-					return err
-				}
-			}
-			// Parse and read the input before joining the network: bad
-			// input fails fast with exit code 2.
-			x, form, err := readInput(values, input)
-			if err != nil {
-				return badInput(err)
-			}
-			cl, err := c.openClient(cmd, &flags)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			m, err := c.lookupModel(cl, name)
-			if err != nil {
-				return c.explain(cl.ctx, err, flags.timeout)
-			}
-			in, err := fitInput(name, x, form, m.Plan.Input.Shape)
-			if err != nil {
-				return badInput(err)
-			}
-			res, err := cl.Query(cl.ctx, m, in, node.InferOptions{Plain: plain, Dealer: dealer})
-			if errors.Is(err, node.ErrModeMismatch) {
-				return badInput(modeMismatch(name, m.Mode, plain))
-			}
-			if err != nil {
-				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
-			}
-			if asJSON {
-				return writeJSON(c.stdout, viewResult(res, plain))
-			}
-			fmt.Fprintln(c.stdout, formatTensor(res.Shape, res.Output))
-			return nil
-		}),
+		RunE: runE(func(cmd *cobra.Command, args []string) error { return c.runInfer(cmd, args[0], &f) }),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&values, "values", "", "input values, comma-separated (shaped to the model's input)")
-	fs.StringVar(&input, "input", "", "input file: .json (nested lists) or .npy")
-	fs.BoolVar(&plain, "plain", false, "query a model published with --plain (no MPC)")
-	fs.StringVar(&dealer, "dealer", "", `a dealer the model's manifest names (peer ID), or "self" (the owner only; default: a reachable dealer the manifest names)`)
-	flags.register(fs)
-	addJSONFlag(fs, &asJSON)
+	fs.StringVar(&f.values, "values", "", "input values, comma-separated (shaped to the model's input)")
+	fs.StringVar(&f.input, "input", "", "input file: .json (nested lists) or .npy")
+	fs.BoolVar(&f.plain, "plain", false, "query a model published with --plain (no MPC)")
+	fs.StringVar(&f.dealer, "dealer", "", `a dealer the model's manifest names (peer ID), or "self" (the owner only; default: a reachable dealer the manifest names)`)
+	f.client.register(fs)
+	addJSONFlag(fs, &f.asJSON)
 	return cmd
+}
+
+// runInfer is one inference, one way: the input is read before joining
+// the network (bad input fails fast, exit code 2), the model looked up
+// once (node.Model: manifest and verified plan), the input fitted once to
+// the plan (tensorio.Fit), and node.Query checks the mode and the range
+// and runs the session.
+func (c *cli) runInfer(cmd *cobra.Command, name string, f *inferFlags) error {
+	if (f.values == "") == (f.input == "") {
+		return usageErrorf("give exactly one of --values and --input")
+	}
+	if f.dealer != "" && f.dealer != "self" {
+		if err := checkPeerID("--dealer", f.dealer); err != nil {
+			return err
+		}
+	}
+	x, form, err := readInput(f.values, f.input)
+	if err != nil {
+		return badInput(err)
+	}
+	cl, err := c.openClient(cmd, &f.client)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	m, err := c.lookupModel(cl, name)
+	if err != nil {
+		return c.explain(cl.ctx, err, f.client.timeout)
+	}
+	in, err := fitInput(name, x, form, m.Plan.Input.Shape)
+	if err != nil {
+		return badInput(err)
+	}
+	res, err := cl.Query(cl.ctx, m, in, node.InferOptions{Plain: f.plain, Dealer: f.dealer})
+	if errors.Is(err, node.ErrModeMismatch) {
+		return badInput(modeMismatch(name, m.Mode, f.plain))
+	}
+	if err != nil {
+		return nodeError(c.explain(cl.ctx, err, f.client.timeout)) // node names the model
+	}
+	if f.asJSON {
+		return writeJSON(c.stdout, viewResult(res, f.plain))
+	}
+	fmt.Fprintln(c.stdout, formatTensor(res.Shape, res.Output))
+	return nil
 }
 
 // lookupModel finds the model (its manifest and verified plan) among those

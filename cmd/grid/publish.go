@@ -23,16 +23,19 @@ import (
 // bar on stderr.
 const progressThreshold = 1 << 20
 
+// publishFlags are grid publish's flags.
+type publishFlags struct {
+	client                  clientFlags
+	id                      string
+	holders                 int
+	plain, noRemote, asJSON bool
+	quiet                   bool
+	dealers                 string
+	inputRange              float64
+}
+
 func (c *cli) publishCmd() *cobra.Command {
-	var (
-		flags                   clientFlags
-		id                      string
-		holders                 int
-		plain, noRemote, asJSON bool
-		quiet                   bool
-		dealers                 string
-		inputRange              float64
-	)
+	var f publishFlags
 	cmd := &cobra.Command{
 		Use:   "publish FILE.onnx --id NAME",
 		Short: "Publish an ONNX model, its weights secret-shared across holders",
@@ -58,85 +61,95 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 		Example: `  grid publish testdata/seed.onnx --id convnet --holders 4
   grid publish model.onnx --id digits --plain`,
 		Args: cobra.ExactArgs(1),
-		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			file := args[0]
-			if err := discovery.ValidID(id); err != nil {
-				return usageErrorf("--id %q: %v", id, err)
-			}
-			if plain && cmd.Flags().Changed("holders") {
-				return usageErrorf("--plain hosts the model on one peer: drop --holders")
-			}
-			if !plain && holders < 2 {
-				return usageErrorf("--holders %d: MPC needs at least 2 holders (or use --plain)", holders)
-			}
-			data, err := readModelFile(file)
-			if err != nil {
-				return badInput(err)
-			}
-			p, w, err := onnx.ImportBytes(data)
-			if err != nil {
-				return badInput(fmt.Errorf("import %s: %w", file, err))
-			}
-			ds, err := parseDealers(dealers)
-			if err != nil {
-				return err
-			}
-			if inputRange < 0 || math.IsNaN(inputRange) || math.IsInf(inputRange, 0) {
-				return usageErrorf("--input-range %v: want a finite number >= 0", inputRange)
-			}
-			safe := c.checkRange(p, w, inputRange, plain)
-			cl, err := c.openClient(cmd, &flags)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			opts := node.PublishOptions{Holders: holders, Plain: plain, NoRemoteInference: noRemote, Dealers: ds, InputRange: inputRange}
-			var bar *uploadBar
-			if !quiet && isTerminal(c.stderr) {
-				bar = newUploadBar(c.stderr)
-				opts.Progress = bar.update
-			}
-			m, err := cl.Publish(cl.ctx, id, p, w, opts)
-			bar.finish(err == nil)
-			if err != nil {
-				return nodeError(c.explain(cl.ctx, err, flags.timeout)) // node names the model
-			}
-			v := viewModel(m)
-			v.SafeInput = safe
-			if asJSON {
-				return writeJSON(c.stdout, v)
-			}
-			what := fmt.Sprintf("over %d holders", len(v.Holders))
-			if m.Mode == discovery.ModePlain {
-				what = "in plain mode on host"
-			}
-			fmt.Fprintf(c.stdout, "published %q (%s) %s:\n", v.ID, v.Mode, what)
-			for _, h := range v.Holders {
-				fmt.Fprintf(c.stdout, "  %s\n", h)
-			}
-			fmt.Fprintf(c.stdout, "input shape %s, output shape %s\n", shapeString(v.InputShape), shapeString(batchOutput(v.InputShape, v.OutputShape)))
-			if !v.AllowRemote {
-				fmt.Fprintln(c.stdout, "remote inference is disabled: holders refuse queries")
-			}
-			if m.Mode == discovery.ModeMPC {
-				writeDealers(c.stdout, v.Dealers)
-				writeRange(c.stdout, safe, inputRange)
-			}
-			return nil
-		}),
+		RunE: runE(func(cmd *cobra.Command, args []string) error { return c.runPublish(cmd, args[0], &f) }),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&id, "id", "", "model name (letters, digits, '.', '_', '-')")
-	fs.IntVar(&holders, "holders", 2, "number of share-holders (MPC mode)")
-	fs.BoolVar(&plain, "plain", false, "host the model in plaintext on one peer (no MPC)")
-	fs.BoolVar(&noRemote, "no-remote-inference", false, "publish, but have holders refuse queries")
-	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
-	fs.StringVar(&dealers, "dealers", "", `dealers you trust, comma-separated peer IDs, or "none" (default: up to 3 advertised dealers that are not holders)`)
-	fs.Float64Var(&inputRange, "input-range", 0, "largest |input value| the model is meant for (clients refuse larger; 0: not declared)")
+	fs.StringVar(&f.id, "id", "", "model name (letters, digits, '.', '_', '-')")
+	fs.IntVar(&f.holders, "holders", 2, "number of share-holders (MPC mode)")
+	fs.BoolVar(&f.plain, "plain", false, "host the model in plaintext on one peer (no MPC)")
+	fs.BoolVar(&f.noRemote, "no-remote-inference", false, "publish, but have holders refuse queries")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar")
+	fs.StringVar(&f.dealers, "dealers", "", `dealers you trust, comma-separated peer IDs, or "none" (default: up to 3 advertised dealers that are not holders)`)
+	fs.Float64Var(&f.inputRange, "input-range", 0, "largest |input value| the model is meant for (clients refuse larger; 0: not declared)")
 	_ = cmd.MarkFlagRequired("id")
-	flags.register(fs)
-	addJSONFlag(fs, &asJSON)
+	f.client.register(fs)
+	addJSONFlag(fs, &f.asJSON)
 	return cmd
+}
+
+// runPublish checks the flags and imports the model before it joins the
+// network (bad usage and bad input fail fast, exit code 2), then
+// publishes it and prints the manifest.
+func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error {
+	if err := discovery.ValidID(f.id); err != nil {
+		return usageErrorf("--id %q: %v", f.id, err)
+	}
+	if f.plain && cmd.Flags().Changed("holders") {
+		return usageErrorf("--plain hosts the model on one peer: drop --holders")
+	}
+	if !f.plain && f.holders < 2 {
+		return usageErrorf("--holders %d: MPC needs at least 2 holders (or use --plain)", f.holders)
+	}
+	data, err := readModelFile(file)
+	if err != nil {
+		return badInput(err)
+	}
+	p, w, err := onnx.ImportBytes(data)
+	if err != nil {
+		return badInput(fmt.Errorf("import %s: %w", file, err))
+	}
+	ds, err := parseDealers(f.dealers)
+	if err != nil {
+		return err
+	}
+	if f.inputRange < 0 || math.IsNaN(f.inputRange) || math.IsInf(f.inputRange, 0) {
+		return usageErrorf("--input-range %v: want a finite number >= 0", f.inputRange)
+	}
+	safe := c.checkRange(p, w, f.inputRange, f.plain)
+	cl, err := c.openClient(cmd, &f.client)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	opts := node.PublishOptions{Holders: f.holders, Plain: f.plain, NoRemoteInference: f.noRemote, Dealers: ds, InputRange: f.inputRange}
+	var bar *uploadBar
+	if !f.quiet && isTerminal(c.stderr) {
+		bar = newUploadBar(c.stderr)
+		opts.Progress = bar.update
+	}
+	m, err := cl.Publish(cl.ctx, f.id, p, w, opts)
+	bar.finish(err == nil)
+	if err != nil {
+		return nodeError(c.explain(cl.ctx, err, f.client.timeout)) // node names the model
+	}
+	v := viewModel(m)
+	v.SafeInput = safe
+	if f.asJSON {
+		return writeJSON(c.stdout, v)
+	}
+	writePublished(c.stdout, v, f.inputRange)
+	return nil
+}
+
+// writePublished prints a published model: its holders, shapes, dealers
+// and the input range it is safe for.
+func writePublished(w io.Writer, v modelView, inputRange float64) {
+	what := fmt.Sprintf("over %d holders", len(v.Holders))
+	if v.Mode == discovery.ModePlain {
+		what = "in plain mode on host"
+	}
+	fmt.Fprintf(w, "published %q (%s) %s:\n", v.ID, v.Mode, what)
+	for _, h := range v.Holders {
+		fmt.Fprintf(w, "  %s\n", h)
+	}
+	fmt.Fprintf(w, "input shape %s, output shape %s\n", shapeString(v.InputShape), shapeString(batchOutput(v.InputShape, v.OutputShape)))
+	if !v.AllowRemote {
+		fmt.Fprintln(w, "remote inference is disabled: holders refuse queries")
+	}
+	if v.Mode == discovery.ModeMPC {
+		writeDealers(w, v.Dealers)
+		writeRange(w, v.SafeInput, inputRange)
+	}
 }
 
 // checkRange estimates, from the plaintext weights, the largest input
