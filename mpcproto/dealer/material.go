@@ -9,10 +9,11 @@ import (
 )
 
 // Material is one party's share of the material for one request: its parts
-// in the order of the kind's layout. Arithmetic parts are additive shares
-// over Z_2^64, XOR parts are XOR shares of 64-bit words. Read it through
-// its typed views (Triple, Trunc, Comparison); a Provider of its own
-// fills Parts in the layout those views read (see layout).
+// in the order of the kind's layout (private to this package: a Provider
+// other than Source lays them out as Deal does, and Check says where one
+// differs). Arithmetic parts are additive shares over Z_2^64, XOR parts
+// are XOR shares of 64-bit words. Read it through its typed views
+// (Triple, Trunc, Comparison).
 type Material struct {
 	Req   Request
 	Parts [][]uint64
