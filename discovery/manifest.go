@@ -305,20 +305,11 @@ func (m *Manifest) Validate() error {
 	default:
 		return fmt.Errorf("%w: %q: mode %q, want %q or %q", ErrInvalidManifest, m.ID, m.Mode, ModeMPC, ModePlain)
 	}
-	if len(m.Holders) > MaxHolders {
-		return fmt.Errorf("%w: %q: %d holders, at most %d", ErrInvalidManifest, m.ID, len(m.Holders), MaxHolders)
+	holders, err := m.checkPeers("holder", m.Holders, MaxHolders, nil, "")
+	if err != nil {
+		return err
 	}
-	seen := make(map[peer.ID]bool, len(m.Holders))
-	for i, h := range m.Holders {
-		if err := validPeer(h); err != nil {
-			return fmt.Errorf("%w: %q: holder %d: %v", ErrInvalidManifest, m.ID, i, err)
-		}
-		if seen[h] {
-			return fmt.Errorf("%w: %q: holder %s named twice", ErrInvalidManifest, m.ID, h)
-		}
-		seen[h] = true
-	}
-	if err := m.validateTrust(seen); err != nil {
+	if err := m.validateTrust(holders); err != nil {
 		return err
 	}
 	if err := checkShape(m.ID, "input shape", m.InputShape, true); err != nil {
@@ -345,21 +336,8 @@ func (m *Manifest) validateTrust(holders map[peer.ID]bool) error {
 	if len(m.Dealers) > 0 && m.Mode != ModeMPC {
 		return fmt.Errorf("%w: %q: dealers named for a %s-mode model", ErrInvalidManifest, m.ID, m.Mode)
 	}
-	if len(m.Dealers) > MaxDealers {
-		return fmt.Errorf("%w: %q: %d dealers, at most %d", ErrInvalidManifest, m.ID, len(m.Dealers), MaxDealers)
-	}
-	seen := make(map[peer.ID]bool, len(m.Dealers))
-	for i, d := range m.Dealers {
-		if err := validPeer(d); err != nil {
-			return fmt.Errorf("%w: %q: dealer %d: %v", ErrInvalidManifest, m.ID, i, err)
-		}
-		if holders[d] {
-			return fmt.Errorf("%w: %q: dealer %s is also a holder (a dealer and a holder together learn the weights)", ErrInvalidManifest, m.ID, d)
-		}
-		if seen[d] {
-			return fmt.Errorf("%w: %q: dealer %s named twice", ErrInvalidManifest, m.ID, d)
-		}
-		seen[d] = true
+	if _, err := m.checkPeers("dealer", m.Dealers, MaxDealers, holders, "is also a holder (a dealer and a holder together learn the weights)"); err != nil {
+		return err
 	}
 	if m.SharesVersion > m.Version {
 		return fmt.Errorf("%w: %q: shares version %d is newer than the manifest's version %d", ErrInvalidManifest, m.ID, m.SharesVersion, m.Version)
@@ -368,6 +346,30 @@ func (m *Manifest) validateTrust(holders map[peer.ID]bool) error {
 		return fmt.Errorf("%w: %q: input range %v, want a finite number >= 0", ErrInvalidManifest, m.ID, m.InputRange)
 	}
 	return nil
+}
+
+// checkPeers checks one of the manifest's peer lists: at most max entries,
+// valid peer IDs, none named twice and none in not (the error then says
+// why); what names an entry ("holder", "dealer"). It returns the list as a
+// set.
+func (m *Manifest) checkPeers(what string, ps []peer.ID, max int, not map[peer.ID]bool, why string) (map[peer.ID]bool, error) {
+	if len(ps) > max {
+		return nil, fmt.Errorf("%w: %q: %d %ss, at most %d", ErrInvalidManifest, m.ID, len(ps), what, max)
+	}
+	seen := make(map[peer.ID]bool, len(ps))
+	for i, p := range ps {
+		if err := validPeer(p); err != nil {
+			return nil, fmt.Errorf("%w: %q: %s %d: %v", ErrInvalidManifest, m.ID, what, i, err)
+		}
+		if not[p] {
+			return nil, fmt.Errorf("%w: %q: %s %s %s", ErrInvalidManifest, m.ID, what, p, why)
+		}
+		if seen[p] {
+			return nil, fmt.Errorf("%w: %q: %s %s named twice", ErrInvalidManifest, m.ID, what, p)
+		}
+		seen[p] = true
+	}
+	return seen, nil
 }
 
 func checkShape(id, what string, dims []int, batchDim bool) error {

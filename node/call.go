@@ -147,6 +147,24 @@ func (n *Node) serve(svc string, h network.StreamHandler) network.StreamHandler 
 	}
 }
 
+// serveRequest is serve for a session request (infer, plain) served in
+// role: the stream is accepted (acceptRequest) before h gets the request
+// and the stream's reader, and the serving slot is freed when h returns.
+func serveRequest[R any, PR interface {
+	*R
+	proto.Message
+}](n *Node, svc, role string, h func(s network.Stream, fr *frameReader, req PR)) network.StreamHandler {
+	return n.serve(svc, func(s network.Stream) {
+		req := PR(new(R))
+		fr, release, ok := n.acceptRequest(s, svc, role, req)
+		if !ok {
+			return
+		}
+		defer release()
+		h(s, fr, req)
+	})
+}
+
 // acceptRequest is the preamble of a session request (infer, plain) served
 // in role: the session's deadline, a serving slot (refused with ErrBusy
 // beyond MaxSessions) and the request read into req within the service's

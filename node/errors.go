@@ -56,25 +56,37 @@ func (e *PeerError) Unwrap() error { return e.Err }
 // statusOK is the accepting status.
 var statusOK = &pb.Status{Code: pb.Code_OK}
 
-// statusFromError turns a local error into the status sent to a peer.
+// statusCodes pairs the status codes with the sentinels they carry, in
+// the order statusFromError tests them.
+var statusCodes = []struct {
+	code pb.Code
+	err  error
+}{
+	{pb.Code_BUSY, ErrBusy},
+	{pb.Code_UNKNOWN_MODEL, ErrUnknownModel},
+	{pb.Code_REMOTE_DISABLED, ErrRemoteInferenceDisabled},
+	{pb.Code_DAMAGED, ErrDamaged},
+	{pb.Code_UNTRUSTED_DEALER, ErrUntrustedDealer},
+	{pb.Code_BAD_REQUEST, errBadRequest},
+}
+
+// statusFromError turns a local error into the status sent to a peer: the
+// code of its sentinel (ErrBadInput is a bad request), PEER_FAILED naming
+// the peer of a PeerError, TIMEOUT, else INTERNAL.
 func statusFromError(err error) *pb.Status {
 	if err == nil {
 		return statusOK
 	}
 	st := &pb.Status{Code: pb.Code_INTERNAL, Message: err.Error()}
+	for _, c := range statusCodes {
+		if errors.Is(err, c.err) {
+			st.Code = c.code
+			return st
+		}
+	}
 	var pe *PeerError
 	switch {
-	case errors.Is(err, ErrBusy):
-		st.Code = pb.Code_BUSY
-	case errors.Is(err, ErrUnknownModel):
-		st.Code = pb.Code_UNKNOWN_MODEL
-	case errors.Is(err, ErrRemoteInferenceDisabled):
-		st.Code = pb.Code_REMOTE_DISABLED
-	case errors.Is(err, ErrDamaged):
-		st.Code = pb.Code_DAMAGED
-	case errors.Is(err, ErrUntrustedDealer):
-		st.Code = pb.Code_UNTRUSTED_DEALER
-	case errors.Is(err, ErrBadInput), errors.Is(err, errBadRequest):
+	case errors.Is(err, ErrBadInput):
 		st.Code = pb.Code_BAD_REQUEST
 	case errors.As(err, &pe):
 		st.Code = pb.Code_PEER_FAILED
@@ -98,18 +110,6 @@ func errorFromStatus(st *pb.Status) error {
 	switch st.Code {
 	case pb.Code_OK:
 		return nil
-	case pb.Code_BUSY:
-		base = ErrBusy
-	case pb.Code_UNKNOWN_MODEL:
-		base = ErrUnknownModel
-	case pb.Code_REMOTE_DISABLED:
-		base = ErrRemoteInferenceDisabled
-	case pb.Code_DAMAGED:
-		base = ErrDamaged
-	case pb.Code_UNTRUSTED_DEALER:
-		base = ErrUntrustedDealer
-	case pb.Code_BAD_REQUEST:
-		base = errBadRequest
 	case pb.Code_TIMEOUT:
 		base = context.DeadlineExceeded
 	case pb.Code_PEER_FAILED:
@@ -117,7 +117,13 @@ func errorFromStatus(st *pb.Status) error {
 			return &remoteBlame{peer: id, msg: st.Message}
 		}
 		return errors.New(st.Message)
-	default:
+	}
+	for _, c := range statusCodes {
+		if c.code == st.Code {
+			base = c.err
+		}
+	}
+	if base == nil {
 		return errors.New(st.Message)
 	}
 	if st.Message == "" {

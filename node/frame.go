@@ -44,15 +44,9 @@ func newFrameReader(r io.Reader) *frameReader { return &frameReader{br: bufio.Ne
 // growing buffer so that a peer announcing a huge frame and sending nothing
 // makes us allocate nothing.
 func (f *frameReader) next(max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(f.br)
+	n, err := f.length(max)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
-		}
-		return nil, fmt.Errorf("read frame length: %w", err)
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, max)
+		return nil, err
 	}
 	if n <= 1<<20 {
 		b := make([]byte, n)
@@ -66,6 +60,22 @@ func (f *frameReader) next(max int) ([]byte, error) {
 		return nil, fmt.Errorf("read frame of %d bytes: %w", n, unexpected(err))
 	}
 	return buf.Bytes(), nil
+}
+
+// length reads a frame's length, refusing one over max (errFrameTooLarge)
+// before anything else is read; a stream that ends before it is io.EOF.
+func (f *frameReader) length(max int) (uint64, error) {
+	n, err := binary.ReadUvarint(f.br)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("read frame length: %w", err)
+	}
+	if n > uint64(max) {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, max)
+	}
+	return n, nil
 }
 
 // readMsg reads one frame of at most max bytes and decodes it into m.
@@ -109,15 +119,9 @@ func writeMsg(w io.Writer, m proto.Message) error {
 // frame's announced size (after the cap check) before anything is read, so
 // the resource manager can refuse a frame it has no memory for.
 func (f *frameReader) nextReserve(max int, reserve func(int) error) ([]byte, error) {
-	n, err := binary.ReadUvarint(f.br)
+	n, err := f.length(max)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
-		}
-		return nil, fmt.Errorf("read frame length: %w", err)
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, max)
+		return nil, err
 	}
 	if err := reserve(int(n)); err != nil {
 		return nil, fmt.Errorf("frame of %d bytes: %w", n, err)

@@ -25,19 +25,13 @@ import (
 // holders, run the engine and answer with the output share. The client's
 // side is infer_client.go.
 
-// handleInfer serves one session as a holder: checks, accept, bundle,
-// mesh, engine, result. Any failure resets the session's streams so that
-// every other party stops at once.
-func (n *Node) handleInfer(s network.Stream) {
-	var req pb.InferRequest
-	fr, release, ok := n.acceptRequest(s, svcInfer, "holder", &req)
-	if !ok {
-		return
-	}
-	defer release()
+// handleInfer serves one session as a holder (its request accepted by
+// serveRequest): checks, accept, bundle, mesh, engine, result. Any failure
+// resets the session's streams so that every other party stops at once.
+func (n *Node) handleInfer(s network.Stream, fr *frameReader, req *pb.InferRequest) {
 	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
 	n.record("infer", req.Input.GetData())
-	sess, err := n.checkInferRequest(&req)
+	sess, err := n.checkInferRequest(req)
 	if err != nil {
 		n.refuse(s, "holder", err)
 		return

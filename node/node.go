@@ -224,14 +224,14 @@ func (n *Node) registerHandlers() {
 		n.h.SetStreamHandler(ProtoShares, n.serve(svcShares, n.handleShares))
 	}
 	if n.hasRole(RoleHolder) {
-		n.h.SetStreamHandler(ProtoInfer, n.serve(svcInfer, n.handleInfer))
+		n.h.SetStreamHandler(ProtoInfer, serveRequest(n, svcInfer, "holder", n.handleInfer))
 		n.h.SetStreamHandler(ProtoMPC, n.serve(svcMPC, n.handleMPC))
 	}
 	if n.hasRole(RoleHolder) || n.hasRole(RoleDealer) {
 		n.h.SetStreamHandler(ProtoDealer, n.serve(svcDealer, n.handleDealer))
 	}
 	if n.hasRole(RoleHost) {
-		n.h.SetStreamHandler(ProtoPlain, n.serve(svcPlain, n.handlePlain))
+		n.h.SetStreamHandler(ProtoPlain, serveRequest(n, svcPlain, "host", n.handlePlain))
 	}
 }
 

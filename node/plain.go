@@ -38,15 +38,10 @@ func (n *Node) inferPlain(ctx context.Context, m *discovery.Manifest, x *tensor.
 	return &Result{Shape: out.Shape, Output: out.Data, Holders: m.Holders, Online: time.Since(start)}, nil
 }
 
-// handlePlain serves a plain-mode query as the model's host.
-func (n *Node) handlePlain(s network.Stream) {
-	var req pb.PlainRequest
-	_, release, ok := n.acceptRequest(s, svcPlain, "host", &req)
-	if !ok {
-		return
-	}
-	defer release()
-	out, err := n.evalPlain(&req)
+// handlePlain serves a plain-mode query as the model's host (its request
+// accepted by serveRequest).
+func (n *Node) handlePlain(s network.Stream, _ *frameReader, req *pb.PlainRequest) {
+	out, err := n.evalPlain(req)
 	if err != nil {
 		n.refuse(s, "host", err)
 		return

@@ -60,24 +60,27 @@ func (c *cli) daemonGet(ctx context.Context, path string, v any) error {
 	return nil
 }
 
-func (c *cli) idCmd() *cobra.Command {
+// apiCmd is a command that shows what the running daemon's HTTP API
+// answers at path, decoded into a T: the JSON with --json, else text.
+// prepare, if set, adjusts the answer first.
+func apiCmd[T any](c *cli, use, short, path string, prepare func(*T), text func(io.Writer, *T)) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "id",
-		Short: "Show the running daemon's peer ID, addresses and roles",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			var info node.IDInfo
-			if err := c.daemonGet(cmd.Context(), "/api/v0/id", &info); err != nil {
+			var v T
+			if err := c.daemonGet(cmd.Context(), path, &v); err != nil {
 				return err
 			}
+			if prepare != nil {
+				prepare(&v)
+			}
 			if asJSON {
-				return writeJSON(c.stdout, info)
+				return writeJSON(c.stdout, v)
 			}
-			fmt.Fprintf(c.stdout, "peer ID %s\nroles %s\n", info.ID, strings.Join(info.Roles, ","))
-			for _, a := range info.Addresses {
-				fmt.Fprintf(c.stdout, "address %s\n", a)
-			}
+			text(c.stdout, &v)
 			return nil
 		}),
 	}
@@ -85,29 +88,26 @@ func (c *cli) idCmd() *cobra.Command {
 	return cmd
 }
 
-func (c *cli) peersCmd() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "peers",
-		Short: "List the peers the running daemon is connected to",
-		Args:  cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			var info node.PeersInfo
-			if err := c.daemonGet(cmd.Context(), "/api/v0/peers", &info); err != nil {
-				return err
+func (c *cli) idCmd() *cobra.Command {
+	return apiCmd(c, "id", "Show the running daemon's peer ID, addresses and roles", "/api/v0/id", nil,
+		func(w io.Writer, info *node.IDInfo) {
+			fmt.Fprintf(w, "peer ID %s\nroles %s\n", info.ID, strings.Join(info.Roles, ","))
+			for _, a := range info.Addresses {
+				fmt.Fprintf(w, "address %s\n", a)
 			}
+		})
+}
+
+func (c *cli) peersCmd() *cobra.Command {
+	return apiCmd(c, "peers", "List the peers the running daemon is connected to", "/api/v0/peers",
+		func(info *node.PeersInfo) {
 			if info.Peers == nil {
 				info.Peers = []node.PeerInfo{}
 			}
-			if asJSON {
-				return writeJSON(c.stdout, info)
-			}
+		},
+		func(w io.Writer, info *node.PeersInfo) {
 			for _, p := range info.Peers {
-				fmt.Fprintf(c.stdout, "%s %s\n", p.ID, strings.Join(p.Addrs, " "))
+				fmt.Fprintf(w, "%s %s\n", p.ID, strings.Join(p.Addrs, " "))
 			}
-			return nil
-		}),
-	}
-	addJSONFlag(cmd.Flags(), &asJSON)
-	return cmd
+		})
 }

@@ -188,54 +188,6 @@ func TestReadFileFixtures(t *testing.T) {
 	}
 }
 
-func TestFit(t *testing.T) {
-	seq := func(n int) []float64 { return make([]float64, n) }
-	tests := []struct {
-		name string
-		x    []int
-		plan []int
-		want []int
-		err  string
-	}{
-		{"seed exact", []int{2}, []int{2}, []int{2}, ""},
-		{"seed batch of one", []int{1, 2}, []int{2}, []int{2}, ""},
-		{"seed wrong", []int{3}, []int{2}, nil, "input shape [3] does not fit the model's input shape [2]"},
-		{"seed batch of two", []int{2, 2}, []int{2}, nil, "input shape [2 2] does not fit the model's input shape [2]"},
-		{"mlp batch", []int{5, 64}, []int{-1, 64}, []int{5, 64}, ""},
-		{"mlp one sample", []int{64}, []int{-1, 64}, []int{1, 64}, ""},
-		{"mlp wrong", []int{5, 63}, []int{-1, 64}, nil, "input shape [5 63] does not fit the model's input shape [N 64] (one sample is [64]; a batch is [N 64])"},
-		{"cnn batch", []int{3, 1, 8, 8}, []int{-1, 1, 8, 8}, []int{3, 1, 8, 8}, ""},
-		{"cnn one image", []int{1, 8, 8}, []int{-1, 1, 8, 8}, []int{1, 1, 8, 8}, ""},
-		{"cnn flat sample", []int{64}, []int{-1, 1, 8, 8}, []int{1, 1, 8, 8}, ""},
-		{"cnn flat rows", []int{4, 64}, []int{-1, 1, 8, 8}, []int{4, 1, 8, 8}, ""},
-		{"cnn wrong", []int{4, 8, 8}, []int{-1, 1, 8, 8}, nil, "does not fit the model's input shape [N 1 8 8] (one sample is [1 8 8]; a batch is [N 1 8 8])"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			x := &tensor.Dense[float64]{Shape: tc.x, Data: seq(tensor.Size(tc.x))}
-			in, err := Fit(x, tc.plan, File)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("Fit error = %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := in.X; !reflect.DeepEqual(got.Shape, tc.want) || len(got.Data) != len(x.Data) {
-				t.Fatalf("Fit shape %v, want %v", got.Shape, tc.want)
-			}
-		})
-	}
-	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}, File); err == nil {
-		t.Fatal("Fit accepted an inconsistent tensor")
-	}
-	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{0, 64}}, []int{-1, 64}, File); err == nil || !strings.Contains(err.Error(), "empty dimension") {
-		t.Fatalf("Fit of an empty batch: %v", err)
-	}
-}
-
 func FuzzParseJSON(f *testing.F) {
 	for _, s := range []string{`[[1, 2], [3, 4]]`, `5`, `{"shape": [2], "data": [1, 2]}`, `[[1], [2, 3]]`, `[[[0.5]]]`} {
 		f.Add([]byte(s))
@@ -274,9 +226,9 @@ func FuzzParseNPY(f *testing.F) {
 	})
 }
 
-// TestFitForms checks each form's shapes, batch and batch flag, and the
-// errors that show the expected and the given shapes.
-func TestFitForms(t *testing.T) {
+// TestFit checks each form's shapes, batch and batch flag, and the errors
+// that show the expected and the given shapes.
+func TestFit(t *testing.T) {
 	tests := []struct {
 		name    string
 		form    Form
@@ -294,8 +246,18 @@ func TestFitForms(t *testing.T) {
 		{"exact batch", Exact, []int{5, 3}, []int{-1, 3}, []int{5, 3}, 5, true, ""},
 		{"exact wrong", Exact, []int{5, 4}, []int{-1, 3}, nil, 0, false, "input shape [5 4], the model expects [3] or [batch N 3]"},
 		{"exact empty batch", Exact, []int{0, 3}, []int{-1, 3}, nil, 0, false, "[batch N 3]"},
-		{"file one sample keeps a batch", File, []int{64}, []int{-1, 64}, []int{1, 64}, 1, true, ""},
-		{"file fixed", File, []int{1, 2}, []int{2}, []int{2}, 1, false, ""},
+		{"seed exact", File, []int{2}, []int{2}, []int{2}, 1, false, ""},
+		{"seed batch of one", File, []int{1, 2}, []int{2}, []int{2}, 1, false, ""},
+		{"seed wrong", File, []int{3}, []int{2}, nil, 0, false, "input shape [3] does not fit the model's input shape [2]"},
+		{"seed batch of two", File, []int{2, 2}, []int{2}, nil, 0, false, "input shape [2 2] does not fit the model's input shape [2]"},
+		{"mlp batch", File, []int{5, 64}, []int{-1, 64}, []int{5, 64}, 5, true, ""},
+		{"mlp one sample keeps a batch", File, []int{64}, []int{-1, 64}, []int{1, 64}, 1, true, ""},
+		{"mlp wrong", File, []int{5, 63}, []int{-1, 64}, nil, 0, false, "input shape [5 63] does not fit the model's input shape [N 64] (one sample is [64]; a batch is [N 64])"},
+		{"cnn batch", File, []int{3, 1, 8, 8}, []int{-1, 1, 8, 8}, []int{3, 1, 8, 8}, 3, true, ""},
+		{"cnn one image", File, []int{1, 8, 8}, []int{-1, 1, 8, 8}, []int{1, 1, 8, 8}, 1, true, ""},
+		{"cnn flat sample", File, []int{64}, []int{-1, 1, 8, 8}, []int{1, 1, 8, 8}, 1, true, ""},
+		{"cnn flat rows", File, []int{4, 64}, []int{-1, 1, 8, 8}, []int{4, 1, 8, 8}, 4, true, ""},
+		{"cnn wrong", File, []int{4, 8, 8}, []int{-1, 1, 8, 8}, nil, 0, false, "does not fit the model's input shape [N 1 8 8] (one sample is [1 8 8]; a batch is [N 1 8 8])"},
 		{"flat fixed", Flat, []int{6}, []int{2, 3}, []int{2, 3}, 1, false, ""},
 		{"flat fixed wrong", Flat, []int{3}, []int{2}, nil, 0, false, "expected shape [2] (2 values), got 3 values"},
 		{"flat samples", Flat, []int{128}, []int{-1, 64}, []int{2, 64}, 2, true, ""},
@@ -325,8 +287,13 @@ func TestFitForms(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}, Exact); err == nil || !strings.Contains(err.Error(), "holds 2 values, got 1") {
-		t.Fatalf("Exact of an inconsistent tensor: %v", err)
+	for _, f := range []Form{Exact, File} {
+		if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: []float64{1}}, []int{2}, f); err == nil || !strings.Contains(err.Error(), "holds 2 values, got 1") {
+			t.Fatalf("form %d accepted an inconsistent tensor: %v", f, err)
+		}
+	}
+	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{0, 64}}, []int{-1, 64}, File); err == nil || !strings.Contains(err.Error(), "empty dimension") {
+		t.Fatalf("Fit of an empty batch: %v", err)
 	}
 	if _, err := Fit(&tensor.Dense[float64]{Shape: []int{2}, Data: make([]float64, 2)}, []int{2, -1}, File); !errors.Is(err, ErrUnusableShape) {
 		t.Fatalf("unusable shape: %v, want ErrUnusableShape", err)
