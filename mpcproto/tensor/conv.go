@@ -30,12 +30,36 @@ func conv2DU64(x, w *Dense[uint64], win Window, group int) (*Dense[uint64], erro
 	if err != nil {
 		return nil, err
 	}
-	if win.CeilMode {
-		return nil, fmt.Errorf("tensor: im2col does not take ceil mode")
-	}
 	out := New[uint64](shape...)
-	if len(out.Data) == 0 || len(x.Data) == 0 {
-		return out, nil
+	if err := Conv2DU64Into(out.Data, x, w, win, group); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Conv2DU64Into adds the convolution of x [n, c, h, w] by w [m, c/group,
+// kH, kW] over Z_2^64 to dst, which holds the [n, m, oh, ow] output
+// (ConvShape) row-major; Conv2D on uint64 is Conv2DU64Into on a zero
+// tensor. Accumulating lets a caller sum several products (a Beaver
+// combination C + f(E, B) + f(A, F)) without a temporary per term. It fails
+// on shapes that do not agree or a dst of the wrong length.
+func Conv2DU64Into(dst []uint64, x, w *Dense[uint64], win Window, group int) error {
+	shape, err := ConvShape(x.Shape, w.Shape, win, group)
+	if err != nil {
+		return err
+	}
+	if win.CeilMode {
+		return fmt.Errorf("tensor: im2col does not take ceil mode")
+	}
+	if len(dst) != Size(shape) {
+		return fmt.Errorf("tensor: conv output %v needs %d elements, got %d", shape, Size(shape), len(dst))
+	}
+	if len(x.Data) != Size(x.Shape) || len(w.Data) != Size(w.Shape) {
+		return fmt.Errorf("tensor: conv tensors hold %d and %d elements for shapes %v and %v",
+			len(x.Data), len(w.Data), x.Shape, w.Shape)
+	}
+	if len(dst) == 0 || len(x.Data) == 0 {
+		return nil
 	}
 	g := convGeom{
 		n: x.Shape[0], c: x.Shape[1], h: x.Shape[2], w: x.Shape[3],
@@ -44,8 +68,8 @@ func conv2DU64(x, w *Dense[uint64], win Window, group int) (*Dense[uint64], erro
 	}
 	g.cg, g.mg = g.c/group, g.m/group
 	if g.cg == 1 && group > 1 {
-		convDepthwise(out.Data, x.Data, w.Data, &g)
-		return out, nil
+		convDepthwise(dst, x.Data, w.Data, &g)
+		return nil
 	}
 	kk := g.cg * g.kh * g.kw
 	ohw, hw := g.oh*g.ow, g.h*g.w
@@ -58,15 +82,15 @@ func conv2DU64(x, w *Dense[uint64], win Window, group int) (*Dense[uint64], erro
 			// each image's input planes of the group are the [cg, h·w] matrix
 			for b := range g.n {
 				in := x.Data[(b*g.c+gi*g.cg)*hw : (b*g.c+(gi+1)*g.cg)*hw]
-				dst := out.Data[(b*g.m+gi*g.mg)*ohw : (b*g.m+(gi+1)*g.mg)*ohw]
-				MatMulU64Into(dst, wg, in, g.mg, g.cg, ohw)
+				out := dst[(b*g.m+gi*g.mg)*ohw : (b*g.m+(gi+1)*g.mg)*ohw]
+				MatMulU64Into(out, wg, in, g.mg, g.cg, ohw)
 			}
 		default:
 			cols := getBuf(kk * rows)
 			im2colT(*cols, x.Data, &g, gi)
 			if g.n == 1 {
-				dst := out.Data[gi*g.mg*ohw : (gi+1)*g.mg*ohw]
-				MatMulU64Into(dst, wg, *cols, g.mg, kk, rows)
+				out := dst[gi*g.mg*ohw : (gi+1)*g.mg*ohw]
+				MatMulU64Into(out, wg, *cols, g.mg, kk, rows)
 			} else {
 				prod := getBuf(g.mg * rows)
 				clear(*prod)
@@ -74,7 +98,7 @@ func conv2DU64(x, w *Dense[uint64], win Window, group int) (*Dense[uint64], erro
 				for j := range g.mg {
 					for b := range g.n {
 						o := (b*g.m + gi*g.mg + j) * ohw
-						copy(out.Data[o:o+ohw], (*prod)[j*rows+b*ohw:])
+						addInto(dst[o:o+ohw], (*prod)[j*rows+b*ohw:])
 					}
 				}
 				putBuf(prod)
@@ -82,7 +106,7 @@ func conv2DU64(x, w *Dense[uint64], win Window, group int) (*Dense[uint64], erro
 			putBuf(cols)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // convPerImage is the output plane size from which a batched 1x1

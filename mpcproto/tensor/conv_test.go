@@ -43,6 +43,18 @@ func checkConv(t testing.TB, r *rand.Rand, c convCase) bool {
 		}
 		t.Fatalf("%v: element %d = %#x, want %#x", c, i, got.Data[i], want.Data[i])
 	}
+	// Conv2DU64Into accumulates into what dst holds
+	acc := randU64(r, len(want.Data))
+	sum := slices.Clone(acc)
+	for i, v := range want.Data {
+		sum[i] += v
+	}
+	if err := Conv2DU64Into(acc, x, w, c.win, c.group); err != nil {
+		t.Fatalf("%v: into: %v", c, err)
+	}
+	if !slices.Equal(acc, sum) {
+		t.Fatalf("%v: Conv2DU64Into does not add the convolution to dst", c)
+	}
 	return true
 }
 
@@ -138,6 +150,12 @@ func TestConv2DU64Errors(t *testing.T) {
 	}
 	if _, err := Conv2D(x, w, win, 0); err == nil {
 		t.Error("group 0: want error")
+	}
+	if err := Conv2DU64Into(make([]uint64, 47), x, w, win, 1); err == nil {
+		t.Error("short dst: want error")
+	}
+	if err := Conv2DU64Into(make([]uint64, 48), &Dense[uint64]{Shape: x.Shape}, w, win, 1); err == nil {
+		t.Error("x without data: want error")
 	}
 	// an empty batch gives an empty output of the right shape
 	out, err := Conv2D(New[uint64](0, 2, 5, 5), w, win, 1)

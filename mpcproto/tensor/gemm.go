@@ -107,7 +107,7 @@ func gemmBlock(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 		gemmRows(dst, a, b, k, n, i0, i1, j0, j1)
 		return
 	}
-	buf := getBuf((gemmNC + 3) / 4 * (gemmKC*4 + 8))
+	buf := getBuf((min(gemmNC, j1-j0) + 3) / 4 * (min(gemmKC, k)*4 + 8))
 	defer putBuf(buf)
 	for jc := j0; jc < j1; jc += gemmNC {
 		nc := min(gemmNC, j1-jc)
@@ -153,6 +153,12 @@ func gemmBlock(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 // gemmRows is gemmBlock for a few rows: B is read in place, each 8-column
 // strip of a k block once per pair of rows.
 func gemmRows(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
+	if !useAsm {
+		for i := i0; i < i1; i++ {
+			rowGo(dst[i*n+j0:i*n+j1], a[i*k:(i+1)*k], b[j0:], n)
+		}
+		return
+	}
 	for pc := 0; pc < k; pc += gemmKCRows {
 		kc := min(gemmKCRows, k-pc)
 		j := j0
@@ -179,6 +185,31 @@ func gemmRows(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 				}
 				dst[i*n+j] += s
 			}
+		}
+	}
+}
+
+// rowGo adds a·b[:, :len(dst)] to dst (b has row stride n): the portable
+// path for few rows, streaming rows of b four at a time (a quarter of the
+// loads and stores of dst of a plain row-by-row loop).
+func rowGo(dst, a, b []uint64, n int) {
+	w := len(dst)
+	p := 0
+	for ; p+4 <= len(a); p += 4 {
+		x0, x1, x2, x3 := a[p], a[p+1], a[p+2], a[p+3]
+		b0 := b[p*n : p*n+w]
+		b1 := b[(p+1)*n : (p+1)*n+w]
+		b2 := b[(p+2)*n : (p+2)*n+w]
+		b3 := b[(p+3)*n : (p+3)*n+w]
+		for j := range dst {
+			dst[j] += x0*b0[j] + x1*b1[j] + x2*b2[j] + x3*b3[j]
+		}
+	}
+	for ; p < len(a); p++ {
+		x := a[p]
+		br := b[p*n : p*n+w]
+		for j, v := range br {
+			dst[j] += x * v
 		}
 	}
 }
