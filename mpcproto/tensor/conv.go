@@ -209,6 +209,10 @@ func convDepthwise(out, x, w []uint64, g *convGeom) {
 
 // depthwisePlanes computes output planes [p0, p1) (plane = b·m + o).
 func depthwisePlanes(out, x, w []uint64, g *convGeom, p0, p1 int) {
+	if useAsm {
+		depthwisePlanesAsm(out, x, w, g, p0, p1)
+		return
+	}
 	ohw, hw, kk := g.oh*g.ow, g.h*g.w, g.kh*g.kw
 	sh, sw := g.win.Strides[0], g.win.Strides[1]
 	dh, dw := g.win.Dilations[0], g.win.Dilations[1]
@@ -245,6 +249,77 @@ func depthwisePlanes(out, x, w []uint64, g *convGeom, p0, p1 int) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// depthwisePlanesAsm is depthwisePlanes with the AVX2 kernel dwTaps4: each
+// input plane is first copied into a zero-padded buffer (the padding made
+// explicit, so that every kernel position of every output is inside it)
+// and, with a column stride s > 1, split into its s column phases (phase r
+// holds padded columns r, r+s, ...), so that every kernel position reads
+// consecutive words. An output row is then one kernel call, four outputs
+// at a time summed over all kernel positions in registers, plus at most 3
+// last outputs in Go.
+func depthwisePlanesAsm(out, x, w []uint64, g *convGeom, p0, p1 int) {
+	ohw, hw, kk := g.oh*g.ow, g.h*g.w, g.kh*g.kw
+	sh, sw := g.win.Strides[0], g.win.Strides[1]
+	dh, dw := g.win.Dilations[0], g.win.Dilations[1]
+	pt, pl := g.win.Pads[0], g.win.Pads[1]
+	hp, wp := g.h+pt+g.win.Pads[2], g.w+pl+g.win.Pads[3] // padded plane
+	w2 := (wp + sw - 1) / sw                             // width of a phase row
+	buf := getBuf(sw * hp * w2)
+	defer putBuf(buf)
+	pad := *buf
+	// kernel position (ki, kj) of output (y, x) reads padded row y·sh + ki·dh,
+	// column x·sw + kj·dw = sw·(x + q) + r: phase r, word x + q of the row
+	offs := make([]int, kk)
+	for ki := range g.kh {
+		for kj := range g.kw {
+			r, q := kj*dw%sw, kj*dw/sw
+			offs[ki*g.kw+kj] = 8 * (r*hp*w2 + ki*dh*w2 + q)
+		}
+	}
+	n4 := g.ow &^ 3
+	// the farthest word any call reads: last row, last kernel position
+	if n4 > 0 && (g.oh-1)*sh*w2+offs[kk-1]/8+n4 > len(pad) {
+		panic("tensor: depthwise kernel out of range")
+	}
+	prev := -1
+	for p := p0; p < p1; p++ {
+		b, o := p/g.m, p%g.m
+		ci := b*g.c + o/g.mg
+		if ci != prev { // planes of a channel multiplier share the input
+			clear(pad)
+			in := x[ci*hw : (ci+1)*hw]
+			for r := range g.h {
+				row := in[r*g.w : (r+1)*g.w]
+				if sw == 1 {
+					copy(pad[(r+pt)*w2+pl:], row)
+					continue
+				}
+				for c, v := range row {
+					pc := c + pl
+					pad[(pc%sw)*hp*w2+(r+pt)*w2+pc/sw] = v
+				}
+			}
+			prev = ci
+		}
+		dst := out[p*ohw : (p+1)*ohw]
+		wt := w[o*kk : (o+1)*kk]
+		for y := range g.oh {
+			row := dst[y*g.ow : (y+1)*g.ow]
+			base := y * sh * w2
+			if n4 > 0 {
+				dwTaps4(&row[0], &pad[base], &wt[0], &offs[0], kk, n4)
+			}
+			for xx := n4; xx < g.ow; xx++ {
+				var acc uint64
+				for t, v := range wt {
+					acc += v * pad[base+offs[t]/8+xx]
+				}
+				row[xx] += acc
 			}
 		}
 	}

@@ -17,6 +17,9 @@ func gemm1x4(c *uint64, a *uint64, b *uint64, ldb int, k int)
 //go:noescape
 func gemm1x8(c *uint64, a *uint64, b *uint64, ldb int, k int)
 
+//go:noescape
+func dwTaps4(d *uint64, s *uint64, w *uint64, offs *int, taps int, n int)
+
 func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 
 func xgetbv() (eax, edx uint32)

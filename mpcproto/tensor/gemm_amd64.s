@@ -242,6 +242,50 @@ store2x8:
 	VZEROUPPER
 	RET
 
+// func dwTaps4(d *uint64, s *uint64, w *uint64, offs *int, taps int, n int)
+//
+// The depthwise convolution kernel: for x in [0, n) (n a positive multiple
+// of 4), d[x] += Σ_{t<taps} w[t]·s[x + offs[t]/8] (offs in bytes, taps >= 1).
+// Each tap is a shifted row of the input (any rows, columns or stride
+// phases: the caller lays them out); four outputs are summed in registers
+// over all taps and stored once.
+TEXT ·dwTaps4(SB), NOSPLIT, $0-48
+	MOVQ d+0(FP), DI
+	MOVQ s+8(FP), SI
+	MOVQ w+16(FP), R8
+	MOVQ offs+24(FP), R9
+	MOVQ taps+32(FP), R10
+	MOVQ n+40(FP), CX
+	SHRQ $2, CX
+
+dwblock:
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	XORQ AX, AX
+
+dwtap:
+	MOVQ (R9)(AX*8), R11
+	VMOVDQU (SI)(R11*1), Y2
+	VPSHUFD $0xb1, Y2, Y3
+	VPBROADCASTQ (R8)(AX*8), Y4
+	VPMULUDQ Y2, Y4, Y5
+	VPMULLD Y3, Y4, Y6
+	VPADDQ Y5, Y0, Y0
+	VPADDD Y6, Y1, Y1
+	INCQ AX
+	CMPQ AX, R10
+	JLT dwtap
+
+	COMBINE(Y1, Y0, Y7)
+	VPADDQ (DI), Y0, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	DECQ CX
+	JNZ dwblock
+	VZEROUPPER
+	RET
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX

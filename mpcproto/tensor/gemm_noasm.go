@@ -22,3 +22,7 @@ func gemm1x4(c *uint64, a *uint64, b *uint64, ldb int, k int) {
 func gemm1x8(c *uint64, a *uint64, b *uint64, ldb int, k int) {
 	panic("tensor: no assembly kernels")
 }
+
+func dwTaps4(d *uint64, s *uint64, w *uint64, offs *int, taps int, n int) {
+	panic("tensor: no assembly kernels")
+}
