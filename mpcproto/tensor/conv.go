@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -282,8 +283,8 @@ func depthwisePlanesAsm(out, x, w []uint64, g *convGeom, p0, p1 int) {
 		}
 	}
 	n4 := g.ow &^ 3
-	// the farthest word any call reads: last row, last kernel position
-	if n4 > 0 && (g.oh-1)*sh*w2+offs[kk-1]/8+n4 > len(pad) {
+	// the farthest word any call reads: last row, farthest kernel position
+	if n4 > 0 && (g.oh-1)*sh*w2+slices.Max(offs)/8+n4 > len(pad) {
 		panic("tensor: depthwise kernel out of range")
 	}
 	prev := -1
