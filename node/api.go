@@ -67,7 +67,8 @@ func (n *Node) PeersInfo() PeersInfo {
 }
 
 // startAPI serves /api/v0/id, /api/v0/peers and /debug/metrics/prometheus
-// on cfg.APIAddr and writes the bound address into the repo's api file.
+// (and cfg.Web at every other path, when set) on cfg.APIAddr and writes
+// the bound address into the repo's api file.
 func startAPI(n *Node) (*apiServer, error) {
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
@@ -77,6 +78,9 @@ func startAPI(n *Node) (*apiServer, error) {
 	mux.HandleFunc("/api/v0/id", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Info()) })
 	mux.HandleFunc("/api/v0/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.PeersInfo()) })
 	mux.Handle("/debug/metrics/prometheus", promhttp.HandlerFor(n.met.reg, promhttp.HandlerOpts{}))
+	if n.cfg.Web != nil {
+		mux.Handle("/", n.cfg.Web)
+	}
 	a := &apiServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second},
 		addr: ln.Addr().String(),

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,10 @@ type Config struct {
 	// APIAddr is the host:port of the local HTTP API and Prometheus
 	// metrics ("" = none).
 	APIAddr string
+	// Web, when set, is served by the HTTP API at every path the API
+	// itself does not serve: the browser page ("/") and its ES module
+	// ("/grid.js") of cmd/grid/web.
+	Web http.Handler
 	// SessionTimeout bounds a whole inference session, on every party.
 	SessionTimeout time.Duration
 	// MaxSessions is the number of sessions a holder or host serves at once;
@@ -136,12 +141,12 @@ type Testing struct {
 	RefuseUploads error
 }
 
-// DefaultConfig returns the daemon defaults: loopback TCP on a free port,
-// every role, a 30 s session timeout, 64 concurrent sessions and
-// DefaultTiming.
+// DefaultConfig returns the daemon defaults: loopback TCP and WebSockets
+// (for browsers) on free ports, every role, a 30 s session timeout, 64
+// concurrent sessions and DefaultTiming.
 func DefaultConfig() Config {
 	return Config{
-		Listen:         []string{"/ip4/127.0.0.1/tcp/0"},
+		Listen:         []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"},
 		Roles:          slices.Clone(AllRoles),
 		SessionTimeout: 30 * time.Second,
 		MaxSessions:    64,
@@ -152,8 +157,8 @@ func DefaultConfig() Config {
 // DefaultLocalConfig returns the config of a node on this machine's
 // loopback, for tests, grid demo and grid-load (after memberlist's
 // DefaultLocalConfig): the defaults in repoDir, listening on 127.0.0.1 TCP
-// on a free port, with no HTTP API and no bootstrap peer. New reads the
-// identity from repoDir, which Init must have made.
+// and WebSockets on free ports, with no HTTP API and no bootstrap peer.
+// New reads the identity from repoDir, which Init must have made.
 func DefaultLocalConfig(repoDir string) Config {
 	c := DefaultConfig()
 	c.RepoDir = repoDir

@@ -15,6 +15,7 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	"github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 	"time"
@@ -103,9 +104,10 @@ func resourceManager(maxSessions int) (network.ResourceManager, error) {
 	return rm, nil
 }
 
-// newHost builds the libp2p host: TCP and QUIC, Noise and TLS, yamux, the
-// resource and connection managers, no relay, no NAT port mapping (and no
-// mDNS: peers come from the bootstrap list and the DHT).
+// newHost builds the libp2p host: TCP, QUIC and WebSockets (what browsers
+// dial: /ip4/.../tcp/N/ws), Noise and TLS, yamux, the resource and
+// connection managers, no relay, no NAT port mapping (and no mDNS: peers
+// come from the bootstrap list and the DHT).
 func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager, error) {
 	rm, err := resourceManager(cfg.MaxSessions)
 	if err != nil {
@@ -119,6 +121,7 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager,
 		libp2p.Identity(sk),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
+		libp2p.Transport(websocket.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
