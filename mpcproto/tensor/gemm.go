@@ -21,10 +21,13 @@ import (
 //	        for each 4 rows of A:    (the A block stays in L2: mc*kc*8 bytes)
 //	          C[4x4] += A[4, kc] · panel    (registers, one store per tile)
 //
-// With fewer than gemmPackRows rows (matrix-vector products: an MLP at
-// batch 1, a late resnet layer at 2x2 pixels) packing B costs as much as the
-// product; the kernels then read B in place, two rows by 8 columns at a
-// time, over blocks of gemmKCRows rows of B so that each stays in L2.
+// With fewer than gemmPackRows rows (matrix-vector products: an MLP or a
+// classifier at batch 1) packing B costs as much as the product, and B is
+// read in place: when it is small, two rows of C by 8 columns at a time over
+// blocks of gemmKCRows rows of B; when it is large (not in cache), one row of
+// C at a time, streaming 16 rows of B front to back per kernel call (reading
+// columns of a large row-major B would touch a new page per word, which the
+// hardware prefetchers do not follow).
 //
 // The micro-kernels are AVX2 assembly on amd64 (gemm_amd64.s: two vector
 // multiplies per four 64-bit products) and portable Go elsewhere or with the
@@ -35,8 +38,9 @@ const (
 	gemmMC = 64  // rows per A block: gemmMC*gemmKC*8 = 128 KiB
 	gemmNC = 512 // columns per packed B block
 
-	gemmPackRows = 8  // fewer rows than this: B is not packed
-	gemmKCRows   = 64 // k block of the unpacked path
+	gemmPackRows    = 4       // fewer rows than this: B is not packed
+	gemmKCRows      = 64      // k block of the unpacked path (B in cache)
+	gemmStreamWords = 1 << 18 // from this size of B (2 MiB) the unpacked path streams its rows
 
 	// gemmMinWork is the number of multiply-adds below which a product is
 	// not split across goroutines (about 50 µs of one core).
@@ -107,6 +111,11 @@ func gemmBlock(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 		gemmRows(dst, a, b, k, n, i0, i1, j0, j1)
 		return
 	}
+	gemmPacked(dst, a, b, k, n, i0, i1, j0, j1)
+}
+
+// gemmPacked is gemmBlock with B packed.
+func gemmPacked(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 	buf := getBuf((min(gemmNC, j1-j0) + 3) / 4 * (min(gemmKC, k)*4 + 8))
 	defer putBuf(buf)
 	for jc := j0; jc < j1; jc += gemmNC {
@@ -150,12 +159,19 @@ func gemmBlock(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 	}
 }
 
-// gemmRows is gemmBlock for a few rows: B is read in place, each 8-column
-// strip of a k block once per pair of rows.
+// gemmRows is gemmBlock for a few rows, reading B in place: streamed row by
+// row when B is large, else each 8-column strip of a k block once per pair
+// of rows.
 func gemmRows(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 	if !useAsm {
 		for i := i0; i < i1; i++ {
 			rowGo(dst[i*n+j0:i*n+j1], a[i*k:(i+1)*k], b[j0:], n)
+		}
+		return
+	}
+	if uint64(k)*uint64(n) >= gemmStreamWords {
+		for i := i0; i < i1; i++ {
+			rowStream(dst[i*n+j0:i*n+j1], a[i*k:(i+1)*k], b[j0:], n)
 		}
 		return
 	}
@@ -185,6 +201,36 @@ func gemmRows(dst, a, b []uint64, k, n, i0, i1, j0, j1 int) {
 				}
 				dst[i*n+j] += s
 			}
+		}
+	}
+}
+
+// streamRows is how many rows of B rowStream reads at once.
+const streamRows = 16
+
+// rowStream adds a·b[:, :len(dst)] to dst (b has row stride n) with the
+// kernel dwTaps4: each call adds streamRows rows of b, scaled by the
+// matching words of a, to dst, reading those rows front to back.
+func rowStream(dst, a, b []uint64, n int) {
+	w := len(dst)
+	w4 := w &^ 3
+	var offs [streamRows]int
+	for t := range offs {
+		offs[t] = 8 * t * n
+	}
+	k := len(a)
+	for p := 0; p < k; p += streamRows {
+		t := min(streamRows, k-p)
+		if w4 > 0 {
+			_ = b[(p+t-1)*n+w4-1]
+			dwTaps4(&dst[0], &b[p*n], &a[p], &offs[0], t, w4)
+		}
+		for j := w4; j < w; j++ {
+			var s uint64
+			for q, x := range a[p : p+t] {
+				s += x * b[(p+q)*n+j]
+			}
+			dst[j] += s
 		}
 	}
 }

@@ -76,6 +76,10 @@ func TestMatMulU64Blocks(t *testing.T) {
 		{2*gemmMC + 1, gemmKC + 3, 21},
 		{1, 784, 128},
 		{8, 784, 128},
+		{2, 2048, 130}, // few rows, B streamed, 2 tail columns
+		{1, 4099, 67},  // B streamed, k not a multiple of the 16 rows per call
+		{3, 700, 400},  // B streamed, 3 rows
+		{1, 512, 1000}, // a classifier at batch 1
 		{4, 4608, 36},
 		{130, 300, 6},   // tall: rows split across goroutines
 		{7, 300, 600},   // wide: columns split
