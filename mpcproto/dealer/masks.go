@@ -46,12 +46,30 @@ type maskCache struct {
 }
 
 // MaskedWeights lists, in plan order, the weights that get a fixed mask:
-// those used as the right operand (input 1) of a MatMul or Conv node.
+// the right operand (input 1) of a Conv, and an operand of a MatMul that
+// enters its product as stored (plan.MatMulGeometry: a right operand of
+// rank <= 2, a left operand of rank <= 2 or of any rank when the right
+// one has rank <= 2; ranks do not depend on the batch).
 func MaskedWeights(p *plan.Plan) []string {
+	rank := make(map[string]int, len(p.Weights)+len(p.Nodes))
+	if shapes, err := p.Shapes(1); err == nil {
+		for name, s := range shapes {
+			rank[name] = len(s)
+		}
+	}
 	used := make(map[string]bool)
 	for _, n := range p.Nodes {
-		if (n.Op == plan.MatMul || n.Op == plan.Conv) && len(n.Inputs) > 1 {
+		switch {
+		case n.Op == plan.Conv && len(n.Inputs) > 1:
 			used[n.Inputs[1]] = true
+		case n.Op == plan.MatMul && len(n.Inputs) > 1:
+			ra, rb := rank[n.Inputs[0]], rank[n.Inputs[1]]
+			if rb >= 1 && rb <= 2 {
+				used[n.Inputs[1]] = true
+			}
+			if ra >= 1 && (ra <= 2 || (rb >= 1 && rb <= 2)) {
+				used[n.Inputs[0]] = true
+			}
 		}
 	}
 	var out []string

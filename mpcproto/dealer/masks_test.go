@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 )
 
@@ -183,4 +184,82 @@ func FuzzUnmarshalMasks(f *testing.F) {
 			t.Fatalf("re-encoding differs: %v", err)
 		}
 	})
+}
+
+// leftPlan is W @ x with the weight on the left, then a batched product
+// with a 3-D weight (not masked) and a right weight.
+func leftPlan() *plan.Plan {
+	return &plan.Plan{
+		Version: plan.Version,
+		Input:   plan.Value{Name: "x", Shape: []int{-1, 4, 5}},
+		Output:  "z",
+		Weights: []plan.Value{{Name: "wl", Shape: []int{3, 4}}, {Name: "wb", Shape: []int{2, 2, 3}},
+			{Name: "wr", Shape: []int{5, 2}}},
+		Nodes: []plan.Node{
+			{Name: "left", Op: plan.MatMul, Inputs: []string{"wl", "x"}, Output: "y"},
+			{Name: "batched", Op: plan.MatMul, Inputs: []string{"wb", "y"}, Output: "u"},
+			{Name: "right", Op: plan.MatMul, Inputs: []string{"u", "wr"}, Output: "z"},
+		},
+	}
+}
+
+// TestDealMaskedLeft: a weight on the left of a MatMul gets a mask that
+// serves as A (the material holds no A, C = mask·B); a 3-D weight in a
+// batched product gets none.
+func TestDealMaskedLeft(t *testing.T) {
+	p := leftPlan()
+	if got := MaskedWeights(p); !slices.Equal(got, []string{"wl", "wr"}) {
+		t.Fatalf("masked weights %v, want [wl wr]", got)
+	}
+	for _, n := range []int{2, 3} {
+		m, err := NewMasks(p, n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := m.values(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundles, err := DealMasked(p, 2, fixed.Default(), m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs := make([]*Source, n)
+		for i, b := range bundles {
+			if srcs[i], err = b.Expand(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var kinds []string
+		for ri, mat := range srcs[0].mats {
+			req := mat.Req
+			if req.Kind != KindMatMul {
+				continue
+			}
+			kinds = append(kinds, req.Node+":"+req.String())
+			a := &tensor.Dense[uint64]{Shape: req.X, Data: reconstruct(srcs, ri, bilinearA, false)}
+			b := &tensor.Dense[uint64]{Shape: req.Y, Data: reconstruct(srcs, ri, bilinearB, false)}
+			switch {
+			case req.FixedA != "":
+				if len(mat.Parts[bilinearA]) != 0 {
+					t.Fatalf("%s: material carries an A", req)
+				}
+				a.Data = vals[req.FixedA]
+			case req.FixedB != "":
+				b.Data = vals[req.FixedB]
+			}
+			want, err := req.Bilinear(a, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(reconstruct(srcs, ri, bilinearC, false), want.Data) {
+				t.Fatalf("N=%d %s: C != A·B", n, req)
+			}
+		}
+		want := []string{"left:matmul [3 4] x [4 10] (mask of wl on the left)", "batched:matmul [2 2 3] x [2 3 5]",
+			"right:matmul [4 5] x [5 2] (mask of wr)"}
+		if !slices.Equal(kinds, want) {
+			t.Fatalf("requests %q, want %q", kinds, want)
+		}
+	}
 }

@@ -21,11 +21,12 @@ type Material struct {
 
 // Part indices of bilinear material (MatMul, Conv, Mul).
 const (
-	bilinearA = iota // [size X] random
+	bilinearA = iota // [size X] random (empty with a fixed A)
 	bilinearB        // [size Y] random (empty with a fixed B)
 	bilinearC        // [size out] = f(A, B)
 	// bilinearAF is not dealt: a party with weight masks appends its share
-	// of f(A, F) offline (F is public to the parties), see Source.Precompute.
+	// of f(A, F) (fixed B) or f(E, B) (fixed A) offline (E, F are public
+	// to the parties), see Source.Precompute.
 	bilinearAF
 )
 
@@ -152,11 +153,17 @@ func (r Request) layout() ([]part, error) {
 		if err != nil {
 			return nil, err
 		}
-		nb := tensor.Size(r.Y)
+		na, nb := tensor.Size(r.X), tensor.Size(r.Y)
+		if r.FixedA != "" && r.FixedB != "" {
+			return nil, fmt.Errorf("both operands fixed (%s and %s)", r.FixedA, r.FixedB)
+		}
+		if r.FixedA != "" {
+			na = 0 // the long-term mask serves as A
+		}
 		if r.FixedB != "" {
 			nb = 0 // the long-term mask serves as B
 		}
-		return []part{{n: tensor.Size(r.X)}, {n: nb}, {n: tensor.Size(out), derived: true}}, nil
+		return []part{{n: na}, {n: nb}, {n: tensor.Size(out), derived: true}}, nil
 	case KindTrunc:
 		if r.N < 0 {
 			return nil, fmt.Errorf("negative size %d", r.N)
@@ -218,6 +225,13 @@ func (r Request) derive(enc fixed.Encoding, vals [][]uint64, masks map[string][]
 				return fmt.Errorf("no mask for weight %q of shape %v", r.FixedB, r.Y)
 			}
 			b.Data = mb
+		}
+		if r.FixedA != "" {
+			ma, ok := masks[r.FixedA]
+			if !ok || len(ma) != tensor.Size(r.X) {
+				return fmt.Errorf("no mask for weight %q of shape %v", r.FixedA, r.X)
+			}
+			a.Data = ma
 		}
 		c, err := r.Bilinear(a, b)
 		if err != nil {

@@ -14,7 +14,8 @@ type Kind uint8
 
 // The kinds of material, one per protocol primitive of the engine.
 const (
-	// KindMatMul is a matrix triple (A [m,k], B [k,n], C = A·B).
+	// KindMatMul is a matrix triple (A [m,k], B [k,n], C = A·B), or a
+	// batched one (A [b,m,k], B [b,k,n], C [b,m,n] = A·B per matrix).
 	KindMatMul Kind = iota + 1
 	// KindConv is a convolution triple (A, B, C = conv(A, B)) for the
 	// shapes, window and group of a Conv node; the engine masks the input
@@ -74,19 +75,29 @@ type Request struct {
 	K int
 	// FixedB names the weight whose long-term mask serves as B (MatMul and
 	// Conv with weight masks, see Masks): the material then holds no B.
+	// FixedA likewise names a weight whose mask serves as A (a MatMul with
+	// the weight on the left): the material then holds no A. At most one
+	// of them is set.
 	FixedB string
+	FixedA string
 }
 
 // Same reports whether r and o ask for the same material (Node aside).
 func (r Request) Same(o Request) bool {
 	return r.Kind == o.Kind && r.N == o.N && slices.Equal(r.X, o.X) && slices.Equal(r.Y, o.Y) &&
-		r.Window == o.Window && r.Group == o.Group && r.FixedB == o.FixedB && r.K == o.K
+		r.Window == o.Window && r.Group == o.Group && r.FixedB == o.FixedB && r.FixedA == o.FixedA && r.K == o.K
 }
+
+// fixed is the weight whose mask serves as A or B, "" when none.
+func (r Request) fixed() string { return r.FixedA + r.FixedB }
 
 // String describes the request for error messages.
 func (r Request) String() string {
 	switch r.Kind {
 	case KindMatMul, KindConv, KindMul:
+		if r.FixedA != "" {
+			return fmt.Sprintf("%s %v x %v (mask of %s on the left)", r.Kind, r.X, r.Y, r.FixedA)
+		}
 		if r.FixedB != "" {
 			return fmt.Sprintf("%s %v x %v (mask of %s)", r.Kind, r.X, r.Y, r.FixedB)
 		}
@@ -102,10 +113,13 @@ func (r Request) String() string {
 func (r Request) outShape() ([]int, error) {
 	switch r.Kind {
 	case KindMatMul:
-		if len(r.X) != 2 || len(r.Y) != 2 || r.X[1] != r.Y[0] {
-			return nil, fmt.Errorf("matmul shapes %v and %v", r.X, r.Y)
+		switch {
+		case len(r.X) == 2 && len(r.Y) == 2 && r.X[1] == r.Y[0]:
+			return []int{r.X[0], r.Y[1]}, nil
+		case len(r.X) == 3 && len(r.Y) == 3 && r.X[0] == r.Y[0] && r.X[2] == r.Y[1]:
+			return []int{r.X[0], r.X[1], r.Y[2]}, nil
 		}
-		return []int{r.X[0], r.Y[1]}, nil
+		return nil, fmt.Errorf("matmul shapes %v and %v", r.X, r.Y)
 	case KindConv:
 		return tensor.ConvShape(r.X, r.Y, r.Window, r.Group)
 	case KindMul:
@@ -119,6 +133,9 @@ func (r Request) outShape() ([]int, error) {
 func (r Request) Bilinear(x, y *tensor.Dense[uint64]) (*tensor.Dense[uint64], error) {
 	switch r.Kind {
 	case KindMatMul:
+		if len(x.Shape) == 3 {
+			return batchedMatMul(x, y)
+		}
 		return tensor.MatMul(x, y)
 	case KindConv:
 		return tensor.Conv2D(x, y, r.Window, r.Group)
@@ -184,7 +201,8 @@ func maxAndLevels(k int) []int {
 }
 
 // scheduleWith is Schedule, with weight masks (see Masks) when masked is
-// set: MatMul and Conv requests on a masked weight then name it in FixedB.
+// set: MatMul and Conv requests on a masked weight then name it in FixedB
+// (or FixedA).
 func scheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 	shapes, err := p.Shapes(batch)
 	if err != nil {
@@ -209,11 +227,26 @@ func scheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 	return out, nil
 }
 
+// MatMulRequest is the product request of a MatMul node of geometry g
+// over inputs a and b, with the weight masks of the weights for which
+// masked reports true: B's mask when B enters the product as stored, else
+// A's when A does.
+func MatMulRequest(g plan.MatMulGeometry, a, b string, masked func(string) bool) Request {
+	r := Request{Kind: KindMatMul, X: slices.Clone(g.X), Y: slices.Clone(g.Y)}
+	switch {
+	case g.BAsIs && masked(b):
+		r.FixedB = b
+	case g.AAsIs && masked(a):
+		r.FixedA = a
+	}
+	return r
+}
+
 // nodeRequests is the material a node consumes, given every value's shape
 // and the set of weights with long-term masks (nil when none).
 func nodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool) ([]Request, error) {
 	fixedB := ""
-	if (n.Op == plan.MatMul || n.Op == plan.Conv) && len(n.Inputs) > 1 && masked[n.Inputs[1]] {
+	if n.Op == plan.Conv && len(n.Inputs) > 1 && masked[n.Inputs[1]] {
 		fixedB = n.Inputs[1]
 	}
 	in := func(i int) []int { return shapes[n.Inputs[i]] }
@@ -221,12 +254,13 @@ func nodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 	trunc := Request{Kind: KindTrunc, Node: n.Name, N: outSize}
 	switch n.Op {
 	case plan.MatMul:
-		x, w := in(0), in(1)
-		if len(x) < 1 || len(w) != 2 {
-			return nil, fmt.Errorf("matmul shapes %v and %v", x, w)
+		g, err := plan.MatMulGeometryOf(in(0), in(1))
+		if err != nil {
+			return nil, err
 		}
-		m := tensor.Size(x[:len(x)-1])
-		return []Request{{Kind: KindMatMul, Node: n.Name, X: []int{m, x[len(x)-1]}, Y: slices.Clone(w), FixedB: fixedB}, trunc}, nil
+		r := MatMulRequest(g, n.Inputs[0], n.Inputs[1], func(w string) bool { return masked[w] })
+		r.Node = n.Name
+		return []Request{r, trunc}, nil
 	case plan.Conv:
 		win, err := n.Attrs.ConvWindow(in(1))
 		if err != nil {
@@ -255,4 +289,21 @@ func nodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unknown op %q", string(n.Op))
+}
+
+// batchedMatMul is the product of x [b, m, k] and y [b, k, n], matrix by
+// matrix.
+func batchedMatMul(x, y *tensor.Dense[uint64]) (*tensor.Dense[uint64], error) {
+	if len(x.Shape) != 3 || len(y.Shape) != 3 || x.Shape[0] != y.Shape[0] || x.Shape[2] != y.Shape[1] {
+		return nil, fmt.Errorf("batched matmul of shapes %v and %v", x.Shape, y.Shape)
+	}
+	b, m, k, n := x.Shape[0], x.Shape[1], x.Shape[2], y.Shape[2]
+	out := tensor.New[uint64](b, m, n)
+	if m*k*n == 0 {
+		return out, nil
+	}
+	for i := range b {
+		tensor.MatMulInto(out.Data[i*m*n:(i+1)*m*n], x.Data[i*m*k:(i+1)*m*k], y.Data[i*k*n:(i+1)*k*n], m, k, n)
+	}
+	return out, nil
 }

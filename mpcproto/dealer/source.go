@@ -98,23 +98,40 @@ func (s *Source) Next(want Request) (*Material, error) {
 
 // Precompute adds f(A, F) to the material of every product with a fixed
 // B (weight masks), F by weight name being the opened W - B of the party's
-// weight masks: it depends on the material and the masks only, so a party
-// computes it offline, and Triple returns it as AF.
+// weight masks, and f(E, B) to every product with a fixed A (E the opened
+// W - mask of the left weight, in the same map): it depends on the
+// material and the masks only, so a party computes it offline, and Triple
+// returns it as AF (EB).
 func (s *Source) Precompute(F map[string]*tensor.Dense[uint64]) error {
 	for i := range s.mats {
 		m := &s.mats[i]
-		if m.Req.FixedB == "" {
+		name := m.Req.fixed()
+		if name == "" {
 			continue
 		}
-		f := F[m.Req.FixedB]
+		f := F[name]
 		if f == nil {
-			return fmt.Errorf("no opened mask for weight %q", m.Req.FixedB)
+			return fmt.Errorf("no opened mask for weight %q", name)
 		}
-		af, err := m.Req.Bilinear(&tensor.Dense[uint64]{Shape: m.Req.X, Data: m.Parts[bilinearA]}, f)
+		var pre *tensor.Dense[uint64]
+		var err error
+		if m.Req.FixedB != "" {
+			if len(f.Data) != tensor.Size(m.Req.Y) {
+				return fmt.Errorf("precompute for node %s: opened mask of %q has %d values, want %v", m.Req.Node, name, len(f.Data), m.Req.Y)
+			}
+			pre, err = m.Req.Bilinear(&tensor.Dense[uint64]{Shape: m.Req.X, Data: m.Parts[bilinearA]},
+				&tensor.Dense[uint64]{Shape: m.Req.Y, Data: f.Data})
+		} else {
+			if len(f.Data) != tensor.Size(m.Req.X) {
+				return fmt.Errorf("precompute for node %s: opened mask of %q has %d values, want %v", m.Req.Node, name, len(f.Data), m.Req.X)
+			}
+			pre, err = m.Req.Bilinear(&tensor.Dense[uint64]{Shape: m.Req.X, Data: f.Data},
+				&tensor.Dense[uint64]{Shape: m.Req.Y, Data: m.Parts[bilinearB]})
+		}
 		if err != nil {
 			return fmt.Errorf("precompute for node %s: %w", m.Req.Node, err)
 		}
-		m.Parts = append(m.Parts[:bilinearAF:bilinearAF], af.Data)
+		m.Parts = append(m.Parts[:bilinearAF:bilinearAF], pre.Data)
 	}
 	return nil
 }

@@ -15,8 +15,10 @@ import (
 // Conv or Mul request: A and B uniform, C = f(A, B) for the request's
 // bilinear map f. With weight masks (Request.FixedB) B is empty, the
 // weight's long-term mask serving as B, and AF is f(A, F) once the party
-// has precomputed it (Source.Precompute), else nil.
-type Triple struct{ A, B, C, AF []uint64 }
+// has precomputed it (Source.Precompute), else nil; with a fixed A
+// (Request.FixedA) A is empty and EB is f(E, B), E = W - A the opened
+// difference of the left weight, once precomputed.
+type Triple struct{ A, B, C, AF, EB []uint64 }
 
 // TruncPair is a party's share of truncation material: R uniform,
 // Shift = R >> f (a logical shift) and MSB = R >> 63 (0 or 1).
@@ -75,6 +77,9 @@ func (m *Material) Triple() Triple {
 	if m.Req.FixedB != "" && len(m.Parts) > bilinearAF {
 		t.AF = m.Parts[bilinearAF]
 	}
+	if m.Req.FixedA != "" && len(m.Parts) > bilinearAF {
+		t.EB = m.Parts[bilinearAF]
+	}
 	return t
 }
 
@@ -122,7 +127,7 @@ func (m *Material) Check(want Request) error {
 			return fmt.Errorf("material for %s: part %d holds %d words, want %d", want, i, len(m.Parts[i]), n)
 		}
 	}
-	if len(m.Parts) > bilinearAF && want.FixedB != "" {
+	if len(m.Parts) > bilinearAF && want.fixed() != "" {
 		if out, err := want.outShape(); err != nil || len(m.Parts[bilinearAF]) != tensor.Size(out) {
 			return fmt.Errorf("material for %s: precomputed part has the wrong size", want)
 		}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"slices"
+
 	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 )
@@ -10,10 +12,14 @@ import (
 //
 //  1. open E = x - A and F = y - B (one round, both at once); with weight
 //     masks (req.FixedB) B is the weight's long-term mask and F = W - B was
-//     opened once at setup, so only E is opened;
+//     opened once at setup, so only E is opened; with a left weight
+//     (req.FixedA) A is its mask, E = W - A is already open and only F is
+//     opened;
 //  2. z = C + f(E, B + F) + f(A, F), the f(E, F) term (inside B + F) being
 //     added by party 0 only; since f is bilinear,
 //     f(E + A, F + B) = f(E, F) + f(E, B) + f(A, F) + f(A, B) = f(x, y).
+//     With a fixed A it is computed as C + f(E, B) + f(A + E, F), E added
+//     by party 0, f(E, B) precomputed offline.
 //
 // E and F are uniform (A and B are), so the round reveals nothing. The
 // result carries 2f fractional bits: callers truncate it.
@@ -23,6 +29,9 @@ func (p *party) bilinear(req dealer.Request, x, y *tensor.Dense[uint64]) (*tenso
 		return nil, err
 	}
 	t := m.Triple()
+	if req.FixedA != "" {
+		return p.bilinearFixedA(req, t, x, y)
+	}
 	a, b, c := t.A, t.B, t.C
 	e := make([]uint64, len(x.Data))
 	for i, v := range x.Data {
@@ -32,10 +41,10 @@ func (p *party) bilinear(req dealer.Request, x, y *tensor.Dense[uint64]) (*tenso
 	if req.FixedB != "" {
 		// weight masks: B is the long-term mask, F = W - B is already open
 		mb, mf := p.masks.B[req.FixedB], p.masks.F[req.FixedB]
-		if mb == nil || mf == nil || len(mb.Data) != len(y.Data) {
+		if mb == nil || mf == nil || len(mb.Data) != len(y.Data) || len(mf.Data) != len(y.Data) {
 			return nil, p.failf("no opened mask for weight %q", req.FixedB)
 		}
-		b, F = mb.Data, mf
+		b, F = mb.Data, &tensor.Dense[uint64]{Shape: y.Shape, Data: mf.Data}
 		op, err := p.open(arith(e))
 		if err != nil {
 			return nil, err
@@ -74,6 +83,48 @@ func (p *party) bilinear(req dealer.Request, x, y *tensor.Dense[uint64]) (*tenso
 	}
 	for i := range t1.Data {
 		t1.Data[i] += af[i] + c[i]
+	}
+	return t1, nil
+}
+
+// bilinearFixedA is bilinear with a left weight's long-term mask as A: E =
+// W - A was opened at setup, only F = y - B is opened, and
+// z = C + f(E, B) + f(A + E, F) with E added by party 0.
+func (p *party) bilinearFixedA(req dealer.Request, t dealer.Triple, x, y *tensor.Dense[uint64]) (*tensor.Dense[uint64], error) {
+	ma, me := p.masks.B[req.FixedA], p.masks.F[req.FixedA]
+	if ma == nil || me == nil || len(ma.Data) != len(x.Data) || len(me.Data) != len(x.Data) {
+		return nil, p.failf("no opened mask for weight %q", req.FixedA)
+	}
+	f := make([]uint64, len(y.Data))
+	for i, v := range y.Data {
+		f[i] = v - t.B[i]
+	}
+	op, err := p.open(arith(f))
+	if err != nil {
+		return nil, err
+	}
+	F := &tensor.Dense[uint64]{Shape: y.Shape, Data: op[0]}
+	E := &tensor.Dense[uint64]{Shape: x.Shape, Data: me.Data}
+	ae := slices.Clone(ma.Data)
+	if p.lead() {
+		for i, v := range me.Data {
+			ae[i] += v
+		}
+	}
+	t1, err := req.Bilinear(&tensor.Dense[uint64]{Shape: x.Shape, Data: ae}, F)
+	if err != nil {
+		return nil, p.fail(-1, err)
+	}
+	eb := t.EB // f(E, B), precomputed offline
+	if eb == nil {
+		t2, err := req.Bilinear(E, &tensor.Dense[uint64]{Shape: y.Shape, Data: t.B})
+		if err != nil {
+			return nil, p.fail(-1, err)
+		}
+		eb = t2.Data
+	}
+	for i := range t1.Data {
+		t1.Data[i] += eb[i] + t.C[i]
 	}
 	return t1, nil
 }

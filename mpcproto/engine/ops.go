@@ -80,7 +80,7 @@ func (p *party) evalRaw(n *plan.Node, ins []*shared, out []int) (res *shared, pe
 	pending = truncates(n)
 	switch n.Op {
 	case plan.MatMul:
-		res, err = p.matmul(ins, p.fixedB(n.Inputs[1]))
+		res, err = p.matmul(n, ins)
 	case plan.Conv:
 		res, err = p.conv(n, ins)
 	case plan.Add, plan.Sub:
@@ -119,31 +119,86 @@ func (p *party) truncTensor(z *shared) (*shared, error) {
 	return &shared{Shape: z.Shape, Data: d}, nil
 }
 
-func (p *party) matmul(ins []*shared, fixedB string) (*shared, error) {
-	x, w := ins[0], ins[1]
-	if len(x.Shape) < 1 || len(w.Shape) != 2 || x.Shape[len(x.Shape)-1] != w.Shape[0] {
-		return nil, fmt.Errorf("matmul of shapes %v and %v", x.Shape, w.Shape)
-	}
-	k := w.Shape[0]
-	rows := tensor.Size(x.Shape[:len(x.Shape)-1])
-	x2 := &shared{Shape: []int{rows, k}, Data: x.Data}
-	z, err := p.bilinear(dealer.Request{Kind: dealer.KindMatMul, X: x2.Shape, Y: w.Shape, FixedB: fixedB}, x2, w)
+// matmul computes A·B (+ bias) as one product of the dealer's kind, after
+// moving the shares as plan.MatMulGeometry says (local index maps).
+func (p *party) matmul(n *plan.Node, ins []*shared) (*shared, error) {
+	a, b := ins[0], ins[1]
+	g, err := plan.MatMulGeometryOf(a.Shape, b.Shape)
 	if err != nil {
 		return nil, err
 	}
-	if len(ins) == 3 {
-		// the product carries 2f fractional bits: add the bias scaled to
-		// match, before the (pending) truncation
-		b := ins[2]
-		if !slices.Equal(b.Shape, []int{w.Shape[1]}) {
-			return nil, fmt.Errorf("bias shape %v, want [%d]", b.Shape, w.Shape[1])
-		}
-		cols := w.Shape[1]
-		for i := range z.Data {
-			z.Data[i] += b.Data[i%cols] << p.enc.Frac
+	req := dealer.MatMulRequest(g, n.Inputs[0], n.Inputs[1], func(w string) bool { return p.fixedB(w) != "" })
+	x, y, err := matmulOperands(g, a, b)
+	if err != nil {
+		return nil, err
+	}
+	z, err := p.bilinear(req, x, y)
+	if err != nil {
+		return nil, err
+	}
+	if g.Mode == plan.MatMulLeft {
+		if z, err = tensor.Gather(z, []int{tensor.Size(g.Out)}, g.LeftOutIndex(), 0); err != nil {
+			return nil, err
 		}
 	}
-	return z.Reshape(append(slices.Clone(x.Shape[:len(x.Shape)-1]), w.Shape[1])...)
+	if len(ins) == 3 {
+		// the product carries 2f fractional bits: add the bias scaled to
+		// match, before the (pending) truncation, along the last dimension
+		bias := ins[2]
+		if len(g.Out) == 0 || !slices.Equal(bias.Shape, g.Out[len(g.Out)-1:]) {
+			return nil, fmt.Errorf("bias shape %v for output shape %v", bias.Shape, g.Out)
+		}
+		cols := len(bias.Data)
+		for i := range z.Data {
+			z.Data[i] += bias.Data[i%cols] << p.enc.Frac
+		}
+	}
+	return z.Reshape(g.Out...)
+}
+
+// matmulOperands arranges the shares of A and B as the operands of the
+// product of geometry g.
+func matmulOperands(g plan.MatMulGeometry, a, b *shared) (x, y *shared, err error) {
+	switch g.Mode {
+	case plan.MatMulRows:
+		x = &shared{Shape: g.X, Data: a.Data}
+		y = &shared{Shape: g.Y, Data: b.Data}
+	case plan.MatMulLeft:
+		x = &shared{Shape: g.X, Data: a.Data}
+		if y, err = tensor.Gather(b, g.Y, g.LeftIndex(), 0); err != nil {
+			return nil, nil, err
+		}
+	default:
+		if x, err = broadcastMatrices(a, g.Batch, g.M, g.K, g.X); err != nil {
+			return nil, nil, err
+		}
+		if y, err = broadcastMatrices(b, g.Batch, g.K, g.N, g.Y); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(x.Data) != tensor.Size(x.Shape) || len(y.Data) != tensor.Size(y.Shape) {
+		return nil, nil, fmt.Errorf("matmul of shapes %v and %v", a.Shape, b.Shape)
+	}
+	return x, y, nil
+}
+
+// broadcastMatrices expands t, a stack of r x c matrices (1-D promoted),
+// to the batch shape and lays it out as shape [batch, r, c].
+func broadcastMatrices(t *shared, batch []int, r, c int, shape []int) (*shared, error) {
+	full := append(slices.Clone(batch), r, c)
+	src := t.Shape
+	if len(src) == 1 {
+		if r == 1 {
+			src = []int{1, src[0]}
+		} else {
+			src = []int{src[0], 1}
+		}
+	}
+	e, err := tensor.Broadcast(&shared{Shape: src, Data: t.Data}, full)
+	if err != nil {
+		return nil, err
+	}
+	return &shared{Shape: shape, Data: e.Data}, nil
 }
 
 func (p *party) conv(n *plan.Node, ins []*shared) (*shared, error) {

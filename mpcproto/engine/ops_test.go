@@ -58,6 +58,7 @@ func opCases() []opCase {
 				plan.Node{Name: "mm", Op: plan.MatMul, Inputs: []string{"x", "w"}, Output: "y"})
 			return p, plan.Weights{"w": randVals(r, k, n)}, randVals(r, k)
 		}},
+		{"MatMulLeft", 1.0 / (1 << 13), matMulLeftCase},
 		{"Conv", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
 			g := 1 + r.IntN(2)
 			c, m := g*(1+r.IntN(2)), g*(1+r.IntN(2))
@@ -251,4 +252,63 @@ func TestReluProperty(t *testing.T) {
 	if err := quick.Check(f, &quick.Config{MaxCount: 30}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// matMulLeftCase is one of matMulForms at random.
+func matMulLeftCase(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+	return matMulForm(r, r.IntN(matMulForms))
+}
+
+// matMulForms is the number of forms of matMulForm.
+const matMulForms = 11
+
+// matMulForm is a MatMul in form i: one of the forms torch exports with
+// the weight on the left (W @ x: 1-D and 2-D weights, 1-D, 2-D and batched
+// x, a batched weight, broadcast batches), a 1-D or 2-D weight on the
+// right, or the product of the input with itself; with a bias at random
+// when the output has a last dimension.
+func matMulForm(r *rand.Rand, i int) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+	m, k, n, b := 1+r.IntN(4), 1+r.IntN(5), 1+r.IntN(4), 1+r.IntN(3)
+	type form struct {
+		w, in, x []int // weight, plan input and sample shapes
+		left     bool  // the weight is input 0
+		self     bool  // x times x
+	}
+	forms := [matMulForms]form{
+		{w: []int{k}, in: []int{k}, x: []int{k}, left: true},
+		{w: []int{k}, in: []int{k, n}, x: []int{k, n}, left: true},
+		{w: []int{m, k}, in: []int{k}, x: []int{k}, left: true},
+		{w: []int{m, k}, in: []int{k, n}, x: []int{k, n}, left: true},
+		{w: []int{m, k}, in: []int{-1, k, n}, x: []int{b, k, n}, left: true},
+		{w: []int{b, m, k}, in: []int{-1, k, n}, x: []int{b, k, n}, left: true},
+		{w: []int{1, m, k}, in: []int{-1, k, n}, x: []int{b, k, n}, left: true},
+		{w: []int{1, 2, m, k}, in: []int{-1, 1, k, n}, x: []int{b, 1, k, n}, left: true},
+		{w: []int{k}, in: []int{-1, k}, x: []int{b, k}},
+		{w: []int{k, n}, in: []int{-1, m, k}, x: []int{b, m, k}},
+		{in: []int{-1, k, k}, x: []int{b, k, k}, self: true},
+	}
+	f := forms[i]
+	var wv []plan.Value
+	ws := plan.Weights{}
+	inputs := []string{"x", "x"}
+	if !f.self {
+		wv = append(wv, plan.Value{Name: "w", Shape: f.w})
+		ws["w"] = randVals(r, f.w...)
+		inputs = []string{"x", "w"}
+		if f.left {
+			inputs = []string{"w", "x"}
+		}
+	}
+	p := onePlan(f.in, "y", wv, plan.Node{Name: "mm", Op: plan.MatMul, Inputs: inputs, Output: "y"})
+	batch := 1
+	if f.in[0] == -1 {
+		batch = f.x[0]
+	}
+	if shapes, err := p.Shapes(batch); err == nil && len(shapes["y"]) > 0 && r.IntN(2) == 0 {
+		last := shapes["y"][len(shapes["y"])-1]
+		p.Weights = append(p.Weights, plan.Value{Name: "bias", Shape: []int{last}})
+		p.Nodes[0].Inputs = append(p.Nodes[0].Inputs, "bias")
+		ws["bias"] = randVals(r, last)
+	}
+	return p, ws, randVals(r, f.x...)
 }

@@ -396,10 +396,10 @@ func TestImportErrors(t *testing.T) {
 		}, "division by a constant holding 0"},
 		{"matmul two activations", func(t *testing.T) []byte {
 			return newGraph(13, "N", 2).node("MatMul", "mm", []string{"x", "x"}, []string{"y"}).bytes(t)
-		}, "MatMul of two values that depend on the input"},
+		}, "node mm (MatMul): operand shapes [7 2] and [7 2]: inner dimensions differ (2 and 7)"},
 		{"gemm shape mismatch", func(t *testing.T) []byte {
 			return newGraph(13, "N", 2).init(floatT("B", []int{3, 1}, 1, 2, 3)).node("Gemm", "g", []string{"x", "B"}, []string{"y"}).bytes(t)
-		}, "node g (Gemm): input shape [7 2] and weight shape [3 1]: inner dimensions differ"},
+		}, "node g (Gemm): operand shapes [7 2] and [3 1]: inner dimensions differ"},
 		{"reshape merges batch", func(t *testing.T) []byte {
 			return newGraph(13, "N", 2).init(intsT("s", -1)).node("Reshape", "r", []string{"x", "s"}, []string{"y"}).bytes(t)
 		}, "the batch dimension is not kept first"},

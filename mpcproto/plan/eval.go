@@ -139,20 +139,42 @@ func evalNode(n *Node, ins []*tensor.Dense[float64], out *tensor.Dense[float64])
 	}
 }
 
+// evalMatMul is numpy's matmul, by its definition: 1-D operands promoted,
+// batch dimensions broadcast, then a sum over k for every output element.
 func evalMatMul(ins []*tensor.Dense[float64], out *tensor.Dense[float64]) {
-	x, w := ins[0], ins[1]
-	k, m := w.Shape[0], w.Shape[1]
-	rows := len(x.Data) / k
-	for r := 0; r < rows; r++ {
-		for j := 0; j < m; j++ {
-			s := 0.0
-			if len(ins) == 3 {
-				s = ins[2].Data[j]
+	a, b := ins[0], ins[1]
+	as, bs := a.Shape, b.Shape
+	if len(as) == 1 {
+		as = []int{1, as[0]}
+	}
+	if len(bs) == 1 {
+		bs = []int{bs[0], 1}
+	}
+	m, k, n := as[len(as)-2], as[len(as)-1], bs[len(bs)-1]
+	batch, _ := Broadcast(as[:len(as)-2], bs[:len(bs)-2])
+	idx := make([]int, len(batch))
+	for bi := range sizeOf(batch) {
+		rem := bi
+		for d := len(batch) - 1; d >= 0; d-- {
+			idx[d] = rem % batch[d]
+			rem /= batch[d]
+		}
+		ao := offset(as[:len(as)-2], idx) * m * k
+		bo := offset(bs[:len(bs)-2], idx) * k * n
+		for i := range m {
+			for j := range n {
+				s := 0.0
+				for p := range k {
+					s += a.Data[ao+i*k+p] * b.Data[bo+p*n+j]
+				}
+				out.Data[(bi*m+i)*n+j] = s
 			}
-			for i := 0; i < k; i++ {
-				s += x.Data[r*k+i] * w.Data[i*m+j]
-			}
-			out.Data[r*m+j] = s
+		}
+	}
+	if len(ins) == 3 { // along the output's last dimension
+		bias := ins[2].Data
+		for i := range out.Data {
+			out.Data[i] += bias[i%len(bias)]
 		}
 	}
 }

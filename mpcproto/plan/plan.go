@@ -30,9 +30,14 @@ type Op string
 
 // The canonical ops. Shapes follow ONNX: images are NCHW.
 const (
-	// MatMul: Inputs X [..., k], W [k, n] and an optional bias B [n];
-	// output [..., n] = X·W + B. A 1-D X [k] gives [n]. Leading dims of X
-	// are flattened into rows, so a whole batch is one matrix product.
+	// MatMul: Inputs A, B and an optional bias [n]: A·B with numpy (ONNX
+	// MatMul) semantics, A [..., m, k] times B [..., k, n] with the batch
+	// dimensions broadcast, a 1-D A a row and a 1-D B a column (the added
+	// dimension dropped); the bias is added along the output's last
+	// dimension (n). Either operand may be a weight: X·W (a layer), W·x (a
+	// weight on the left, as torch exports W @ x), or two activations.
+	// Leading dims of A are flattened into rows when B has rank <= 2, so a
+	// whole batch is one matrix product (MatMulGeometry).
 	MatMul Op = "MatMul"
 	// Conv: Inputs X [N, C, H, W], W [M, C/Group, kH, kW] and an optional
 	// bias B [M]. Attrs: Strides [2], Pads [4] (h_begin, w_begin, h_end,

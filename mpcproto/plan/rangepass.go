@@ -58,24 +58,36 @@ func perColumn(l1 []float64, x int, b biasBound) boundFunc {
 	}
 }
 
-// matmulRule bounds X·W + B: with a weight W, per output column the L1
-// norm of W's column times X's bound plus the column's bias (the exact worst
-// case for that bound); with a weight X, the largest row L1 norm of X times
-// W's bound; else k·|X|·|W|.
+// matmulRule bounds A·B + bias: with a weight B, per output column the
+// L1 norm of B's column (the largest over B's batch) times A's bound plus
+// the column's bias (the exact worst case for that bound); with a weight
+// A, the largest row L1 norm of A times B's bound; else k·|A|·|B|.
 func (c *rangeCompiler) matmulRule(ins []int) boundFunc {
 	x, w := ins[0], ins[1]
 	b := c.bias(ins)
+	sa, sb := c.shape[x], c.shape[w]
+	k := sa[len(sa)-1]
 	if kw := c.known[w]; kw != nil {
-		k, m := kw.Shape[0], kw.Shape[1]
-		col := make([]float64, m)
-		for i := range k {
-			for j := range m {
-				col[j] += c.mag(kw.Data[i*m+j])
+		if len(sb) == 1 { // a column: one output per row of A
+			l1 := 0.0
+			for _, v := range kw.Data {
+				l1 += c.mag(v)
+			}
+			return func(v []float64) float64 { return mul(l1, v[x]) + b.max(v) }
+		}
+		n := sb[len(sb)-1]
+		col := make([]float64, n)
+		for s := 0; s < len(kw.Data); s += k * n {
+			for j := range n {
+				l := 0.0
+				for i := range k {
+					l += c.mag(kw.Data[s+i*n+j])
+				}
+				col[j] = math.Max(col[j], l)
 			}
 		}
 		return perColumn(col, x, b)
 	}
-	k := c.shape[w][0]
 	if kx := c.known[x]; kx != nil {
 		row := 0.0
 		for r := 0; r < len(kx.Data)/k; r++ {

@@ -107,25 +107,6 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 	return nil, fmt.Errorf("unknown op %q", string(n.Op))
 }
 
-// matMulShape is MatMul's output shape: X [..., k] times W [k, n], with an
-// optional bias [n].
-func matMulShape(ins [][]int) ([]int, error) {
-	x, w := ins[0], ins[1]
-	if len(x) < 1 {
-		return nil, fmt.Errorf("input shape %v: want rank >= 1", x)
-	}
-	if len(w) != 2 {
-		return nil, fmt.Errorf("weight shape %v: want rank 2 [k, n]", w)
-	}
-	if x[len(x)-1] != w[0] {
-		return nil, fmt.Errorf("input shape %v and weight shape %v: inner dimensions differ", x, w)
-	}
-	if len(ins) == 3 && !slices.Equal(ins[2], []int{w[1]}) {
-		return nil, fmt.Errorf("bias shape %v: want [%d]", ins[2], w[1])
-	}
-	return append(append([]int(nil), x[:len(x)-1]...), w[1]), nil
-}
-
 // convShape is Conv's output shape: X NCHW and W MCkHkW (C per group),
 // with an optional bias [M].
 func convShape(ins [][]int, a *Attrs) ([]int, error) {
