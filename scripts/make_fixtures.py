@@ -14,9 +14,9 @@ Groups (default: all of them): seed, digits, variants, matmul, families. It
 writes, under --out (default testdata/):
 
   seed.onnx           the seed model served by "grid demo" and the e2e tests:
-                      a copy of seed_linear.onnx, or of seed_matmul.onnx with
-                      --seed-model matmul (the issue-10 swap, once the
-                      importer takes a constant left MatMul operand).
+                      a copy of seed_matmul.onnx (the seed's model as it is
+                      written), or of seed_linear.onnx with --seed-model
+                      linear.
   seed_linear.onnx    nn.Linear(2, 1) with weight [[2, 4]] and bias [1000],
                       exported with a 1-D input of 2 values: [5, 3] -> [1022].
   seed_matmul.onnx    the seed's model as the seed writes it: a Module with
@@ -905,9 +905,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="testdata")
     ap.add_argument("--only", help="comma-separated groups to write: " + ",".join(GROUPS) + " (default: all)")
-    ap.add_argument("--seed-model", choices=["linear", "matmul"], default="linear",
-                    help="which seed_*.onnx seed.onnx copies (default linear, until the importer takes a "
-                         "constant left MatMul operand)")
+    ap.add_argument("--seed-model", choices=["linear", "matmul"], default="matmul",
+                    help="which seed_*.onnx seed.onnx copies (default matmul: the seed's model as written)")
     ap.add_argument("--full", metavar="DIR", help="write the full-size models and full.json to DIR")
     ap.add_argument("--full-models", default=",".join(FULL_DEFAULT),
                     help="comma-separated, any of " + ",".join(FAMILIES))

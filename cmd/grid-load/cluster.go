@@ -13,8 +13,9 @@ import (
 	"github.com/gridmpc/grid/node/nodetest"
 )
 
-// seedModel is the seed acceptance model (plan.Seed, the network of
-// testdata/seed.onnx): (a, b) -> 2a + 4b + 1000.
+// seedModel is the seed acceptance model (plan.Seed, the function of
+// testdata/seed.onnx, the seed's fc1.matmul(x) + bias): (a, b) -> 2a + 4b
+// + 1000.
 func seedModel() (*plan.Plan, plan.Weights) { return plan.Seed() }
 
 // seedAnswer is the exact answer of the seed model.

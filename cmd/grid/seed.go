@@ -9,8 +9,9 @@ import (
 )
 
 // seedONNX is a copy of testdata/seed.onnx (a test checks they match): the
-// seed acceptance model "convnet", torch nn.Linear(2, 1) with weight [2, 4]
-// and bias [1000], so [5, 3] -> [1022].
+// seed acceptance model "convnet" as the seed writes it, fc1.matmul(x) +
+// bias with fc1 = [2, 4] and bias = [1000] (the weight on the left of the
+// MatMul), so [5, 3] -> [1022].
 //
 //go:embed seed.onnx
 var seedONNX []byte

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
@@ -112,11 +113,19 @@ func (c *nodeConv) foldBias(x *act, k *ctensor, xi int) (bool, error) {
 		return false, nil
 	}
 	out := x.shape[0]
+	if len(out) == 0 && slices.Equal(k.shape, []int{1}) && len(pn.Inputs) == 2 {
+		// W[k] @ x[k] + b[1] (the seed's model): with W as [1, k] the
+		// product is [1] and b its bias
+		if !c.rowWeight(pn, x) {
+			return false, nil
+		}
+		out = x.shape[0]
+	}
 	ch := len(out) - 1
 	if pn.Op == plan.Conv {
 		ch = 1
 	}
-	if len(k.shape) > len(out) {
+	if len(k.shape) > len(out) || len(out) == 0 {
 		return false, nil
 	}
 	n := out[ch]
@@ -140,6 +149,30 @@ func (c *nodeConv) foldBias(x *act, k *ctensor, xi int) (bool, error) {
 		}
 	}
 	return true, c.addBias(pn, bias, x, xi)
+}
+
+// rowWeight turns the 1-D left weight W [k] of MatMul pn, whose product
+// with a 1-D x is the scalar x (read only by this node), into the row
+// [1, k], so that the product is [1]; it reports whether it did.
+func (c *nodeConv) rowWeight(pn *plan.Node, x *act) bool {
+	wn := pn.Inputs[0]
+	t := c.im.w[wn]
+	if pn.Op != plan.MatMul || t == nil || len(t.Shape) != 1 {
+		return false
+	}
+	row := []int{1, t.Shape[0]}
+	t.Shape = row
+	for i := range c.im.p.Weights {
+		if c.im.p.Weights[i].Name == wn {
+			c.im.p.Weights[i].Shape = row
+		}
+	}
+	for b := 0; b < 2; b++ {
+		c.im.shapes[b][wn] = row
+		c.im.shapes[b][pn.Output] = []int{1}
+		x.shape[b] = []int{1}
+	}
+	return true
 }
 
 // addBias adds bias (one value per output channel) to node pn's bias,

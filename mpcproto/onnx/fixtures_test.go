@@ -72,20 +72,46 @@ func argmax(v []float64) int {
 	return best
 }
 
+// TestSeedFixture: seed.onnx is the seed's model as the seed writes it,
+// fc1.matmul(x) + bias with fc1 = [2, 4] and bias = [1000] (a MatMul with
+// the weight on the left, then an Add); seed_linear.onnx, its nn.Linear
+// variant, is one MatMul with a bias, and so is seed.onnx once the Add
+// folds into it (fc1 as the row [1, 2] on the left). Both give 1022 on
+// [5, 3].
 func TestSeedFixture(t *testing.T) {
-	p, w := importFile(t, "seed.onnx")
-	if !reflect.DeepEqual(p.Input.Shape, []int{2}) {
-		t.Fatalf("seed input shape %v, want [2]", p.Input.Shape)
-	}
-	if len(p.Nodes) != 1 || p.Nodes[0].Op != plan.MatMul || len(p.Nodes[0].Inputs) != 3 {
-		t.Fatalf("seed plan is not one MatMul with bias: %+v", p.Nodes)
-	}
-	y, err := plan.EvalPlain(p, w, &tensor.Dense[float64]{Shape: []int{2}, Data: []float64{5, 3}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(y.Shape, []int{1}) || y.Data[0] != 1022 {
-		t.Fatalf("seed on [5 3] = %v %v, want [1] [1022]", y.Shape, y.Data)
+	for _, tc := range []struct {
+		file string
+		ops  []plan.Op
+	}{
+		{"seed.onnx", []plan.Op{plan.MatMul}},
+		{"seed_linear.onnx", []plan.Op{plan.MatMul}},
+	} {
+		p, w := importFile(t, tc.file)
+		if !reflect.DeepEqual(p.Input.Shape, []int{2}) {
+			t.Fatalf("%s: input shape %v, want [2]", tc.file, p.Input.Shape)
+		}
+		var ops []plan.Op
+		for _, n := range p.Nodes {
+			ops = append(ops, n.Op)
+		}
+		if !reflect.DeepEqual(ops, tc.ops) {
+			t.Fatalf("%s: plan ops %v, want %v: %+v", tc.file, ops, tc.ops, p.Nodes)
+		}
+		if tc.file == "seed.onnx" {
+			mm := p.Nodes[0]
+			fc1 := w[mm.Inputs[0]]
+			if len(mm.Inputs) != 3 || mm.Inputs[1] != p.Input.Name || !reflect.DeepEqual(fc1.Shape, []int{1, 2}) ||
+				!reflect.DeepEqual(fc1.Data, []float64{2, 4}) || !reflect.DeepEqual(w[mm.Inputs[2]].Data, []float64{1000}) {
+				t.Fatalf("seed.onnx: MatMul %v is not fc1 [[2 4]] on the left of the input with bias [1000]", mm.Inputs)
+			}
+		}
+		y, err := plan.EvalPlain(p, w, &tensor.Dense[float64]{Shape: []int{2}, Data: []float64{5, 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(y.Shape, []int{1}) || y.Data[0] != 1022 {
+			t.Fatalf("%s on [5 3] = %v %v, want [1] [1022]", tc.file, y.Shape, y.Data)
+		}
 	}
 }
 

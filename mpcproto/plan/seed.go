@@ -3,9 +3,11 @@ package plan
 import "github.com/gridmpc/grid/mpcproto/tensor"
 
 // Seed returns the acceptance example, the model grid demo publishes as
-// "convnet": torch nn.Linear(2, 1) with weight [2, 4] and bias [1000]
-// (testdata/seed.onnx), as a plan with input [2], weight W [2, 1] and bias
-// B [1] in one MatMul node, so [5, 3] gives 1022 (SeedAnswer).
+// "convnet": the seed's fc1.matmul(x) + bias with fc1 = [2, 4] and bias =
+// [1000] (testdata/seed.onnx, exported as written: a MatMul with the
+// weight on the left, then an Add), written here as the same function in
+// one MatMul node with input [2], weight W [2, 1] and bias B [1], so
+// [5, 3] gives 1022 (SeedAnswer).
 func Seed() (*Plan, Weights) {
 	p := &Plan{
 		Version: Version,
