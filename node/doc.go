@@ -30,5 +30,10 @@
 //     and may refuse: ErrBusy, ErrRemoteInferenceDisabled, ErrDamaged,
 //     ErrUnknownModel), has the dealer (or itself) deal the session's
 //     bundles to the holders, and reconstructs the holders' output shares.
-//     A failure names the peer at fault (*PeerError).
+//     A failure names the peer at fault (*PeerError). Infer is Model (the
+//     manifest and its verified plan), tensorio.Fit and Query: a caller
+//     that fits the input itself, like grid infer, calls those.
+//  5. Tests and tools start nodes on loopback with DefaultLocalConfig, or
+//     a whole cluster with package nodetest; Config.Timing and
+//     Config.Testing hold the waits and the test hooks.
 package node
