@@ -14,14 +14,14 @@ import (
 //     a row are copies when the stride is 1), in a pooled buffer, and
 //     multiplies the group's weights [m/group, c/group·kH·kW] by it with
 //     MatMulU64Into: at batch 1 the product lands in the output as it is
-//     ([m, oh·ow] is NCHW), at larger batches it is staged and copied per
+//     ([m, oh·ow] is NCHW), at larger batches it is staged and added per
 //     image; no weight transpose, no output transpose;
 //   - a 1x1 convolution with stride 1 and no padding is a plain product of
 //     the weights by the input planes (each image's [c, h·w] is already the
 //     matrix), without im2col;
 //   - a depthwise convolution (one input channel per group, any channel
 //     multiplier) runs a direct kernel: every output plane is a sum of kH·kW
-//     shifted, scaled input planes.
+//     shifted, scaled input planes (AVX2 on amd64: depthwisePlanesAsm).
 //
 // Results are exactly those of the generic Conv2D (all wrap mod 2^64).
 
