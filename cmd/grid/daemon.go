@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gridmpc/grid/cmd/grid/web"
 	"github.com/gridmpc/grid/node"
 )
 
@@ -27,10 +28,14 @@ func (c *cli) daemonCmd() *cobra.Command {
 roles (holder: stores weight shares and runs MPC sessions; dealer: deals
 correlated randomness; host: serves plain models) and a local HTTP API
 (/api/v0/id, /api/v0/peers, /debug/metrics/prometheus; its address goes in
-the repo's "api" file). Flags override the repo's config for this run.
+the repo's "api" file) that also serves the browser client: a page at "/"
+that lists the models and queries them privately from the browser, over
+libp2p WebSockets (the daemon needs a /ws listen address, in the default
+config), and the ES module "/grid.js" (docs/BROWSER.md). Flags override the
+repo's config for this run.
 
 It prints its peer ID, one "listening on MULTIADDR" line per address, the
-API address, then "daemon is ready"; logs go to stderr. SIGINT or SIGTERM
+API address and the page's URL, then "daemon is ready"; logs go to stderr. SIGINT or SIGTERM
 shut it down cleanly (exit 0).`,
 		Example: `  grid daemon --listen /ip4/127.0.0.1/tcp/4001
   grid daemon --repo /tmp/n2 --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --roles holder`,
@@ -65,6 +70,7 @@ shut it down cleanly (exit 0).`,
 					cfg.APIAddr = ""
 				}
 			}
+			cfg.Web = web.Handler()
 			cfg.Logger = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
 			if err := cfg.Validate(); err != nil {
 				return badInput(err)
@@ -99,6 +105,9 @@ func (c *cli) runDaemon(ctx context.Context, cfg node.Config) error {
 	if cfg.APIAddr != "" {
 		if b, err := os.ReadFile(filepath.Join(cfg.RepoDir, node.APIFile)); err == nil {
 			fmt.Fprintf(c.stdout, "API server listening on %s\n", strings.TrimSpace(string(b)))
+			if cfg.Web != nil {
+				fmt.Fprintf(c.stdout, "browser page at http://%s/\n", strings.TrimSpace(string(b)))
+			}
 		}
 	}
 	fmt.Fprintln(c.stdout, "daemon is ready")

@@ -63,8 +63,8 @@ wait:
 			t.Errorf("line %d = %q, want %q (all: %q)", i, at(got, i), w, got)
 		}
 	}
-	if len(got) != 4 || !strings.HasPrefix(got[2], "API server listening on 127.0.0.1:") {
-		t.Errorf("ready protocol %q, want peer ID, one address, API, ready", got)
+	if len(got) != 5 || !strings.HasPrefix(got[2], "API server listening on 127.0.0.1:") || !strings.HasPrefix(got[3], "browser page at http://127.0.0.1:") {
+		t.Errorf("ready protocol %q, want peer ID, one address, API, page, ready", got)
 	}
 
 	code, stdout, errOut := runCLI(t, nil, "id", "--repo", repo, "--json")
