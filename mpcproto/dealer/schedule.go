@@ -285,7 +285,8 @@ func nodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 		return out, nil
 	case plan.AveragePool, plan.GlobalAveragePool:
 		return []Request{trunc}, nil
-	case plan.Add, plan.Sub, plan.Pad, plan.Flatten, plan.Reshape, plan.Identity:
+	case plan.Add, plan.Sub, plan.Pad, plan.Flatten, plan.Reshape, plan.Identity,
+		plan.Concat, plan.Transpose, plan.Slice, plan.Gather, plan.ReduceSum:
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unknown op %q", string(n.Op))

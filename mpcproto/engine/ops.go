@@ -104,6 +104,12 @@ func (p *party) evalRaw(n *plan.Node, ins []*shared, out []int) (res *shared, pe
 		res, err = p.pad(n, ins[0])
 	case plan.Flatten, plan.Reshape, plan.Identity:
 		res, err = ins[0].Reshape(out...)
+	case plan.Concat:
+		res, err = tensor.Concat(ins, n.Attrs.Axis)
+	case plan.Transpose, plan.Slice, plan.Gather:
+		res, err = move(n, ins[0])
+	case plan.ReduceSum:
+		res, err = tensor.ReduceSum(ins[0], n.Attrs.Axes, n.Attrs.KeepDims)
 	default:
 		return nil, false, p.failf("unknown op %q", string(n.Op))
 	}
@@ -410,4 +416,34 @@ func (p *party) pad(n *plan.Node, x *shared) (*shared, error) {
 		fill = v // the constant is public: party 0 holds it, the others 0
 	}
 	return tensor.Pad(x, n.Attrs.Pads, fill)
+}
+
+// move computes Transpose, Slice and Gather: local index maps applied to
+// the shares.
+func move(n *plan.Node, x *shared) (*shared, error) {
+	a := &n.Attrs
+	switch n.Op {
+	case plan.Transpose:
+		out, idx, err := tensor.TransposeIndex(x.Shape, a.Perm)
+		if err != nil {
+			return nil, err
+		}
+		return tensor.Gather(x, out, idx, 0)
+	case plan.Slice:
+		start, step, count, err := plan.SliceGeometry(x.Shape, a)
+		if err != nil {
+			return nil, err
+		}
+		idx, err := tensor.SliceIndex(x.Shape, start, step, count)
+		if err != nil {
+			return nil, err
+		}
+		return tensor.Gather(x, count, idx, 0)
+	default:
+		out, idx, err := tensor.GatherIndex(x.Shape, a.Axis, a.Indices, a.IndexShape)
+		if err != nil {
+			return nil, err
+		}
+		return tensor.Gather(x, out, idx, 0)
+	}
 }

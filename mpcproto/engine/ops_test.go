@@ -312,3 +312,77 @@ func matMulForm(r *rand.Rand, i int) (*plan.Plan, plan.Weights, *tensor.Dense[fl
 	}
 	return p, ws, randVals(r, f.x...)
 }
+
+// moveCases are the local ops that move or sum shares: Concat (of the
+// input, a weight and a ReLU of the input, on any axis), Transpose,
+// Slice (negative steps too), Gather and ReduceSum (keepdims both ways),
+// and shufflenet's channel shuffle (Reshape, Transpose, Reshape).
+func moveCases() []opCase {
+	return []opCase{
+		{"Concat", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			axis := r.IntN(3)
+			ws := []int{2, 3, 2}
+			ws[axis] = 1 + r.IntN(3)
+			p := onePlan([]int{-1, 3, 2}, "y", []plan.Value{{Name: "w", Shape: ws}},
+				plan.Node{Name: "relu", Op: plan.Relu, Inputs: []string{"x"}, Output: "r"},
+				plan.Node{Name: "cat", Op: plan.Concat, Inputs: []string{"x", "w", "r"}, Output: "y", Attrs: plan.Attrs{Axis: axis}})
+			if axis != 0 {
+				ws[0] = 2
+				p.Input.Shape[0] = 2 // a weight's batch does not follow the input's
+			}
+			return p, plan.Weights{"w": randVals(r, ws...)}, randVals(r, 2, 3, 2)
+		}},
+		{"Transpose", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			perm := []int{0, 1, 2, 3}
+			r.Shuffle(4, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+			p := onePlan([]int{-1, 2, 3, 4}, "y", nil, plan.Node{Name: "t", Op: plan.Transpose, Inputs: []string{"x"}, Output: "y",
+				Attrs: plan.Attrs{Perm: perm}})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 2, 3, 4)
+		}},
+		{"Slice", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			a := plan.Attrs{Axes: []int{2, 1}, Starts: []int{r.IntN(3), 1}, Ends: []int{5, 3}, Steps: []int{1 + r.IntN(2), 1}}
+			if r.IntN(2) == 0 {
+				a.Starts[0], a.Ends[0], a.Steps[0] = 4, -1, -1-r.IntN(2)
+			}
+			p := onePlan([]int{-1, 3, 5}, "y", nil, plan.Node{Name: "s", Op: plan.Slice, Inputs: []string{"x"}, Output: "y", Attrs: a})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 3, 5)
+		}},
+		{"Gather", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			a := plan.Attrs{Axis: 1 + r.IntN(2), Indices: []int{2, 0, 1, 2, 0, 0}, IndexShape: []int{2, 3}}
+			if r.IntN(2) == 0 {
+				a.Indices, a.IndexShape = []int{1}, []int{}
+			}
+			p := onePlan([]int{-1, 3, 3}, "y", nil, plan.Node{Name: "g", Op: plan.Gather, Inputs: []string{"x"}, Output: "y", Attrs: a})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 3, 3)
+		}},
+		{"ReduceSum", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			axes := [][]int{{1}, {2, 3}, {3, 1}, {1, 2, 3}}[r.IntN(4)]
+			p := onePlan([]int{-1, 2, 3, 4}, "y", nil, plan.Node{Name: "sum", Op: plan.ReduceSum, Inputs: []string{"x"}, Output: "y",
+				Attrs: plan.Attrs{Axes: axes, KeepDims: r.IntN(2) == 0}})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 2, 3, 4)
+		}},
+		{"ChannelShuffle", 0, func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			p := onePlan([]int{-1, 6, 2, 2}, "y", nil,
+				plan.Node{Name: "split", Op: plan.Reshape, Inputs: []string{"x"}, Output: "a", Attrs: plan.Attrs{Shape: []int{0, 2, 3, 2, 2}}},
+				plan.Node{Name: "swap", Op: plan.Transpose, Inputs: []string{"a"}, Output: "b", Attrs: plan.Attrs{Perm: []int{0, 2, 1, 3, 4}}},
+				plan.Node{Name: "join", Op: plan.Reshape, Inputs: []string{"b"}, Output: "y", Attrs: plan.Attrs{Shape: []int{0, 6, 2, 2}}})
+			return p, plan.Weights{}, randVals(r, 1+r.IntN(2), 6, 2, 2)
+		}},
+	}
+}
+
+// TestMovesAgainstTwin: the local index ops on shares agree exactly with
+// the twin for N = 2, 3, 4.
+func TestMovesAgainstTwin(t *testing.T) {
+	for ci, tc := range moveCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(ci), 17))
+			for it := range 4 {
+				p, w, x := tc.gen(r)
+				for _, n := range []int{2, 3, 4} {
+					compare(t, fmt.Sprintf("instance %d N=%d", it, n), p, w, x, n, tc.tol)
+				}
+			}
+		})
+	}
+}

@@ -136,6 +136,13 @@ var converters = map[string]func(*nodeConv) error{
 	"Squeeze":            (*nodeConv).squeeze,
 	"Unsqueeze":          (*nodeConv).squeeze,
 	"BatchNormalization": (*nodeConv).batchnorm,
+	"Concat":             (*nodeConv).concat,
+	"Transpose":          (*nodeConv).transpose,
+	"Slice":              (*nodeConv).slice,
+	"Split":              (*nodeConv).split,
+	"Gather":             (*nodeConv).gather,
+	"ReduceSum":          (*nodeConv).reduce,
+	"ReduceMean":         (*nodeConv).reduce,
 }
 
 // input returns input i as a constant (under both bindings) or an

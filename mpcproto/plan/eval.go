@@ -136,6 +136,94 @@ func evalNode(n *Node, ins []*tensor.Dense[float64], out *tensor.Dense[float64])
 		evalPad(ins[0], a, out)
 	case Flatten, Reshape, Identity:
 		copy(out.Data, ins[0].Data)
+	case Concat:
+		evalConcat(ins, a.Axis, out)
+	case Transpose, Slice, Gather:
+		evalMove(n, ins[0], out)
+	case ReduceSum:
+		evalReduceSum(ins[0], a, out)
+	}
+}
+
+// unravel writes the coordinates of flat index i in shape into idx.
+func unravel(i int, shape, idx []int) {
+	for d := len(shape) - 1; d >= 0; d-- {
+		idx[d] = i % shape[d]
+		i /= shape[d]
+	}
+}
+
+// ravel is the flat index of coordinates idx in shape.
+func ravel(idx, shape []int) int {
+	o := 0
+	for d, n := range shape {
+		o = o*n + idx[d]
+	}
+	return o
+}
+
+// evalConcat finds, for every output element, the input holding it.
+func evalConcat(ins []*tensor.Dense[float64], axis int, out *tensor.Dense[float64]) {
+	idx := make([]int, len(out.Shape))
+	for i := range out.Data {
+		unravel(i, out.Shape, idx)
+		pos := idx[axis]
+		for _, x := range ins {
+			if pos < x.Shape[axis] {
+				j := slices.Clone(idx)
+				j[axis] = pos
+				out.Data[i] = x.Data[ravel(j, x.Shape)]
+				break
+			}
+			pos -= x.Shape[axis]
+		}
+	}
+}
+
+// evalMove computes Transpose, Slice and Gather: for every output
+// element, the coordinates of the input element it copies.
+func evalMove(n *Node, x *tensor.Dense[float64], out *tensor.Dense[float64]) {
+	a := &n.Attrs
+	oi := make([]int, len(out.Shape))
+	xi := make([]int, len(x.Shape))
+	start, step, _, _ := SliceGeometry(x.Shape, a)
+	for i := range out.Data {
+		unravel(i, out.Shape, oi)
+		switch n.Op {
+		case Transpose:
+			for d, p := range a.Perm {
+				xi[p] = oi[d]
+			}
+		case Slice:
+			for d := range xi {
+				xi[d] = start[d] + oi[d]*step[d]
+			}
+		case Gather:
+			k := len(a.IndexShape)
+			copy(xi, oi[:a.Axis])
+			xi[a.Axis] = a.Indices[ravel(oi[a.Axis:a.Axis+k], a.IndexShape)]
+			copy(xi[a.Axis+1:], oi[a.Axis+k:])
+		}
+		out.Data[i] = x.Data[ravel(xi, x.Shape)]
+	}
+}
+
+// evalReduceSum adds every input element to its output position.
+func evalReduceSum(x *tensor.Dense[float64], a *Attrs, out *tensor.Dense[float64]) {
+	red := make([]bool, len(x.Shape))
+	for _, ax := range a.Axes {
+		red[ax] = true
+	}
+	xi := make([]int, len(x.Shape))
+	for i, v := range x.Data {
+		unravel(i, x.Shape, xi)
+		o := 0
+		for d, c := range xi {
+			if !red[d] {
+				o = o*x.Shape[d] + c
+			}
+		}
+		out.Data[o] += v
 	}
 }
 

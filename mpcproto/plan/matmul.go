@@ -74,7 +74,7 @@ func MatMulGeometryOf(a, b []int) (MatMulGeometry, error) {
 		return g, fmt.Errorf("operand shapes %v and %v: batch dimensions do not broadcast", a, b)
 	}
 	g.Batch = batch
-	out := slices.Clone(batch)
+	out := append([]int{}, batch...)
 	if len(a) > 1 {
 		out = append(out, g.M)
 	}

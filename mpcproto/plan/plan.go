@@ -73,11 +73,30 @@ const (
 	Reshape Op = "Reshape"
 	// Identity: the input unchanged.
 	Identity Op = "Identity"
+	// Concat: one or more inputs of one rank joined along Attrs.Axis (>=
+	// 0); their other dimensions agree. Inputs may be weights.
+	Concat Op = "Concat"
+	// Transpose: the input's axes permuted: output axis i is input axis
+	// Attrs.Perm[i].
+	Transpose Op = "Transpose"
+	// Slice: along each axis Attrs.Axes[i], the elements Starts[i],
+	// Starts[i] + Steps[i], ... before Ends[i] (Steps may be negative;
+	// every element must lie inside the axis; the importer writes them
+	// normalized). Other axes are kept whole.
+	Slice Op = "Slice"
+	// Gather: ONNX Gather along Attrs.Axis with the public constant
+	// indices Attrs.Indices (>= 0) of shape Attrs.IndexShape: the output
+	// is shape[:axis] + IndexShape + shape[axis+1:].
+	Gather Op = "Gather"
+	// ReduceSum: the sum over Attrs.Axes (distinct, >= 0), kept as
+	// dimensions of 1 when Attrs.KeepDims. (ONNX ReduceMean imports as
+	// ReduceSum then MulConst by 1/count.)
+	ReduceSum Op = "ReduceSum"
 )
 
 // Ops lists every canonical op, in the order of the constants above.
 var Ops = []Op{MatMul, Conv, Add, Sub, Mul, MulConst, Relu, MaxPool, AveragePool,
-	GlobalAveragePool, Pad, Flatten, Reshape, Identity}
+	GlobalAveragePool, Pad, Flatten, Reshape, Identity, Concat, Transpose, Slice, Gather, ReduceSum}
 
 // Value is a named tensor of the graph with its shape. In Plan.Input a
 // leading -1 marks the free batch dimension.
@@ -108,6 +127,14 @@ type Attrs struct {
 	Shape           []int   `json:"shape,omitempty"`
 	Value           float64 `json:"value,omitempty"`
 	Const           *Const  `json:"const,omitempty"`
+	Perm            []int   `json:"perm,omitempty"`
+	Axes            []int   `json:"axes,omitempty"`
+	Starts          []int   `json:"starts,omitempty"`
+	Ends            []int   `json:"ends,omitempty"`
+	Steps           []int   `json:"steps,omitempty"`
+	Indices         []int   `json:"indices,omitempty"`
+	IndexShape      []int   `json:"index_shape,omitempty"`
+	KeepDims        bool    `json:"keepdims,omitempty"`
 }
 
 // Node is one op of the graph. Name is the source node's name (ONNX node

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -318,6 +319,45 @@ func TestEvalPlainOps(t *testing.T) {
 		{"reshape",
 			onePlan([]int{-1, 4}, Node{Op: Reshape, Attrs: Attrs{Shape: []int{0, 2, -1}}}), nil,
 			dense([]int{1, 4}, 1, 2, 3, 4), dense([]int{1, 2, 2}, 1, 2, 3, 4)},
+		{"matmul left 1-D",
+			onePlan([]int{2}, Node{Op: MatMul, Inputs: []string{"W", "x"}}, wv("W", 2)),
+			Weights{"W": dense([]int{2}, 2, 4)}, dense([]int{2}, 5, 3), dense([]int{}, 22)},
+		{"matmul left batched",
+			onePlan([]int{-1, 2, 1}, Node{Op: MatMul, Inputs: []string{"W", "x", "b"}}, wv("W", 2, 2), wv("b", 1)),
+			Weights{"W": dense([]int{2, 2}, 1, 2, 3, 4), "b": dense([]int{1}, 100)},
+			dense([]int{2, 2, 1}, 1, 1, 1, -1), dense([]int{2, 2, 1}, 103, 107, 99, 99)},
+		{"matmul broadcast batch",
+			onePlan([]int{-1, 1, 2}, Node{Op: MatMul, Inputs: []string{"x", "W"}}, wv("W", 2, 2, 1)),
+			Weights{"W": dense([]int{2, 2, 1}, 1, 2, 3, 4)},
+			dense([]int{1, 1, 2}, 1, 10), dense([]int{2, 1, 1}, 21, 43)},
+		{"concat weight",
+			onePlan([]int{-1, 1, 2}, Node{Op: Concat, Inputs: []string{"x", "b", "x"}, Attrs: Attrs{Axis: 1}}, wv("b", 1, 1, 2)),
+			Weights{"b": dense([]int{1, 1, 2}, 7, 8)},
+			dense([]int{1, 1, 2}, 1, 2), dense([]int{1, 3, 2}, 1, 2, 7, 8, 1, 2)},
+		{"concat last axis",
+			onePlan([]int{-1, 2, 1}, Node{Op: Concat, Inputs: []string{"x", "x"}, Attrs: Attrs{Axis: 2}}),
+			nil, dense([]int{1, 2, 1}, 1, 2), dense([]int{1, 2, 2}, 1, 1, 2, 2)},
+		{"transpose",
+			onePlan([]int{-1, 2, 3}, Node{Op: Transpose, Attrs: Attrs{Perm: []int{0, 2, 1}}}), nil,
+			dense([]int{1, 2, 3}, 1, 2, 3, 4, 5, 6), dense([]int{1, 3, 2}, 1, 4, 2, 5, 3, 6)},
+		{"slice reversed",
+			onePlan([]int{-1, 5}, Node{Op: Slice, Attrs: Attrs{Axes: []int{1}, Starts: []int{4}, Ends: []int{-1}, Steps: []int{-2}}}), nil,
+			dense([]int{1, 5}, 1, 2, 3, 4, 5), dense([]int{1, 3}, 5, 3, 1)},
+		{"slice",
+			onePlan([]int{-1, 2, 4}, Node{Op: Slice, Attrs: Attrs{Axes: []int{2, 1}, Starts: []int{1, 1}, Ends: []int{3, 2}, Steps: []int{1, 1}}}), nil,
+			dense([]int{1, 2, 4}, 1, 2, 3, 4, 5, 6, 7, 8), dense([]int{1, 1, 2}, 6, 7)},
+		{"gather",
+			onePlan([]int{-1, 3, 2}, Node{Op: Gather, Attrs: Attrs{Axis: 1, Indices: []int{2, 0, 2, 1}, IndexShape: []int{2, 2}}}), nil,
+			dense([]int{1, 3, 2}, 1, 2, 3, 4, 5, 6), dense([]int{1, 2, 2, 2}, 5, 6, 1, 2, 5, 6, 3, 4)},
+		{"gather scalar index",
+			onePlan([]int{-1, 3}, Node{Op: Gather, Attrs: Attrs{Axis: 1, Indices: []int{1}, IndexShape: []int{}}}), nil,
+			dense([]int{2, 3}, 1, 2, 3, 4, 5, 6), dense([]int{2}, 2, 5)},
+		{"reducesum",
+			onePlan([]int{-1, 2, 3}, Node{Op: ReduceSum, Attrs: Attrs{Axes: []int{1}}}), nil,
+			dense([]int{1, 2, 3}, 1, 2, 3, 4, 5, 6), dense([]int{1, 3}, 5, 7, 9)},
+		{"reducesum keepdims",
+			onePlan([]int{-1, 2, 3}, Node{Op: ReduceSum, Attrs: Attrs{Axes: []int{2, 0}, KeepDims: true}}), nil,
+			dense([]int{1, 2, 3}, 1, 2, 3, 4, 5, 6), dense([]int{1, 2, 1}, 6, 15)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -329,7 +369,7 @@ func TestEvalPlainOps(t *testing.T) {
 			if err != nil {
 				t.Fatalf("EvalPlain: %v", err)
 			}
-			if !reflect.DeepEqual(got.Shape, tc.want.Shape) {
+			if !slices.Equal(got.Shape, tc.want.Shape) {
 				t.Fatalf("shape = %v, want %v", got.Shape, tc.want.Shape)
 			}
 			for i := range got.Data {

@@ -109,8 +109,10 @@ func (r *RangeEstimate) Err() error {
 //     With a weight as left operand, the largest row L1 norm times b; with
 //     no weight operand, k·a·b (k the inner dimension or kernel volume).
 //   - Add, Sub: a + b. Mul: a·b. MulConst: max|c|·a.
-//   - Relu, MaxPool, Flatten, Reshape, Identity: a (MaxPool checks 2a,
-//     its comparisons' differences). Pad: max(a, |value|).
+//   - Relu, MaxPool, Flatten, Reshape, Identity, Transpose, Slice, Gather:
+//     a (MaxPool checks 2a, its comparisons' differences). Pad: max(a,
+//     |value|). Concat: the largest of its inputs' bounds. ReduceSum: the
+//     number of values summed times a.
 //   - AveragePool, GlobalAveragePool: a (their sum times 1/count).
 //
 // Weights and constants count with the larger of their value and their

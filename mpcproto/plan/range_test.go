@@ -105,6 +105,12 @@ func TestEstimateRangeOps(t *testing.T) {
 		{"flatten", onePlan(img, Node{Op: Flatten, Attrs: Attrs{Axis: 1}}), nil, 0, in, "value"},
 		{"reshape", onePlan(img, Node{Op: Reshape, Attrs: Attrs{Shape: []int{-1, 9}}}), nil, 0, in, "value"},
 		{"identity", onePlan([]int{-1, 2}, Node{Op: Identity}), nil, 0, in, "value"},
+		{"concat", onePlan([]int{-1, 2}, Node{Op: Concat, Inputs: []string{"x", "b", "x"}, Attrs: Attrs{Axis: 1}}, wv("b", 1, 2)),
+			Weights{"b": dense([]int{1, 2}, 1, -5)}, 0, 5, "value"},
+		{"transpose", onePlan(img, Node{Op: Transpose, Attrs: Attrs{Perm: []int{0, 3, 2, 1}}}), nil, 0, in, "value"},
+		{"slice", onePlan(img, Node{Op: Slice, Attrs: Attrs{Axes: []int{2}, Starts: []int{2}, Ends: []int{-1}, Steps: []int{-2}}}), nil, 0, in, "value"},
+		{"gather", onePlan(img, Node{Op: Gather, Attrs: Attrs{Axis: 3, Indices: []int{2, 0}, IndexShape: []int{2}}}), nil, 0, in, "value"},
+		{"reducesum", onePlan(img, Node{Op: ReduceSum, Attrs: Attrs{Axes: []int{2, 3}}}), nil, 0, 9 * in, "value"},
 	}
 	covered := map[Op]bool{}
 	for _, tc := range tests {

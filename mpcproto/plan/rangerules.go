@@ -89,7 +89,12 @@ func (c *rangeCompiler) isCapped(n *Node, kind rangeKind) bool {
 	}
 	in := c.capped[c.index[n.Inputs[0]]]
 	switch n.Op {
-	case Relu, MaxPool, Flatten, Reshape, Identity:
+	case Relu, MaxPool, Flatten, Reshape, Identity, Transpose, Slice, Gather:
+		return in
+	case Concat:
+		for _, name := range n.Inputs {
+			in = in && c.capped[c.index[name]]
+		}
 		return in
 	case Pad:
 		return in && c.mag(n.Attrs.Value) <= c.enc.SafeRange()
@@ -137,8 +142,27 @@ func (c *rangeCompiler) rule(n *Node) (boundFunc, rangeKind, error) {
 		return func(v []float64) float64 { return mul(v[x], v[y]) }, kindProduct, nil
 	case MulConst:
 		return c.mulConstRule(n, x)
-	case Relu, Flatten, Reshape, Identity:
+	case Relu, Flatten, Reshape, Identity, Transpose, Slice, Gather:
 		return func(v []float64) float64 { return v[x] }, kindValue, nil
+	case Concat:
+		return func(v []float64) float64 {
+			m := 0.0
+			for _, i := range ins {
+				m = math.Max(m, v[i])
+			}
+			return m
+		}, kindValue, nil
+	case ReduceSum:
+		s := c.shapes[n.Inputs[0]]
+		cnt := 1
+		for _, ax := range n.Attrs.Axes {
+			if ax >= len(s) {
+				return nil, 0, fmt.Errorf("axes %v out of range for input shape %v", n.Attrs.Axes, s)
+			}
+			cnt *= s[ax]
+		}
+		f := float64(cnt)
+		return func(v []float64) float64 { return mul(f, v[x]) }, kindValue, nil
 	case MaxPool:
 		return func(v []float64) float64 { return v[x] }, kindDifference, nil
 	case AveragePool:

@@ -103,6 +103,30 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 		return []int{sizeOf(x[:axis]), sizeOf(x[axis:])}, nil
 	case Reshape:
 		return reshape(ins[0], a.Shape)
+	case Concat:
+		return concatShape(ins, a.Axis)
+	case Transpose:
+		out, _, err := tensor.TransposeIndex(ins[0], a.Perm)
+		if err != nil {
+			return nil, fmt.Errorf("input shape %v and perm %v: want one axis per dimension", ins[0], a.Perm)
+		}
+		return out, nil
+	case Slice:
+		_, _, count, err := SliceGeometry(ins[0], a)
+		return count, err
+	case Gather:
+		x := ins[0]
+		if a.Axis >= len(x) {
+			return nil, fmt.Errorf("axis %d out of range for input shape %v", a.Axis, x)
+		}
+		for _, i := range a.Indices {
+			if i >= x[a.Axis] {
+				return nil, fmt.Errorf("index %d out of range for axis %d of input shape %v", i, a.Axis, x)
+			}
+		}
+		return append(append(slices.Clone(x[:a.Axis]), a.IndexShape...), x[a.Axis+1:]...), nil
+	case ReduceSum:
+		return reduceShape(ins[0], a)
 	}
 	return nil, fmt.Errorf("unknown op %q", string(n.Op))
 }
@@ -238,3 +262,73 @@ func WindowOut(in, k, s, begin, end, d int, ceil bool) (int, error) {
 // Broadcast is the numpy (right-aligned) broadcast of two shapes; it is
 // tensor.BroadcastShape, the rule the engine applies to the shares.
 func Broadcast(a, b []int) ([]int, error) { return tensor.BroadcastShape(a, b) }
+
+// concatShape is Concat's output shape.
+func concatShape(ins [][]int, axis int) ([]int, error) {
+	r := len(ins[0])
+	if axis >= r {
+		return nil, fmt.Errorf("axis %d out of range for input shape %v", axis, ins[0])
+	}
+	out := slices.Clone(ins[0])
+	for _, x := range ins[1:] {
+		if len(x) != r {
+			return nil, fmt.Errorf("input shapes %v and %v: ranks differ", ins[0], x)
+		}
+		for i, d := range x {
+			if i != axis && d != out[i] {
+				return nil, fmt.Errorf("input shapes %v and %v differ outside axis %d", ins[0], x, axis)
+			}
+		}
+		out[axis] += x[axis]
+	}
+	return out, nil
+}
+
+// reduceShape is ReduceSum's output shape.
+func reduceShape(x []int, a *Attrs) ([]int, error) {
+	red := make([]bool, len(x))
+	for _, ax := range a.Axes {
+		if ax >= len(x) {
+			return nil, fmt.Errorf("axes %v out of range for input shape %v", a.Axes, x)
+		}
+		red[ax] = true
+	}
+	out := []int{}
+	for i, d := range x {
+		switch {
+		case !red[i]:
+			out = append(out, d)
+		case a.KeepDims:
+			out = append(out, 1)
+		}
+	}
+	return out, nil
+}
+
+// SliceGeometry resolves a Slice node over an input of shape x into a
+// start, a step and a count per axis (whole axes for the axes it does not
+// list); it checks that every element taken lies inside its axis.
+func SliceGeometry(x []int, a *Attrs) (start, step, count []int, err error) {
+	r := len(x)
+	start, step, count = make([]int, r), make([]int, r), slices.Clone(x)
+	for i := range step {
+		step[i] = 1
+	}
+	for i, ax := range a.Axes {
+		if ax >= r {
+			return nil, nil, nil, fmt.Errorf("axes %v out of range for input shape %v", a.Axes, x)
+		}
+		s, e, st := a.Starts[i], a.Ends[i], a.Steps[i]
+		n := 0
+		if st > 0 && e > s {
+			n = (e - s + st - 1) / st
+		} else if st < 0 && s > e {
+			n = (s - e - st - 1) / -st
+		}
+		if n > 0 && (s < 0 || s >= x[ax] || s+(n-1)*st < 0 || s+(n-1)*st >= x[ax]) {
+			return nil, nil, nil, fmt.Errorf("axis %d of input shape %v: start %d, end %d, step %d leave the axis", ax, x, s, e, st)
+		}
+		start[ax], step[ax], count[ax] = s, st, n
+	}
+	return start, step, count, nil
+}

@@ -19,6 +19,8 @@ const (
 	MaxNodes = 1 << 12
 	// MaxWeights is the largest number of weights in a plan.
 	MaxWeights = 1 << 12
+	// MaxConcat is the largest number of inputs of a Concat.
+	MaxConcat = 1 << 10
 )
 
 // arity is the number of inputs each op takes: [min, max].
@@ -37,6 +39,11 @@ var arity = map[Op][2]int{
 	Flatten:           {1, 1},
 	Reshape:           {1, 1},
 	Identity:          {1, 1},
+	Concat:            {1, MaxConcat},
+	Transpose:         {1, 1},
+	Slice:             {1, 1},
+	Gather:            {1, 1},
+	ReduceSum:         {1, 1},
 }
 
 // Known reports whether op is a canonical op.
@@ -247,6 +254,18 @@ func checkAttrs(n *Node) error {
 		if a.Axis < -MaxRank || a.Axis > MaxRank {
 			return fmt.Errorf("axis %d out of range", a.Axis)
 		}
+	case Concat:
+		if a.Axis < 0 || a.Axis >= MaxRank {
+			return fmt.Errorf("axis %d out of range", a.Axis)
+		}
+	case Transpose:
+		return checkPerm(a.Perm)
+	case Slice:
+		return checkSlice(a)
+	case Gather:
+		return checkGather(a)
+	case ReduceSum:
+		return checkAxes(a.Axes)
 	case Reshape:
 		if len(a.Shape) > MaxRank {
 			return fmt.Errorf("shape %v: rank exceeds %d", a.Shape, MaxRank)
@@ -317,4 +336,72 @@ func (n *Node) Check() error {
 		return errors.New("has no output name")
 	}
 	return checkAttrs(n)
+}
+
+// checkPerm checks a Transpose's permutation.
+func checkPerm(perm []int) error {
+	if len(perm) > MaxRank {
+		return fmt.Errorf("perm %v: rank exceeds %d", perm, MaxRank)
+	}
+	seen := make([]bool, len(perm))
+	for _, p := range perm {
+		if p < 0 || p >= len(perm) || seen[p] {
+			return fmt.Errorf("perm %v is not a permutation", perm)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+// checkAxes checks a list of distinct axes.
+func checkAxes(axes []int) error {
+	if len(axes) == 0 || len(axes) > MaxRank {
+		return fmt.Errorf("axes %v: want 1 to %d axes", axes, MaxRank)
+	}
+	seen := make([]bool, MaxRank)
+	for _, x := range axes {
+		if x < 0 || x >= MaxRank || seen[x] {
+			return fmt.Errorf("axes %v: axis %d out of range or repeated", axes, x)
+		}
+		seen[x] = true
+	}
+	return nil
+}
+
+// checkSlice checks a Slice's axes, starts, ends and steps (their ranges
+// against the input are checked by Shapes).
+func checkSlice(a *Attrs) error {
+	if err := checkAxes(a.Axes); err != nil {
+		return err
+	}
+	if len(a.Starts) != len(a.Axes) || len(a.Ends) != len(a.Axes) || len(a.Steps) != len(a.Axes) {
+		return fmt.Errorf("want one start, end and step per axis, got %d, %d, %d for %d axes",
+			len(a.Starts), len(a.Ends), len(a.Steps), len(a.Axes))
+	}
+	for i := range a.Axes {
+		if a.Steps[i] == 0 || a.Steps[i] < -MaxDim || a.Steps[i] > MaxDim ||
+			a.Starts[i] < -1 || a.Starts[i] > MaxDim || a.Ends[i] < -1 || a.Ends[i] > MaxDim {
+			return fmt.Errorf("axis %d: start %d, end %d, step %d out of range", a.Axes[i], a.Starts[i], a.Ends[i], a.Steps[i])
+		}
+	}
+	return nil
+}
+
+// checkGather checks a Gather's axis and indices.
+func checkGather(a *Attrs) error {
+	if a.Axis < 0 || a.Axis >= MaxRank {
+		return fmt.Errorf("axis %d out of range", a.Axis)
+	}
+	if err := checkShape(a.IndexShape, false); err != nil {
+		return fmt.Errorf("index shape: %w", err)
+	}
+	if len(a.IndexShape)+MaxRank-1 > 2*MaxRank || len(a.Indices) != sizeOf(a.IndexShape) {
+		return fmt.Errorf("index shape %v holds %d indices, got %d", a.IndexShape, sizeOf(a.IndexShape), len(a.Indices))
+	}
+	for _, i := range a.Indices {
+		if i < 0 || i >= MaxDim {
+			return fmt.Errorf("index %d out of range", i)
+		}
+	}
+	return nil
 }
