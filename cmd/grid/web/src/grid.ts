@@ -117,6 +117,8 @@ export interface InferResult {
   onlineMs: number
   /** ms: this call's wall time, from the lookup to the decoded answer. */
   ms: number
+  /** stages: ms spent preparing (lookup, sharing, dealer choice), opening, dealing, collecting, revealing. */
+  stages?: Record<string, number>
 }
 
 const isWebSocket = (a: string): boolean => /\/(ws|wss|tls\/ws)(\/p2p\/|$)/.test(a)
@@ -162,7 +164,7 @@ export async function connect (opts: ConnectOptions = {}): Promise<Grid> {
     await node.dial(mas, { signal: AbortSignal.timeout(timeout) })
   } catch (err: any) {
     await node.stop()
-    throw new GridError('UNREACHABLE', `cannot connect to the daemon over WebSockets: ${err.message ?? err}`, daemonId, 'daemon')
+    throw new GridError('UNREACHABLE', `cannot connect to the daemon over WebSockets at ${addrs.join(', ')}: ${errText(err)}`, daemonId, 'daemon')
   }
   return new Grid(node, daemonId, mas)
 }
@@ -210,7 +212,7 @@ export class Grid {
       }
     } catch (err: any) {
       s.abort(err)
-      throw new GridError('UNREACHABLE', `read the catalog: ${err.message ?? err}`, this.daemon, 'daemon')
+      throw new GridError('UNREACHABLE', `read the catalog: ${errText(err)}`, this.daemon, 'daemon')
     }
     const models: Model[] = []
     this.refused = []
@@ -255,7 +257,8 @@ export class Grid {
     if (m.mode !== 'mpc') {
       throw new GridError('MODE', `model ${JSON.stringify(m.id)} is published in ${m.mode} mode: its host would see the input, and the browser client queries mpc models only`)
     }
-    if (!m.allowRemote) throw new GridError('REMOTE_DISABLED', `model ${JSON.stringify(m.id)}: remote inference disabled for this model by its owner`)
+    // A model whose owner disabled remote inference is refused by every
+    // holder (and its dealers), which check the signed manifest themselves.
     const fitted = fit(m, values, opts.shape)
     let words: BigUint64Array
     try {
@@ -270,16 +273,29 @@ export class Grid {
     const dealer = await this.chooseDealer(m, opts.dealer, signal)
     const sid = crypto.getRandomValues(new Uint8Array(SESSION_ID_LEN))
     const session = new Session(this, m, fitted, dealer, sid, signal)
+    const stages: Record<string, number> = {}
+    let t = t0
+    const lap = (name: string): void => {
+      const now = performance.now()
+      stages[name] = now - t
+      t = now
+    }
     try {
+      lap('prepare')
       opts.onStage?.('open')
       await session.open(shares)
+      lap('open')
       opts.onStage?.('deal')
       await session.deal()
+      lap('deal')
       opts.onStage?.('collect')
       const results = await session.collect()
+      lap('collect')
       opts.onStage?.('reveal')
       const r = session.reveal(results)
+      lap('reveal')
       r.ms = performance.now() - t0
+      r.stages = stages
       return r
     } catch (err: any) {
       session.abort()
@@ -300,13 +316,15 @@ export class Grid {
    * daemon's DHT when this browser has none (find).
    */
   async open (p: string, role: string, proto: string, signal: AbortSignal): Promise<Stream> {
+    let target: Awaited<ReturnType<Grid['find']>> | undefined
     try {
-      const target = await this.find(p, signal)
+      target = await this.find(p, signal)
       return await this.node.dialProtocol(target, proto, { signal })
     } catch (err: any) {
-      if (err instanceof GridError) throw err
-      const why = signal.aborted ? `session: ${signal.reason?.message ?? 'timed out'}` : `unreachable: ${err.message ?? err}`
-      throw new GridError(signal.aborted ? 'TIMEOUT' : 'UNREACHABLE', why, p, role)
+      if (err instanceof GridError) throw new GridError(err.code, err.message.replace(`${err.role ?? 'peer'} ${p}: `, ''), p, role)
+      if (signal.aborted) throw new GridError('TIMEOUT', `session: ${signal.reason?.message ?? 'timed out'}`, p, role)
+      const at = Array.isArray(target) ? ` at ${target.map(a => a.toString().replace(/\/p2p\/[^/]+$/, '')).join(', ')}` : ''
+      throw new GridError('UNREACHABLE', `unreachable${at}: ${errText(err)}`, p, role)
     }
   }
 
@@ -354,7 +372,7 @@ export class Grid {
         queue.push(cid)
       }
     }
-    throw new GridError('UNREACHABLE', `unreachable: no WebSocket address found for it on the network (asked ${asked.size} peer(s) of the DHT); its daemon must listen on /ws`, p)
+    throw new GridError('UNREACHABLE', `unreachable: no WebSocket address found for it on the network (asked ${asked.size} peer(s) of the DHT); is its daemon running, with a /ws listen address?`, p)
   }
 
   // findNode sends one FIND_NODE query to peer q.
@@ -399,7 +417,7 @@ export class Grid {
         await this.node.dial(target, { signal: AbortSignal.any([signal, AbortSignal.timeout(DEALER_DIAL_MS)]) })
         return d
       } catch (err: any) {
-        errs.push(err.message ?? String(err))
+        errs.push(errText(err))
       }
     }
     throw new GridError('NO_DEALER', `none of the ${m.dealers.length} dealer(s) model ${JSON.stringify(m.id)}'s owner trusts is reachable (${errs.join('; ')})`)
@@ -427,6 +445,17 @@ function fit (m: Model, values: ArrayLike<number> | Tensor, shape?: number[]): F
     if (i >= 0) throw new GridError('BAD_INPUT', `bad input: input value ${f.x.data[i]} (element ${i}) is outside the range ±${m.inputRange} the model's owner declared`)
   }
   return f
+}
+
+// errText is an error's message; a failed WebSocket rejects with a bare
+// Event, which says nothing more.
+function errText (err: any): string {
+  if (err instanceof Error) {
+    const inner = (err as any).errors as unknown[] | undefined
+    return Array.isArray(inner) && inner.length > 0 ? `${err.message}: ${inner.map(errText).join('; ')}` : err.message
+  }
+  if (typeof Event !== 'undefined' && err instanceof Event) return `the WebSocket failed to open (${err.type}: connection refused, or nothing listening there)`
+  return String(err)
 }
 
 function isTensor (v: unknown): v is Tensor {
@@ -520,7 +549,7 @@ class Session {
   private streamError (err: any, p: string, role: string, what: string): GridError {
     if (err instanceof GridError) return err
     if (this.signal.aborted) return new GridError('TIMEOUT', `session: ${this.signal.reason?.message ?? 'timed out'}`, p, role)
-    return new GridError('UNREACHABLE', `${what}: connection lost: ${err.message ?? err}`, p, role)
+    return new GridError('UNREACHABLE', `${what}: connection lost: ${errText(err)}`, p, role)
   }
 
   /** deal asks the dealer to deal the session and deliver each holder its bundle. */
