@@ -142,10 +142,19 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager,
 		}
 		opts = append(opts, libp2p.AddrsFactory(func([]multiaddr.Multiaddr) []multiaddr.Multiaddr { return announce }))
 	}
+	if err := checkListenFree(cfg.Listen); err != nil {
+		rm.Close()
+		return nil, nil, err
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		rm.Close()
 		return nil, nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	if err := checkListened(h, cfg.Listen); err != nil {
+		h.Close()
+		rm.Close()
+		return nil, nil, err
 	}
 	return h, rm, nil
 }

@@ -37,8 +37,8 @@ repo's config for this run.
 It prints its peer ID, one "listening on MULTIADDR" line per address, the
 API address and the page's URL, then "daemon is ready"; logs go to stderr. SIGINT or SIGTERM
 shut it down cleanly (exit 0).`,
-		Example: `  grid daemon --listen /ip4/127.0.0.1/tcp/4001
-  grid daemon --repo /tmp/n2 --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --roles holder`,
+		Example: `  grid daemon --listen /ip4/127.0.0.1/tcp/4301
+  grid daemon --repo /tmp/n2 --bootstrap /ip4/127.0.0.1/tcp/4301/p2p/12D3KooW... --roles holder`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			level, err := parseLevel(logLevel)
@@ -72,6 +72,7 @@ shut it down cleanly (exit 0).`,
 			}
 			cfg.Web = web.Handler()
 			cfg.Logger = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+			setLibraryLogs(c.getenv, c.stderr, level)
 			if err := cfg.Validate(); err != nil {
 				return badInput(err)
 			}
@@ -95,6 +96,9 @@ func (c *cli) runDaemon(ctx context.Context, cfg node.Config) error {
 	if err != nil {
 		if errors.Is(err, node.ErrRepoLocked) {
 			return fmt.Errorf("%w (is another daemon running on this repo?)", err)
+		}
+		if errors.Is(err, node.ErrAddrInUse) {
+			return err // "listen address MA: address already in use by another process ..."
 		}
 		return fmt.Errorf("start node: %w", err)
 	}

@@ -27,7 +27,7 @@ loopback listen addresses, every role, and the given bootstrap peers. Every
 other command needs a repo: client commands use its identity, so "grid init"
 comes first. It fails if the repo already exists.`,
 		Example: `  grid init
-  grid init --repo /tmp/owner --bootstrap /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...`,
+  grid init --repo /tmp/owner --bootstrap /ip4/127.0.0.1/tcp/4301/p2p/12D3KooW...`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			repo, err := c.repoDir()
@@ -64,7 +64,7 @@ comes first. It fails if the repo already exists.`,
 func checkPeerAddrs(flag string, addrs []string) error {
 	for _, a := range addrs {
 		if _, err := peer.AddrInfoFromString(a); err != nil {
-			return usageErrorf("%s %q is not a peer multiaddr like /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...: %v", flag, a, err)
+			return usageErrorf("%s %q is not a peer multiaddr like /ip4/127.0.0.1/tcp/4301/p2p/12D3KooW...: %v", flag, a, err)
 		}
 	}
 	return nil
