@@ -73,6 +73,7 @@ func (c *cli) openClient(cmd *cobra.Command, f *clientFlags) (*client, error) {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Announce = nil
 	cfg.Logger = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	setLibraryLogs(c.getenv, c.stderr, level)
 	if err := cfg.Validate(); err != nil {
 		return nil, badInput(err)
 	}

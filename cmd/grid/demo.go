@@ -70,6 +70,7 @@ disk.`,
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+			setLibraryLogs(c.getenv, c.stderr, level)
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			v, err := runDemo(ctx, logger, c.progress(asJSON))

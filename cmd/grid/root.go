@@ -92,7 +92,18 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.`,
 		c.unpublishCmd(),
 		c.dealersCmd(),
 		c.demoCmd(),
+		c.versionCmd(),
 	)
+	// grid --version prints what grid version does.
+	var showVersion bool
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version (see grid version)")
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		if showVersion {
+			writeVersion(c.stdout, buildVersion())
+			return nil
+		}
+		return cmd.Help()
+	}
 	return root
 }
 
