@@ -5,9 +5,13 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	onnxpb "github.com/advancedclimatesystems/gonnx/onnx"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestVersion checks grid version, grid --version and grid version --json.
@@ -58,4 +62,65 @@ func gridProcess(t *testing.T, args ...string) (int, string, string) {
 		t.Fatal(err)
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// TestOps checks grid ops (text and --json) and that the importer's
+// "unsupported op" error points to it.
+func TestOps(t *testing.T) {
+	code, text, stderr := runCLI(t, nil, "ops")
+	if code != 0 || stderr != "" {
+		t.Fatalf("grid ops: exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"OP ", "EVALUATED", "APPROX", "\nConv ", "\nRelu ", "\nMatMul ", "2-D only"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("grid ops printed %q, lacks %q", text, want)
+		}
+	}
+	code, js, _ := runCLI(t, nil, "ops", "--json")
+	var ops []struct {
+		Op           string `json:"op"`
+		Secure       bool   `json:"secure"`
+		Folded       bool   `json:"folded"`
+		Approximated bool   `json:"approximated"`
+		Limits       string `json:"limits"`
+	}
+	if code != 0 || json.Unmarshal([]byte(js), &ops) != nil || len(ops) < 20 {
+		t.Fatalf("grid ops --json: exit %d, %q", code, js)
+	}
+	for _, o := range ops {
+		if o.Op == "Relu" && (!o.Secure || o.Approximated) || o.Op == "Constant" && (o.Secure || !o.Folded) {
+			t.Errorf("grid ops --json: %+v", o)
+		}
+	}
+
+	// A model with a Softmax: refused at import, pointing to grid ops.
+	g := &onnxpb.GraphProto{
+		Name:   "g",
+		Input:  []*onnxpb.ValueInfoProto{valueInfo("x", 2)},
+		Output: []*onnxpb.ValueInfoProto{valueInfo("y", 2)},
+		Node:   []*onnxpb.NodeProto{{OpType: "Softmax", Name: "sm", Input: []string{"x"}, Output: []string{"y"}}},
+	}
+	b, err := proto.Marshal(&onnxpb.ModelProto{IrVersion: 8, OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: 13}}, Graph: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "softmax.onnx")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := initRepo(t)
+	code, stdout, stderr := runCLI(t, nil, "publish", file, "--id", "sm", "--repo", repo)
+	want := "grid: import " + file + `: unsupported op Softmax (node sm) (see "grid ops" for the supported ONNX ops)` + "\n"
+	if code != exitUsage || stdout != "" || stderr != want {
+		t.Errorf("publish of a Softmax model: exit %d, stdout %q, stderr %q; want exit 2 and %q", code, stdout, stderr, want)
+	}
+}
+
+func valueInfo(name string, dims ...int64) *onnxpb.ValueInfoProto {
+	shape := &onnxpb.TensorShapeProto{}
+	for _, d := range dims {
+		shape.Dim = append(shape.Dim, &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}})
+	}
+	return &onnxpb.ValueInfoProto{Name: name, Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+		TensorType: &onnxpb.TypeProto_Tensor{ElemType: 1, Shape: shape}}}}
 }

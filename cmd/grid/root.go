@@ -44,6 +44,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if code == exitUsage && cmd != nil && isCobraError(err) {
 		msg += fmt.Sprintf(` (see "%s --help")`, cmd.CommandPath())
 	}
+	if strings.Contains(msg, "unsupported op ") && !strings.Contains(msg, "grid ops") {
+		msg += " (" + opsHint + ")"
+	}
 	fmt.Fprintf(stderr, "grid: %s\n", msg)
 	return code
 }
@@ -93,6 +96,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.`,
 		c.dealersCmd(),
 		c.demoCmd(),
 		c.versionCmd(),
+		c.opsCmd(),
 	)
 	// grid --version prints what grid version does.
 	var showVersion bool
