@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"regexp"
 	"slices"
 	"time"
@@ -110,6 +111,172 @@ type Manifest struct {
 	// InputRange is the largest |input value| the owner declares the model
 	// safe for (the client refuses larger values); 0 declares nothing.
 	InputRange float64
+	// Tolerate is F, the number of holders that may be down (or lost)
+	// while the model still answers (mpc mode): replicated additive
+	// sharing. 0 is one additive share per holder, Replicas empty.
+	Tolerate int
+	// Replicas, with Tolerate > 0, lists the holders of each additive share
+	// (indices into Holders): share i is held by every holder in Replicas[i],
+	// at least Tolerate+1 of them. A session uses one live holder per
+	// share; a holder acting for several shares adds them up. Empty: share
+	// i is held by holder i alone (see ShareHolders).
+	Replicas [][]int
+}
+
+// MaxShares caps the number of additive shares of a replicated model.
+const MaxShares = 256
+
+// ShareHolders returns the holders of each additive share (indices into
+// Holders): m.Replicas, or share i held by holder i alone.
+func (m *Manifest) ShareHolders() [][]int {
+	if len(m.Replicas) > 0 {
+		return m.Replicas
+	}
+	out := make([][]int, len(m.Holders))
+	for i := range out {
+		out[i] = []int{i}
+	}
+	return out
+}
+
+// Replicated tells whether the model's shares are replicated (Tolerate > 0).
+func (m *Manifest) Replicated() bool { return len(m.Replicas) > 0 }
+
+// HeldShares returns the shares holder j holds (indices into ShareHolders).
+func (m *Manifest) HeldShares(j int) []int {
+	var out []int
+	for i, hs := range m.ShareHolders() {
+		if slices.Contains(hs, j) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// CollusionThreshold is the largest number of holders that, pooling their
+// shares, learn nothing of the weights: one less than the smallest
+// coalition holding every share (N-1 without replication). It is exact for
+// up to 24 holders (an exhaustive search); beyond that it is the bound
+// ceil(S / largest holding) - 1.
+func (m *Manifest) CollusionThreshold() int {
+	return CollusionThreshold(len(m.Holders), m.ShareHolders())
+}
+
+// CollusionThreshold is Manifest.CollusionThreshold for n holders and an
+// assignment of shares to holders.
+func CollusionThreshold(n int, shares [][]int) int {
+	words := (len(shares) + 63) / 64
+	sets := make([][]uint64, n)
+	for j := range sets {
+		sets[j] = make([]uint64, words)
+	}
+	for i, hs := range shares {
+		for _, j := range hs {
+			if j >= 0 && j < n {
+				sets[j][i/64] |= 1 << (i % 64)
+			}
+		}
+	}
+	if n > 24 {
+		most := 0
+		for j := range sets {
+			c := 0
+			for _, w := range sets[j] {
+				c += bits.OnesCount64(w)
+			}
+			most = max(most, c)
+		}
+		if most == 0 {
+			return n
+		}
+		return (len(shares)+most-1)/most - 1
+	}
+	best := n + 1
+	for mask := 1; mask < 1<<n; mask++ {
+		k := bits.OnesCount(uint(mask))
+		if k >= best {
+			continue
+		}
+		covered := true
+		for w := 0; w < words && covered; w++ {
+			var u uint64
+			for j := 0; j < n; j++ {
+				if mask&(1<<j) != 0 {
+					u |= sets[j][w]
+				}
+			}
+			want := ^uint64(0)
+			if rem := len(shares) - 64*w; rem < 64 {
+				want = 1<<rem - 1
+			}
+			covered = u&want == want
+		}
+		if covered {
+			best = k
+		}
+	}
+	return best - 1
+}
+
+// ReplicatedShares is the assignment Publish uses for n holders tolerating
+// f of them down (0 < f <= n-2): replicated secret sharing (CNF), one
+// additive share per set of f+1 holders, held by exactly those, when that
+// is at most maxCNF shares (any n-f-1 holders then miss a share: the best
+// threshold a scheme tolerating f can have, as Shamir's); else cyclic
+// replication, share i on holders i, i+1, ..., i+f mod n (n shares, any
+// ceil(n/(f+1))-1 holders learn nothing).
+func ReplicatedShares(n, f int) [][]int {
+	if binom(n, f+1) <= maxCNF {
+		return CNFShares(n, f)
+	}
+	return CyclicShares(n, f)
+}
+
+// maxCNF caps the number of shares of the CNF assignment ReplicatedShares
+// picks (each holder stores C(n-1, f) of them).
+const maxCNF = 20
+
+// CNFShares is one share per (f+1)-subset of the n holders, held by that
+// subset, in lexicographic order.
+func CNFShares(n, f int) [][]int {
+	var out [][]int
+	var rec func(start int, cur []int)
+	rec = func(start int, cur []int) {
+		if len(cur) == f+1 {
+			out = append(out, slices.Clone(cur))
+			return
+		}
+		for j := start; j < n; j++ {
+			rec(j+1, append(cur, j))
+		}
+	}
+	rec(0, nil)
+	return out
+}
+
+// CyclicShares is n shares, share i held by holders i, ..., i+f mod n.
+func CyclicShares(n, f int) [][]int {
+	out := make([][]int, n)
+	for i := range out {
+		for k := 0; k <= f; k++ {
+			out[i] = append(out[i], (i+k)%n)
+		}
+	}
+	return out
+}
+
+func binom(n, k int) int {
+	if k < 0 || k > n {
+		return 0
+	}
+	r := 1
+	for i := 1; i <= k; i++ {
+		r = r * (n - k + i) / i
+		if r > 1<<20 {
+			return r
+		}
+	}
+	return r
 }
 
 // Shares returns the version of the shares the holders serve.
@@ -151,6 +318,14 @@ func (m *Manifest) MarshalRecord() ([]byte, error) {
 	}
 	if m.SharesVersion != 0 && m.SharesVersion != m.Version {
 		p.SharesVersion = m.SharesVersion
+	}
+	p.Tolerate = uint32(max(m.Tolerate, 0))
+	for _, hs := range m.Replicas {
+		sh := &pb.ShareHolders{}
+		for _, j := range hs {
+			sh.Holders = append(sh.Holders, uint32(j))
+		}
+		p.Shares = append(p.Shares, sh)
 	}
 	for _, d := range m.Dealers {
 		p.Dealers = append(p.Dealers, []byte(d))
@@ -201,6 +376,20 @@ func (m *Manifest) UnmarshalRecord(b []byte) error {
 	}
 	if p.SharesVersion != p.Version {
 		out.SharesVersion = p.SharesVersion
+	}
+	if p.Tolerate > MaxHolders || len(p.Shares) > MaxShares {
+		return fmt.Errorf("%w: tolerate %d, %d shares", ErrInvalidManifest, p.Tolerate, len(p.Shares))
+	}
+	out.Tolerate = int(p.Tolerate)
+	for _, sh := range p.Shares {
+		if len(sh.Holders) > MaxHolders {
+			return fmt.Errorf("%w: a share with %d holders", ErrInvalidManifest, len(sh.Holders))
+		}
+		hs := make([]int, len(sh.Holders))
+		for k, j := range sh.Holders {
+			hs[k] = int(min(j, MaxHolders))
+		}
+		out.Replicas = append(out.Replicas, hs)
 	}
 	if p.TimeUnixNano != 0 {
 		out.Time = time.Unix(0, p.TimeUnixNano).UTC()
@@ -276,7 +465,9 @@ func ValidID(id string) error {
 //     non-empty and hashes to PlanHash;
 //  4. Dealers (mpc only) are distinct valid peer IDs, none a holder, at
 //     most MaxDealers; SharesVersion is at most Version; InputRange is a
-//     finite number >= 0.
+//     finite number >= 0;
+//  5. Tolerate and Replicas are unset, or replicate the shares
+//     (validateShares).
 func (m *Manifest) Validate() error {
 	if err := ValidID(m.ID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
@@ -312,6 +503,9 @@ func (m *Manifest) Validate() error {
 	if err := m.validateTrust(holders); err != nil {
 		return err
 	}
+	if err := m.validateShares(); err != nil {
+		return err
+	}
 	if err := checkShape(m.ID, "input shape", m.InputShape, true); err != nil {
 		return err
 	}
@@ -344,6 +538,48 @@ func (m *Manifest) validateTrust(holders map[peer.ID]bool) error {
 	}
 	if math.IsNaN(m.InputRange) || math.IsInf(m.InputRange, 0) || m.InputRange < 0 {
 		return fmt.Errorf("%w: %q: input range %v, want a finite number >= 0", ErrInvalidManifest, m.ID, m.InputRange)
+	}
+	return nil
+}
+
+// validateShares checks the replication: Tolerate and Replicas both zero,
+// or (mpc mode) 0 < Tolerate <= N-2 with at least two shares, every share
+// held by at least Tolerate+1 distinct holders, every holder holding a
+// share, and no holder holding them all.
+func (m *Manifest) validateShares() error {
+	n := len(m.Holders)
+	switch {
+	case m.Tolerate == 0 && len(m.Replicas) == 0:
+		return nil
+	case m.Mode != ModeMPC:
+		return fmt.Errorf("%w: %q: replicated shares for a %s-mode model", ErrInvalidManifest, m.ID, m.Mode)
+	case m.Tolerate < 0 || m.Tolerate > n-2:
+		return fmt.Errorf("%w: %q: tolerate %d with %d holders: want 1 to %d (some holder must miss a share)", ErrInvalidManifest, m.ID, m.Tolerate, n, n-2)
+	case len(m.Replicas) < 2 || len(m.Replicas) > MaxShares:
+		return fmt.Errorf("%w: %q: %d shares, want 2 to %d", ErrInvalidManifest, m.ID, len(m.Replicas), MaxShares)
+	}
+	count := make([]int, n)
+	for i, hs := range m.Replicas {
+		if len(hs) < m.Tolerate+1 {
+			return fmt.Errorf("%w: %q: share %d has %d holders, tolerate %d needs %d", ErrInvalidManifest, m.ID, i, len(hs), m.Tolerate, m.Tolerate+1)
+		}
+		for k, j := range hs {
+			if j < 0 || j >= n {
+				return fmt.Errorf("%w: %q: share %d: holder index %d of %d", ErrInvalidManifest, m.ID, i, j, n)
+			}
+			if slices.Contains(hs[:k], j) {
+				return fmt.Errorf("%w: %q: share %d names holder %d twice", ErrInvalidManifest, m.ID, i, j)
+			}
+			count[j]++
+		}
+	}
+	for j, c := range count {
+		if c == 0 {
+			return fmt.Errorf("%w: %q: holder %d holds no share", ErrInvalidManifest, m.ID, j)
+		}
+		if c == len(m.Replicas) {
+			return fmt.Errorf("%w: %q: holder %d holds every share", ErrInvalidManifest, m.ID, j)
+		}
 	}
 	return nil
 }
@@ -411,6 +647,12 @@ func (m *Manifest) Clone() *Manifest {
 	c := *m
 	c.Holders = slices.Clone(m.Holders)
 	c.Dealers = slices.Clone(m.Dealers)
+	if m.Replicas != nil {
+		c.Replicas = make([][]int, len(m.Replicas))
+		for i, hs := range m.Replicas {
+			c.Replicas[i] = slices.Clone(hs)
+		}
+	}
 	c.InputShape = slices.Clone(m.InputShape)
 	c.OutputShape = slices.Clone(m.OutputShape)
 	c.Plan = bytes.Clone(m.Plan)

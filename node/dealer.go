@@ -5,7 +5,6 @@ import (
 	crand "crypto/rand"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -24,8 +23,15 @@ import (
 // bundle. The error names the dealer, or the holder the dealer could not
 // reach.
 func (n *Node) requestDeal(ctx context.Context, d peer.ID, sid []byte, m *discovery.Manifest, batch int) error {
+	return n.requestDealFor(ctx, d, sid, m, batch, m.Holders)
+}
+
+// requestDealFor is requestDeal for the session's replica choice reps
+// (the manifest's holders without replication): the dealer deals for its
+// parties (sessionParties).
+func (n *Node) requestDealFor(ctx context.Context, d peer.ID, sid []byte, m *discovery.Manifest, batch int, reps []peer.ID) error {
 	req := &pb.DealerMessage{Body: &pb.DealerMessage_Deal{Deal: &pb.DealRequest{
-		Session: sid, Model: m.ID, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: peerBytes(m.Holders),
+		Session: sid, Model: m.ID, PlanHash: m.PlanHash, Batch: uint32(batch), Holders: peerBytes(reps),
 		Version: m.Version,
 	}}}
 	var st pb.Status
@@ -160,24 +166,26 @@ func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
 		n.refuse(s, "dealer", fmt.Errorf("%w (%d deals running)", ErrBusy, cap(n.deals)))
 		return
 	}
-	holders, err := checkDealRequest(req)
+	reps, err := checkDealRequest(req)
 	if err != nil {
 		n.refuse(s, "dealer", err)
 		return
 	}
+	holders, shareSets := sessionParties(reps)
 	if containsPeer(holders, n.ID()) {
 		n.refuse(s, "dealer", fmt.Errorf("%w: the dealer is one of the session's holders", errBadRequest))
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTimeout)
 	defer cancel()
-	m, p, err := n.dealFor(ctx, req, holders)
+	m, p, err := n.dealFor(ctx, req, reps)
 	if err != nil {
 		n.refuse(s, "dealer", err)
 		return
 	}
-	// Weight masks are per model shares version and holder list (modelKey).
-	masks, err := n.masks.forDealer(m, p)
+	// Weight masks are per model shares version and holder list (modelKey)
+	// and, with replicated shares, per grouping of the shares into parties.
+	masks, err := n.masks.forDealer(m, p, shareSets)
 	if err != nil {
 		n.refuse(s, "dealer", fmt.Errorf("weight masks of %q: %w", m.ID, err))
 		return
@@ -192,27 +200,28 @@ func (n *Node) serveDeal(s network.Stream, req *pb.DealRequest) {
 }
 
 // checkDealRequest validates a deal request's own fields: the session ID
-// and the holders.
+// and the replica choice (at least two parties).
 func checkDealRequest(req *pb.DealRequest) ([]peer.ID, error) {
 	if len(req.Session) != sessionIDLen {
 		return nil, fmt.Errorf("%w: session id of %d bytes", errBadRequest, len(req.Session))
 	}
-	holders, err := decodePeers(req.Holders)
+	reps, err := decodeReplicas(req.Holders)
 	if err != nil {
 		return nil, err
 	}
-	if len(holders) < 2 {
-		return nil, fmt.Errorf("%w: %d holders", errBadRequest, len(holders))
+	if parties, _ := sessionParties(reps); len(parties) < 2 || len(parties) > maxHolders {
+		return nil, fmt.Errorf("%w: %d holders", errBadRequest, len(parties))
 	}
-	return holders, nil
+	return reps, nil
 }
 
 // dealFor checks a deal request against the model's signed manifest: the
 // model is an mpc model that allows remote inference, whose owner trusts
 // this dealer (ErrUntrustedDealer otherwise), and the request's version,
-// plan hash, holders and batch are the manifest's. It returns the manifest
-// and its plan (the request's plan bytes are not used).
-func (n *Node) dealFor(ctx context.Context, req *pb.DealRequest, holders []peer.ID) (*discovery.Manifest, *plan.Plan, error) {
+// plan hash and batch are the manifest's and its replica choice is valid
+// (checkReplicaChoice). It returns the manifest and its plan (the
+// request's plan bytes are not used).
+func (n *Node) dealFor(ctx context.Context, req *pb.DealRequest, reps []peer.ID) (*discovery.Manifest, *plan.Plan, error) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	m, err := n.disc.Lookup(lctx, req.Model)
 	cancel()
@@ -228,8 +237,9 @@ func (n *Node) dealFor(ctx context.Context, req *pb.DealRequest, holders []peer.
 	case m.Version != req.Version || m.PlanHash != req.PlanHash:
 		return nil, nil, fmt.Errorf("%w: model %q version %d plan %.12s, this dealer knows version %d plan %.12s",
 			errBadRequest, m.ID, req.Version, req.PlanHash, m.Version, m.PlanHash)
-	case !slices.Equal(m.Holders, holders):
-		return nil, nil, fmt.Errorf("%w: the session's holders do not match model %q's manifest", errBadRequest, m.ID)
+	}
+	if err := checkReplicaChoice(m, reps); err != nil {
+		return nil, nil, err
 	}
 	p, err := n.plans.get(m)
 	if err != nil {

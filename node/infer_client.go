@@ -55,7 +55,7 @@ type Result struct {
 	Model   string
 	Shape   []int     // output shape (batch included when the input had one)
 	Output  []float64 // flat, row-major
-	Holders []peer.ID // the model's holders (its host in plain mode)
+	Holders []peer.ID // the session's holders, in party order (its host in plain mode)
 	Dealer  string    // the dealer's peer ID, "self", or "" in plain mode
 	// Rounds, BytesSent and BytesRecv are the MPC traffic of the busiest
 	// holder (its online rounds and the bytes it exchanged with the other
@@ -193,14 +193,16 @@ func checkOverflow(p *plan.Plan, enc fixed.Encoding, out *tensor.Dense[float64])
 
 // clientSession is one mpc session from the client's side.
 type clientSession struct {
-	n      *Node
-	m      *Model
-	batch  int
-	dealer peer.ID
-	self   bool // this node deals
-	sid    []byte
-	calls  []*holderCall // by party; nil until opened
-	log    *slog.Logger
+	n       *Node
+	m       *Model
+	batch   int
+	dealer  peer.ID
+	self    bool // this node deals
+	sid     []byte
+	reps    []peer.ID     // the replica choice: one holder per share
+	parties []peer.ID     // its distinct peers: the engine's parties
+	calls   []*holderCall // by party; nil until opened
+	log     *slog.Logger
 }
 
 // holderCall is the client's stream to one holder.
@@ -210,21 +212,60 @@ type holderCall struct {
 	peer  peer.ID
 }
 
-// inferMPC runs one mpc session from the client side: it shares the input
-// (engine.ShareInput), chooses the dealer, then runs the session's stages:
-// open it with every holder, have it dealt, collect the output shares and
-// reveal the output.
+// inferMPC runs one mpc session from the client side: it chooses the
+// dealer and, for a replicated model, one live holder per share
+// (chooseReplicas after a liveness probe), shares the input over the
+// session's parties (engine.ShareInput), then runs the session's stages:
+// open it with every party, have it dealt, collect the output shares and
+// reveal the output. A replicated model retries, under a new session, with
+// another replica when a holder is unreachable, refuses or fails (at most
+// Tolerate+1 attempts, within the session timeout).
 func (n *Node) inferMPC(ctx context.Context, m *Model, in tensorio.Input, o InferOptions) (*Result, error) {
+	dealerID, self, err := n.chooseDealer(ctx, m.Manifest, o.Dealer)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Replicated() {
+		return n.inferSession(ctx, m, in, o, dealerID, self, m.Holders)
+	}
+	live := n.probeHolders(ctx, m.Holders, func(live map[peer.ID]bool) bool {
+		_, err := chooseReplicas(m.Manifest, func(p peer.ID) bool { return live[p] })
+		return err == nil
+	})
+	var lastErr error
+	for attempt := 0; attempt <= m.Tolerate; attempt++ {
+		reps, err := chooseReplicas(m.Manifest, func(p peer.ID) bool { return live[p] })
+		if err != nil {
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w (after: %w)", err, lastErr)
+			}
+			return nil, err
+		}
+		res, err := n.inferSession(ctx, m, in, o, dealerID, self, reps)
+		if err == nil {
+			return res, nil
+		}
+		lastErr = err
+		var pe *PeerError
+		if !errors.As(err, &pe) || !containsPeer(m.Holders, pe.Peer) || !live[pe.Peer] || ctx.Err() != nil ||
+			errors.Is(err, ErrUntrustedDealer) || errors.Is(err, ErrBadInput) || errors.Is(err, ErrRemoteInferenceDisabled) {
+			return nil, err
+		}
+		n.log.Info("holder failed: retrying with another replica", "model", m.ID, "holder", pe.Peer, "err", err)
+		live[pe.Peer] = false
+	}
+	return nil, lastErr
+}
+
+// inferSession runs one session with the replica choice reps.
+func (n *Node) inferSession(ctx context.Context, m *Model, in tensorio.Input, o InferOptions, dealerID peer.ID, self bool, reps []peer.ID) (*Result, error) {
+	parties, _ := sessionParties(reps)
 	enc := fixed.Default()
-	shares, err := engine.ShareInput(enc, in.X, len(m.Holders), crand.Reader)
+	shares, err := engine.ShareInput(enc, in.X, len(parties), crand.Reader)
 	if err != nil {
 		if ee := (*engine.EncodeError)(nil); errors.As(err, &ee) {
 			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 		}
-		return nil, err
-	}
-	dealerID, self, err := n.chooseDealer(ctx, m.Manifest, o.Dealer)
-	if err != nil {
 		return nil, err
 	}
 	sid, err := newSessionID()
@@ -232,9 +273,9 @@ func (n *Node) inferMPC(ctx context.Context, m *Model, in tensorio.Input, o Infe
 		return nil, err
 	}
 	n.met.sessionsStarted.WithLabelValues("client").Inc()
-	cs := &clientSession{n: n, m: m, batch: in.Batch, dealer: dealerID, self: self, sid: sid,
+	cs := &clientSession{n: n, m: m, batch: in.Batch, dealer: dealerID, self: self, sid: sid, reps: reps, parties: parties,
 		log: n.log.With("session", hex.EncodeToString(sid), "model", m.ID)}
-	defer n.protect(sid, append([]peer.ID{dealerID}, m.Holders...))()
+	defer n.protect(sid, append([]peer.ID{dealerID}, parties...))()
 	if err := cs.open(ctx, shares, o.BusyRetries); err != nil {
 		return nil, err
 	}
@@ -274,8 +315,8 @@ func (n *Node) protect(sid []byte, peers []peer.ID) (release func()) {
 // refusal is retried (InferOptions.BusyRetries) after a random backoff,
 // under a new session ID.
 func (cs *clientSession) open(ctx context.Context, shares []*tensor.Dense[uint64], busyRetries int) error {
-	cs.calls = make([]*holderCall, len(cs.m.Holders))
-	order := holderOrder(cs.m.Holders)
+	cs.calls = make([]*holderCall, len(cs.parties))
+	order := holderOrder(cs.parties)
 	for attempt := 0; ; attempt++ {
 		err := cs.openAll(ctx, order, shares)
 		if err == nil {
@@ -301,13 +342,13 @@ func (cs *clientSession) open(ctx context.Context, shares []*tensor.Dense[uint64
 // openAll sends every holder, in order, its request and input share, and
 // stops at the first refusal.
 func (cs *clientSession) openAll(ctx context.Context, order []int, shares []*tensor.Dense[uint64]) error {
-	holders := peerBytes(cs.m.Holders)
+	holders := peerBytes(cs.reps)
 	for _, i := range order {
 		req := &pb.InferRequest{
 			Session: cs.sid, Model: cs.m.ID, Version: cs.m.Version, Party: uint32(i), Holders: holders,
 			Dealer: []byte(cs.dealer), Batch: uint32(cs.batch), Input: encodeWords("input", shares[i]),
 		}
-		c, err := cs.n.openSession(ctx, i, cs.m.Holders[i], req)
+		c, err := cs.n.openSession(ctx, i, cs.parties[i], req)
 		if err != nil {
 			return err
 		}
@@ -341,9 +382,9 @@ func (cs *clientSession) abort() {
 // self, the owner), without weight masks.
 func (cs *clientSession) deal(ctx context.Context) error {
 	if cs.self {
-		return cs.n.dealAndDeliver(ctx, cs.sid, cs.m.Plan, cs.m.PlanHash, cs.batch, cs.m.Holders, nil)
+		return cs.n.dealAndDeliver(ctx, cs.sid, cs.m.Plan, cs.m.PlanHash, cs.batch, cs.parties, nil)
 	}
-	return cs.n.requestDeal(ctx, cs.dealer, cs.sid, cs.m.Manifest, cs.batch)
+	return cs.n.requestDealFor(ctx, cs.dealer, cs.sid, cs.m.Manifest, cs.batch, cs.reps)
 }
 
 // collect reads every holder's result. After the first failure the other
@@ -386,7 +427,7 @@ func (cs *clientSession) collect(ctx context.Context) ([]*pb.InferResult, error)
 		cs.abort()
 		<-allDone
 	}
-	if err := blame(errs, cs.m.Holders); err != nil {
+	if err := blame(errs, cs.parties); err != nil {
 		cs.log.Debug("session failed", "err", err)
 		return nil, err
 	}
@@ -418,14 +459,14 @@ func (c *holderCall) result(ctx context.Context) (*pb.InferResult, error) {
 // figures are the busiest holder's.
 func (cs *clientSession) reveal(enc fixed.Encoding, results []*pb.InferResult) (*Result, error) {
 	outs := make([]*tensor.Dense[uint64], len(results))
-	res := &Result{Holders: cs.m.Holders, Dealer: cs.dealer.String()}
+	res := &Result{Holders: cs.parties, Dealer: cs.dealer.String()}
 	if cs.self {
 		res.Dealer = DealerSelf
 	}
 	for i, r := range results {
 		var err error
 		if outs[i], err = decodeWords(r.Output); err != nil {
-			return nil, &PeerError{Peer: cs.m.Holders[i], Role: fmt.Sprintf("holder %d", i), Err: fmt.Errorf("output share: %w", err)}
+			return nil, &PeerError{Peer: cs.parties[i], Role: fmt.Sprintf("holder %d", i), Err: fmt.Errorf("output share: %w", err)}
 		}
 		res.Rounds = max(res.Rounds, int(r.Rounds))
 		res.BytesSent = max(res.BytesSent, int64(r.BytesSent))

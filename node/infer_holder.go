@@ -104,20 +104,29 @@ func badRequest(format string, args ...any) error {
 }
 
 // checkInferRequest checks a request against the manifest and the store:
-// this node holds the model at this party index for the manifest's version,
-// the holders are the manifest's, the dealer one its owner trusts, remote
-// inference is allowed, and the input share has the plan's shape for the
-// batch. It returns the session, not yet registered.
+// this node holds, for the manifest's version, every share the session's
+// replica choice asks it to act for (one share, its own party index,
+// without replication), the replica choice is valid for the manifest
+// (checkReplicaChoice), the dealer one its owner trusts, remote inference
+// is allowed, and the input share has the plan's shape for the batch. It
+// returns the session, not yet registered.
 func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, error) {
-	holders, party, dealerID, err := checkSessionFields(req, n.ID())
+	reps, parties, shareSets, party, dealerID, err := checkSessionFields(req, n.ID())
 	if err != nil {
 		return nil, err
 	}
-	m, err := n.sessionManifest(req, holders, dealerID)
+	m, err := n.sessionManifest(req, reps, dealerID)
 	if err != nil {
 		return nil, err
 	}
-	sm, err := n.sessionShares(m, party)
+	self := slices.Index(m.Holders, n.ID())
+	if self < 0 {
+		return nil, badRequest("this peer is not a holder of model %q", m.ID)
+	}
+	if !m.Replicated() && self != party {
+		return nil, badRequest("party %d of %d is not this peer", party, len(parties))
+	}
+	sm, err := n.sessionShares(m, self)
 	if err != nil {
 		return nil, err
 	}
@@ -125,15 +134,31 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	input, err := checkInputShare(p, int(req.Batch), req.Input, sm.weights)
+	names := make([]string, len(p.Weights))
+	for i, w := range p.Weights {
+		names[i] = w.Name
+	}
+	weights, digest, err := sumShares(m, names, sm.weights, shareSets[party])
 	if err != nil {
 		return nil, err
 	}
+	input, err := checkInputShare(p, int(req.Batch), req.Input, weights)
+	if err != nil {
+		return nil, err
+	}
+	// The identity the mask seeds this holder opens are bound to: the
+	// stored shares' checksum; with replication the shares it acts for and
+	// the digest of their sum, the same at every replica of those shares
+	// (bindMaskSeed).
+	key := modelKey(m) + "/" + sm.meta.Checksum
+	if m.Replicated() {
+		key = modelKey(m) + "/shares=" + partitionKey(shareSets[party:party+1]) + "/" + digest
+	}
 	sess := &holderSession{
-		id: bytes.Clone(req.Session), model: m.ID, party: party, holders: holders, dealer: dealerID, planHash: m.PlanHash,
-		modelKey: modelKey(m) + "/" + sm.meta.Checksum,
-		plan:     p, batch: int(req.Batch), input: input, weights: sm.weights,
-		bundle: make(chan *sessionBundle, 1), incoming: make([]chan *framedStream, len(holders)),
+		id: bytes.Clone(req.Session), model: m.ID, party: party, holders: parties, dealer: dealerID, planHash: m.PlanHash,
+		modelKey: key,
+		plan:     p, batch: int(req.Batch), input: input, weights: weights,
+		bundle: make(chan *sessionBundle, 1), incoming: make([]chan *framedStream, len(parties)),
 	}
 	for i := range sess.incoming {
 		sess.incoming[i] = make(chan *framedStream, 1)
@@ -142,33 +167,37 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, error) {
 }
 
 // checkSessionFields checks a request's own fields: the session ID, the
-// holders (self at the request's party index) and a dealer that is not one
-// of them.
-func checkSessionFields(req *pb.InferRequest, self peer.ID) (holders []peer.ID, party int, dealerID peer.ID, err error) {
+// replica choice (one peer per share; the parties are its distinct peers,
+// self at the request's party index) and a dealer that is not one of them.
+func checkSessionFields(req *pb.InferRequest, self peer.ID) (reps, parties []peer.ID, shareSets [][]int, party int, dealerID peer.ID, err error) {
 	if len(req.Session) != sessionIDLen {
-		return nil, 0, "", badRequest("session id of %d bytes", len(req.Session))
+		return nil, nil, nil, 0, "", badRequest("session id of %d bytes", len(req.Session))
 	}
-	if holders, err = decodePeers(req.Holders); err != nil {
-		return nil, 0, "", err
+	if reps, err = decodeReplicas(req.Holders); err != nil {
+		return nil, nil, nil, 0, "", err
+	}
+	parties, shareSets = sessionParties(reps)
+	if len(parties) > maxHolders {
+		return nil, nil, nil, 0, "", badRequest("%d parties, limit %d", len(parties), maxHolders)
 	}
 	party = int(req.Party)
-	if party >= len(holders) || holders[party] != self {
-		return nil, 0, "", badRequest("party %d of %d is not this peer", party, len(holders))
+	if party >= len(parties) || parties[party] != self {
+		return nil, nil, nil, 0, "", badRequest("party %d of %d is not this peer", party, len(parties))
 	}
 	if dealerID, err = peer.IDFromBytes(req.Dealer); err != nil {
-		return nil, 0, "", badRequest("dealer: %v", err)
+		return nil, nil, nil, 0, "", badRequest("dealer: %v", err)
 	}
-	if containsPeer(holders, dealerID) {
-		return nil, 0, "", badRequest("dealer %s is a holder of the session", dealerID)
+	if containsPeer(parties, dealerID) {
+		return nil, nil, nil, 0, "", badRequest("dealer %s is a holder of the session", dealerID)
 	}
-	return holders, party, dealerID, nil
+	return reps, parties, shareSets, party, dealerID, nil
 }
 
 // sessionManifest checks a request against the model's signed manifest:
 // an mpc model that allows remote inference, at the request's version,
-// with the request's holders, whose owner trusts the session's dealer
-// (ErrUntrustedDealer otherwise).
-func (n *Node) sessionManifest(req *pb.InferRequest, holders []peer.ID, dealerID peer.ID) (*discovery.Manifest, error) {
+// whose shares the request's replica choice covers (checkReplicaChoice),
+// whose owner trusts the session's dealer (ErrUntrustedDealer otherwise).
+func (n *Node) sessionManifest(req *pb.InferRequest, reps []peer.ID, dealerID peer.ID) (*discovery.Manifest, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
 	m, err := n.disc.Lookup(ctx, req.Model)
@@ -181,16 +210,18 @@ func (n *Node) sessionManifest(req *pb.InferRequest, holders []peer.ID, dealerID
 		return nil, fmt.Errorf("%w: %q", ErrRemoteInferenceDisabled, m.ID)
 	case req.Version != m.Version:
 		return nil, badRequest("model %q version %d, this holder knows version %d", m.ID, req.Version, m.Version)
-	case !slices.Equal(holders, m.Holders):
-		return nil, badRequest("the session's holders do not match model %q's manifest", m.ID)
 	case !m.MayDeal(dealerID):
 		return nil, fmt.Errorf("%w: dealer %s is not the owner of model %q nor a dealer its manifest names", ErrUntrustedDealer, dealerID, m.ID)
+	}
+	if err := checkReplicaChoice(m, reps); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
 // sessionShares returns this holder's stored shares of the manifest's
-// model: the version, plan and party the manifest serves, not damaged.
+// model: the version, plan and party (this holder's index in the
+// manifest) the manifest serves, not damaged.
 func (n *Node) sessionShares(m *discovery.Manifest, party int) (*storedModel, error) {
 	sm, err := n.store.get(m.Owner, m.ID)
 	if err != nil {

@@ -53,15 +53,24 @@ func modelKey(m *discovery.Manifest) string {
 	return fmt.Sprintf("%s/%s/%d/%s/%s", m.Owner, m.ID, m.Shares(), m.PlanHash, strings.Join(hs, ","))
 }
 
-// forDealer returns the dealer's mask set for the model, drawing it on first use.
-func (c *maskCache) forDealer(m *discovery.Manifest, p *plan.Plan) (*dealer.Masks, error) {
+// forDealer returns the dealer's mask set for the model and the session's
+// grouping of shares into parties, drawing it on first use. With
+// replicated shares the set is per grouping (partitionKey), not per peer:
+// every replica acting for the same shares in the same party slot gets
+// the same mask seed and opens F = W - B against the same share sum, so
+// it opens the same F (nothing new); a slot whose shares differ gets
+// another set (bindMaskSeed refuses one seed against two share sums).
+func (c *maskCache) forDealer(m *discovery.Manifest, p *plan.Plan, shareSets [][]int) (*dealer.Masks, error) {
 	k := modelKey(m)
+	if m.Replicated() {
+		k += "/" + partitionKey(shareSets)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ms := c.dealer[k]; ms != nil {
 		return ms, nil
 	}
-	ms, err := dealer.NewMasks(p, len(m.Holders), crand.Reader)
+	ms, err := dealer.NewMasks(p, len(shareSets), crand.Reader)
 	if err != nil {
 		return nil, err
 	}

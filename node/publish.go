@@ -34,6 +34,11 @@ type PublishOptions struct {
 	// Holders is the number of share holders (mpc mode, at least 2;
 	// 0 = DefaultHolders).
 	Holders int
+	// Tolerate is F, how many holders may be down (or lost) while the
+	// model still answers: replicated additive sharing, every share on at
+	// least F+1 holders (discovery.ReplicatedShares); 0 to Holders-2.
+	// 0 is one share per holder.
+	Tolerate int
 	// Plain publishes the weights in plaintext to one "host" peer.
 	Plain bool
 	// NoRemoteInference makes the holders refuse every query.
@@ -74,6 +79,14 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
+	var replicas [][]int
+	switch {
+	case o.Tolerate < 0 || o.Tolerate > 0 && (o.Plain || o.Tolerate > count-2):
+		return nil, fmt.Errorf("publish %q: %w: --tolerate %d with %d holders: want 0 to %d (with F = N-1 one holder would hold every share), mpc mode only",
+			id, ErrBadInput, o.Tolerate, count, max(count-2, 0))
+	case o.Tolerate > 0:
+		replicas = discovery.ReplicatedShares(count, o.Tolerate)
+	}
 	if up.holders, err = n.pickPeers(ctx, role, count, o.Dealers); err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
@@ -81,7 +94,7 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := shareWeights(p, w, count, o.Plain)
+	blobs, err := shareReplicated(p, w, count, o.Plain, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
@@ -92,12 +105,12 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 		ID: id, Owner: n.ID(), Mode: up.mode(), Holders: up.holders,
 		InputShape: slices.Clone(p.Input.Shape), OutputShape: outShape,
 		PlanHash: up.planHash, Plan: planBytes, AllowRemote: !o.NoRemoteInference, Version: version,
-		Dealers: dealers, InputRange: o.InputRange,
+		Dealers: dealers, InputRange: o.InputRange, Tolerate: o.Tolerate, Replicas: replicas,
 	}
 	if err := n.disc.Publish(ctx, m, n.sk); err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
-	n.log.Info("published", "id", id, "mode", m.Mode, "holders", m.Holders, "dealers", dealers, "version", version)
+	n.log.Info("published", "id", id, "mode", m.Mode, "holders", m.Holders, "tolerate", m.Tolerate, "shares", len(m.ShareHolders()), "dealers", dealers, "version", version)
 	return m, nil
 }
 
@@ -279,6 +292,18 @@ func (n *Node) publishDealers(ctx context.Context, id string, o PublishOptions, 
 // additive shares, returning one WeightSet blob per holder; in plain mode
 // the one blob holds the float64 bit patterns.
 func shareWeights(p *plan.Plan, w plan.Weights, count int, plain bool) ([][]byte, error) {
+	return shareReplicated(p, w, count, plain, nil)
+}
+
+// shareReplicated is shareWeights for count holders; with replicas (share i held
+// by the holders replicas[i]) the weights are split into len(replicas)
+// shares and holder j's blob holds every share it holds, weight name
+// prefixed by the share (replicaName).
+func shareReplicated(p *plan.Plan, w plan.Weights, count int, plain bool, replicas [][]int) ([][]byte, error) {
+	nshares := count
+	if len(replicas) > 0 {
+		nshares = len(replicas)
+	}
 	sets := make([]map[string]*tensor.Dense[uint64], count)
 	for i := range sets {
 		sets[i] = map[string]*tensor.Dense[uint64]{}
@@ -298,12 +323,18 @@ func shareWeights(p *plan.Plan, w plan.Weights, count int, plain bool) ([][]byte
 		if err != nil {
 			return nil, fmt.Errorf("weight %q: %w", v.Name, err)
 		}
-		shares, err := share.Split(e, count, crand.Reader)
+		shares, err := share.Split(e, nshares, crand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("weight %q: %w", v.Name, err)
 		}
 		for i, s := range shares {
-			sets[i][v.Name] = s
+			if len(replicas) == 0 {
+				sets[i][v.Name] = s
+				continue
+			}
+			for _, j := range replicas[i] {
+				sets[j][replicaName(i, v.Name)] = s
+			}
 		}
 	}
 	blobs := make([][]byte, count)

@@ -15,10 +15,17 @@ import (
 
 // modelView is a manifest as the CLI prints it (--json).
 type modelView struct {
-	ID          string    `json:"id"`
-	Owner       string    `json:"owner"`
-	Mode        string    `json:"mode"`
-	Holders     []string  `json:"holders"`
+	ID      string   `json:"id"`
+	Owner   string   `json:"owner"`
+	Mode    string   `json:"mode"`
+	Holders []string `json:"holders"`
+	// Tolerate is how many holders may be down while the model answers;
+	// Shares, with Tolerate > 0, each share's holders (indices into
+	// Holders); Collusion how many holders may pool their shares and
+	// still learn nothing of the weights (mpc mode).
+	Tolerate    int       `json:"tolerate"`
+	Shares      [][]int   `json:"shares,omitempty"`
+	Collusion   int       `json:"collusion_threshold,omitempty"`
 	InputShape  []int     `json:"input_shape"`
 	OutputShape []int     `json:"output_shape"`
 	AllowRemote bool      `json:"allow_remote_inference"`
@@ -38,6 +45,10 @@ func viewModel(m *discovery.Manifest) modelView {
 	}
 	for _, h := range m.Holders {
 		v.Holders = append(v.Holders, h.String())
+	}
+	v.Tolerate, v.Shares = m.Tolerate, m.Replicas
+	if m.Mode == discovery.ModeMPC {
+		v.Collusion = m.CollusionThreshold()
 	}
 	v.Dealers, v.InputRange = []string{}, m.InputRange
 	for _, d := range m.Dealers {

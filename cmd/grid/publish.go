@@ -27,7 +27,7 @@ const progressThreshold = 1 << 20
 type publishFlags struct {
 	client                  clientFlags
 	id                      string
-	holders                 int
+	holders, tolerate       int
 	plain, noRemote, asJSON bool
 	quiet                   bool
 	dealers                 string
@@ -45,6 +45,14 @@ peers, and announce the signed manifest (id, owner, holders, public op graph
 and shapes). In --plain mode the weights go in plaintext to one host peer
 instead. --no-remote-inference makes every holder refuse queries.
 
+--tolerate F (0 to N-2) keeps the model answering while any F of its N
+holders are down or lost: the weights are split into more additive shares
+and each is stored on F+1 holders (replicated sharing); a query uses one
+live holder per share. The price: each holder stores (and you upload) more
+shares, and fewer holders need collude to learn the weights: publish and
+"grid models" print that number ("grid status NAME" shows which holders
+are live).
+
 Whoever deals a session's correlated randomness can steer it, so the owner,
 not the client, chooses the dealers: --dealers names the peers you trust
 (comma-separated peer IDs, or "none": then only you can query the model),
@@ -59,6 +67,7 @@ identity owns the model: only it can publish a new version or unpublish it.
 Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 (--quiet hides it).`,
 		Example: `  grid publish testdata/seed.onnx --id convnet --holders 4
+  grid publish testdata/seed.onnx --id convnet --holders 4 --tolerate 1
   grid publish model.onnx --id digits --plain`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error { return c.runPublish(cmd, args[0], &f) }),
@@ -66,6 +75,7 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 	fs := cmd.Flags()
 	fs.StringVar(&f.id, "id", "", "model name (letters, digits, '.', '_', '-')")
 	fs.IntVar(&f.holders, "holders", 2, "number of share-holders (MPC mode)")
+	fs.IntVar(&f.tolerate, "tolerate", 0, "holders that may be down while the model still answers (0 to holders-2; each share is stored on tolerate+1 holders)")
 	fs.BoolVar(&f.plain, "plain", false, "host the model in plaintext on one peer (no MPC)")
 	fs.BoolVar(&f.noRemote, "no-remote-inference", false, "publish, but have holders refuse queries")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar")
@@ -90,6 +100,12 @@ func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error
 	if !f.plain && f.holders < 2 {
 		return usageErrorf("--holders %d: MPC needs at least 2 holders (or use --plain)", f.holders)
 	}
+	if f.plain && f.tolerate != 0 {
+		return usageErrorf("--plain hosts the model on one peer: drop --tolerate")
+	}
+	if f.tolerate < 0 || f.tolerate > 0 && f.tolerate > f.holders-2 {
+		return usageErrorf("--tolerate %d with --holders %d: want 0 to %d (at --tolerate %d one holder would hold every share)", f.tolerate, f.holders, max(f.holders-2, 0), f.holders-1)
+	}
 	data, err := readModelFile(file)
 	if err != nil {
 		return badInput(err)
@@ -111,7 +127,7 @@ func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error
 		return err
 	}
 	defer cl.Close()
-	opts := node.PublishOptions{Holders: f.holders, Plain: f.plain, NoRemoteInference: f.noRemote, Dealers: ds, InputRange: f.inputRange}
+	opts := node.PublishOptions{Holders: f.holders, Tolerate: f.tolerate, Plain: f.plain, NoRemoteInference: f.noRemote, Dealers: ds, InputRange: f.inputRange}
 	var bar *uploadBar
 	if !f.quiet && isTerminal(c.stderr) {
 		bar = newUploadBar(c.stderr)
@@ -141,6 +157,10 @@ func writePublished(w io.Writer, v modelView, inputRange float64) {
 	fmt.Fprintf(w, "published %q (%s) %s:\n", v.ID, v.Mode, what)
 	for _, h := range v.Holders {
 		fmt.Fprintf(w, "  %s\n", h)
+	}
+	if v.Mode == discovery.ModeMPC {
+		fmt.Fprintf(w, "answers with up to %d holder(s) down (%d shares, each on %d holders); any %d holder(s) colluding learn nothing of the weights\n",
+			v.Tolerate, max(len(v.Shares), len(v.Holders)), v.Tolerate+1, v.Collusion)
 	}
 	fmt.Fprintf(w, "input shape %s, output shape %s\n", shapeString(v.InputShape), shapeString(batchOutput(v.InputShape, v.OutputShape)))
 	if !v.AllowRemote {

@@ -67,7 +67,7 @@ func (x SyncRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SyncRequest_Kind.Descriptor instead.
 func (SyncRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_manifest_proto_rawDescGZIP(), []int{1, 0}
+	return file_manifest_proto_rawDescGZIP(), []int{2, 0}
 }
 
 // Manifest is the payload of a signed envelope (libp2p core/record) whose
@@ -90,6 +90,8 @@ type Manifest struct {
 	Dealers       [][]byte               `protobuf:"bytes,13,rep,name=dealers,proto3" json:"dealers,omitempty"`                                   // peer ID bytes: the dealers the owner trusts (mpc)
 	SharesVersion uint64                 `protobuf:"varint,14,opt,name=shares_version,json=sharesVersion,proto3" json:"shares_version,omitempty"` // version whose uploaded shares the holders serve; 0 = version
 	InputRange    float64                `protobuf:"fixed64,15,opt,name=input_range,json=inputRange,proto3" json:"input_range,omitempty"`         // declared max |input| (0: none declared)
+	Tolerate      uint32                 `protobuf:"varint,16,opt,name=tolerate,proto3" json:"tolerate,omitempty"`                                // F: holders that may be down (0: one share per holder)
+	Shares        []*ShareHolders        `protobuf:"bytes,17,rep,name=shares,proto3" json:"shares,omitempty"`                                     // replicated sharing: share i's holders (indices into holders)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +231,66 @@ func (x *Manifest) GetInputRange() float64 {
 	return 0
 }
 
+func (x *Manifest) GetTolerate() uint32 {
+	if x != nil {
+		return x.Tolerate
+	}
+	return 0
+}
+
+func (x *Manifest) GetShares() []*ShareHolders {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+// ShareHolders lists the holders of one additive share (indices into
+// Manifest.holders), F+1 or more of them.
+type ShareHolders struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holders       []uint32               `protobuf:"varint,1,rep,packed,name=holders,proto3" json:"holders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareHolders) Reset() {
+	*x = ShareHolders{}
+	mi := &file_manifest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareHolders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareHolders) ProtoMessage() {}
+
+func (x *ShareHolders) ProtoReflect() protoreflect.Message {
+	mi := &file_manifest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareHolders.ProtoReflect.Descriptor instead.
+func (*ShareHolders) Descriptor() ([]byte, []int) {
+	return file_manifest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ShareHolders) GetHolders() []uint32 {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
 // SyncRequest opens a /grid/manifests/1.0.0 stream.
 type SyncRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -244,7 +306,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_manifest_proto_msgTypes[1]
+	mi := &file_manifest_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +318,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_manifest_proto_msgTypes[1]
+	mi := &file_manifest_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +331,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_manifest_proto_rawDescGZIP(), []int{1}
+	return file_manifest_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SyncRequest) GetKind() SyncRequest_Kind {
@@ -304,7 +366,7 @@ type SyncEntry struct {
 
 func (x *SyncEntry) Reset() {
 	*x = SyncEntry{}
-	mi := &file_manifest_proto_msgTypes[2]
+	mi := &file_manifest_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +378,7 @@ func (x *SyncEntry) String() string {
 func (*SyncEntry) ProtoMessage() {}
 
 func (x *SyncEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_manifest_proto_msgTypes[2]
+	mi := &file_manifest_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +391,7 @@ func (x *SyncEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncEntry.ProtoReflect.Descriptor instead.
 func (*SyncEntry) Descriptor() ([]byte, []int) {
-	return file_manifest_proto_rawDescGZIP(), []int{2}
+	return file_manifest_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SyncEntry) GetEnvelope() []byte {
@@ -350,7 +412,7 @@ var File_manifest_proto protoreflect.FileDescriptor
 
 const file_manifest_proto_rawDesc = "" +
 	"\n" +
-	"\x0emanifest.proto\x12\x11grid.discovery.pb\"\xb2\x03\n" +
+	"\x0emanifest.proto\x12\x11grid.discovery.pb\"\x87\x04\n" +
 	"\bManifest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\fR\x05owner\x12\x12\n" +
@@ -369,7 +431,11 @@ const file_manifest_proto_rawDesc = "" +
 	"\adealers\x18\r \x03(\fR\adealers\x12%\n" +
 	"\x0eshares_version\x18\x0e \x01(\x04R\rsharesVersion\x12\x1f\n" +
 	"\vinput_range\x18\x0f \x01(\x01R\n" +
-	"inputRange\"\x96\x01\n" +
+	"inputRange\x12\x1a\n" +
+	"\btolerate\x18\x10 \x01(\rR\btolerate\x127\n" +
+	"\x06shares\x18\x11 \x03(\v2\x1f.grid.discovery.pb.ShareHoldersR\x06shares\"(\n" +
+	"\fShareHolders\x12\x18\n" +
+	"\aholders\x18\x01 \x03(\rR\aholders\"\x96\x01\n" +
 	"\vSyncRequest\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.grid.discovery.pb.SyncRequest.KindR\x04kind\x12\x1a\n" +
 	"\benvelope\x18\x02 \x01(\fR\benvelope\x12\x16\n" +
@@ -394,20 +460,22 @@ func file_manifest_proto_rawDescGZIP() []byte {
 }
 
 var file_manifest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_manifest_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_manifest_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_manifest_proto_goTypes = []any{
 	(SyncRequest_Kind)(0), // 0: grid.discovery.pb.SyncRequest.Kind
 	(*Manifest)(nil),      // 1: grid.discovery.pb.Manifest
-	(*SyncRequest)(nil),   // 2: grid.discovery.pb.SyncRequest
-	(*SyncEntry)(nil),     // 3: grid.discovery.pb.SyncEntry
+	(*ShareHolders)(nil),  // 2: grid.discovery.pb.ShareHolders
+	(*SyncRequest)(nil),   // 3: grid.discovery.pb.SyncRequest
+	(*SyncEntry)(nil),     // 4: grid.discovery.pb.SyncEntry
 }
 var file_manifest_proto_depIdxs = []int32{
-	0, // 0: grid.discovery.pb.SyncRequest.kind:type_name -> grid.discovery.pb.SyncRequest.Kind
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 0: grid.discovery.pb.Manifest.shares:type_name -> grid.discovery.pb.ShareHolders
+	0, // 1: grid.discovery.pb.SyncRequest.kind:type_name -> grid.discovery.pb.SyncRequest.Kind
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_manifest_proto_init() }
@@ -421,7 +489,7 @@ func file_manifest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_manifest_proto_rawDesc), len(file_manifest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
