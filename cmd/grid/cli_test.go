@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runCLI runs the grid command in-process with the given environment.
@@ -146,11 +147,26 @@ func TestUsageAndInputErrors(t *testing.T) {
 func TestUnreachableBootstrap(t *testing.T) {
 	repo, _ := initRepo(t)
 	boot := freeAddr(t) + "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
-	code, stdout, stderr := runCLI(t, nil, "models", "--repo", repo, "--bootstrap", boot, "--timeout", "2s")
+	start := time.Now()
+	code, stdout, stderr := runCLI(t, nil, "models", "--repo", repo, "--bootstrap", boot)
 	if code != exitFailure || stdout != "" {
 		t.Errorf("exit %d stdout %q, want 1 and nothing", code, stdout)
 	}
-	checkOneLine(t, stderr, "no bootstrap peer reachable")
+	hostPort := strings.TrimPrefix(strings.Replace(strings.Split(boot, "/p2p/")[0], "/tcp/", ":", 1), "/ip4/")
+	want := "grid: bootstrap peer " + boot + " refused the connection (nothing listens at " + hostPort +
+		"): is its daemon running? (or pass another with --bootstrap or $GRID_BOOTSTRAP)\n"
+	if stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a refused bootstrap took %v to report, want at once", d)
+	}
+	// Two refusing peers: both named.
+	boot2 := freeAddr(t) + "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+	code, _, stderr = runCLI(t, nil, "infer", "convnet", "--values", "5,3", "--repo", repo, "--bootstrap", boot+","+boot2)
+	if code != exitFailure || !strings.HasPrefix(stderr, "grid: every bootstrap peer refused the connection (nothing listens at "+hostPort+", 127.0.0.1:") {
+		t.Errorf("two refused bootstrap peers: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func TestHelpExitsZero(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -67,12 +66,15 @@ func (c *cli) openClient(cmd *cobra.Command, f *clientFlags) (*client, error) {
 	if len(cfg.Bootstrap) == 0 {
 		return nil, usageErrorf("no bootstrap peers: pass --bootstrap MULTIADDR, set $%s, or add them to %s's config (grid init --bootstrap)", envBootstrap, cfg.RepoDir)
 	}
+	if err := probeBootstrap(cmd.Context(), cfg.Bootstrap); err != nil {
+		return nil, err
+	}
 	cfg.Client = true
 	cfg.Roles = nil
 	cfg.APIAddr = ""
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Announce = nil
-	cfg.Logger = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = newLogger(c.stderr, level, false)
 	setLibraryLogs(c.getenv, c.stderr, level)
 	if err := cfg.Validate(); err != nil {
 		return nil, badInput(err)
@@ -117,6 +119,7 @@ func (c *cli) explain(ctx context.Context, err error, timeout time.Duration) err
 
 // nodeError maps node errors to exit codes: bad input is exit 2, the rest 1.
 func nodeError(err error) error {
+	err = offlineError(err)
 	if errors.Is(err, node.ErrBadInput) || errors.Is(err, node.ErrModeMismatch) {
 		return badInput(err)
 	}
