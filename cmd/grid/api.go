@@ -106,6 +106,9 @@ func (c *cli) peersCmd() *cobra.Command {
 			}
 		},
 		func(w io.Writer, info *node.PeersInfo) {
+			if len(info.Peers) == 0 {
+				fmt.Fprintln(w, "no peers")
+			}
 			for _, p := range info.Peers {
 				fmt.Fprintf(w, "%s %s\n", p.ID, strings.Join(p.Addrs, " "))
 			}

@@ -71,7 +71,7 @@ shut it down cleanly (exit 0).`,
 				}
 			}
 			cfg.Web = web.Handler()
-			cfg.Logger = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Logger = newLogger(c.stderr, level, false)
 			setLibraryLogs(c.getenv, c.stderr, level)
 			if err := cfg.Validate(); err != nil {
 				return badInput(err)

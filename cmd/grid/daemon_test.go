@@ -76,8 +76,8 @@ wait:
 		t.Errorf("grid id: exit %d, %q, %q", code, stdout, errOut)
 	}
 	code, stdout, _ = runCLI(t, nil, "peers", "--repo", repo)
-	if code != 0 || stdout != "" {
-		t.Errorf("grid peers of a lone daemon: exit %d, %q", code, stdout)
+	if code != 0 || stdout != "no peers\n" {
+		t.Errorf("grid peers of a lone daemon: exit %d, %q, want \"no peers\"", code, stdout)
 	}
 
 	cancel()

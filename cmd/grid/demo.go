@@ -69,7 +69,7 @@ disk.`,
 			if err != nil {
 				return err
 			}
-			logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+			logger := newLogger(c.stderr, level, true)
 			setLibraryLogs(c.getenv, c.stderr, level)
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -89,6 +89,15 @@ disk.`,
 	addJSONFlag(cmd.Flags(), &asJSON)
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	cmd.Flags().StringVar(&logLevel, "log-level", "off", "node logs on stderr: debug, info, warn, error, off")
+	// The demo ignores --repo (its nodes live in temporary dirs): its help
+	// does not list it.
+	cmd.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if f := cmd.InheritedFlags().Lookup("repo"); f != nil {
+			f.Hidden = true
+			defer func() { f.Hidden = false }()
+		}
+		cmd.Root().HelpFunc()(cmd, args)
+	})
 	return cmd
 }
 

@@ -158,10 +158,21 @@ func TestEndToEnd(t *testing.T) {
 	ok("publish", seed, "--id", "convnet-private", "--holders", "2", "--no-remote-inference")
 	fails(1, "remote inference disabled", "infer", "convnet-private", "--values", "5,3")
 	fails(1, "unknown model", "infer", "nosuchmodel", "--values", "5,3")
+	if res := grid("infer", "convnett", "--values", "5,3"); res.Code != 1 || res.Stderr !=
+		`grid: unknown model "convnett": no such model on the network; did you mean "convnet"? (see "grid models")`+"\n" {
+		t.Errorf("near-miss model id: %v", res)
+	}
+	// A classifier's batch: one row per sample with its predicted class.
+	ok("publish", filepath.Join("..", "..", "testdata", "digits_mlp.onnx"), "--id", "digits", "--holders", "3")
+	res := ok("infer", "digits", "--input", filepath.Join("..", "..", "testdata", "digits_sample.npy"))
+	rows := strings.Split(strings.TrimSuffix(res.Stdout, "\n"), "\n")
+	if len(rows) != 4 || !strings.HasPrefix(rows[0], "sample 0: class ") || !strings.HasPrefix(rows[3], "sample 3: class ") {
+		t.Errorf("digits batch output %q, want 4 rows \"sample I: class K  [...]\"", res.Stdout)
+	}
 	fails(2, "wrong input shape", "infer", "convnet", "--values", "5,3,1")
 	fails(2, "unknown flag", "infer", "convnet", "--valuez", "5,3")
 	fails(2, "does not exist", "publish", filepath.Join(dir, "missing.onnx"), "--id", "m")
-	fails(1, "no bootstrap peer reachable", "models", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/"+s.IDs[1], "--timeout", "2s")
+	fails(1, "refused the connection (nothing listens at 127.0.0.1:1)", "models", "--bootstrap", "/ip4/127.0.0.1/tcp/1/p2p/"+s.IDs[1], "--timeout", "2s")
 
 	// A daemon that joins after the publish catches up.
 	late, lateD, err := s.Add(ctx)

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,10 @@ import (
 	"testing"
 
 	onnxpb "github.com/advancedclimatesystems/gonnx/onnx"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
+
+	"github.com/gridmpc/grid/node"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -123,4 +129,79 @@ func valueInfo(name string, dims ...int64) *onnxpb.ValueInfoProto {
 	}
 	return &onnxpb.ValueInfoProto{Name: name, Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
 		TensorType: &onnxpb.TypeProto_Tensor{ElemType: 1, Shape: shape}}}}
+}
+
+// TestOfflineHolderError checks that a session error from a holder the
+// client could not reach says the holder is offline, and keeps the chain.
+func TestOfflineHolderError(t *testing.T) {
+	id, err := peer.Decode("12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := &node.PeerError{Peer: id, Role: "holder 2", Err: fmt.Errorf("unreachable: %w", routing.ErrNotFound)}
+	err = offlineError(fmt.Errorf("infer convnet: %w", pe))
+	want := "infer convnet: holder 2 " + id.String() + " is offline (unreachable: routing: not found)"
+	if err.Error() != want || !errors.Is(err, routing.ErrNotFound) {
+		t.Errorf("offlineError = %q, want %q (chain kept)", err, want)
+	}
+	busy := fmt.Errorf("infer convnet: %w", &node.PeerError{Peer: id, Role: "holder 1", Err: node.ErrBusy})
+	if got := offlineError(busy); got != busy {
+		t.Errorf("offlineError changed a busy holder's error: %q", got)
+	}
+}
+
+// TestReadableOutput checks the classifier rows, shapes printed as [N,
+// 64] in errors, short peer IDs in logs, nearest model ids and demo's help.
+func TestReadableOutput(t *testing.T) {
+	var b strings.Builder
+	writeOutput(&b, []int{2, 3}, []float64{0.1, 2, -1, 5, 5, 1})
+	if want := "sample 0: class 1  [0.1, 2, -1]\nsample 1: class 0  [5, 5, 1]\n"; b.String() != want {
+		t.Errorf("classifier rows %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	writeOutput(&b, []int{1}, []float64{1022})
+	if b.String() != "[1022]\n" {
+		t.Errorf("seed output %q, want [1022]", b.String())
+	}
+
+	if got := commaShapes("input shape [5 63] does not fit [N 64] or [-1 64]; values [1 2]x"); got != "input shape [5, 63] does not fit [N, 64] or [N, 64]; values [1, 2]x" {
+		t.Errorf("commaShapes: %q", got)
+	}
+	file := filepath.Join(t.TempDir(), "x.json")
+	if err := os.WriteFile(file, []byte(`{"shape": [2, 3], "data": [1]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, nil, "infer", "convnet", "--input", file)
+	if code != exitUsage || !strings.Contains(stderr, "shape [2, 3] holds 6 values, got 1") {
+		t.Errorf("bad input file: exit %d, stderr %q", code, stderr)
+	}
+
+	self := "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+	remote, _ := peer.Decode("12D3KooWQ1UTdUDsF4NGHHejrGhjA6fdQqF9TR1aLkb2kj3P9mLZ")
+	var logs strings.Builder
+	newLogger(&logs, slog.LevelInfo, false).With("peer", self).Info("stream", "remote", remote, "owner", self)
+	if line := logs.String(); !strings.HasSuffix(line, " level=INFO msg=stream peer=12*3P9mLZ owner=12*x6nXTN\n") {
+		t.Errorf("daemon log line %q: want one peer= key and short IDs", line)
+	}
+	logs.Reset()
+	newLogger(&logs, slog.LevelInfo, true).With("peer", self).Info("x", "peer", remote)
+	if !strings.HasSuffix(logs.String(), " msg=x node=12*x6nXTN peer=12*3P9mLZ\n") {
+		t.Errorf("demo log line %q: want node= and peer=", logs.String())
+	}
+
+	for _, tc := range []struct{ name, want string }{
+		{"convnett", "convnet"}, {"Convnet", "convnet"}, {"digit", "digits"}, {"zzz", ""}, {"convnet", ""}, {"dgts", ""},
+	} {
+		if got := nearest(tc.name, []string{"digits", "convnet", "convnet-plain"}); got != tc.want {
+			t.Errorf("nearest(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+
+	code, help, _ := runCLI(t, nil, "demo", "--help")
+	if code != 0 || strings.Contains(help, "--repo") || !strings.Contains(help, "--timeout") {
+		t.Errorf("demo --help: exit %d, lists --repo or lacks --timeout: %q", code, help)
+	}
+	if _, rootHelp, _ := runCLI(t, nil, "--help"); !strings.Contains(rootHelp, "--repo") {
+		t.Errorf("grid --help lost --repo: %q", rootHelp)
+	}
 }

@@ -89,3 +89,26 @@ func shortID(id string) string {
 	}
 	return "…" + id[len(id)-8:]
 }
+
+// writeOutput prints an inference's output: a classifier's batch (shape
+// [N, C], C >= 2) one row per sample with its predicted class (the
+// largest score, the first one on a tie), anything else as one nested
+// list.
+func writeOutput(w io.Writer, shape []int, data []float64) {
+	if len(shape) != 2 || shape[1] < 2 || shape[0]*shape[1] != len(data) {
+		fmt.Fprintln(w, formatTensor(shape, data))
+		return
+	}
+	n, k := shape[0], shape[1]
+	width := len(strconv.Itoa(n - 1))
+	for i := range n {
+		row := data[i*k : (i+1)*k]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		fmt.Fprintf(w, "sample %*d: class %d  %s\n", width, i, best, formatTensor([]int{k}, row))
+	}
+}

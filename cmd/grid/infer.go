@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -71,9 +73,11 @@ names (see "grid dealers NAME"); --dealer picks one of them by peer ID, and
 "--dealer self" makes this client deal, which only the model's owner may do
 (holders refuse any other dealer). --plain is required to query a
 model published with --plain (your input then reaches its host in the
-clear) and refused for an MPC model. It prints the output tensor; --json prints
-{"model", "shape", "output", "holders", "dealer", "rounds", "bytes_sent",
-"bytes_recv", "online_ms", "total_ms"}.`,
+clear) and refused for an MPC model. It prints the output tensor, or for a
+classifier's batch (output [N, C]) one line per sample with its predicted
+class ("sample 0: class 3  [...]"); --json prints {"model", "shape",
+"output" (the flat list, row-major), "mode", "holders", "dealer", "rounds",
+"bytes_sent", "bytes_recv", "online_ms", "total_ms"}.`,
 		Example: `  grid infer convnet --values 5,3
   grid infer digits --input sample.npy --dealer self --json`,
 		Args: cobra.ExactArgs(1),
@@ -130,7 +134,7 @@ func (c *cli) runInfer(cmd *cobra.Command, name string, f *inferFlags) error {
 	if f.asJSON {
 		return writeJSON(c.stdout, viewResult(res, f.plain))
 	}
-	fmt.Fprintln(c.stdout, formatTensor(res.Shape, res.Output))
+	writeOutput(c.stdout, res.Shape, res.Output)
 	return nil
 }
 
@@ -139,6 +143,9 @@ func (c *cli) runInfer(cmd *cobra.Command, name string, f *inferFlags) error {
 func (c *cli) lookupModel(cl *client, name string) (*node.Model, error) {
 	m, err := cl.Model(cl.ctx, name)
 	if errors.Is(err, discovery.ErrNotFound) || errors.Is(err, node.ErrUnknownModel) {
+		if near := nearestModel(cl, name); near != "" {
+			return nil, fmt.Errorf("%w %q: no such model on the network; did you mean %q? (see \"grid models\")", node.ErrUnknownModel, name, near)
+		}
 		return nil, fmt.Errorf("%w %q: no such model on the network (see \"grid models\")", node.ErrUnknownModel, name)
 	}
 	if err != nil {
@@ -153,4 +160,57 @@ func modeMismatch(name, mode string, plain bool) error {
 		return fmt.Errorf("model %q is published in %s mode, not plain: drop --plain", name, mode)
 	}
 	return fmt.Errorf("model %q is published in plain mode: add --plain", name)
+}
+
+// nearestModel returns the id of a known model within a small edit
+// distance of name (a typo: at most 1 edit for ids up to 4 characters,
+// 2 beyond), or "".
+func nearestModel(cl *client, name string) string {
+	ms, err := cl.Models(cl.ctx)
+	if err != nil {
+		return ""
+	}
+	ids := make([]string, 0, len(ms))
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	return nearest(name, ids)
+}
+
+// nearest returns the candidate closest to name by edit distance, if
+// close enough to be a typo (ties: the first in sorted order), or "".
+func nearest(name string, candidates []string) string {
+	limit := 2
+	if len([]rune(name)) <= 4 {
+		limit = 1
+	}
+	best, bestD := "", limit+1
+	for _, c := range slices.Sorted(slices.Values(candidates)) {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestD && c != name {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (in runes).
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
+	"strings"
 
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/mpcproto/tensorio"
@@ -45,6 +47,21 @@ func fitInput(model string, x *tensor.Dense[float64], form tensorio.Form, shape 
 		return in, fmt.Errorf("wrong input shape for model %q: %w", model, err)
 	}
 	return in, nil
+}
+
+// goShape matches a shape printed by Go's %v ([5 63], [N 64], [-1 64]).
+var goShape = regexp.MustCompile(`\[(?:N|-?[0-9]+)(?: (?:N|-?[0-9]+))+\]`)
+
+// commaShapes prints the shapes in an error message the way grid prints
+// them everywhere: [5, 63], [N, 64] (a leading -1 is the free batch, N).
+func commaShapes(msg string) string {
+	return goShape.ReplaceAllStringFunc(msg, func(s string) string {
+		s = strings.ReplaceAll(s, " ", ", ")
+		if strings.HasPrefix(s, "[-1, ") {
+			s = "[N, " + s[len("[-1, "):]
+		}
+		return s
+	})
 }
 
 // readInput reads the input of grid infer: the --values list (a rank-1

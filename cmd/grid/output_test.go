@@ -82,7 +82,7 @@ func TestDaemonAPICommands(t *testing.T) {
 	}{
 		{[]string{"id"}, "peer ID 12D3KooWSelf\nroles holder,dealer\naddress /ip4/127.0.0.1/tcp/4001\n"},
 		{[]string{"id", "--json"}, `"id": "12D3KooWSelf",`},
-		{[]string{"peers"}, ""},
+		{[]string{"peers"}, "no peers\n"},
 		{[]string{"peers", "--json"}, `"peers": []`},
 	}
 	for _, tc := range tests {

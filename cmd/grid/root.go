@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	code := exitCode(err)
-	msg := oneLine(err.Error())
+	msg := commaShapes(oneLine(err.Error()))
 	if code == exitUsage && cmd != nil && isCobraError(err) {
 		msg += fmt.Sprintf(` (see "%s --help")`, cmd.CommandPath())
 	}
