@@ -289,6 +289,13 @@ func nodeRequests(n *plan.Node, shapes map[string][]int, masked map[string]bool)
 		plan.Concat, plan.Transpose, plan.Slice, plan.Gather, plan.ReduceSum:
 		return nil, nil
 	}
+	if pw, ok := plan.PiecewiseOf(n); ok {
+		reqs := PiecewiseRequests(pw, shapes[n.Output])
+		for i := range reqs {
+			reqs[i].Node = n.Name
+		}
+		return reqs, nil
+	}
 	return nil, fmt.Errorf("unknown op %q", string(n.Op))
 }
 
@@ -307,4 +314,26 @@ func batchedMatMul(x, y *tensor.Dense[uint64]) (*tensor.Dense[uint64], error) {
 		tensor.MatMulInto(out.Data[i*m*n:(i+1)*m*n], x.Data[i*m*k:(i+1)*m*k], y.Data[i*k*n:(i+1)*k*n], m, k, n)
 	}
 	return out, nil
+}
+
+// PiecewiseRequests is the material of a piecewise op (plan.PiecewiseOf)
+// over a value of the given shape, in the order the engine takes it: the
+// truncation of an affine input (HardSigmoid), one comparison per
+// threshold and element with its select, then x² (a triple and its
+// truncation) when a piece has degree 2, then the truncation of the pieces
+// that need one.
+func PiecewiseRequests(pw *plan.Piecewise, shape []int) []Request {
+	n := tensor.Size(shape)
+	var out []Request
+	if pw.Pre != nil {
+		out = append(out, Request{Kind: KindTrunc, N: n})
+	}
+	out = append(out, Request{Kind: KindSign, N: len(pw.Thresholds) * n})
+	if pw.Square() {
+		out = append(out, Request{Kind: KindMul, X: slices.Clone(shape), Y: slices.Clone(shape)}, Request{Kind: KindTrunc, N: n})
+	}
+	if k := pw.Truncated(); k > 0 {
+		out = append(out, Request{Kind: KindTrunc, N: k * n})
+	}
+	return out
 }

@@ -98,24 +98,55 @@ func subFrom(x, a []uint64) []uint64 {
 // p = c XOR y with y = NOT(r) XOR-shared (carryInputs); each level merges
 // four adjacent groups (64 -> 16 -> 4 -> 1) in one round (carryLevel).
 func (p *party) msb(cm dealer.Comparison, c []uint64, extra []uint64) (bits, opened []uint64, err error) {
+	if extra == nil {
+		bits, err = p.msbWith(cm, c, nil)
+		return bits, nil, err
+	}
+	bits, err = p.msbWith(cm, c, func(l int, prev [][]uint64) ([]vec, error) {
+		switch l {
+		case 0:
+			return []vec{arith(extra)}, nil
+		case 1:
+			opened = prev[0]
+		}
+		return nil, nil
+	})
+	return bits, opened, err
+}
+
+// sideOpen gives the vectors to open in carry round l (0, 1, 2), from
+// what the previous carry round opened beside the carry tree (prev, nil
+// in round 0); it is called once more with l = SignLevels after the last
+// round, to take its openings.
+type sideOpen func(l int, prev [][]uint64) ([]vec, error)
+
+// msbWith is msb with other vectors opened in the carry rounds (side).
+func (p *party) msbWith(cm dealer.Comparison, c []uint64, side sideOpen) ([]uint64, error) {
 	g, pr, top := p.carryInputs(c, cm.Bits)
+	var prev [][]uint64
 	for l, lv := range cm.Levels {
-		var ex []uint64
-		if l == 0 {
-			ex = extra
+		var ex []vec
+		if side != nil {
+			var err error
+			if ex, err = side(l, prev); err != nil {
+				return nil, err
+			}
 		}
 		o, err := p.carryLevel(lv, g, pr, ex)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		if l == 0 {
-			opened = o
+		prev = o
+	}
+	if side != nil {
+		if _, err := side(dealer.SignLevels, prev); err != nil {
+			return nil, err
 		}
 	}
 	for i := range g {
 		g[i] = (top[i] ^ g[i]) & 1
 	}
-	return g, opened, nil
+	return g, nil
 }
 
 // carryInputs gives, per bit of c + y + 1 with y = NOT(r) XOR-shared
@@ -159,11 +190,11 @@ func (p *party) carryInputs(c, rbits []uint64) (g, pr, top []uint64) {
 // carryLevel is one level of the carry tree, one round: it opens the
 // QuadVars variables of every quad of every element masked (x XOR u_x,
 // one bit per quad, packed; group 4j+k of an element is bit k of quad j),
-// and extra, when not nil, with them; evaluates the monomials from the
+// and the extra vectors with them; evaluates the monomials from the
 // opened values (quadMonomials); and replaces g and pr, in place, by the
-// generate and propagate bits of the merged groups. It returns extra
-// opened (nil without extra).
-func (p *party) carryLevel(lv dealer.CarryLevel, g, pr, extra []uint64) ([]uint64, error) {
+// generate and propagate bits of the merged groups. It returns the extra
+// vectors opened.
+func (p *party) carryLevel(lv dealer.CarryLevel, g, pr []uint64, extra []vec) ([][]uint64, error) {
 	n, q := len(g), lv.Quads
 	tmp := make([]uint64, n)
 	vs := make([]vec, 0, dealer.QuadVars+1)
@@ -184,17 +215,12 @@ func (p *party) carryLevel(lv dealer.CarryLevel, g, pr, extra []uint64) ([]uint6
 		}
 		vs = append(vs, xorv(v))
 	}
-	if extra != nil {
-		vs = append(vs, arith(extra))
-	}
+	vs = append(vs, extra...)
 	op, err := p.open(vs...)
 	if err != nil {
 		return nil, err
 	}
-	var opened []uint64
-	if extra != nil {
-		opened = op[dealer.QuadVars]
-	}
+	opened := op[dealer.QuadVars:]
 	for i := range n {
 		tmp[i] = compact4(g[i] >> 3) // g3
 	}

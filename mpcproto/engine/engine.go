@@ -175,8 +175,8 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 		for j, name := range nd.Inputs {
 			ins[j] = vals[name]
 		}
-		// a product followed by a ReLU of it: truncate and compare at once
-		if i+1 < len(nodes) && truncates(nd) && nodes[i+1].Op == plan.Relu &&
+		// a product followed by a ReLU (or Clip) of it: truncate and compare at once
+		if i+1 < len(nodes) && truncates(nd) && fuses(&nodes[i+1]) &&
 			len(nodes[i+1].Inputs) == 1 && nodes[i+1].Inputs[0] == nd.Output {
 			relu := &nodes[i+1]
 			t, y, err := p.evalFused(nd, relu, ins, shapes[nd.Output])

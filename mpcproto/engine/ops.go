@@ -39,8 +39,9 @@ func (p *party) checkShape(res *shared, out []int) (*shared, error) {
 }
 
 // evalFused evaluates a node whose result awaits a truncation together with
-// the Relu node that follows it: the truncation and the sign test share
-// their first round (truncRelu). It returns both nodes' outputs.
+// the Relu (or fusable piecewise op: Clip) node that follows it: the
+// truncation and the sign test share their first round (truncRelu,
+// piecewise with a pending input). It returns both nodes' outputs.
 func (p *party) evalFused(n, relu *plan.Node, ins []*shared, out []int) (t, y *shared, err error) {
 	res, pending, err := p.evalRaw(n, ins, out)
 	if err != nil {
@@ -50,7 +51,13 @@ func (p *party) evalFused(n, relu *plan.Node, ins []*shared, out []int) (t, y *s
 		return nil, nil, p.failf("internal: node has no pending truncation")
 	}
 	p.node = relu
-	td, yd, err := p.truncRelu(res.Data)
+	var td, yd []uint64
+	if relu.Op == plan.Relu {
+		td, yd, err = p.truncRelu(res.Data)
+	} else {
+		pw, _ := plan.PiecewiseOf(relu)
+		td, yd, err = p.piecewise(pw, res, true)
+	}
 	if err != nil {
 		return nil, nil, p.wrap(err)
 	}
@@ -110,6 +117,12 @@ func (p *party) evalRaw(n *plan.Node, ins []*shared, out []int) (res *shared, pe
 		res, err = move(n, ins[0])
 	case plan.ReduceSum:
 		res, err = tensor.ReduceSum(ins[0], n.Attrs.Axes, n.Attrs.KeepDims)
+	case plan.Clip, plan.LeakyRelu, plan.PRelu, plan.HardSigmoid, plan.HardSwish, plan.Sigmoid, plan.SiLU:
+		pw, _ := plan.PiecewiseOf(n)
+		var y []uint64
+		if _, y, err = p.piecewise(pw, ins[0], false); err == nil {
+			res = &shared{Shape: ins[0].Shape, Data: y}
+		}
 	default:
 		return nil, false, p.failf("unknown op %q", string(n.Op))
 	}
@@ -446,4 +459,15 @@ func move(n *plan.Node, x *shared) (*shared, error) {
 		}
 		return tensor.Gather(x, out, idx, 0)
 	}
+}
+
+// fuses reports whether node next, reading only the output of the
+// truncating node before it, is evaluated together with that truncation:
+// a Relu, or a piecewise op that takes a pending product (Clip).
+func fuses(next *plan.Node) bool {
+	if next.Op == plan.Relu {
+		return true
+	}
+	pw, ok := plan.PiecewiseOf(next)
+	return ok && pw.Fusable()
 }

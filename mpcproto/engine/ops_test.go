@@ -80,6 +80,15 @@ func opCases() []opCase {
 			p := onePlan([]int{-1, c, h, w}, "y", wv, plan.Node{Name: "conv", Op: plan.Conv, Inputs: inputs, Output: "y", Attrs: attrs})
 			return p, ws, randVals(r, 1+r.IntN(2), c, h, w)
 		}},
+		{"ConvDepthwise", 1.0 / (1 << 14), func(r *rand.Rand) (*plan.Plan, plan.Weights, *tensor.Dense[float64]) {
+			// group = channels (MobileNet's, MnasNet's, EfficientNet's), a
+			// channel multiplier of 1 or 2, 3x3 or 5x5 kernels
+			c, mult, k := 2+r.IntN(3), 1+r.IntN(2), []int{3, 5}[r.IntN(2)]
+			attrs := plan.Attrs{Strides: []int{1 + r.IntN(2), 1 + r.IntN(2)}, Pads: []int{k / 2, k / 2, k / 2, k / 2}, Group: c}
+			p := onePlan([]int{-1, c, 5, 6}, "y", []plan.Value{{Name: "k", Shape: []int{c * mult, 1, k, k}}, {Name: "b", Shape: []int{c * mult}}},
+				plan.Node{Name: "dw", Op: plan.Conv, Inputs: []string{"x", "k", "b"}, Output: "y", Attrs: attrs})
+			return p, plan.Weights{"k": randVals(r, c*mult, 1, k, k), "b": randVals(r, c*mult)}, randVals(r, 1+r.IntN(2), c, 5, 6)
+		}},
 		{"Add", 0, binCase(plan.Add)},
 		{"Sub", 0, binCase(plan.Sub)},
 		{"Mul", 1.0 / (1 << 14), binCase(plan.Mul)},

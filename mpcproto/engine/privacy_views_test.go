@@ -18,8 +18,14 @@ import (
 // tests examine, on masked weights: conv 3x3 (2 channels, pad 1) and ReLU
 // (fused with the conv's truncation), 2x2 max pool, 2x2 average pool
 // (truncation), flatten, fc 2 -> 3 (masked weight, truncation), a bias Add
-// and a ReLU alone. The weights come from r, every last bias is bias (a
-// large negative one makes every output 0).
+// and a ReLU alone; beside the fc, a branch of the piecewise ops and a
+// weight on the left: Sigmoid (comparisons, x², truncated pieces), W·s
+// with W [3, 2] on the left (its mask serving as A), a Clip fused with
+// that product's truncation, added to the fc's output (|branch| <= 1).
+// The weights come from r, every last bias is bias (a large negative one
+// makes every output 0).
+var clipLo, clipHi = -1.0, 1.0
+
 func privacyModel(r *rand.Rand, bias float64) (*plan.Plan, plan.Weights) {
 	pool := plan.Attrs{Kernel: []int{2, 2}, Strides: []int{2, 2}}
 	p := &plan.Plan{
@@ -27,20 +33,26 @@ func privacyModel(r *rand.Rand, bias float64) (*plan.Plan, plan.Weights) {
 		Input:   plan.Value{Name: "x", Shape: []int{-1, 1, 4, 4}},
 		Output:  "y",
 		Weights: []plan.Value{{Name: "k", Shape: []int{2, 1, 3, 3}}, {Name: "kb", Shape: []int{2}},
-			{Name: "w", Shape: []int{2, 3}}, {Name: "b", Shape: []int{3}}},
+			{Name: "w", Shape: []int{2, 3}}, {Name: "b", Shape: []int{3}}, {Name: "wl", Shape: []int{3, 2}}},
 		Nodes: []plan.Node{
 			{Name: "conv", Op: plan.Conv, Inputs: []string{"x", "k", "kb"}, Output: "c", Attrs: plan.Attrs{Pads: []int{1, 1, 1, 1}}},
 			{Name: "relu", Op: plan.Relu, Inputs: []string{"c"}, Output: "r"},
 			{Name: "max", Op: plan.MaxPool, Inputs: []string{"r"}, Output: "m", Attrs: pool},
 			{Name: "avg", Op: plan.AveragePool, Inputs: []string{"m"}, Output: "a", Attrs: pool},
 			{Name: "flat", Op: plan.Flatten, Inputs: []string{"a"}, Output: "f", Attrs: plan.Attrs{Axis: 1}},
-			{Name: "fc", Op: plan.MatMul, Inputs: []string{"f", "w"}, Output: "z"},
+			{Name: "fc", Op: plan.MatMul, Inputs: []string{"f", "w"}, Output: "z0"},
+			{Name: "sig", Op: plan.Sigmoid, Inputs: []string{"f"}, Output: "s"},
+			{Name: "col", Op: plan.Reshape, Inputs: []string{"s"}, Output: "sc", Attrs: plan.Attrs{Shape: []int{0, 2, 1}}},
+			{Name: "left", Op: plan.MatMul, Inputs: []string{"wl", "sc"}, Output: "l"},
+			{Name: "clip", Op: plan.Clip, Inputs: []string{"l"}, Output: "lc", Attrs: plan.Attrs{Min: &clipLo, Max: &clipHi}},
+			{Name: "row", Op: plan.Reshape, Inputs: []string{"lc"}, Output: "lr", Attrs: plan.Attrs{Shape: []int{0, 3}}},
+			{Name: "branch", Op: plan.Add, Inputs: []string{"z0", "lr"}, Output: "z"},
 			{Name: "add", Op: plan.Add, Inputs: []string{"z", "b"}, Output: "zb"},
 			{Name: "relu2", Op: plan.Relu, Inputs: []string{"zb"}, Output: "y"},
 		},
 	}
 	w := plan.Weights{"k": uniform(r, 1.0/3, 2, 1, 3, 3), "kb": uniform(r, 0.1, 2), "w": uniform(r, 1, 2, 3),
-		"b": &tensor.Dense[float64]{Shape: []int{3}, Data: []float64{bias, bias, bias}}}
+		"b": &tensor.Dense[float64]{Shape: []int{3}, Data: []float64{bias, bias, bias}}, "wl": uniform(r, 0.5, 3, 2)}
 	return p, w
 }
 

@@ -80,7 +80,10 @@ func (c *nodeConv) image(lo, hi int, refusal string) (*act, error) {
 }
 
 func (c *nodeConv) conv() error {
-	x, err := c.image(2, 3, "only 2-D convolutions (NCHW) are supported")
+	if x, err := c.data(2, 3); err == nil && len(x.shape[0]) == 3 {
+		return c.conv1d(x)
+	}
+	x, err := c.image(2, 3, "only 1-D (NCL) and 2-D (NCHW) convolutions are supported")
 	if err != nil {
 		return err
 	}
@@ -166,4 +169,120 @@ func (c *nodeConv) gap() error {
 		return err
 	}
 	return c.emit(plan.GlobalAveragePool, []string{x.name}, plan.Attrs{})
+}
+
+// conv1d converts a 1-D convolution (x [N, C, L], w [M, C/group, K]) into
+// a 2-D one over [N, C, 1, L] with the kernel [M, C/group, 1, K], between
+// two Reshapes.
+func (c *nodeConv) conv1d(x *act) error {
+	if err := c.only("strides", "pads", "dilations", "kernel_shape", "group", "auto_pad"); err != nil {
+		return err
+	}
+	w, err := c.constant(1, "weight")
+	if err != nil {
+		return err
+	}
+	if len(w.shape) != 3 {
+		return fmt.Errorf("weight shape %v: want rank 3 for a 1-D convolution", w.shape)
+	}
+	one := func(name string, def []int) ([]int, error) {
+		v, ok, err := c.attrs.ints(name)
+		if err != nil || !ok {
+			return def, err
+		}
+		if len(v) != len(def) {
+			return nil, fmt.Errorf("%s must have %d values for a 1-D convolution, got %d", name, len(def), len(v))
+		}
+		return v, nil
+	}
+	k, err := one("kernel_shape", []int{w.shape[2]})
+	if err != nil {
+		return err
+	}
+	if k[0] != w.shape[2] {
+		return fmt.Errorf("kernel_shape %v does not match weight shape %v", k, w.shape)
+	}
+	st, err := one("strides", []int{1})
+	if err != nil {
+		return err
+	}
+	dil, err := one("dilations", []int{1})
+	if err != nil {
+		return err
+	}
+	pads, err := one("pads", []int{0, 0})
+	if err != nil {
+		return err
+	}
+	autoPad, err := c.attrs.str("auto_pad", "NOTSET")
+	if err != nil {
+		return err
+	}
+	switch autoPad {
+	case "NOTSET", "":
+	case "VALID":
+		pads = []int{0, 0}
+	case "SAME_UPPER", "SAME_LOWER":
+		in, s := x.shape[0][2], st[0]
+		if s <= 0 {
+			return fmt.Errorf("strides %v must be positive", st)
+		}
+		ext := dil[0]*(w.shape[2]-1) + 1
+		total := max(((in+s-1)/s-1)*s+ext-in, 0)
+		lo := total / 2
+		if autoPad == "SAME_LOWER" {
+			lo = total - total/2
+		}
+		pads = []int{lo, total - lo}
+	default:
+		return fmt.Errorf("auto_pad %q is not supported", autoPad)
+	}
+	group, err := c.attrs.int("group", 1)
+	if err != nil {
+		return err
+	}
+	if group < 1 {
+		return fmt.Errorf("group %d must be positive", group)
+	}
+	var target [2][]int
+	for b := 0; b < 2; b++ {
+		s := x.shape[b]
+		target[b] = []int{s[0], s[1], 1, s[2]}
+	}
+	x4, err := c.im.reshapeTo(c.name+"/2d", x, target, c.out()+"/2d")
+	if err != nil {
+		return err
+	}
+	w4 := &ctensor{shape: []int{w.shape[0], w.shape[1], 1, w.shape[2]}, data: w.data}
+	wn, err := c.im.weight(c.in[1], w4)
+	if err != nil {
+		return err
+	}
+	inputs := []string{x4.name, wn}
+	b, err := c.optConst(2, "bias")
+	if err != nil {
+		return err
+	}
+	if b != nil {
+		bn, err := c.im.weight(c.in[2], b)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, bn)
+	}
+	a := plan.Attrs{Strides: []int{1, st[0]}, Pads: []int{0, pads[0], 0, pads[1]}, Dilations: []int{1, dil[0]}, Group: group}
+	y, err := c.im.emit(c.name, plan.Conv, inputs, a, c.out()+"/conv")
+	if err != nil {
+		return err
+	}
+	for b := 0; b < 2; b++ {
+		s := y.shape[b]
+		target[b] = []int{s[0], s[1], s[3]}
+	}
+	res, err := c.im.reshapeTo(c.name+"/1d", y, target, c.out())
+	if err != nil {
+		return err
+	}
+	c.set(res)
+	return nil
 }

@@ -37,6 +37,9 @@ func (c *nodeConv) arith() error {
 		case "Sub":
 			return c.emit(plan.Sub, []string{a0.name, a1.name}, plan.Attrs{})
 		case "Mul":
+			if c.silu(a0, a1) {
+				return nil
+			}
 			return c.emit(plan.Mul, []string{a0.name, a1.name}, plan.Attrs{})
 		}
 		return errors.New("division by a value that depends on the input is not supported")

@@ -30,10 +30,7 @@ type family struct {
 }
 
 // pendingFamilies are refused for now, each by the op and node named.
-var pendingFamilies = map[string]string{
-	"efficientnet_b0": "unsupported op Sigmoid (node /features/features.0/features.0.2/Sigmoid)",
-	"mobilenet_v2":    "unsupported op Clip (node /features/features.0/features.0.2/Clip)",
-}
+var pendingFamilies = map[string]string{}
 
 // importFamily imports a family, or checks that a pending one is refused
 // by name and skips.

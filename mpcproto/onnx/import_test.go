@@ -302,8 +302,8 @@ func TestImportErrors(t *testing.T) {
 			return newGraph(13, "N", 10).node("Softmax", "/Softmax_3", []string{"x"}, []string{"y"}).bytes(t)
 		}, "unsupported op Softmax (node /Softmax_3)"},
 		{"unsupported op unnamed", func(t *testing.T) []byte {
-			return relu(newGraph(13, "N", 10)).node("Sigmoid", "", []string{"y"}, []string{"z"}).bytes(t)
-		}, "unsupported op Sigmoid (node Sigmoid_1)"},
+			return relu(newGraph(13, "N", 10)).node("Tanh", "", []string{"y"}, []string{"z"}).bytes(t)
+		}, "unsupported op Tanh (node Tanh_1)"},
 		{"other domain", func(t *testing.T) []byte {
 			b := newGraph(13, "N", 2)
 			b.g.Node = append(b.g.Node, &pb.NodeProto{OpType: "Relu", Name: "r", Domain: "com.microsoft", Input: []string{"x"}, Output: []string{"y"}})
@@ -356,9 +356,9 @@ func TestImportErrors(t *testing.T) {
 		{"conv weight from input", func(t *testing.T) []byte {
 			return newGraph(13, "N", 1, 3, 3).node("Conv", "c", []string{"x", "x"}, []string{"y"}).bytes(t)
 		}, "node c (Conv): weight (input \"x\") must be a constant"},
-		{"conv 1-D", func(t *testing.T) []byte {
-			return newGraph(13, "N", 1, 3).init(floatT("W", []int{1, 1, 1}, 1)).node("Conv", "c", []string{"x", "W"}, []string{"y"}).bytes(t)
-		}, "only 2-D convolutions"},
+		{"conv 3-D", func(t *testing.T) []byte {
+			return newGraph(13, "N", 1, 2, 2, 2).init(floatT("W", []int{1, 1, 1, 1, 1}, 1)).node("Conv", "c", []string{"x", "W"}, []string{"y"}).bytes(t)
+		}, "only 1-D (NCL) and 2-D (NCHW) convolutions are supported"},
 		{"pad reflect", func(t *testing.T) []byte {
 			return newGraph(13, "N", 2).init(intsT("p", 0, 1, 0, 1)).
 				node("Pad", "p", []string{"x", "p"}, []string{"y"}, aStr("mode", "reflect")).bytes(t)

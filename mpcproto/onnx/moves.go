@@ -29,6 +29,9 @@ func (c *nodeConv) axisAttr(def, r int) (int, error) {
 
 // concat joins activations and constants (secret weights) along an axis.
 func (c *nodeConv) concat() error {
+	if err := c.only("axis"); err != nil {
+		return err
+	}
 	var first *act
 	for i := range c.in {
 		if _, a := c.input(i); a != nil {
@@ -69,6 +72,9 @@ func (c *nodeConv) concat() error {
 }
 
 func (c *nodeConv) transpose() error {
+	if err := c.only("perm"); err != nil {
+		return err
+	}
 	x, err := c.data(1, 1)
 	if err != nil {
 		return err
@@ -91,6 +97,9 @@ func (c *nodeConv) transpose() error {
 // (clamped, negative indices resolved) into the plan's start, end and step;
 // the batch axis may only be kept whole.
 func (c *nodeConv) slice() error {
+	if err := c.only("starts", "ends", "axes"); err != nil {
+		return err
+	}
 	var lists [4][]int // starts, ends, axes, steps
 	var x *act
 	var err error
@@ -194,6 +203,9 @@ func sliceAttrs(x *act, starts, ends, axes, steps []int) (plan.Attrs, error) {
 // sizes from the split attribute (before opset 13) or input, else
 // num_outputs (opset 18) or as many equal parts as outputs.
 func (c *nodeConv) split() error {
+	if err := c.only("axis", "split", "num_outputs"); err != nil {
+		return err
+	}
 	x, err := c.data(1, 2)
 	if err != nil {
 		return err
@@ -266,6 +278,9 @@ func (c *nodeConv) split() error {
 
 // gather converts Gather of an activation by constant indices.
 func (c *nodeConv) gather() error {
+	if err := c.only("axis"); err != nil {
+		return err
+	}
 	x, err := c.data(2, 2)
 	if err != nil {
 		return err
@@ -304,6 +319,9 @@ func (c *nodeConv) gather() error {
 // mean is the sum times 1/count (MulConst). The batch axis may not be
 // reduced.
 func (c *nodeConv) reduce() error {
+	if err := c.only("axes", "keepdims", "noop_with_empty_axes"); err != nil {
+		return err
+	}
 	op := c.n.GetOpType()
 	x, err := c.data(1, 2)
 	if err != nil {

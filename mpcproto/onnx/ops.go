@@ -143,6 +143,12 @@ var converters = map[string]func(*nodeConv) error{
 	"Gather":             (*nodeConv).gather,
 	"ReduceSum":          (*nodeConv).reduce,
 	"ReduceMean":         (*nodeConv).reduce,
+	"Clip":               (*nodeConv).clip,
+	"LeakyRelu":          (*nodeConv).leakyRelu,
+	"PRelu":              (*nodeConv).prelu,
+	"HardSigmoid":        (*nodeConv).hardSigmoid,
+	"HardSwish":          (*nodeConv).unary,
+	"Sigmoid":            (*nodeConv).unary,
 }
 
 // input returns input i as a constant (under both bindings) or an

@@ -142,6 +142,15 @@ func evalNode(n *Node, ins []*tensor.Dense[float64], out *tensor.Dense[float64])
 		evalMove(n, ins[0], out)
 	case ReduceSum:
 		evalReduceSum(ins[0], a, out)
+	case Clip, LeakyRelu, PRelu, HardSigmoid, HardSwish, Sigmoid, SiLU:
+		var slope func(i int) float64
+		if n.Op == PRelu {
+			c := &tensor.Dense[float64]{Shape: a.Const.Shape, Data: a.Const.Data}
+			slopes := tensor.New[float64](out.Shape...)
+			broadcastApply(slopes, c, slopes, func(_, y float64) float64 { return y })
+			slope = func(i int) float64 { return slopes.Data[i] }
+		}
+		evalPiecewiseExact(n, ins[0].Data, out.Data, slope)
 	}
 }
 

@@ -92,11 +92,30 @@ const (
 	// dimensions of 1 when Attrs.KeepDims. (ONNX ReduceMean imports as
 	// ReduceSum then MulConst by 1/count.)
 	ReduceSum Op = "ReduceSum"
+	// Clip: min(max(x, Attrs.Min), Attrs.Max), either bound absent (nil)
+	// but not both; Min < Max. ReLU6 is Clip(0, 6).
+	Clip Op = "Clip"
+	// LeakyRelu: x for x >= 0, Attrs.Alpha·x below.
+	LeakyRelu Op = "LeakyRelu"
+	// PRelu: x for x >= 0, slope·x below, the public slopes Attrs.Const
+	// broadcast against the input.
+	PRelu Op = "PRelu"
+	// HardSigmoid: max(0, min(1, Attrs.Alpha·x + Attrs.Beta)).
+	HardSigmoid Op = "HardSigmoid"
+	// HardSwish: x·max(0, min(1, x/6 + 1/2)).
+	HardSwish Op = "HardSwish"
+	// Sigmoid: 1/(1 + e^-x); the secure engine evaluates an approximation
+	// within SigmoidBound of it (PiecewiseOf).
+	Sigmoid Op = "Sigmoid"
+	// SiLU (Swish): x·sigmoid(x); the secure engine evaluates an
+	// approximation within SiLUBound of it.
+	SiLU Op = "SiLU"
 )
 
 // Ops lists every canonical op, in the order of the constants above.
 var Ops = []Op{MatMul, Conv, Add, Sub, Mul, MulConst, Relu, MaxPool, AveragePool,
-	GlobalAveragePool, Pad, Flatten, Reshape, Identity, Concat, Transpose, Slice, Gather, ReduceSum}
+	GlobalAveragePool, Pad, Flatten, Reshape, Identity, Concat, Transpose, Slice, Gather, ReduceSum,
+	Clip, LeakyRelu, PRelu, HardSigmoid, HardSwish, Sigmoid, SiLU}
 
 // Value is a named tensor of the graph with its shape. In Plan.Input a
 // leading -1 marks the free batch dimension.
@@ -135,6 +154,10 @@ type Attrs struct {
 	Indices         []int   `json:"indices,omitempty"`
 	IndexShape      []int   `json:"index_shape,omitempty"`
 	KeepDims        bool    `json:"keepdims,omitempty"`
+	Min             *float64 `json:"min,omitempty"`
+	Max             *float64 `json:"max,omitempty"`
+	Alpha           float64  `json:"alpha,omitempty"`
+	Beta            float64  `json:"beta,omitempty"`
 }
 
 // Node is one op of the graph. Name is the source node's name (ONNX node

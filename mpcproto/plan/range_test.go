@@ -76,41 +76,51 @@ func TestEstimateRangeOps(t *testing.T) {
 		product float64 // 0: not a truncating op
 		bound   float64 // for non-truncating ops
 		what    string
+		out     float64 // when not 0: the output bound (piecewise ops), -1: only at least the function
 	}{
 		{"matmul weight right", onePlan([]int{-1, 2}, Node{Op: MatMul, Inputs: []string{"x", "W", "b"}}, wv("W", 2, 2), wv("b", 2)),
-			Weights{"W": dense([]int{2, 2}, 1, -2, 3, 0.5), "b": dense([]int{2}, 0.25, -1)}, 4*in + 0.25, 0, ""},
+			Weights{"W": dense([]int{2, 2}, 1, -2, 3, 0.5), "b": dense([]int{2}, 0.25, -1)}, 4*in + 0.25, 0, "", 0},
 		{"matmul weight left", onePlan([]int{2, 3}, Node{Op: MatMul, Inputs: []string{"W", "x"}}, wv("W", 2, 2)),
-			Weights{"W": dense([]int{2, 2}, 1, -3, 0.5, 0.5)}, 4 * in, 0, ""},
-		{"matmul activations", onePlan([]int{3, 3}, Node{Op: MatMul, Inputs: []string{"x", "x"}}), Weights{}, 3 * in * in, 0, ""},
+			Weights{"W": dense([]int{2, 2}, 1, -3, 0.5, 0.5)}, 4 * in, 0, "", 0},
+		{"matmul activations", onePlan([]int{3, 3}, Node{Op: MatMul, Inputs: []string{"x", "x"}}), Weights{}, 3 * in * in, 0, "", 0},
 		{"matmul activation bias", onePlan([]int{1}, Node{Op: MatMul, Inputs: []string{"x", "W", "x"}}, wv("W", 1, 1)),
-			Weights{"W": dense([]int{1, 1}, -3)}, 4 * in, 0, ""},
+			Weights{"W": dense([]int{1, 1}, -3)}, 4 * in, 0, "", 0},
 		{"conv", onePlan(img, Node{Op: Conv, Inputs: []string{"x", "W", "b"}}, wv("W", 2, 1, 2, 2), wv("b", 2)),
-			Weights{"W": dense([]int{2, 1, 2, 2}, 1, -1, 1, -1, 0.5, 0.5, 0.5, 0.5), "b": dense([]int{2}, 1, -3)}, 4*in + 1, 0, ""},
-		{"conv activations", onePlan([]int{1, 1, 2, 2}, Node{Op: Conv, Inputs: []string{"x", "x"}}), Weights{}, 4 * in * in, 0, ""},
+			Weights{"W": dense([]int{2, 1, 2, 2}, 1, -1, 1, -1, 0.5, 0.5, 0.5, 0.5), "b": dense([]int{2}, 1, -3)}, 4*in + 1, 0, "", 0},
+		{"conv activations", onePlan([]int{1, 1, 2, 2}, Node{Op: Conv, Inputs: []string{"x", "x"}}), Weights{}, 4 * in * in, 0, "", 0},
 		{"add", onePlan([]int{-1, 2}, Node{Op: Add, Inputs: []string{"x", "b"}}, wv("b", 2)),
-			Weights{"b": dense([]int{2}, 1, -5)}, 0, in + 5, "value"},
+			Weights{"b": dense([]int{2}, 1, -5)}, 0, in + 5, "value", 0},
 		{"sub", onePlan([]int{-1, 2}, Node{Op: Sub, Inputs: []string{"b", "x"}}, wv("b", 2)),
-			Weights{"b": dense([]int{2}, 1, -5)}, 0, in + 5, "value"},
-		{"mul", onePlan([]int{-1, 2}, Node{Op: Mul, Inputs: []string{"x", "x"}}), Weights{}, in * in, 0, ""},
+			Weights{"b": dense([]int{2}, 1, -5)}, 0, in + 5, "value", 0},
+		{"mul", onePlan([]int{-1, 2}, Node{Op: Mul, Inputs: []string{"x", "x"}}), Weights{}, in * in, 0, "", 0},
 		{"mul weight", onePlan([]int{-1, 2}, Node{Op: Mul, Inputs: []string{"x", "g"}}, wv("g", 2)),
-			Weights{"g": dense([]int{2}, 0.5, -3)}, 3 * in, 0, ""},
-		{"mulconst fraction", onePlan([]int{-1, 2}, Node{Op: MulConst, Attrs: cst(0.5, -0.25)}), nil, 0.5 * in, 0, ""},
-		{"mulconst integer", onePlan([]int{-1, 2}, Node{Op: MulConst, Attrs: cst(2, -3)}), nil, 0, 3 * in, "value"},
-		{"relu", onePlan([]int{-1, 2}, Node{Op: Relu}), nil, 0, in, "value"},
-		{"maxpool", onePlan(img, Node{Op: MaxPool, Attrs: pool}), nil, 0, in, "pairwise difference"},
-		{"averagepool", onePlan(img, Node{Op: AveragePool, Attrs: pool}), nil, in * 65538 / 65536, 0, ""},
-		{"globalaveragepool", onePlan(img, Node{Op: GlobalAveragePool}), nil, in * 65538 / 65536, 0, ""},
-		{"pad", onePlan([]int{-1, 2}, Node{Op: Pad, Attrs: Attrs{Pads: []int{0, 1, 0, 1}, Value: -5}}), nil, 0, 5, "value"},
-		{"pad small value", onePlan([]int{-1, 2}, Node{Op: Pad, Attrs: Attrs{Pads: []int{0, 1, 0, 1}, Value: 1}}), nil, 0, in, "value"},
-		{"flatten", onePlan(img, Node{Op: Flatten, Attrs: Attrs{Axis: 1}}), nil, 0, in, "value"},
-		{"reshape", onePlan(img, Node{Op: Reshape, Attrs: Attrs{Shape: []int{-1, 9}}}), nil, 0, in, "value"},
-		{"identity", onePlan([]int{-1, 2}, Node{Op: Identity}), nil, 0, in, "value"},
+			Weights{"g": dense([]int{2}, 0.5, -3)}, 3 * in, 0, "", 0},
+		{"mulconst fraction", onePlan([]int{-1, 2}, Node{Op: MulConst, Attrs: cst(0.5, -0.25)}), nil, 0.5 * in, 0, "", 0},
+		{"mulconst integer", onePlan([]int{-1, 2}, Node{Op: MulConst, Attrs: cst(2, -3)}), nil, 0, 3 * in, "value", 0},
+		{"relu", onePlan([]int{-1, 2}, Node{Op: Relu}), nil, 0, in, "value", 0},
+		{"maxpool", onePlan(img, Node{Op: MaxPool, Attrs: pool}), nil, 0, in, "pairwise difference", 0},
+		{"averagepool", onePlan(img, Node{Op: AveragePool, Attrs: pool}), nil, in * 65538 / 65536, 0, "", 0},
+		{"globalaveragepool", onePlan(img, Node{Op: GlobalAveragePool}), nil, in * 65538 / 65536, 0, "", 0},
+		{"pad", onePlan([]int{-1, 2}, Node{Op: Pad, Attrs: Attrs{Pads: []int{0, 1, 0, 1}, Value: -5}}), nil, 0, 5, "value", 0},
+		{"pad small value", onePlan([]int{-1, 2}, Node{Op: Pad, Attrs: Attrs{Pads: []int{0, 1, 0, 1}, Value: 1}}), nil, 0, in, "value", 0},
+		{"flatten", onePlan(img, Node{Op: Flatten, Attrs: Attrs{Axis: 1}}), nil, 0, in, "value", 0},
+		{"reshape", onePlan(img, Node{Op: Reshape, Attrs: Attrs{Shape: []int{-1, 9}}}), nil, 0, in, "value", 0},
+		{"identity", onePlan([]int{-1, 2}, Node{Op: Identity}), nil, 0, in, "value", 0},
 		{"concat", onePlan([]int{-1, 2}, Node{Op: Concat, Inputs: []string{"x", "b", "x"}, Attrs: Attrs{Axis: 1}}, wv("b", 1, 2)),
-			Weights{"b": dense([]int{1, 2}, 1, -5)}, 0, 5, "value"},
-		{"transpose", onePlan(img, Node{Op: Transpose, Attrs: Attrs{Perm: []int{0, 3, 2, 1}}}), nil, 0, in, "value"},
-		{"slice", onePlan(img, Node{Op: Slice, Attrs: Attrs{Axes: []int{2}, Starts: []int{2}, Ends: []int{-1}, Steps: []int{-2}}}), nil, 0, in, "value"},
-		{"gather", onePlan(img, Node{Op: Gather, Attrs: Attrs{Axis: 3, Indices: []int{2, 0}, IndexShape: []int{2}}}), nil, 0, in, "value"},
-		{"reducesum", onePlan(img, Node{Op: ReduceSum, Attrs: Attrs{Axes: []int{2, 3}}}), nil, 0, 9 * in, "value"},
+			Weights{"b": dense([]int{1, 2}, 1, -5)}, 0, 5, "value", 0},
+		{"transpose", onePlan(img, Node{Op: Transpose, Attrs: Attrs{Perm: []int{0, 3, 2, 1}}}), nil, 0, in, "value", 0},
+		{"slice", onePlan(img, Node{Op: Slice, Attrs: Attrs{Axes: []int{2}, Starts: []int{2}, Ends: []int{-1}, Steps: []int{-2}}}), nil, 0, in, "value", 0},
+		{"gather", onePlan(img, Node{Op: Gather, Attrs: Attrs{Axis: 3, Indices: []int{2, 0}, IndexShape: []int{2}}}), nil, 0, in, "value", 0},
+		{"reducesum", onePlan(img, Node{Op: ReduceSum, Attrs: Attrs{Axes: []int{2, 3}}}), nil, 0, 9 * in, "value", 0},
+		{"relu6", onePlan([]int{-1, 2}, Node{Op: Clip, Attrs: Attrs{Min: ptr(0), Max: ptr(6)}}), nil, 0, in + 6, "value", in + 4*ulp},
+		{"clip max", onePlan([]int{-1, 2}, Node{Op: Clip, Attrs: Attrs{Max: ptr(-1)}}), nil, 0, in + 1, "value", in + 4*ulp},
+		{"leakyrelu", onePlan([]int{-1, 2}, Node{Op: LeakyRelu, Attrs: Attrs{Alpha: 0.1}}), nil, in, 0, "", in + 4*ulp},
+		{"prelu", onePlan([]int{-1, 2}, Node{Op: PRelu, Attrs: Attrs{Const: &Const{Shape: []int{2}, Data: []float64{0.5, -2}}}}),
+			nil, 2 * in, 0, "", 2*in + (1+in+in*in)*ulp/2 + 4*ulp},
+		{"hardsigmoid", onePlan([]int{-1, 2}, Node{Op: HardSigmoid, Attrs: Attrs{Alpha: 0.25, Beta: 0.5}}), nil, 0.25*in + 0.5 + ulp + 1, 0, "", 1 + 4*ulp},
+		{"hardswish", onePlan([]int{-1, 2}, Node{Op: HardSwish}), nil, 0, in + 3, "value", in/2 + in*in/6 + (1+in+in*in)*ulp/2 + 4*ulp},
+		{"sigmoid", onePlan([]int{-1, 2}, Node{Op: Sigmoid}), nil, 0, in + 9, "value", -1},
+		{"silu", onePlan([]int{-1, 2}, Node{Op: SiLU}), nil, 0, in + 16, "value", -1},
 	}
 	covered := map[Op]bool{}
 	for _, tc := range tests {
@@ -128,6 +138,22 @@ func TestEstimateRangeOps(t *testing.T) {
 				want.Bound, want.Product, want.Checked, want.Limit, want.What = tc.product+ulp, tc.product, tc.product, safe, "product sum"
 			case tc.what == "pairwise difference":
 				want.Checked = 2 * tc.bound
+			}
+			switch {
+			case tc.out > 0:
+				want.Bound = tc.out
+			case tc.out < 0:
+				// at least the function's largest value on [-in, in], and
+				// not much more
+				pw, _ := PiecewiseOf(&tc.plan.Nodes[0])
+				top := 0.0
+				for x := -in; x <= in; x += 1.0 / 1024 {
+					top = math.Max(top, math.Abs(pw.Eval(x, 0)))
+				}
+				if n.Bound < top || n.Bound > 1.3*top+1e-3 {
+					t.Errorf("bound %v for a function reaching %v", n.Bound, top)
+				}
+				want.Bound = n.Bound
 			}
 			if n.Index != want.Index || n.Name != want.Name || n.Op != want.Op || n.What != want.What || n.Limit != want.Limit ||
 				!near(n.Bound, want.Bound) || !near(n.Product, want.Product) || !near(n.Checked, want.Checked) {
@@ -253,3 +279,5 @@ func clonePlanWith(p *Plan, n Node) *Plan {
 	c.Output = n.Output
 	return &c
 }
+
+func ptr(v float64) *float64 { return &v }

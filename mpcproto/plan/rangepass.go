@@ -145,6 +145,9 @@ func (c *rangeCompiler) pass(r float64, nodes []NodeRange) ([]float64, bool) {
 		case kindDifference:
 			nr.Checked = 2 * x
 		}
+		if rl.outFn != nil {
+			nr.Bound = rl.outFn(v)
+		}
 		v[rl.out] = nr.Bound
 		ok = ok && nr.Checked <= nr.Limit
 		if nodes != nil {

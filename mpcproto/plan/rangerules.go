@@ -30,6 +30,9 @@ type rangeRule struct {
 	out   int
 	kind  rangeKind
 	eval  boundFunc
+	// outFn, when set, bounds the node's output (eval then bounds what
+	// is checked: comparisons or a product before truncation).
+	outFn boundFunc
 }
 
 // rangeCompiler holds a plan's rules: EstimateRange evaluates them at the
@@ -43,6 +46,9 @@ type rangeCompiler struct {
 	base   []float64                // the weights' bounds
 	capped []bool                   // a correct value is at most SafeRange (a truncation's result)
 	rules  []rangeRule
+	// outBound holds the output bounds of the nodes whose rule checks
+	// something else (the piecewise ops)
+	outBound map[*Node]boundFunc
 }
 
 // compileRange indexes the plan's values and builds a rule per node.
@@ -50,7 +56,7 @@ func compileRange(p *Plan, w Weights, enc fixed.Encoding, shapes map[string][]in
 	n := 1 + len(p.Weights) + len(p.Nodes)
 	c := &rangeCompiler{enc: enc, shapes: shapes, index: make(map[string]int, n),
 		shape: make([][]int, n), known: make([]*tensor.Dense[float64], n), base: make([]float64, n),
-		capped: make([]bool, n)}
+		capped: make([]bool, n), outBound: map[*Node]boundFunc{}}
 	c.index[p.Input.Name] = 0
 	c.shape[0] = shapes[p.Input.Name]
 	for i, v := range p.Weights {
@@ -75,7 +81,7 @@ func compileRange(p *Plan, w Weights, enc fixed.Encoding, shapes map[string][]in
 		if k := c.known[c.index[nd.Inputs[0]]]; k != nil && (nd.Op == Flatten || nd.Op == Reshape || nd.Op == Identity) {
 			c.known[out] = &tensor.Dense[float64]{Shape: shapes[nd.Output], Data: k.Data}
 		}
-		c.rules = append(c.rules, rangeRule{node: nd, index: i, out: out, kind: kind, eval: eval})
+		c.rules = append(c.rules, rangeRule{node: nd, index: i, out: out, kind: kind, eval: eval, outFn: c.outBound[nd]})
 	}
 	return c, nil
 }
@@ -98,6 +104,16 @@ func (c *rangeCompiler) isCapped(n *Node, kind rangeKind) bool {
 		return in
 	case Pad:
 		return in && c.mag(n.Attrs.Value) <= c.enc.SafeRange()
+	case Sigmoid, HardSigmoid:
+		return true
+	case Clip:
+		a := n.Attrs
+		return in || (a.Min != nil && a.Max != nil && math.Max(math.Abs(*a.Min), math.Abs(*a.Max)) <= c.enc.SafeRange())
+	case SiLU, HardSwish:
+		return in
+	case LeakyRelu, PRelu:
+		pw, _ := PiecewiseOf(n)
+		return in && maxSlope(pw) <= 1
 	}
 	return false
 }
@@ -181,6 +197,8 @@ func (c *rangeCompiler) rule(n *Node) (boundFunc, rangeKind, error) {
 	case Pad:
 		pv := c.mag(n.Attrs.Value)
 		return func(v []float64) float64 { return math.Max(v[x], pv) }, kindValue, nil
+	case Clip, LeakyRelu, PRelu, HardSigmoid, HardSwish, Sigmoid, SiLU:
+		return c.piecewiseRule(n, x)
 	}
 	return nil, 0, fmt.Errorf("no range rule for op %q", string(n.Op))
 }
@@ -237,4 +255,91 @@ func (c *rangeCompiler) poolFactor(k int) float64 {
 func (c *rangeCompiler) divisorFactor(cnt int) float64 {
 	s := c.enc.Scale()
 	return float64(cnt) * math.Round(s/float64(cnt)) / s
+}
+
+// pieceMax bounds |p| on [lo, hi] (finite when lo <= hi are): its
+// largest value at the ends and the vertex, plus the encoding error of its
+// coefficients when it is not exact; with per-element slopes (largest
+// |slope| s), |c0| + s·umax.
+func (c *rangeCompiler) pieceMax(p Poly, lo, hi, s float64) float64 {
+	umax := math.Max(math.Abs(lo-p.M), math.Abs(hi-p.M))
+	if math.IsInf(umax, 0) {
+		return umax
+	}
+	enc := 0.0
+	if !p.Exact() {
+		enc = (1 + umax + umax*umax) / c.enc.Scale() / 2
+	}
+	if p.Slope != nil {
+		return c.mag(p.C[0]) + mul(s, umax) + enc
+	}
+	top := math.Max(math.Abs(p.Eval(lo, 0)), math.Abs(p.Eval(hi, 0)))
+	if p.C[2] != 0 {
+		if v := p.M - p.C[1]/(2*p.C[2]); v > lo && v < hi {
+			top = math.Max(top, math.Abs(p.Eval(v, 0)))
+		}
+	}
+	return top + enc
+}
+
+// maxSlope is the largest |slope| of a piece with per-element slopes, or
+// of the first piece's C[1] (LeakyRelu's alpha), at least 0.
+func maxSlope(pw *Piecewise) float64 {
+	m := math.Abs(pw.Pieces[0].C[1])
+	for _, s := range pw.slopes() {
+		m = math.Max(m, math.Abs(s))
+	}
+	return m
+}
+
+// piecewiseRule bounds a piecewise op. What is checked: with an affine
+// input (HardSigmoid) the product |alpha|·a + |beta| plus the largest
+// threshold, before its truncation; with a truncated unbounded piece
+// (LeakyRelu, PRelu) the product max|slope|·a; else the comparisons'
+// differences a + max|t| in the ring. The output: over every piece
+// meeting [−a, a], |c0| + |c1|·umax + |c2|·umax² (umax the largest |x − M|
+// there), plus the approximation's bound and a few units of rounding.
+func (c *rangeCompiler) piecewiseRule(n *Node, x int) (boundFunc, rangeKind, error) {
+	pw, _ := PiecewiseOf(n)
+	if err := pw.check(); err != nil {
+		return nil, 0, err
+	}
+	maxT := 0.0
+	for _, t := range pw.Thresholds {
+		maxT = math.Max(maxT, math.Abs(t))
+	}
+	ulp := 1 / c.enc.Scale()
+	slack := Approximated[n.Op] + 4*ulp
+	arg := func(v []float64) float64 { return v[x] }
+	if pw.Pre != nil {
+		al, be := c.mag(pw.Pre[0]), c.mag(pw.Pre[1])
+		arg = func(v []float64) float64 { return mul(al, v[x]) + be + ulp }
+	}
+	s := maxSlope(pw)
+	c.outBound[n] = func(v []float64) float64 {
+		a := arg(v)
+		best := 0.0
+		for i, p := range pw.Pieces {
+			lo, hi := math.Inf(-1), math.Inf(1)
+			if i > 0 {
+				lo = pw.Thresholds[i-1]
+			}
+			if i < len(pw.Thresholds) {
+				hi = pw.Thresholds[i]
+			}
+			lo, hi = math.Max(lo, -a), math.Min(hi, a)
+			if lo > hi {
+				continue
+			}
+			best = math.Max(best, c.pieceMax(p, lo, hi, s))
+		}
+		return best + slack
+	}
+	switch {
+	case pw.Pre != nil:
+		return func(v []float64) float64 { return arg(v) + maxT }, kindProduct, nil
+	case n.Op == LeakyRelu || n.Op == PRelu:
+		return func(v []float64) float64 { return mul(math.Max(s, 1), v[x]) }, kindProduct, nil
+	}
+	return func(v []float64) float64 { return v[x] + maxT }, kindValue, nil
 }

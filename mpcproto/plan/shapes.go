@@ -79,8 +79,14 @@ func NodeShape(n *Node, ins [][]int) ([]int, error) {
 		return Broadcast(ins[0], ins[1])
 	case MulConst:
 		return Broadcast(ins[0], a.Const.Shape)
-	case Relu, Identity:
+	case Relu, Identity, Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid, SiLU:
 		return append([]int(nil), ins[0]...), nil
+	case PRelu:
+		out, err := Broadcast(ins[0], a.Const.Shape)
+		if err != nil || !slices.Equal(out, ins[0]) {
+			return nil, fmt.Errorf("slope shape %v does not broadcast to input shape %v", a.Const.Shape, ins[0])
+		}
+		return out, nil
 	case MaxPool, AveragePool:
 		return poolShape(ins[0], a)
 	case GlobalAveragePool:

@@ -44,6 +44,13 @@ var arity = map[Op][2]int{
 	Slice:             {1, 1},
 	Gather:            {1, 1},
 	ReduceSum:         {1, 1},
+	Clip:              {1, 1},
+	LeakyRelu:         {1, 1},
+	PRelu:             {1, 1},
+	HardSigmoid:       {1, 1},
+	HardSwish:         {1, 1},
+	Sigmoid:           {1, 1},
+	SiLU:              {1, 1},
 }
 
 // Known reports whether op is a canonical op.
@@ -222,22 +229,12 @@ func checkAttrs(n *Node) error {
 		if err := checkWindow(a, true); err != nil {
 			return err
 		}
-	case MulConst:
-		c := a.Const
-		if c == nil {
-			return errors.New("const is missing")
+	case MulConst, PRelu:
+		if err := checkConst(a.Const); err != nil {
+			return err
 		}
-		if err := checkShape(c.Shape, false); err != nil {
-			return fmt.Errorf("const: %w", err)
-		}
-		if len(c.Data) != sizeOf(c.Shape) {
-			return fmt.Errorf("const: shape %v holds %d values, got %d", c.Shape, sizeOf(c.Shape), len(c.Data))
-		}
-		for _, v := range c.Data {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("const holds a non-finite value %v", v)
-			}
-		}
+	case Clip, LeakyRelu, HardSigmoid:
+		return checkPiecewiseAttrs(n)
 	case Pad:
 		if len(a.Pads) == 0 || len(a.Pads)%2 != 0 || len(a.Pads) > 2*MaxRank {
 			return fmt.Errorf("pads must have 2 values per axis, got %d", len(a.Pads))
@@ -404,4 +401,50 @@ func checkGather(a *Attrs) error {
 		}
 	}
 	return nil
+}
+
+// checkConst checks a public constant: present, its shape and data agree,
+// finite values.
+func checkConst(c *Const) error {
+	if c == nil {
+		return errors.New("const is missing")
+	}
+	if err := checkShape(c.Shape, false); err != nil {
+		return fmt.Errorf("const: %w", err)
+	}
+	if len(c.Data) != sizeOf(c.Shape) {
+		return fmt.Errorf("const: shape %v holds %d values, got %d", c.Shape, sizeOf(c.Shape), len(c.Data))
+	}
+	for _, v := range c.Data {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("const holds a non-finite value %v", v)
+		}
+	}
+	return nil
+}
+
+// checkPiecewiseAttrs checks the attributes of Clip, LeakyRelu and
+// HardSigmoid, and their piecewise function.
+func checkPiecewiseAttrs(n *Node) error {
+	a := &n.Attrs
+	for _, v := range []float64{a.Alpha, a.Beta} {
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1<<30 {
+			return fmt.Errorf("alpha %v or beta %v out of range", a.Alpha, a.Beta)
+		}
+	}
+	if n.Op == Clip {
+		if a.Min == nil && a.Max == nil {
+			return errors.New("min and max are both absent")
+		}
+		if a.Min != nil && a.Max != nil && !(*a.Min < *a.Max) {
+			return fmt.Errorf("min %v is not below max %v", *a.Min, *a.Max)
+		}
+		for _, v := range []*float64{a.Min, a.Max} {
+			if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0) || math.Abs(*v) > 1<<30) {
+				return fmt.Errorf("bound %v out of range", *v)
+			}
+		}
+	}
+	pw, _ := PiecewiseOf(n)
+	return pw.check()
 }
