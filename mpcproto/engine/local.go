@@ -179,7 +179,8 @@ func summarize(ps []Stats) Stats {
 }
 
 // Infer runs one session on x: it shares x, deals the material, runs the
-// parties, and reconstructs and decodes the output. The returned Stats hold
+// parties, and reconstructs and decodes the output, then applies the
+// plan's client-side final op (plan.Plan.Finish). The returned Stats hold
 // the largest per-party figures (rounds, bytes, online and offline time),
 // the dealer's time and total bundle bytes, and every party's own Stats in
 // Parties. On failure the error is the first party error (the cause).
@@ -192,7 +193,11 @@ func (l *Local) Infer(ctx context.Context, x *tensor.Dense[float64]) (*tensor.De
 	if err != nil {
 		return nil, r.stats, fmt.Errorf("engine: output: %w", err)
 	}
-	return l.cfg.enc.Decode(y), r.stats, nil
+	out := l.cfg.enc.Decode(y)
+	if err := l.p.Finish(out); err != nil { // the client's final op (a last Softmax)
+		return nil, r.stats, fmt.Errorf("engine: output: %w", err)
+	}
+	return out, r.stats, nil
 }
 
 // localRun is one session's internals: what the client receives (every

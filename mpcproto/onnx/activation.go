@@ -189,3 +189,46 @@ func (c *nodeConv) silu(a0, a1 *act) bool {
 	}
 	return false
 }
+
+// isFinal reports whether the node's output is the model's output and
+// read by nothing else.
+func (c *nodeConv) isFinal() bool {
+	return len(c.n.GetOutput()) == 1 && c.out() == c.im.output && c.im.uses[c.out()] == 1 && c.im.p.Final == nil
+}
+
+// softmax records a last Softmax or LogSoftmax as the plan's final op,
+// applied by the client after reconstruction (the holders never compute
+// it), over one axis (opset >= 13, default -1) or the axes from axis on
+// (before, default 1); never over the batch.
+func (c *nodeConv) softmax() error {
+	if err := c.only("axis"); err != nil {
+		return err
+	}
+	x, err := c.data(1, 1)
+	if err != nil {
+		return err
+	}
+	r := len(x.shape[0])
+	def := -1
+	if c.im.opset < 13 {
+		def = 1
+	}
+	axis, err := c.axisAttr(def, r)
+	if err != nil {
+		return err
+	}
+	axes := []int{axis}
+	if c.im.opset < 13 {
+		for a := axis + 1; a < r; a++ {
+			axes = append(axes, a)
+		}
+	}
+	for _, a := range axes {
+		if batchAxis(x, a) || (c.im.free && a == 0) {
+			return fmt.Errorf("%s over the batch dimension (axis %d) is not supported", c.n.GetOpType(), a)
+		}
+	}
+	c.im.p.Final = &plan.Final{Op: c.n.GetOpType(), Axes: axes}
+	c.aliasTo(0, x)
+	return nil
+}

@@ -2,10 +2,12 @@ package onnx
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	pb "github.com/advancedclimatesystems/gonnx/onnx"
 
+	"github.com/gridmpc/grid/mpcproto/engine"
 	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
@@ -97,6 +99,61 @@ func TestImportActivations(t *testing.T) {
 		{"sigmoid attribute", g("Sigmoid", aInt("foo", 1)), "node n (Sigmoid): attribute foo is not supported"},
 		{"leaky relu attribute", g("LeakyRelu", aInt("beta", 1)), "node n (LeakyRelu): attribute beta is not supported"},
 		{"softmax not last", newGraph(13, "N", 2).node("Softmax", "s", []string{"x"}, []string{"a"}).node("Relu", "r", []string{"a"}, []string{"y"}),
+			"unsupported op Softmax (node s): only as the model's last op"},
+		{"softmax read twice", newGraph(13, "N", 2).node("Softmax", "s", []string{"x"}, []string{"y"}).node("Relu", "r", []string{"y"}, []string{"z"}),
 			"unsupported op Softmax (node s)"},
+		{"softmax over the batch", newGraph(13, "N", 2).node("Softmax", "s", []string{"x"}, []string{"y"}, aInt("axis", 0)),
+			"node s (Softmax): Softmax over the batch dimension (axis 0) is not supported"},
+		{"softmax attribute", newGraph(13, "N", 2).node("Softmax", "s", []string{"x"}, []string{"y"}, aInt("foo", 0)),
+			"node s (Softmax): attribute foo is not supported"},
 	})
+}
+
+// TestImportFinalSoftmax: a last Softmax (LogSoftmax) becomes the plan's
+// client-side final op: the holders compute the logits, the twin and the
+// client apply it (opset 13: one axis; before: the axes from axis on).
+func TestImportFinalSoftmax(t *testing.T) {
+	fc := func(opset int64, op string, attrs ...*pb.AttributeProto) *gb {
+		return newGraph(opset, "N", 2, 2).init(floatT("W", []int{2, 2}, 1, 0, 0, 2)).
+			node("MatMul", "mm", []string{"x", "W"}, []string{"z"}).
+			node(op, "sm", []string{"z"}, []string{"y"}, attrs...)
+	}
+	e := math.Exp
+	runImportCases(t, []importCase{
+		{
+			name: "softmax (opset 13, last axis)", model: fc(13, "Softmax"),
+			inShape: []int{-1, 2, 2}, ops: []plan.Op{plan.MatMul},
+			x:    dense([]int{1, 2, 2}, 1, 1, 0, 1),
+			want: dense([]int{1, 2, 2}, e(1)/(e(1)+e(2)), e(2)/(e(1)+e(2)), 1/(1+e(2)), e(2)/(1+e(2))),
+		},
+		{
+			name: "log softmax over axes 1 and 2 (opset 11)", model: fc(11, "LogSoftmax"),
+			inShape: []int{-1, 2, 2}, ops: []plan.Op{plan.MatMul},
+			x: dense([]int{1, 2, 2}, 0, 0, 0, 0), want: dense([]int{1, 2, 2}, -math.Log(4), -math.Log(4), -math.Log(4), -math.Log(4)),
+		},
+	})
+	p, w, err := ImportBytes(fc(13, "Softmax").bytes(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Final == nil || p.Final.Op != plan.FinalSoftmax || !slices.Equal(p.Final.Axes, []int{2}) {
+		t.Fatalf("final op %+v, want Softmax over axis 2", p.Final)
+	}
+	if ops, approx := p.Summary(); ops != 2 || !slices.Equal(approx, []string{"Softmax (client)"}) {
+		t.Fatalf("summary %d %q", ops, approx)
+	}
+	x := dense([]int{2, 2, 2}, 1, 1, 0, 1, -1, 2, 3, 0.5)
+	want, err := plan.EvalPlain(p, w, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := engine.RunLocal(t.Context(), p, w, x, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got.Data {
+		if math.Abs(got.Data[i]-want.Data[i]) > 1e-4 {
+			t.Fatalf("secure %v, twin %v", got.Data, want.Data)
+		}
+	}
 }

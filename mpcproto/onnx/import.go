@@ -241,6 +241,7 @@ type importer struct {
 	names   map[string]bool // plan value names taken
 	shapes  [2]map[string][]int
 	produce map[string]int // plan value name -> index of its node
+	output  string         // the graph's output (ONNX name)
 }
 
 func run(g *pb.GraphProto, opset int, input string, shape []int, free, fromOne bool) (*plan.Plan, plan.Weights, error) {
@@ -258,6 +259,7 @@ func run(g *pb.GraphProto, opset int, input string, shape []int, free, fromOne b
 	}
 	out := g.GetOutput()[0].GetName()
 	im.uses[out]++
+	im.output = out
 	for i, n := range g.GetNode() {
 		if err := im.node(i, n); err != nil {
 			return nil, nil, err

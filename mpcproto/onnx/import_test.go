@@ -299,7 +299,8 @@ func TestImportErrors(t *testing.T) {
 		want string
 	}{
 		{"unsupported op", func(t *testing.T) []byte {
-			return newGraph(13, "N", 10).node("Softmax", "/Softmax_3", []string{"x"}, []string{"y"}).bytes(t)
+			return newGraph(13, "N", 10).node("Softmax", "/Softmax_3", []string{"x"}, []string{"s"}).
+				node("Relu", "r", []string{"s"}, []string{"y"}).bytes(t)
 		}, "unsupported op Softmax (node /Softmax_3)"},
 		{"unsupported op unnamed", func(t *testing.T) []byte {
 			return relu(newGraph(13, "N", 10)).node("Tanh", "", []string{"y"}, []string{"z"}).bytes(t)

@@ -90,11 +90,13 @@ func (c *nodeConv) gemm() error {
 	if err != nil {
 		return err
 	}
-	if transA != 0 {
-		return errors.New("transA on the model's data is not supported")
-	}
 	if len(x.shape[0]) != 2 {
 		return fmt.Errorf("input shape %v: Gemm wants rank 2", x.shape[0])
+	}
+	if transA != 0 {
+		if x, err = c.transposed(x); err != nil {
+			return err
+		}
 	}
 	b, err := c.constant(1, "weight B")
 	if err != nil {
@@ -127,12 +129,15 @@ func scaled(c *ctensor, k float64) *ctensor {
 // MatMul W·x with W = alpha·A', then beta·C added: as the MatMul's bias
 // when C is one value per column, else as a secret weight.
 func (c *nodeConv) gemmLeft(alpha, beta float64, transA, transB bool) error {
-	if transB {
-		return errors.New("transB on the model's data is not supported")
-	}
 	x := c.im.acts[c.in[1]]
 	if len(x.shape[0]) != 2 {
 		return fmt.Errorf("input shape %v: Gemm wants rank 2", x.shape[0])
+	}
+	if transB {
+		var err error
+		if x, err = c.transposed(x); err != nil {
+			return err
+		}
 	}
 	a, err := c.constant(0, "weight A")
 	if err != nil {
@@ -203,4 +208,10 @@ func gemmBias(bias *ctensor, n int, beta float64) (*ctensor, error) {
 		}
 	}
 	return v, nil
+}
+
+// transposed emits the transpose of the 2-D activation x (Gemm's transA
+// or transB on the model's data).
+func (c *nodeConv) transposed(x *act) (*act, error) {
+	return c.im.emit(c.name+"/T", plan.Transpose, []string{x.name}, plan.Attrs{Perm: []int{1, 0}}, c.out()+"/T")
 }

@@ -183,3 +183,25 @@ func TestImportMoves(t *testing.T) {
 			"split sizes [1 1] do not add up to dimension 3"},
 	})
 }
+
+// TestImportGemmTransposedData: Gemm's transA on the data (x [k, m]ᵀ·B)
+// and transB on the data with the constant on the left (W·xᵀ) emit a
+// Transpose of the activation.
+func TestImportGemmTransposedData(t *testing.T) {
+	runImportCases(t, []importCase{
+		{
+			name: "transA on the data",
+			model: newGraph(13, 2, 3).init(floatT("B", []int{2, 1}, 1, 10)).
+				node("Gemm", "g", []string{"x", "B"}, []string{"y"}, aInt("transA", 1)),
+			inShape: []int{2, 3}, ops: []plan.Op{plan.Transpose, plan.MatMul},
+			x: dense([]int{2, 3}, 1, 2, 3, 4, 5, 6), want: dense([]int{3, 1}, 41, 52, 63),
+		},
+		{
+			name: "transB on the data, constant A",
+			model: newGraph(13, 3, 2).init(floatT("A", []int{1, 2}, 1, 10)).init(floatT("C", []int{1, 3}, 0, 0, 100)).
+				node("Gemm", "g", []string{"A", "x", "C"}, []string{"y"}, aInt("transB", 1)),
+			inShape: []int{3, 2}, ops: []plan.Op{plan.Transpose, plan.MatMul},
+			x: dense([]int{3, 2}, 1, 2, 3, 4, 5, 6), want: dense([]int{1, 3}, 21, 43, 165),
+		},
+	})
+}

@@ -69,6 +69,8 @@ func (im *importer) node(i int, n *pb.NodeProto) error {
 	}
 	if f, ok := folders[op]; ok && (allConst || op == "Shape") {
 		err = c.fold(f)
+	} else if finalOnly[op] && !c.isFinal() {
+		return fmt.Errorf("unsupported op %s (node %s): only as the model's last op (the client applies it)", op, name)
 	} else {
 		conv, ok := converters[op]
 		if !ok {
@@ -149,7 +151,13 @@ var converters = map[string]func(*nodeConv) error{
 	"HardSigmoid":        (*nodeConv).hardSigmoid,
 	"HardSwish":          (*nodeConv).unary,
 	"Sigmoid":            (*nodeConv).unary,
+	"Softmax":            (*nodeConv).softmax,
+	"LogSoftmax":         (*nodeConv).softmax,
 }
+
+// finalOnly are the ops imported only as the model's last op, which the
+// client applies after reconstructing the output (plan.Final).
+var finalOnly = map[string]bool{"Softmax": true, "LogSoftmax": true}
 
 // input returns input i as a constant (under both bindings) or an
 // activation; both nil when the optional input is absent.

@@ -61,7 +61,14 @@ func EvalPlain(p *Plan, w Weights, x *tensor.Dense[float64]) (*tensor.Dense[floa
 		}
 		vals[n.Output] = out
 	}
-	return vals[p.Output], nil
+	y := vals[p.Output]
+	if p.Final != nil {
+		y = y.Clone()
+		if err := p.Finish(y); err != nil {
+			return nil, fmt.Errorf("eval plain: %w", err)
+		}
+	}
+	return y, nil
 }
 
 // CheckWeights checks that w holds exactly the plan's weights, each with its

@@ -177,7 +177,25 @@ type Plan struct {
 	Output  string  `json:"output"`
 	Weights []Value `json:"weights"`
 	Nodes   []Node  `json:"nodes"`
+	// Final, when set, is an op the client applies to the output after
+	// reconstructing it (the holders never compute it): a model's last
+	// Softmax. See Finish.
+	Final *Final `json:"final,omitempty"`
 }
+
+// Final is a client-side last op: Softmax or LogSoftmax over Axes (the
+// trailing axes of the output, normalized jointly: one axis since ONNX
+// opset 13, the axes from the attribute's on before).
+type Final struct {
+	Op   string `json:"op"`
+	Axes []int  `json:"axes"`
+}
+
+// The client-side final ops.
+const (
+	FinalSoftmax    = "Softmax"
+	FinalLogSoftmax = "LogSoftmax"
+)
 
 // Weights are a model's secret parameter values by name, in plaintext: what
 // the owner holds before sharing and what the plaintext twin evaluates.

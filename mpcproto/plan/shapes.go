@@ -42,6 +42,11 @@ func (p *Plan) Shapes(batch int) (map[string][]int, error) {
 		}
 		shapes[n.Output] = out
 	}
+	if f := p.Final; f != nil {
+		if out := shapes[p.Output]; f.Axes[len(f.Axes)-1] >= len(out) {
+			return nil, fmt.Errorf("final %s: axes %v out of range for output shape %v", f.Op, f.Axes, out)
+		}
+	}
 	return shapes, nil
 }
 

@@ -168,6 +168,9 @@ func (p *Plan) Validate() error {
 	if p.Output == "" {
 		return errors.New("plan has no output")
 	}
+	if err := p.Final.check(); err != nil {
+		return err
+	}
 	if !defined[p.Output] {
 		return fmt.Errorf("plan output %q is not defined", p.Output)
 	}
@@ -447,4 +450,24 @@ func checkPiecewiseAttrs(n *Node) error {
 	}
 	pw, _ := PiecewiseOf(n)
 	return pw.check()
+}
+
+// check validates a final op's kind and axes (contiguous, ascending,
+// within the rank limit; Shapes checks them against the output).
+func (f *Final) check() error {
+	if f == nil {
+		return nil
+	}
+	if f.Op != FinalSoftmax && f.Op != FinalLogSoftmax {
+		return fmt.Errorf("final op %q is not %s or %s", f.Op, FinalSoftmax, FinalLogSoftmax)
+	}
+	if len(f.Axes) == 0 || len(f.Axes) > MaxRank {
+		return fmt.Errorf("final %s: axes %v", f.Op, f.Axes)
+	}
+	for i, a := range f.Axes {
+		if a < 0 || a >= MaxRank || (i > 0 && a != f.Axes[i-1]+1) {
+			return fmt.Errorf("final %s: axes %v are not contiguous axes", f.Op, f.Axes)
+		}
+	}
+	return nil
 }
