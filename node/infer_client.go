@@ -455,8 +455,9 @@ func (c *holderCall) result(ctx context.Context) (*pb.InferResult, error) {
 }
 
 // reveal decodes the holders' output shares, adds them up
-// (engine.RevealOutput) and checks the output for overflow; the traffic
-// figures are the busiest holder's.
+// (engine.RevealOutput), checks the output for overflow and applies the
+// plan's client-side final op (plan.Plan.Finish); the traffic figures are
+// the busiest holder's.
 func (cs *clientSession) reveal(enc fixed.Encoding, results []*pb.InferResult) (*Result, error) {
 	outs := make([]*tensor.Dense[uint64], len(results))
 	res := &Result{Holders: cs.parties, Dealer: cs.dealer.String()}
@@ -478,6 +479,9 @@ func (cs *clientSession) reveal(enc fixed.Encoding, results []*pb.InferResult) (
 		return nil, err
 	}
 	if err := checkOverflow(cs.m.Plan, enc, out); err != nil {
+		return nil, err
+	}
+	if err := cs.m.Plan.Finish(out); err != nil { // a last Softmax: the client applies it
 		return nil, err
 	}
 	res.Shape, res.Output = out.Shape, out.Data

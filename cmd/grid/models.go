@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gridmpc/grid/discovery"
+	"github.com/gridmpc/grid/mpcproto/plan"
 )
 
 // modelView is a manifest as the CLI prints it (--json).
@@ -35,6 +36,13 @@ type modelView struct {
 	PlanHash    string    `json:"plan_hash"`
 	Version     uint64    `json:"version"`
 	Time        time.Time `json:"time"`
+	// Ops is the plan's op count (its nodes and a client-side final op);
+	// Approximated the ops not computed exactly by the holders: "Sigmoid≈"
+	// (a documented approximation) or "Softmax (client)" (applied by the
+	// client after reconstruction); empty in plain mode (the host
+	// computes the plan exactly).
+	Ops          int      `json:"ops"`
+	Approximated []string `json:"approximated"`
 }
 
 func viewModel(m *discovery.Manifest) modelView {
@@ -59,6 +67,14 @@ func viewModel(m *discovery.Manifest) modelView {
 	}
 	if v.OutputShape == nil {
 		v.OutputShape = []int{}
+	}
+	v.Approximated = []string{}
+	if p, err := plan.Unmarshal(m.Plan); err == nil {
+		var approx []string
+		v.Ops, approx = p.Summary()
+		if m.Mode == discovery.ModeMPC && approx != nil {
+			v.Approximated = approx
+		}
 	}
 	return v
 }
@@ -88,7 +104,7 @@ func batchOutput(in, out []int) []int {
 // writeModelsTable prints models as a table with shortened peer IDs.
 func writeModelsTable(w io.Writer, ms []modelView) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tOWNER\tMODE\tHOLDERS\tINPUT\tOUTPUT\tREMOTE")
+	fmt.Fprintln(tw, "ID\tOWNER\tMODE\tHOLDERS\tINPUT\tOUTPUT\tOPS\tAPPROXIMATED\tREMOTE")
 	for _, m := range ms {
 		hs := make([]string, len(m.Holders))
 		for i, h := range m.Holders {
@@ -98,8 +114,13 @@ func writeModelsTable(w io.Writer, ms []modelView) error {
 		if !m.AllowRemote {
 			remote = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d: %s\t%s\t%s\t%s\n", m.ID, shortID(m.Owner), m.Mode, len(hs),
-			strings.Join(hs, ","), shapeString(m.InputShape), shapeString(batchOutput(m.InputShape, m.OutputShape)), remote)
+		approx := strings.Join(m.Approximated, ", ")
+		if approx == "" {
+			approx = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d: %s\t%s\t%s\t%d\t%s\t%s\n", m.ID, shortID(m.Owner), m.Mode, len(hs),
+			strings.Join(hs, ","), shapeString(m.InputShape), shapeString(batchOutput(m.InputShape, m.OutputShape)),
+			m.Ops, approx, remote)
 	}
 	return tw.Flush()
 }
@@ -111,10 +132,13 @@ func (c *cli) modelsCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "models",
-		Short: "List the models the network knows: id, owner, mode, holders, input shape",
+		Short: "List the models the network knows: id, owner, mode, holders, input shape, ops",
 		Long: `List the models announced on the network (signed manifests, verified):
 id, owner, mode (mpc or plain), holders (peer IDs), input and output shapes
-(N is the free batch dimension) and whether remote inference is allowed.
+(N is the free batch dimension), the plan's op count, the ops not computed
+exactly (Sigmoid≈ and SiLU≈: documented approximations, see
+docs/ARCHITECTURE.md; Softmax (client): a last Softmax the client applies
+after adding up the output) and whether remote inference is allowed.
 Peer IDs are shortened in the table; --json prints them whole.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
