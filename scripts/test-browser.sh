@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser client's tests in headless Chromium (cmd/grid/web): checks
-# that the committed bundle is up to date (build-web.sh --check), then runs
-# the Go tests that start real daemons on loopback and drive the page with
+# that the committed bundle is up to date (build-web.sh --check), runs the
+# client's unit tests in Node (fixed point, sharing, input files, against
+# the Go code's vectors), then the Go tests that start real daemons on loopback and drive the page with
 # puppeteer-core (GRID_BROWSER_TEST=1 go test -run TestBrowser ./cmd/grid/web):
 # the seed's 1022, the digits MLP and CNN, the page's errors, the holders'
 # view of a browser query, and latency next to the CLI's.
@@ -27,6 +28,7 @@ if [ ! -x "$chromium" ]; then
   exit 2
 fi
 "$root/scripts/build-web.sh" --check
+(cd "$root/cmd/grid/web" && node --test test/units.test.mjs)
 cd "$root"
 GRID_BROWSER_TEST=1 CHROMIUM="$chromium" GRID_BROWSER_SCREENSHOT="$shot" GRID_BROWSER_FIGURES="$figures" \
   go test -count=1 -v -timeout 15m -run 'TestBrowser' ./cmd/grid/web/

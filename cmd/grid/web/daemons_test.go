@@ -126,6 +126,7 @@ func TestBrowserDaemons(t *testing.T) {
 	s.grid("publish", filepath.Join(testdata, "digits_mlp.onnx"), "--id", "digits", "--holders", "3")
 	s.grid("publish", filepath.Join(testdata, "digits_cnn.onnx"), "--id", "digits-cnn", "--holders", "3")
 	s.grid("publish", filepath.Join(testdata, "seed.onnx"), "--id", "private", "--holders", "2", "--no-remote-inference")
+	s.grid("publish", filepath.Join(testdata, "seed.onnx"), "--id", "convnet-f1", "--holders", "4", "--tolerate", "1")
 
 	page := "http://" + s.daemons[0].API + "/"
 	var opened struct {
@@ -137,7 +138,7 @@ func TestBrowserDaemons(t *testing.T) {
 		Models []string `json:"models"`
 	}
 	d.must(map[string]any{"do": "models"}, &listed)
-	for _, m := range []string{"convnet", "digits", "digits-cnn", "private"} {
+	for _, m := range []string{"convnet", "digits", "digits-cnn", "private", "convnet-f1"} {
 		if !slices.Contains(listed.Models, m) {
 			t.Fatalf("the page lists %v, not %s", listed.Models, m)
 		}
@@ -188,18 +189,25 @@ func TestBrowserDaemons(t *testing.T) {
 
 	latency(t, s, d)
 
-	// An unreachable holder: stop one of the seed's holders (not the
-	// daemon serving the page), then query.
-	seed := s.infer("convnet", "--values", "5,3")
+	// Replicated shares (--tolerate 1): the browser picks one live holder
+	// per share.
+	if r := d.query(map[string]any{"model": "convnet-f1", "values": "5, 3"}); r.State != "ok" || r.Answer != "1022" {
+		t.Fatalf("replicated seed from the page: %+v", r)
+	}
+
+	// An unreachable holder: stop a daemon (not the one serving the page)
+	// that holds shares of both seed models, then query both: the plain
+	// one fails naming it, the replicated one answers.
+	holders := s.modelHolders()
 	var victim *harness.Daemon
 	for _, dm := range s.daemons[1:] {
-		if slices.Contains(seed.Holders, dm.ID) {
+		if slices.Contains(holders["convnet"], dm.ID) && slices.Contains(holders["convnet-f1"], dm.ID) {
 			victim = dm
 			break
 		}
 	}
 	if victim == nil {
-		t.Fatalf("no holder of convnet among daemons 1-4: %v", seed.Holders)
+		t.Fatalf("no daemon 1-4 holds shares of both convnet and convnet-f1: %v", holders)
 	}
 	if err := victim.Stop(); err != nil {
 		t.Fatal(err)
@@ -209,6 +217,29 @@ func TestBrowserDaemons(t *testing.T) {
 		t.Fatalf("with holder %s stopped the page shows %+v, want UNREACHABLE naming it", victim.ID, r)
 	}
 	t.Logf("unreachable holder: %s", strings.ReplaceAll(r.Text, "\n", " | "))
+	r = d.query(map[string]any{"model": "convnet-f1", "values": "5, 3"})
+	if r.State != "ok" || r.Answer != "1022" {
+		t.Fatalf("replicated seed with holder %s stopped: %+v", victim.ID, r)
+	}
+	t.Logf("replicated seed with a holder down: %s", strings.ReplaceAll(r.Answer, "\n", " "))
+}
+
+// modelHolders is each model's holders, from grid models --json.
+func (s *browserSwarm) modelHolders() map[string][]string {
+	s.t.Helper()
+	r := s.grid("models", "--json")
+	var ms []struct {
+		ID      string   `json:"id"`
+		Holders []string `json:"holders"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &ms); err != nil {
+		s.t.Fatalf("grid models --json: %v: %q", err, r.Stdout)
+	}
+	out := map[string][]string{}
+	for _, m := range ms {
+		out[m.ID] = m.Holders
+	}
+	return out
 }
 
 // latency measures the browser's query time (window.grid.infer, the page's

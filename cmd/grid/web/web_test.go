@@ -63,7 +63,7 @@ func TestHandler(t *testing.T) {
 	h := web.Handler()
 	for _, c := range []struct {
 		path, ctype string
-		cors, csp  bool
+		cors, csp   bool
 	}{
 		{"/", "text/html; charset=utf-8", false, true},
 		{"/page.js", "text/javascript; charset=utf-8", false, false},

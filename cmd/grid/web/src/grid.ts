@@ -32,7 +32,7 @@ import { KadMessage } from './pb/kad.js'
 import { Frames, writeFrame, MAX_CONTROL_FRAME, MAX_TENSOR_FRAME, MAX_SYNC_FRAME } from './frames.js'
 import { encode, decode, split, reconstruct, toLittleEndian, fromLittleEndian, EncodeError, SAFE_RANGE } from './fixed.js'
 import { fitFlat, fitFile, shapeString, InputError, type Tensor, type Fitted } from './input.js'
-import { openManifest, latest, peerFromBytes, type Model } from './manifest.js'
+import { openManifest, latest, peerFromBytes, shareHolders, finish, type Model } from './manifest.js'
 
 export { parseValues, parseJSON, parseNPY, shapeString, InputError, type Tensor } from './input.js'
 export type { Model } from './manifest.js'
@@ -49,6 +49,8 @@ const MAX_CATALOG = 100000
 const BLAME_GRACE_MS = 500
 const DEALER_DIAL_MS = 5000
 const DEFAULT_TIMEOUT_MS = 30000
+const PROBE_TIMEOUT_MS = 2000
+const PROBE_GRACE_MS = 100
 
 /**
  * GridError is every failure the API reports. code is one of: BAD_INPUT
@@ -102,7 +104,7 @@ export interface InferResult {
   shape: number[]
   /** output, flat and row-major. */
   output: number[]
-  /** holders: the model's holders, in party order. */
+  /** holders: the session's holders in party order (one live replica per share for a replicated model). */
   holders: string[]
   dealer: string
   /** rounds: the busiest holder's online rounds. */
@@ -266,13 +268,44 @@ export class Grid {
     } catch (err: any) {
       throw new GridError('BAD_INPUT', err instanceof EncodeError ? `bad input: ${err.message}` : String(err))
     }
-    const shares = split(words, m.holders.length)
     const signals = [AbortSignal.timeout(opts.timeout ?? DEFAULT_TIMEOUT_MS)]
     if (opts.signal != null) signals.push(opts.signal)
     const signal = AbortSignal.any(signals)
     const dealer = await this.chooseDealer(m, opts.dealer, signal)
-    const sid = crypto.getRandomValues(new Uint8Array(SESSION_ID_LEN))
-    const session = new Session(this, m, fitted, dealer, sid, signal)
+    if (m.replicas.length === 0) {
+      return this.session(m, fitted, words, dealer, m.holders, signal, opts, t0)
+    }
+    // Replicated shares (node's inferMPC): probe the holders, pick one live
+    // holder per share, and retry with another replica when a holder is
+    // unreachable, refuses or fails (at most tolerate+1 sessions).
+    const live = await this.probe(m, signal)
+    let last: GridError | undefined
+    for (let attempt = 0; attempt <= m.tolerate; attempt++) {
+      const reps = chooseReplicas(m, p => live.get(p) === true)
+      if (typeof reps === 'string') {
+        throw new GridError('UNREACHABLE', reps + (last != null ? ` (after: ${last.message})` : ''))
+      }
+      try {
+        return await this.session(m, fitted, words, dealer, reps, signal, opts, t0)
+      } catch (err: any) {
+        if (!(err instanceof GridError) || err.peer == null || !m.holders.includes(err.peer) || live.get(err.peer) !== true ||
+            signal.aborted || ['UNTRUSTED_DEALER', 'BAD_INPUT', 'REMOTE_DISABLED'].includes(err.code)) {
+          throw err
+        }
+        last = err
+        live.set(err.peer, false)
+      }
+    }
+    throw last as GridError
+  }
+
+  // session runs one session with the replica choice reps (one holder per
+  // share; the model's holders without replication): its parties are the
+  // distinct peers of reps, each sent one share of the input.
+  private async session (m: Model, fitted: Fitted, words: BigUint64Array, dealer: string, reps: string[],
+    signal: AbortSignal, opts: InferOptions, t0: number): Promise<InferResult> {
+    const session = new Session(this, m, fitted, dealer, reps, crypto.getRandomValues(new Uint8Array(SESSION_ID_LEN)), signal)
+    const shares = split(words, session.parties.length)
     const stages: Record<string, number> = {}
     let t = t0
     const lap = (name: string): void => {
@@ -304,6 +337,28 @@ export class Grid {
       }
       throw err
     }
+  }
+
+  // probe tells which of a replicated model's holders this browser can
+  // reach (node's probeHolders): connected, or dialled within 2 s, all at
+  // once; after 100 ms it settles as soon as the live ones cover every share.
+  private async probe (m: Model, signal: AbortSignal): Promise<Map<string, boolean>> {
+    const live = new Map<string, boolean>()
+    const probes = m.holders.map(async h => {
+      let ok = false
+      try {
+        const ps = AbortSignal.any([signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)])
+        await this.node.dial(await this.find(h, ps), { signal: ps })
+        ok = true
+      } catch {}
+      live.set(h, ok)
+    })
+    const all = Promise.all(probes)
+    await Promise.race([all, new Promise(resolve => setTimeout(resolve, PROBE_GRACE_MS))])
+    while (live.size < m.holders.length && typeof chooseReplicas(m, p => live.get(p) === true) === 'string') {
+      await Promise.race([all, new Promise(resolve => setTimeout(resolve, 20))])
+    }
+    return new Map(live)
   }
 
   /** close stops the browser's libp2p node. */
@@ -491,33 +546,40 @@ interface Call {
 class Session {
   private readonly calls: Array<Call | undefined>
   private upload = 0
+  /** parties are the distinct peers of reps, in order of first appearance: the engine's parties. */
+  readonly parties: string[]
 
   constructor (
     private readonly g: Grid,
     private readonly m: Model,
     private readonly fitted: Fitted,
     private readonly dealer: string,
+    private readonly reps: string[],
     private readonly sid: Uint8Array,
     private readonly signal: AbortSignal
   ) {
-    this.calls = new Array(m.holders.length)
+    this.parties = [...new Set(reps)]
+    this.calls = new Array(this.parties.length)
   }
 
-  private holderBytes (): Array<Uint8Array<ArrayBuffer>> {
-    return this.m.holders.map(h => peerIdFromString(h).toMultihash().bytes as Uint8Array<ArrayBuffer>)
+  // repBytes is the replica choice in its wire form (InferRequest.holders,
+  // DealRequest.holders).
+  private repBytes (): Array<Uint8Array<ArrayBuffer>> {
+    return this.reps.map(h => peerIdFromString(h).toMultihash().bytes as Uint8Array<ArrayBuffer>)
   }
 
   /**
-   * open sends every holder its request and input share, one after the
+   * open sends every party its request and input share, one after the
    * other in peer-ID order (node's holderOrder: the raw peer ID bytes),
    * each waiting for the holder's accept; the first refusal stops it.
    */
   async open (shares: BigUint64Array[]): Promise<void> {
-    const holders = this.holderBytes()
-    const order = holders.map((_, i) => i).sort((a, b) => compareBytes(holders[a], holders[b]))
+    const holders = this.repBytes()
+    const ids = this.parties.map(h => peerIdFromString(h).toMultihash().bytes)
+    const order = ids.map((_, i) => i).sort((a, b) => compareBytes(ids[a], ids[b]))
     const shape = this.fitted.x.shape.map(d => BigInt(d))
     for (const i of order) {
-      const h = this.m.holders[i]
+      const h = this.parties[i]
       const role = `holder ${i}`
       const input: PbTensor = { name: 'input', shape, data: toLittleEndian(shares[i]) }
       const req = InferRequest.encode({
@@ -562,7 +624,7 @@ class Session {
         plan: new Uint8Array(0),
         planHash: this.m.planHash,
         batch: this.fitted.batch,
-        holders: this.holderBytes(),
+        holders: this.repBytes(),
         version: this.m.version
       }
     })
@@ -579,7 +641,7 @@ class Session {
     if (e == null) return
     const blamed = (e as any).blamed as string | undefined
     if (e.code === 'PEER_FAILED' && blamed != null) {
-      const i = this.m.holders.indexOf(blamed)
+      const i = this.parties.indexOf(blamed)
       throw new GridError('PEER_FAILED', `dealer ${this.dealer} could not deliver its bundle: ${st.message}`, blamed, i >= 0 ? `holder ${i}` : 'peer')
     }
     throw e
@@ -617,7 +679,7 @@ class Session {
       aborted = true
       this.abort()
       await all
-      throw blame(errs, this.m.holders)
+      throw blame(errs, this.parties)
     }
     return results
   }
@@ -629,7 +691,7 @@ class Session {
     let rounds = 0; let sent = 0; let recv = 0; let online = 0
     results.forEach((r, i) => {
       const t = r.output
-      const bad = (why: string): never => { throw new GridError('BAD_REQUEST', `output share: ${why}`, this.m.holders[i], `holder ${i}`) }
+      const bad = (why: string): never => { throw new GridError('BAD_REQUEST', `output share: ${why}`, this.parties[i], `holder ${i}`) }
       if (t == null) bad('missing')
       const sh = (t as PbTensor).shape.map(Number)
       if (sh.some(d => d < 0)) bad(`shape ${JSON.stringify(sh)}`)
@@ -650,13 +712,20 @@ class Session {
         throw new GridError('OVERFLOW', `output element ${i} is ${out[i].toPrecision(3)}, beyond the safe range ±${SAFE_RANGE.toPrecision(3)}: the computation overflowed; scale the input down`)
       }
     }
+    if (this.m.final != null) {
+      try {
+        finish(this.m.final, shape as number[], out)
+      } catch (err: any) {
+        throw new GridError('BAD_REQUEST', err.message)
+      }
+    }
     let outShape = shape as number[]
     if (!this.fitted.batched && outShape.length > 0 && outShape[0] === 1 && this.m.inputShape[0] === -1) outShape = outShape.slice(1)
     return {
       model: this.m.id,
       shape: outShape,
       output: out,
-      holders: [...this.m.holders],
+      holders: [...this.parties],
       dealer: this.dealer,
       rounds,
       bytes: sent + recv,
@@ -674,6 +743,26 @@ class Session {
       if (c != null && c.s.status === 'open') c.s.abort(new Error('session aborted by the client'))
     }
   }
+}
+
+// chooseReplicas picks one live holder per share (node's chooseReplicas):
+// the least loaded live replica of each share, ties to the first listed;
+// a string names the first share with no live replica.
+function chooseReplicas (m: Model, live: (p: string) => boolean): string[] | string {
+  const load = new Map<string, number>()
+  const reps: string[] = []
+  for (const [i, hs] of shareHolders(m).entries()) {
+    let best: string | undefined
+    for (const j of hs) {
+      const p = m.holders[j]
+      if (!live(p)) continue
+      if (best == null || (load.get(p) ?? 0) < (load.get(best) ?? 0)) best = p
+    }
+    if (best == null) return `no live holder of share ${i} of model ${JSON.stringify(m.id)} (its holders: ${hs.map(j => m.holders[j]).join(', ')})`
+    reps.push(best)
+    load.set(best, (load.get(best) ?? 0) + 1)
+  }
+  return reps
 }
 
 function compareBytes (a: Uint8Array, b: Uint8Array): number {

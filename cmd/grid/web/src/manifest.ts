@@ -36,6 +36,20 @@ export interface Model {
   deleted: boolean
   /** outputCapped: a correct output is at most SAFE_RANGE (overflow is detectable). */
   outputCapped: boolean
+  /** tolerate is F, the holders that may be down (replicated sharing); 0: one share per holder. */
+  tolerate: number
+  /** replicas: share i is held by the holders replicas[i] (indices into holders); empty without replication. */
+  replicas: number[][]
+  /** final: an op the client applies after reconstructing the output (a last Softmax). */
+  final?: { op: string, axes: number[] }
+}
+
+/** MAX_SHARES caps the shares of a replicated model (discovery.MaxShares). */
+export const MAX_SHARES = 256
+
+/** shareHolders is replicas, or share i held by holder i alone (discovery's ShareHolders). */
+export function shareHolders (m: Model): number[][] {
+  return m.replicas.length > 0 ? m.replicas : m.holders.map((_, i) => [i])
 }
 
 /** ManifestError is an envelope refused by the browser's checks. */
@@ -95,7 +109,9 @@ export async function openManifest (envelope: Uint8Array): Promise<Model> {
       planHash: p.planHash,
       time: new Date(Number(p.timeUnixNano / 1000000n)),
       deleted: p.deleted,
-      outputCapped: false
+      outputCapped: false,
+      tolerate: p.tolerate,
+      replicas: p.shares.map(s => s.holders)
     }
   } catch (err: any) {
     throw new ManifestError(`manifest ${JSON.stringify(p.id)}: bad peer ID: ${err.message ?? err}`)
@@ -126,6 +142,7 @@ async function validate (m: Model, plan: Uint8Array): Promise<void> {
   if (m.dealers.length > 0 && m.mode !== 'mpc') bad(`dealers named for a ${m.mode}-mode model`)
   if (m.sharesVersion > m.version) bad('shares version newer than the manifest')
   if (!Number.isFinite(m.inputRange) || m.inputRange < 0) bad(`input range ${m.inputRange}`)
+  validateShares(m, bad)
   const shapeOK = (s: number[], batch: boolean): boolean => s.length > 0 && s.length <= MAX_RANK && s.every((d, i) => (d >= 1 && d <= 2 ** 31) || (d === -1 && i === 0 && batch))
   if (!shapeOK(m.inputShape, true)) bad(`input shape ${JSON.stringify(m.inputShape)}`)
   if (!shapeOK(m.outputShape, false)) bad(`output shape ${JSON.stringify(m.outputShape)}`)
@@ -145,6 +162,58 @@ async function validate (m: Model, plan: Uint8Array): Promise<void> {
     bad(`plan input shape ${JSON.stringify(planInput)} differs from the manifest's ${JSON.stringify(m.inputShape)}`)
   }
   m.outputCapped = outputCapped(parsed)
+  if (parsed.final != null) {
+    const f = parsed.final
+    if ((f.op !== 'Softmax' && f.op !== 'LogSoftmax') || !Array.isArray(f.axes) || f.axes.length === 0) bad(`plan's final op ${JSON.stringify(f)}`)
+    m.final = { op: f.op, axes: f.axes }
+  }
+}
+
+// validateShares checks the replication as discovery's validateShares:
+// none, or (mpc mode) 0 < tolerate <= N-2 with 2 to MAX_SHARES shares,
+// each held by at least tolerate+1 distinct holders, every holder holding
+// one and none holding them all.
+function validateShares (m: Model, bad: (why: string) => never): void {
+  const n = m.holders.length
+  if (m.tolerate === 0 && m.replicas.length === 0) return
+  if (m.mode !== 'mpc') bad(`replicated shares for a ${m.mode}-mode model`)
+  if (m.tolerate < 1 || m.tolerate > n - 2) bad(`tolerate ${m.tolerate} with ${n} holders`)
+  if (m.replicas.length < 2 || m.replicas.length > MAX_SHARES) bad(`${m.replicas.length} shares`)
+  const count = new Array<number>(n).fill(0)
+  m.replicas.forEach((hs, i) => {
+    if (hs.length < m.tolerate + 1) bad(`share ${i} has ${hs.length} holders, tolerate ${m.tolerate} needs ${m.tolerate + 1}`)
+    hs.forEach((j, k) => {
+      if (!Number.isInteger(j) || j < 0 || j >= n) bad(`share ${i}: holder index ${j} of ${n}`)
+      if (hs.slice(0, k).includes(j)) bad(`share ${i} names holder ${j} twice`)
+      count[j]++
+    })
+  })
+  count.forEach((c, j) => {
+    if (c === 0) bad(`holder ${j} holds no share`)
+    if (c === m.replicas.length) bad(`holder ${j} holds every share`)
+  })
+}
+
+/**
+ * finish applies the plan's final op (Softmax or LogSoftmax over the
+ * trailing axes from axes[0]) to a reconstructed output, in place, as
+ * plan.Finish does.
+ */
+export function finish (final: { op: string, axes: number[] }, shape: number[], y: number[]): void {
+  const first = final.axes[0]
+  const last = final.axes[final.axes.length - 1]
+  if (last >= shape.length || shape.slice(last + 1).reduce((a, b) => a * b, 1) !== 1) {
+    throw new Error(`final ${final.op}: axes ${JSON.stringify(final.axes)} are not the trailing axes of output shape ${JSON.stringify(shape)}`)
+  }
+  const inner = shape.slice(first).reduce((a, b) => a * b, 1)
+  for (let o = 0; o < y.length; o += inner) {
+    const row = y.slice(o, o + inner)
+    const top = Math.max(...row)
+    const sum = row.reduce((a, v) => a + Math.exp(v - top), 0)
+    row.forEach((v, i) => {
+      y[o + i] = final.op === 'LogSoftmax' ? v - top - Math.log(sum) : Math.exp(v - top) / sum
+    })
+  }
 }
 
 interface PlanNode {
@@ -158,13 +227,16 @@ interface Plan {
   input: { name: string, shape: number[] }
   output: string
   nodes: PlanNode[]
+  final?: { op: string, axes: number[] }
 }
 
 /**
  * outputCapped is plan.OutputCapped: the output is a truncation's result
  * (MatMul, Conv, Mul, a non-integer MulConst, the average pools), passed
- * only through ops that do not grow it (Relu, MaxPool, reshapes, a small
- * Pad). Then a decoded output beyond SAFE_RANGE proves an overflow.
+ * only through ops that do not grow it (Relu, MaxPool, reshapes,
+ * transposes, slices, gathers, concatenations of such values, a small
+ * Pad). Then a decoded output beyond SAFE_RANGE proves an overflow. An op
+ * this list does not know is not capped (no overflow is reported).
  */
 export function outputCapped (p: Plan): boolean {
   const capped = new Map<string, boolean>()
@@ -183,7 +255,11 @@ export function outputCapped (p: Plan): boolean {
         break
       }
       case 'Relu': case 'MaxPool': case 'Flatten': case 'Reshape': case 'Identity':
+      case 'Transpose': case 'Slice': case 'Gather':
         c = input
+        break
+      case 'Concat':
+        c = (n.inputs ?? []).every(x => capped.get(x) ?? false)
         break
       case 'Pad':
         c = input && mag(n.attrs?.value ?? 0) <= SAFE_RANGE

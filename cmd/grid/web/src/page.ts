@@ -117,6 +117,8 @@ function showDetails (): void {
   line('mode', m.mode + (m.allowRemote ? '' : ' (remote inference disabled by its owner)'))
   line('holders', m.holders.map((h, i) => `${i}: ${h}`).join('  '))
   line('dealers', m.dealers.join('  ') || 'none (only the owner can query it)')
+  if (m.replicas.length > 0) line('shares', `${m.replicas.length} replicated additive shares, any ${m.tolerate} holder(s) may be down: ${m.replicas.map((hs, i) => `${i}: ${hs.join(',')}`).join('  ')}`)
+  if (m.final != null) line('final op', `${m.final.op}, applied in this browser after reconstruction`)
   line('input', `${shapeString(m.inputShape)}${m.inputShape[0] === -1 ? ' (N: any number of samples)' : ''}${m.inputRange > 0 ? `, values within ±${m.inputRange}` : ''}`)
   line('output', shapeString(m.outputShape))
   line('plan', m.planHash)

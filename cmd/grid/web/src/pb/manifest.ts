@@ -21,6 +21,8 @@ export interface Manifest {
   dealers: Uint8Array<ArrayBuffer>[]
   sharesVersion: bigint
   inputRange: number
+  tolerate: number
+  shares: ShareHolders[]
 }
 
 export namespace Manifest {
@@ -116,6 +118,18 @@ export namespace Manifest {
           w.double(obj.inputRange)
         }
 
+        if ((obj.tolerate != null && obj.tolerate !== 0)) {
+          w.uint32(128)
+          w.uint32(obj.tolerate)
+        }
+
+        if (obj.shares != null && obj.shares.length > 0) {
+          for (const value of obj.shares) {
+            w.uint32(138)
+            ShareHolders.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -135,7 +149,9 @@ export namespace Manifest {
           deleted: false,
           dealers: [],
           sharesVersion: 0n,
-          inputRange: 0
+          inputRange: 0,
+          tolerate: 0,
+          shares: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -220,6 +236,20 @@ export namespace Manifest {
               obj.inputRange = reader.double()
               break
             }
+            case 16: {
+              obj.tolerate = reader.uint32()
+              break
+            }
+            case 17: {
+              if (opts.limits?.shares != null && obj.shares.length === opts.limits.shares) {
+                throw new MaxLengthError('Decode error - repeated field "shares" had too many elements')
+              }
+
+              obj.shares.push(ShareHolders.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.shares$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -233,7 +263,8 @@ export namespace Manifest {
           holders: 0,
           inputShape: 0,
           outputShape: 0,
-          dealers: 0
+          dealers: 0,
+          shares: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -379,6 +410,31 @@ export namespace Manifest {
               }
               break
             }
+            case 16: {
+              yield {
+                field: `${prefix}.tolerate`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 17: {
+              if (opts.limits?.shares != null && obj.shares === opts.limits.shares) {
+                throw new MaxLengthError('Streaming decode error - repeated field "shares" had too many elements')
+              }
+
+              for (const evt of ShareHolders.codec().stream(reader, reader.uint32(), `${prefix}.shares[]`, {
+                limits: opts.limits?.shares$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.shares
+                }
+              }
+
+              obj.shares++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -470,6 +526,17 @@ export namespace Manifest {
     value: number
   }
 
+  export interface ManifestTolerateFieldEvent {
+    field: '$.tolerate'
+    value: number
+  }
+
+  export interface ManifestSharesHoldersFieldEvent {
+    field: '$.shares[].holders[]'
+    index: number
+    value: number
+  }
+
   export function encode (obj: Partial<Manifest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Manifest.codec())
   }
@@ -478,8 +545,116 @@ export namespace Manifest {
     return decodeMessage(buf, Manifest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Manifest>): Generator<ManifestIdFieldEvent | ManifestOwnerFieldEvent | ManifestModeFieldEvent | ManifestHoldersFieldEvent | ManifestInputShapeFieldEvent | ManifestOutputShapeFieldEvent | ManifestPlanHashFieldEvent | ManifestPlanFieldEvent | ManifestAllowRemoteFieldEvent | ManifestVersionFieldEvent | ManifestTimeUnixNanoFieldEvent | ManifestDeletedFieldEvent | ManifestDealersFieldEvent | ManifestSharesVersionFieldEvent | ManifestInputRangeFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Manifest>): Generator<ManifestIdFieldEvent | ManifestOwnerFieldEvent | ManifestModeFieldEvent | ManifestHoldersFieldEvent | ManifestInputShapeFieldEvent | ManifestOutputShapeFieldEvent | ManifestPlanHashFieldEvent | ManifestPlanFieldEvent | ManifestAllowRemoteFieldEvent | ManifestVersionFieldEvent | ManifestTimeUnixNanoFieldEvent | ManifestDeletedFieldEvent | ManifestDealersFieldEvent | ManifestSharesVersionFieldEvent | ManifestInputRangeFieldEvent | ManifestTolerateFieldEvent | ManifestSharesHoldersFieldEvent> {
     return streamMessage(buf, Manifest.codec(), opts)
+  }
+}
+
+export interface ShareHolders {
+  holders: number[]
+}
+
+export namespace ShareHolders {
+  let _codec: Codec<ShareHolders>
+
+  export const codec = (): Codec<ShareHolders> => {
+    if (_codec == null) {
+      _codec = message<ShareHolders>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.holders != null && obj.holders.length > 0) {
+          for (const value of obj.holders) {
+            w.uint32(8)
+            w.uint32(value)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          holders: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.holders != null && obj.holders.length === opts.limits.holders) {
+                throw new MaxLengthError('Decode error - repeated field "holders" had too many elements')
+              }
+
+              if ((tag & 7) === 2) { const end = reader.uint32() + reader.pos; while (reader.pos < end) { obj.holders.push(reader.uint32()) } } else { obj.holders.push(reader.uint32()) }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          holders: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.holders != null && obj.holders === opts.limits.holders) {
+                throw new MaxLengthError('Streaming decode error - repeated field "holders" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.holders[]`,
+                index: obj.holders,
+                value: reader.uint32()
+              }
+
+              obj.holders++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface ShareHoldersHoldersFieldEvent {
+    field: '$.holders[]'
+    index: number
+    value: number
+  }
+
+  export function encode (obj: Partial<ShareHolders>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, ShareHolders.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ShareHolders>): ShareHolders {
+    return decodeMessage(buf, ShareHolders.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ShareHolders>): Generator<ShareHoldersHoldersFieldEvent> {
+    return streamMessage(buf, ShareHolders.codec(), opts)
   }
 }
 
