@@ -12,14 +12,20 @@
 // # Covered
 //
 // Opsets 7 to 18 of the default domain (torch 1.13 to 2.x emit 9 to 17; the
-// fixtures test 9, 13 and 17). Ops on activations: Gemm, MatMul (1-D operands
-// too), Add, Sub, Mul, Div (one side constant, or Add/Sub/Mul of two
-// activations), Relu, Flatten, Reshape, Squeeze, Unsqueeze, Conv (2-D),
-// MaxPool, AveragePool, GlobalAveragePool, Pad (constant mode),
-// BatchNormalization (inference), Dropout, Identity, Cast to float. Ops
-// folded over constants: Constant, ConstantOfShape, Shape, Gather, Unsqueeze,
-// Squeeze, Concat, Slice, Reshape, Transpose, Cast, Flatten, Identity,
-// Add, Sub, Mul, Div, Neg. Anything else is refused with its op and node name.
+// fixtures test 9, 13 and 17). Ops on activations: Gemm and MatMul (the
+// weight on either side, 1-D to batched operands, or two activations),
+// Add, Sub, Mul, Div (one side constant, or Add/Sub/Mul of two
+// activations with broadcasting), Relu, Clip, LeakyRelu, PRelu,
+// HardSigmoid, HardSwish, Sigmoid (Mul(x, Sigmoid(x)) becomes SiLU),
+// Flatten, Reshape, Squeeze, Unsqueeze, Concat, Transpose, Slice, Split,
+// Gather (constant indices), ReduceSum, ReduceMean, Conv (1-D and 2-D,
+// grouped), MaxPool, AveragePool, GlobalAveragePool, Pad (constant mode),
+// BatchNormalization (inference), Dropout, Identity, Cast to float, and a
+// last Softmax or LogSoftmax (plan.Final, applied by the client). Ops
+// folded over constants: Constant, ConstantOfShape, Shape, Gather,
+// Unsqueeze, Squeeze, Concat, Slice, Reshape, Transpose, Cast, Flatten,
+// Identity, Add, Sub, Mul, Div, Neg. Anything else is refused with its op
+// and node name (SupportedOps lists them for "grid ops").
 //
 // Public and secret: Mul or Div by a constant becomes MulConst, so that
 // constant is public in the plan; every other constant (weights, biases, added
