@@ -78,6 +78,7 @@ func startAPI(n *Node) (*apiServer, error) {
 	mux.HandleFunc("/api/v0/id", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Info()) })
 	mux.HandleFunc("/api/v0/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.PeersInfo()) })
 	mux.Handle("/debug/metrics/prometheus", promhttp.HandlerFor(n.met.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/api/v0/shutdown", n.serveShutdown)
 	if n.cfg.Web != nil {
 		mux.Handle("/", n.cfg.Web)
 	}

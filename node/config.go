@@ -60,8 +60,13 @@ type Config struct {
 	Announce []string
 	// Bootstrap are peers to connect to at start, multiaddrs with /p2p/.
 	Bootstrap []string
-	// Roles are the services this node offers: "holder", "dealer", "host".
+	// Roles are the services this node offers: "holder", "dealer", "host",
+	// and "relay" (RoleRelay, never a default).
 	Roles []string
+	// NAT turns on go-libp2p's NAT tools (natOptions): AutoNAT v2, the
+	// circuit relay v2 client, hole punching, port mapping. The default
+	// profile sets it; tests and the test profile do not.
+	NAT bool
 	// Client makes a one-shot peer: DHT client mode, no roles, no stream
 	// handlers, no repo lock and an in-memory store.
 	Client bool
@@ -72,6 +77,9 @@ type Config struct {
 	// itself does not serve: the browser page ("/") and its ES module
 	// ("/grid.js") of cmd/grid/web.
 	Web http.Handler
+	// Shutdown, when set, is called by the HTTP API's /api/v0/shutdown
+	// (POST; "grid shutdown"): the daemon stops as on SIGTERM.
+	Shutdown func()
 	// SessionTimeout bounds a whole inference session, on every party.
 	SessionTimeout time.Duration
 	// MaxSessions is the number of sessions a holder or host serves at once;
@@ -186,8 +194,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, r := range c.Roles {
-		if !slices.Contains(AllRoles, r) {
-			return fmt.Errorf("config: Roles[%d] %q is not one of %v", i, r, AllRoles)
+		if !slices.Contains(validRoles, r) {
+			return fmt.Errorf("config: Roles[%d] %q is not one of %v", i, r, validRoles)
 		}
 	}
 	if c.Client && len(c.Roles) > 0 {
@@ -234,6 +242,9 @@ type fileConfig struct {
 		Announce []string `json:"Announce"`
 		API      string   `json:"API"`
 	} `json:"Addresses"`
+	Swarm struct {
+		NAT bool `json:"NAT"`
+	} `json:"Swarm"`
 	Bootstrap []string `json:"Bootstrap"`
 	Roles     []string `json:"Roles"`
 	Sessions  struct {
@@ -249,8 +260,14 @@ const maxConfigSize = 1 << 20
 // (mode 0600) with the defaults and the given bootstrap peers. The repo
 // dir and its datastore dir are made mode 0700 even if they existed with
 // another mode: the datastore holds the weight shares. It fails if the repo
-// already has a config.
+// already has a config. Its addresses are the test profile's
+// (ProfileTest): InitProfile chooses.
 func Init(repoDir string, bootstrap []string) (peer.ID, error) {
+	return InitProfile(repoDir, bootstrap, ProfileTest)
+}
+
+// initRepo is Init with the profile's addresses.
+func initRepo(repoDir string, bootstrap []string, prof profileFile) (peer.ID, error) {
 	if repoDir == "" {
 		return "", errors.New("init: repo dir is empty")
 	}
@@ -281,9 +298,10 @@ func Init(repoDir string, bootstrap []string) (peer.ID, error) {
 	var fc fileConfig
 	fc.Identity.PeerID = id.String()
 	fc.Identity.PrivKey = base64.StdEncoding.EncodeToString(raw)
-	fc.Addresses.Listen = def.Listen
+	fc.Addresses.Listen = prof.listen
 	fc.Addresses.Announce = []string{}
-	fc.Addresses.API = "127.0.0.1:0"
+	fc.Addresses.API = prof.api
+	fc.Swarm.NAT = prof.nat
 	fc.Bootstrap = append([]string{}, bootstrap...)
 	fc.Roles = def.Roles
 	fc.Sessions.Timeout = def.SessionTimeout.String()
@@ -390,6 +408,7 @@ func parseConfig(b []byte) (Config, error) {
 	c.Announce = fc.Addresses.Announce
 	c.APIAddr = fc.Addresses.API
 	c.Bootstrap = fc.Bootstrap
+	c.NAT = fc.Swarm.NAT
 	if fc.Roles != nil {
 		c.Roles = fc.Roles
 	}

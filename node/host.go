@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	"github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,8 +107,10 @@ func resourceManager(maxSessions int) (network.ResourceManager, error) {
 
 // newHost builds the libp2p host: TCP, QUIC and WebSockets (what browsers
 // dial: /ip4/.../tcp/N/ws), Noise and TLS, yamux, the resource and
-// connection managers, no relay, no NAT port mapping (and no mDNS: peers
-// come from the bootstrap list and the DHT).
+// connection managers, the NAT tools and relaying when Config.NAT or the
+// relay role asks (natOptions; else no relay, no port mapping), no mDNS
+// (peers come from the bootstrap list and the DHT). A listen address
+// another process holds is refused (checkListenFree, checkListened).
 func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager, error) {
 	rm, err := resourceManager(cfg.MaxSessions)
 	if err != nil {
@@ -126,8 +129,9 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager,
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
 	}
+	var hp atomic.Pointer[host.Host]
+	opts = append(opts, natOptions(cfg, &hp)...)
 	if len(cfg.Listen) == 0 {
 		opts = append(opts, libp2p.NoListenAddrs)
 	} else {
@@ -156,6 +160,7 @@ func newHost(cfg Config, sk crypto.PrivKey) (host.Host, network.ResourceManager,
 		rm.Close()
 		return nil, nil, err
 	}
+	hp.Store(&h)
 	return h, rm, nil
 }
 

@@ -21,16 +21,24 @@ import (
 // apiTimeout bounds a request to the local daemon's HTTP API.
 const apiTimeout = 10 * time.Second
 
+// errNoDaemon is daemonDo's error when the repo has no api file.
+var errNoDaemon = errors.New("no daemon running")
+
 // daemonGet fetches path from the HTTP API of the daemon running on the
 // repo (its address is in the repo's api file) and decodes the JSON answer.
 func (c *cli) daemonGet(ctx context.Context, path string, v any) error {
+	return c.daemonDo(ctx, http.MethodGet, path, v)
+}
+
+// daemonDo is daemonGet with a method.
+func (c *cli) daemonDo(ctx context.Context, method, path string, v any) error {
 	repo, err := c.repoDir()
 	if err != nil {
 		return err
 	}
 	b, err := os.ReadFile(filepath.Join(repo, node.APIFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no daemon running on repo %s (no api file): start one with \"grid daemon\"", repo)
+		return fmt.Errorf("%w on repo %s (no api file): start one with \"grid daemon\"", errNoDaemon, repo)
 	}
 	if err != nil {
 		return fmt.Errorf("read api file: %w", err)
@@ -38,7 +46,7 @@ func (c *cli) daemonGet(ctx context.Context, path string, v any) error {
 	addr := strings.TrimSpace(string(b))
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
 	if err != nil {
 		return fmt.Errorf("api address %q in %s: %w", addr, filepath.Join(repo, node.APIFile), err)
 	}
@@ -89,13 +97,28 @@ func apiCmd[T any](c *cli, use, short, path string, prepare func(*T), text func(
 }
 
 func (c *cli) idCmd() *cobra.Command {
-	return apiCmd(c, "id", "Show the running daemon's peer ID, addresses and roles", "/api/v0/id", nil,
+	cmd := apiCmd(c, "id", "Show the peer ID, addresses and roles (the daemon's, else the repo's)", "/api/v0/id", nil,
 		func(w io.Writer, info *node.IDInfo) {
 			fmt.Fprintf(w, "peer ID %s\nroles %s\n", info.ID, strings.Join(info.Roles, ","))
 			for _, a := range info.Addresses {
 				fmt.Fprintf(w, "address %s\n", a)
 			}
 		})
+	cmd.Long = `Show the peer ID, roles and addresses of the daemon running on the repo
+(through its HTTP API: "address MULTIADDR" lines, dialable). With no daemon
+running, grid id works offline from the repo: the peer ID, the roles and
+the configured listen addresses ("listen MULTIADDR" lines), then an
+"offline: ..." line; --json then has "online": false.`
+	online := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		err := online(cmd, args)
+		if errors.Is(err, errNoDaemon) {
+			asJSON, _ := cmd.Flags().GetBool("json")
+			return runE(func(*cobra.Command, []string) error { return c.idOffline(c.stdout, asJSON) })(cmd, args)
+		}
+		return err
+	}
+	return cmd
 }
 
 func (c *cli) peersCmd() *cobra.Command {

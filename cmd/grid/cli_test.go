@@ -37,7 +37,7 @@ func checkOneLine(t *testing.T, stderr, want string) {
 func initRepo(t *testing.T, args ...string) (string, string) {
 	t.Helper()
 	repo := filepath.Join(t.TempDir(), "repo")
-	code, stdout, stderr := runCLI(t, nil, append([]string{"init", "--repo", repo, "--json"}, args...)...)
+	code, stdout, stderr := runCLI(t, nil, append([]string{"init", "--profile", "test", "--repo", repo, "--json"}, args...)...)
 	if code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
 	}
@@ -124,9 +124,10 @@ func TestUsageAndInputErrors(t *testing.T) {
 		{"bad log level", []string{"daemon", "--repo", repo, "--log-level", "loud"}, nil, 2, "--log-level"},
 		{"bad role", []string{"daemon", "--repo", repo, "--roles", "oracle"}, nil, 2, `"oracle" is not one of`},
 		{"bad listen", []string{"daemon", "--repo", repo, "--listen", "tcp:4001"}, nil, 2, "Listen[0]"},
+		{"bad profile", []string{"init", "--repo", filepath.Join(empty, "p"), "--profile", "prod"}, nil, 2, `--profile "prod" is not one of default, test`},
+		{"shutdown no daemon", []string{"shutdown", "--repo", repo}, nil, 1, "no daemon running"},
 		{"daemon no repo", []string{"daemon", "--repo", empty}, nil, 1, `run "grid init" first`},
 		{"init bad bootstrap", []string{"init", "--repo", filepath.Join(empty, "r"), "--bootstrap", "x"}, nil, 2, "is not a peer multiaddr"},
-		{"id no daemon", []string{"id", "--repo", repo}, nil, 1, "no daemon running"},
 		{"peers no daemon", []string{"peers", "--repo", repo}, nil, 1, "no daemon running"},
 		{"unpublish no name", []string{"unpublish"}, nil, 2, "accepts 1 arg"},
 	}

@@ -27,7 +27,7 @@ func (c *cli) daemonCmd() *cobra.Command {
 		Long: `Run the node of the repo: a libp2p host in DHT server mode that serves its
 roles (holder: stores weight shares and runs MPC sessions; dealer: deals
 correlated randomness; host: serves plain models) and a local HTTP API
-(/api/v0/id, /api/v0/peers, /debug/metrics/prometheus; its address goes in
+(/api/v0/id, /api/v0/peers, /api/v0/shutdown, /debug/metrics/prometheus; its address goes in
 the repo's "api" file) that also serves the browser client: a page at "/"
 that lists the models and queries them privately from the browser, over
 libp2p WebSockets (the daemon needs a /ws listen address, in the default
@@ -76,7 +76,11 @@ shut it down cleanly (exit 0).`,
 			if err := cfg.Validate(); err != nil {
 				return badInput(err)
 			}
-			return c.runDaemon(cmd.Context(), cfg)
+			// grid shutdown (the API's /api/v0/shutdown) stops it as SIGTERM does.
+			ctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			cfg.Shutdown = stop
+			return c.runDaemon(ctx, cfg)
 		}),
 	}
 	fs := cmd.Flags()

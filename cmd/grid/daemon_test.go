@@ -80,7 +80,11 @@ wait:
 		t.Errorf("grid peers of a lone daemon: exit %d, %q, want \"no peers\"", code, stdout)
 	}
 
-	cancel()
+	// grid shutdown stops it through the API, as SIGTERM does.
+	code, stdout, errOut = runCLI(t, nil, "shutdown", "--repo", repo)
+	if code != 0 || stdout != "daemon of "+repo+" stopped\n" || errOut != "" {
+		t.Errorf("grid shutdown: exit %d, stdout %q, stderr %q", code, stdout, errOut)
+	}
 	select {
 	case code := <-done:
 		if code != 0 {
@@ -92,9 +96,12 @@ wait:
 	if _, err := os.Stat(filepath.Join(repo, "api")); !os.IsNotExist(err) {
 		t.Errorf("api file left after shutdown: %v", err)
 	}
-	code, _, errOut = runCLI(t, nil, "id", "--repo", repo)
-	if code != 1 || !strings.Contains(errOut, "no daemon running") {
-		t.Errorf("grid id after shutdown: exit %d, %q", code, errOut)
+	// Offline, grid id answers from the repo.
+	code, stdout, errOut = runCLI(t, nil, "id", "--repo", repo)
+	wantID := "peer ID " + id + "\nroles holder,dealer,host\nlisten /ip4/127.0.0.1/tcp/0\nlisten /ip4/127.0.0.1/tcp/0/ws\n" +
+		"offline: no daemon runs on this repo (addresses as configured)\n"
+	if code != 0 || stdout != wantID || errOut != "" {
+		t.Errorf("grid id offline: exit %d, stdout %q, stderr %q; want %q", code, stdout, errOut, wantID)
 	}
 }
 

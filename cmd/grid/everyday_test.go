@@ -99,26 +99,26 @@ func TestOps(t *testing.T) {
 		}
 	}
 
-	// A model with a Softmax: refused at import, pointing to grid ops.
+	// A model with an op no importer knows: refused at import, pointing to grid ops.
 	g := &onnxpb.GraphProto{
 		Name:   "g",
 		Input:  []*onnxpb.ValueInfoProto{valueInfo("x", 2)},
 		Output: []*onnxpb.ValueInfoProto{valueInfo("y", 2)},
-		Node:   []*onnxpb.NodeProto{{OpType: "Softmax", Name: "sm", Input: []string{"x"}, Output: []string{"y"}}},
+		Node:   []*onnxpb.NodeProto{{OpType: "Frobnicate", Name: "fr", Input: []string{"x"}, Output: []string{"y"}}},
 	}
 	b, err := proto.Marshal(&onnxpb.ModelProto{IrVersion: 8, OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: 13}}, Graph: g})
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "softmax.onnx")
+	file := filepath.Join(t.TempDir(), "frob.onnx")
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	repo, _ := initRepo(t)
-	code, stdout, stderr := runCLI(t, nil, "publish", file, "--id", "sm", "--repo", repo)
-	want := "grid: import " + file + `: unsupported op Softmax (node sm) (see "grid ops" for the supported ONNX ops)` + "\n"
+	code, stdout, stderr := runCLI(t, nil, "publish", file, "--id", "fr", "--repo", repo)
+	want := "grid: import " + file + `: unsupported op Frobnicate (node fr) (see "grid ops" for the supported ONNX ops)` + "\n"
 	if code != exitUsage || stdout != "" || stderr != want {
-		t.Errorf("publish of a Softmax model: exit %d, stdout %q, stderr %q; want exit 2 and %q", code, stdout, stderr, want)
+		t.Errorf("publish of a model with an unknown op: exit %d, stdout %q, stderr %q; want exit 2 and %q", code, stdout, stderr, want)
 	}
 }
 

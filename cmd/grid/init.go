@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
@@ -17,22 +19,37 @@ func (c *cli) initCmd() *cobra.Command {
 	var (
 		bootstrap []string
 		asJSON    bool
+		prof      string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create the repo dir: an ed25519 identity and a config",
 		Long: `Create the repo dir (--repo, else $GRID_PATH, else ~/.grid): a fresh ed25519
 identity and a JSON config (file mode 0600, it holds the private key), with
-loopback listen addresses, every role, and the given bootstrap peers. Every
-other command needs a repo: client commands use its identity, so "grid init"
-comes first. It fails if the repo already exists.`,
+every role and the given bootstrap peers. Every other command needs a repo:
+client commands use its identity, so "grid init" comes first. It fails if
+the repo already exists.
+
+Profiles (--profile):
+  default  a node others can reach: TCP and QUIC on all interfaces at grid's
+           port 4301 (WebSockets at 4302), the HTTP API at 127.0.0.1:5301,
+           and go-libp2p's NAT tools (AutoNAT v2, circuit relay v2 client,
+           hole punching, port mapping); "--roles ...,relay" on the daemon
+           also serves as a relay for peers behind NATs.
+  test     this machine's loopback only, free ports, no NAT tools: for
+           tests, local swarms and several nodes on one machine.
+Edit the config later with "grid config" and "grid bootstrap".`,
 		Example: `  grid init
+  grid init --profile test --repo /tmp/n1
   grid init --repo /tmp/owner --bootstrap /ip4/127.0.0.1/tcp/4301/p2p/12D3KooW...`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			repo, err := c.repoDir()
 			if err != nil {
 				return err
+			}
+			if !slices.Contains(node.Profiles, prof) {
+				return usageErrorf("--profile %q is not one of %s", prof, strings.Join(node.Profiles, ", "))
 			}
 			bs := c.bootstrapFrom(bootstrap)
 			if err := checkPeerAddrs("--bootstrap", bs); err != nil {
@@ -43,7 +60,7 @@ comes first. It fails if the repo already exists.`,
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("check repo %s: %w", repo, err)
 			}
-			id, err := node.Init(repo, bs)
+			id, err := node.InitProfile(repo, bs, prof)
 			if err != nil {
 				return err
 			}
@@ -55,6 +72,7 @@ comes first. It fails if the repo already exists.`,
 		}),
 	}
 	cmd.Flags().StringSliceVar(&bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/ (repeatable; default $GRID_BOOTSTRAP)")
+	cmd.Flags().StringVar(&prof, "profile", node.ProfileDefault, "config profile: default (reachable, port 4301, NAT tools) or test (loopback, free ports)")
 	addJSONFlag(cmd.Flags(), &asJSON)
 	return cmd
 }

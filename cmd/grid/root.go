@@ -98,6 +98,9 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.`,
 		c.demoCmd(),
 		c.versionCmd(),
 		c.opsCmd(),
+		c.configCmd(),
+		c.bootstrapCmd(),
+		c.shutdownCmd(),
 	)
 	// grid --version prints what grid version does.
 	var showVersion bool

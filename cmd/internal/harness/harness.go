@@ -81,7 +81,7 @@ func Init(ctx context.Context, bin, repo string, extra ...string) (string, error
 }
 
 func initRepo(ctx context.Context, opts Options, repo string, extra ...string) (string, error) {
-	args := append([]string{"init", "--repo", repo, "--json"}, extra...)
+	args := append([]string{"init", "--profile", "test", "--repo", repo, "--json"}, extra...)
 	res, err := Run(ctx, opts.Bin, opts.Env, args...)
 	if err != nil {
 		return "", err

@@ -56,6 +56,7 @@ func fakeGrid(state string, args []string) int {
 	api := fs.String("api", "", "")
 	plain := fs.Bool("plain", false, "")
 	fs.Bool("quiet", false, "")
+	fs.String("profile", "", "") // grid init --profile test (harness.Init)
 	fs.Duration("timeout", 0, "")
 	var listen, announce, bootstrap multi
 	fs.Var(&listen, "listen", "")
