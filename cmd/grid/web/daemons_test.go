@@ -249,11 +249,13 @@ func latency(t *testing.T, s *browserSwarm, d *driver) {
 	const n = 20
 	sample := []float64{0, 0, 2, 13, 16, 9, 0, 0, 0, 0, 12, 12, 7, 16, 3, 0, 0, 1, 14, 3, 0, 16, 4, 0, 0, 0, 0, 4, 10, 16, 6, 0, 0, 0, 0, 13, 16, 16, 9, 0, 0, 0, 0, 5, 13, 1, 0, 0, 0, 0, 0, 11, 9, 0, 0, 0, 0, 0, 1, 16, 4, 0, 0, 0}
 	type figure struct {
-		Model      string    `json:"model"`
-		BrowserMS  []float64 `json:"browser_ms"`
-		CLIMS      []float64 `json:"cli_total_ms"`
-		BrowserMed float64   `json:"browser_median_ms"`
-		CLIMed     float64   `json:"cli_median_ms"`
+		Model      string             `json:"model"`
+		BrowserMS  []float64          `json:"browser_ms"`
+		CLIMS      []float64          `json:"cli_total_ms"`
+		BrowserMed float64            `json:"browser_median_ms"`
+		CLIMed     float64            `json:"cli_median_ms"`
+		Stages     map[string]float64 `json:"browser_stage_median_ms"`
+		Online     float64            `json:"holders_online_median_ms"`
 	}
 	var figs []figure
 	for _, c := range []struct {
@@ -265,14 +267,29 @@ func latency(t *testing.T, s *browserSwarm, d *driver) {
 		{"digits", sample, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(sample)), ","), "[]")},
 	} {
 		f := figure{Model: c.model}
+		stages := map[string][]float64{}
+		var online []float64
 		for _, r := range d.api(c.model, c.values, n) {
 			f.BrowserMS = append(f.BrowserMS, r.MS)
+			online = append(online, r.Online)
+			for k, v := range r.Stages {
+				stages[k] = append(stages[k], v)
+			}
+		}
+		f.Stages, f.Online = map[string]float64{}, median(online)
+		for k, v := range stages {
+			f.Stages[k] = median(v)
 		}
 		for range 5 {
 			f.CLIMS = append(f.CLIMS, s.infer(c.model, "--values", c.flag).TotalMS)
 		}
 		f.BrowserMed, f.CLIMed = median(f.BrowserMS), median(f.CLIMS)
-		t.Logf("%s: browser median %.1f ms over %d queries (min %.1f), CLI total_ms median %.1f over %d", c.model, f.BrowserMed, n, slices.Min(f.BrowserMS), f.CLIMed, len(f.CLIMS))
+		var st []string
+		for _, k := range []string{"prepare", "open", "deal", "collect", "reveal"} {
+			st = append(st, fmt.Sprintf("%s %.1f", k, f.Stages[k]))
+		}
+		t.Logf("%s: browser median %.1f ms over %d queries (min %.1f; stage medians %s ms; holders online %.1f ms), CLI total_ms median %.1f over %d",
+			c.model, f.BrowserMed, n, slices.Min(f.BrowserMS), strings.Join(st, ", "), f.Online, f.CLIMed, len(f.CLIMS))
 		figs = append(figs, f)
 	}
 	if path := os.Getenv("GRID_BROWSER_FIGURES"); path != "" {
