@@ -186,16 +186,18 @@ type pageResult struct {
 
 // apiResult is one window.grid.infer answer.
 type apiResult struct {
-	Output  []float64 `json:"output"`
-	Shape   []int     `json:"shape"`
-	MS      float64   `json:"ms"`
-	Rounds  int       `json:"rounds"`
-	Bytes   int       `json:"bytes"`
-	Upload  int       `json:"upload"`
-	Holders []string  `json:"holders"`
-	Dealer  string    `json:"dealer"`
-	Error   string    `json:"error"`
-	Code    string    `json:"code"`
+	Output  []float64          `json:"output"`
+	Shape   []int              `json:"shape"`
+	MS      float64            `json:"ms"`
+	Stages  map[string]float64 `json:"stages"`
+	Online  float64            `json:"onlineMs"`
+	Rounds  int                `json:"rounds"`
+	Bytes   int                `json:"bytes"`
+	Upload  int                `json:"upload"`
+	Holders []string           `json:"holders"`
+	Dealer  string             `json:"dealer"`
+	Error   string             `json:"error"`
+	Code    string             `json:"code"`
 }
 
 func (d *driver) query(q map[string]any) pageResult {

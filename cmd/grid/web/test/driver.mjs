@@ -77,7 +77,7 @@ async function api (c) {
     for (let i = 0; i < n; i++) {
       try {
         const r = await window.grid.infer(name, values)
-        out.push({ output: r.output, shape: r.shape, ms: r.ms, rounds: r.rounds, bytes: r.bytes, upload: r.upload, holders: r.holders, dealer: r.dealer })
+        out.push({ output: r.output, shape: r.shape, ms: r.ms, stages: r.stages, onlineMs: r.onlineMs, rounds: r.rounds, bytes: r.bytes, upload: r.upload, holders: r.holders, dealer: r.dealer })
       } catch (err) {
         out.push({ error: err.message, code: err.code })
       }
