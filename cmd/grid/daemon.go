@@ -71,7 +71,8 @@ shut it down cleanly (exit 0).`,
 				}
 			}
 			cfg.Web = web.Handler()
-			cfg.Logger = newLogger(c.stderr, level, false)
+			logs := &gate{w: c.stderr}
+			cfg.Logger = newLogger(logs, level, false)
 			setLibraryLogs(c.getenv, c.stderr, level)
 			if err := cfg.Validate(); err != nil {
 				return badInput(err)
@@ -80,7 +81,7 @@ shut it down cleanly (exit 0).`,
 			ctx, stop := context.WithCancel(cmd.Context())
 			defer stop()
 			cfg.Shutdown = stop
-			return c.runDaemon(ctx, cfg)
+			return c.runDaemon(ctx, cfg, logs)
 		}),
 	}
 	fs := cmd.Flags()
@@ -95,9 +96,10 @@ shut it down cleanly (exit 0).`,
 
 // runDaemon starts the node, prints the ready protocol (see
 // cmd/internal/harness), and runs until ctx ends (SIGINT/SIGTERM).
-func (c *cli) runDaemon(ctx context.Context, cfg node.Config) error {
+func (c *cli) runDaemon(ctx context.Context, cfg node.Config, logs *gate) error {
 	n, err := node.New(ctx, cfg)
 	if err != nil {
+		logs.open() // what the failed start logged, before grid's line
 		if errors.Is(err, node.ErrRepoLocked) {
 			return fmt.Errorf("%w (is another daemon running on this repo?)", err)
 		}
@@ -119,6 +121,7 @@ func (c *cli) runDaemon(ctx context.Context, cfg node.Config) error {
 		}
 	}
 	fmt.Fprintln(c.stdout, "daemon is ready")
+	logs.open() // the start's logs after the banner
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	done := make(chan error, 1)

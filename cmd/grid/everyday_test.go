@@ -205,3 +205,21 @@ func TestReadableOutput(t *testing.T) {
 		t.Errorf("grid --help lost --repo: %q", rootHelp)
 	}
 }
+
+// TestLogGate checks that the daemon's start logs wait for its banner.
+func TestLogGate(t *testing.T) {
+	var b strings.Builder
+	g := &gate{w: &b}
+	logger := newLogger(g, slog.LevelInfo, false)
+	logger.Info("manifest accepted", "id", "convnet")
+	if b.Len() != 0 {
+		t.Fatalf("log written before the gate opened: %q", b.String())
+	}
+	b.WriteString("daemon is ready\n")
+	g.open()
+	logger.Info("later")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || lines[0] != "daemon is ready" || !strings.HasSuffix(lines[1], `msg="manifest accepted" id=convnet`) || !strings.HasSuffix(lines[2], "msg=later") {
+		t.Errorf("gated logs %q: want the banner, the held line, the later one", lines)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -82,4 +83,39 @@ func (h dropSelf) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h dropSelf) WithGroup(name string) slog.Handler {
 	return dropSelf{h.Handler.WithGroup(name), h.rename}
+}
+
+// gate holds what is written to it until open, then writes it through:
+// the daemon's logs during its start (a restarted holder replays its
+// stored manifests: "manifest accepted" lines) come after its ready
+// banner, not before it, when stdout and stderr go to one file.
+type gate struct {
+	mu     sync.Mutex
+	w      io.Writer
+	held   []byte
+	opened bool
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		if len(g.held) < 1<<20 {
+			g.held = append(g.held, p...)
+		}
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+// open writes what was held and lets later writes through.
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.opened {
+		return
+	}
+	g.opened = true
+	_, _ = g.w.Write(g.held)
+	g.held = nil
 }
