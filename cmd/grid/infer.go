@@ -77,7 +77,14 @@ clear) and refused for an MPC model. It prints the output tensor, or for a
 classifier's batch (output [N, C]) one line per sample with its predicted
 class ("sample 0: class 3  [...]"); --json prints {"model", "shape",
 "output" (the flat list, row-major), "mode", "holders", "dealer", "rounds",
-"bytes_sent", "bytes_recv", "online_ms", "total_ms"}.`,
+"bytes_sent", "bytes_recv", "online_ms", "total_ms"}.
+
+Precision and range: values are fixed point with 16 fractional bits (a
+resolution of 2^-16, about 1.5e-5, per value), and every product sum inside
+the model, bias included, must stay within ±2^30 (about ±1.07e9). Inputs
+beyond the range the model's owner declared (grid publish --input-range)
+are refused, and a result that overflowed is reported as an error, never
+printed.`,
 		Example: `  grid infer convnet --values 5,3
   grid infer digits --input sample.npy --dealer self --json`,
 		Args: cobra.ExactArgs(1),
