@@ -1,7 +1,9 @@
 package node
 
 import (
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -32,12 +34,30 @@ func (n *Node) serveShutdown(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 		return
 	}
+	// DNS rebinding: a page of another origin whose name resolves to this
+	// address has a matching Origin and Host, but its Host is a name. The
+	// CLI addresses the API by IP (the repo's api file).
+	if !literalHost(r.Host) {
+		http.Error(w, "request for host "+r.Host+" refused: address the API by IP or localhost", http.StatusForbidden)
+		return
+	}
 	if n.cfg.Shutdown == nil {
 		http.Error(w, "this node cannot be shut down through its API", http.StatusNotImplemented)
 		return
 	}
 	writeJSON(w, map[string]string{"status": "shutting down"})
 	go n.cfg.Shutdown()
+}
+
+// literalHost reports whether an HTTP Host header names an IP address or
+// localhost (not a DNS name an attacker controls).
+func literalHost(h string) bool {
+	host, _, err := net.SplitHostPort(h)
+	if err != nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	return host == "localhost" || net.ParseIP(host) != nil
 }
 
 // PeerID returns the peer ID of the config's identity.
