@@ -104,8 +104,8 @@ func TestBootstrapCommand(t *testing.T) {
 		return runCLI(t, nil, append(args, "--repo", repo)...)
 	}
 	steps := []struct {
-		args       []string
-		code       int
+		args        []string
+		code        int
 		out, errOut string
 	}{
 		{[]string{"bootstrap", "list"}, 0, a + "\n", ""},

@@ -61,14 +61,14 @@ func TestImportActivations(t *testing.T) {
 			name:    "hard swish",
 			model:   newGraph(14, "N", 3).node("HardSwish", "h", []string{"x"}, []string{"y"}),
 			inShape: []int{-1, 3}, ops: []plan.Op{plan.HardSwish},
-			x: dense([]int{1, 3}, -4, 1, 4), want: dense([]int{1, 3}, 0, 1 * (1.0/6 + 0.5), 4),
+			x: dense([]int{1, 3}, -4, 1, 4), want: dense([]int{1, 3}, 0, 1*(1.0/6+0.5), 4),
 		},
 		{
 			name: "silu (x times its sigmoid)",
 			model: newGraph(13, "N", 2).node("Sigmoid", "s", []string{"x"}, []string{"s"}).
 				node("Mul", "m", []string{"s", "x"}, []string{"y"}),
 			inShape: []int{-1, 2}, ops: []plan.Op{plan.SiLU},
-			x: dense([]int{1, 2}, -1, 2), want: dense([]int{1, 2}, -sig(-1), 2 * sig(2)),
+			x: dense([]int{1, 2}, -1, 2), want: dense([]int{1, 2}, -sig(-1), 2*sig(2)),
 		},
 		{
 			name: "sigmoid gate (squeeze-and-excitation)",

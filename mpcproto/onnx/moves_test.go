@@ -128,8 +128,8 @@ func TestImportMoves(t *testing.T) {
 			x: dense([]int{1, 4}, 1, 2, 10, 20), want: dense([]int{1, 2}, -9, -18),
 		},
 		{
-			name: "split sizes input",
-			model: newGraph(13, "N", 3).init(intsT("sz", 1, 2)).node("Split", "sp", []string{"x", "sz"}, []string{"y", ""}, aInt("axis", -1)),
+			name:    "split sizes input",
+			model:   newGraph(13, "N", 3).init(intsT("sz", 1, 2)).node("Split", "sp", []string{"x", "sz"}, []string{"y", ""}, aInt("axis", -1)),
 			inShape: []int{-1, 3}, ops: []plan.Op{plan.Slice},
 			x: dense([]int{1, 3}, 1, 2, 3), want: dense([]int{1, 1}, 1),
 		},

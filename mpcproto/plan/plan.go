@@ -135,25 +135,25 @@ type Const struct {
 // Pads or Dilations means the ONNX default (1s, 0s, 1s) and Group 0 means 1;
 // Attrs.Spatial and Attrs.Groups resolve them. The importer writes them all.
 type Attrs struct {
-	Strides         []int   `json:"strides,omitempty"`
-	Pads            []int   `json:"pads,omitempty"`
-	Dilations       []int   `json:"dilations,omitempty"`
-	Kernel          []int   `json:"kernel,omitempty"`
-	Group           int     `json:"group,omitempty"`
-	CeilMode        bool    `json:"ceil_mode,omitempty"`
-	CountIncludePad bool    `json:"count_include_pad,omitempty"`
-	Axis            int     `json:"axis,omitempty"`
-	Shape           []int   `json:"shape,omitempty"`
-	Value           float64 `json:"value,omitempty"`
-	Const           *Const  `json:"const,omitempty"`
-	Perm            []int   `json:"perm,omitempty"`
-	Axes            []int   `json:"axes,omitempty"`
-	Starts          []int   `json:"starts,omitempty"`
-	Ends            []int   `json:"ends,omitempty"`
-	Steps           []int   `json:"steps,omitempty"`
-	Indices         []int   `json:"indices,omitempty"`
-	IndexShape      []int   `json:"index_shape,omitempty"`
-	KeepDims        bool    `json:"keepdims,omitempty"`
+	Strides         []int    `json:"strides,omitempty"`
+	Pads            []int    `json:"pads,omitempty"`
+	Dilations       []int    `json:"dilations,omitempty"`
+	Kernel          []int    `json:"kernel,omitempty"`
+	Group           int      `json:"group,omitempty"`
+	CeilMode        bool     `json:"ceil_mode,omitempty"`
+	CountIncludePad bool     `json:"count_include_pad,omitempty"`
+	Axis            int      `json:"axis,omitempty"`
+	Shape           []int    `json:"shape,omitempty"`
+	Value           float64  `json:"value,omitempty"`
+	Const           *Const   `json:"const,omitempty"`
+	Perm            []int    `json:"perm,omitempty"`
+	Axes            []int    `json:"axes,omitempty"`
+	Starts          []int    `json:"starts,omitempty"`
+	Ends            []int    `json:"ends,omitempty"`
+	Steps           []int    `json:"steps,omitempty"`
+	Indices         []int    `json:"indices,omitempty"`
+	IndexShape      []int    `json:"index_shape,omitempty"`
+	KeepDims        bool     `json:"keepdims,omitempty"`
 	Min             *float64 `json:"min,omitempty"`
 	Max             *float64 `json:"max,omitempty"`
 	Alpha           float64  `json:"alpha,omitempty"`
