@@ -155,6 +155,8 @@ Identity.* cannot be set. A running daemon reads the config when it starts.`,
 	return cmd
 }
 
+// bootstrapCmd is "grid bootstrap": list, add or remove the repo's bootstrap
+// peers.
 func (c *cli) bootstrapCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bootstrap add|rm|list",
@@ -165,7 +167,18 @@ client command connects to first (multiaddrs ending in /p2p/PEER). "rm
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	list := &cobra.Command{
+	var noAll, all bool
+	addCmd := &cobra.Command{Use: "add MULTIADDR...", Short: "Add bootstrap peers", Args: cobra.MinimumNArgs(1), RunE: c.editBootstrap(true, &noAll)}
+	rmCmd := &cobra.Command{Use: "rm (MULTIADDR... | --all)", Short: "Remove bootstrap peers", RunE: c.editBootstrap(false, &all)}
+	rmCmd.Flags().BoolVar(&all, "all", false, "remove every bootstrap peer")
+	cmd.AddCommand(c.bootstrapListCmd(), addCmd, rmCmd)
+	return cmd
+}
+
+// bootstrapListCmd is "grid bootstrap list": it prints the repo's
+// bootstrap peers, one a line.
+func (c *cli) bootstrapListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List the bootstrap peers",
 		Args:  cobra.NoArgs,
@@ -180,74 +193,93 @@ client command connects to first (multiaddrs ending in /p2p/PEER). "rm
 			return nil
 		}),
 	}
-	edit := func(add bool, all *bool) func(*cobra.Command, []string) error {
-		return runE(func(_ *cobra.Command, args []string) error {
-			addrs := splitList(args)
-			if err := checkPeerAddrs("bootstrap address", addrs); err != nil {
+}
+
+// editBootstrap is the RunE of "grid bootstrap add" (add) or "grid
+// bootstrap rm" (all: its --all flag): it edits the Bootstrap list of the
+// repo's raw config, writes it back and prints every address it added or
+// removed.
+func (c *cli) editBootstrap(add bool, all *bool) func(*cobra.Command, []string) error {
+	return runE(func(_ *cobra.Command, args []string) error {
+		addrs := splitList(args)
+		if err := checkPeerAddrs("bootstrap address", addrs); err != nil {
+			return err
+		}
+		if !add && !*all && len(addrs) == 0 {
+			return usageErrorf("give the addresses to remove, or --all")
+		}
+		path, m, err := c.rawConfig()
+		if err != nil {
+			return err
+		}
+		cur := rawBootstrap(m)
+		var changed []string
+		verb := "added"
+		if add {
+			cur, changed = addBootstrap(cur, addrs)
+		} else {
+			verb = "removed"
+			if cur, changed, err = removeBootstrap(cur, addrs, *all); err != nil {
 				return err
 			}
-			if !add && !*all && len(addrs) == 0 {
-				return usageErrorf("give the addresses to remove, or --all")
+		}
+		if cur == nil {
+			cur = []string{}
+		}
+		m["Bootstrap"] = cur
+		if err := writeRawConfig(path, m); err != nil {
+			return err
+		}
+		for _, a := range changed {
+			fmt.Fprintf(c.stdout, "%s %s\n", verb, a)
+		}
+		return nil
+	})
+}
+
+// rawBootstrap is the Bootstrap list of a raw config (its strings; nil
+// when it has none).
+func rawBootstrap(m map[string]any) []string {
+	var cur []string
+	if list, ok := m["Bootstrap"].([]any); ok {
+		for _, v := range list {
+			if s, ok := v.(string); ok {
+				cur = append(cur, s)
 			}
-			path, m, err := c.rawConfig()
-			if err != nil {
-				return err
-			}
-			var cur []string
-			if list, ok := m["Bootstrap"].([]any); ok {
-				for _, v := range list {
-					if s, ok := v.(string); ok {
-						cur = append(cur, s)
-					}
-				}
-			}
-			var changed []string
-			if add {
-				for _, a := range addrs {
-					if !slices.Contains(cur, a) {
-						cur = append(cur, a)
-						changed = append(changed, a)
-					}
-				}
-			} else {
-				var kept []string
-				for _, a := range cur {
-					if *all || slices.Contains(addrs, a) {
-						changed = append(changed, a)
-					} else {
-						kept = append(kept, a)
-					}
-				}
-				cur = kept
-				for _, a := range addrs {
-					if !slices.Contains(changed, a) {
-						return fmt.Errorf("%s is not a bootstrap peer of this repo (see \"grid bootstrap list\")", a)
-					}
-				}
-			}
-			if cur == nil {
-				cur = []string{}
-			}
-			m["Bootstrap"] = cur
-			if err := writeRawConfig(path, m); err != nil {
-				return err
-			}
-			verb := "added"
-			if !add {
-				verb = "removed"
-			}
-			for _, a := range changed {
-				fmt.Fprintf(c.stdout, "%s %s\n", verb, a)
-			}
-			return nil
-		})
+		}
 	}
-	var noAll, all bool
-	addCmd := &cobra.Command{Use: "add MULTIADDR...", Short: "Add bootstrap peers", Args: cobra.MinimumNArgs(1), RunE: edit(true, &noAll)}
-	rmCmd := &cobra.Command{Use: "rm (MULTIADDR... | --all)", Short: "Remove bootstrap peers", RunE: edit(false, &all)}
-	rmCmd.Flags().BoolVar(&all, "all", false, "remove every bootstrap peer")
-	cmd.AddCommand(list, addCmd, rmCmd)
-	return cmd
+	return cur
+}
+
+// addBootstrap appends to cur the addresses it does not hold yet, and
+// returns the new list and those it added.
+func addBootstrap(cur, addrs []string) (next, added []string) {
+	for _, a := range addrs {
+		if !slices.Contains(cur, a) {
+			cur = append(cur, a)
+			added = append(added, a)
+		}
+	}
+	return cur, added
+}
+
+// removeBootstrap removes addrs (every address with all) from cur, and
+// returns the addresses kept and those removed; it fails, on the first
+// address cur does not hold.
+func removeBootstrap(cur, addrs []string, all bool) (kept, removed []string, err error) {
+	for _, a := range cur {
+		if all || slices.Contains(addrs, a) {
+			removed = append(removed, a)
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	for _, a := range addrs {
+		if !slices.Contains(removed, a) {
+			return nil, nil, fmt.Errorf("%s is not a bootstrap peer of this repo (see \"grid bootstrap list\")", a)
+		}
+	}
+	return kept, removed, nil
 }
 
 func (c *cli) shutdownCmd() *cobra.Command {

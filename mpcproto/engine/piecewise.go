@@ -40,7 +40,6 @@ import (
 // a pending input) and the result.
 func (p *party) piecewise(pw *plan.Piecewise, in *shared, pending bool) (x, y []uint64, err error) {
 	n := len(in.Data)
-	J := len(pw.Thresholds)
 	base := pw.Base()
 	if base < 0 {
 		return nil, nil, fmt.Errorf("piecewise function without an exact piece")
@@ -55,42 +54,126 @@ func (p *party) piecewise(pw *plan.Piecewise, in *shared, pending bool) (x, y []
 	if pending && (pw.Square() || pw.Truncated() > 0) {
 		return nil, nil, fmt.Errorf("piecewise function with truncated pieces on a pending input")
 	}
-	var mt *dealer.Material
-	if pending {
-		if mt, err = p.next(dealer.Request{Kind: dealer.KindTrunc, N: n}); err != nil {
-			return nil, nil, err
-		}
-	}
-	ms, err := p.next(dealer.Request{Kind: dealer.KindSign, N: J * n})
+	mt, err := p.requestPieceMaterial(pw, in, pending)
 	if err != nil {
 		return nil, nil, err
 	}
-	cm := ms.Comparison()
-	var mm, m2, mv *dealer.Material
-	if pw.Square() {
-		if mm, err = p.next(dealer.Request{Kind: dealer.KindMul, X: in.Shape, Y: in.Shape}); err != nil {
-			return nil, nil, err
+	c, x, z2, err := p.pieceFirstRound(pw, mt, pv, pending)
+	if err != nil {
+		return nil, nil, err
+	}
+	cr := &pieceCarry{p: p, pw: pw, mt: mt, base: base, shape: in.Shape, x: x, z2: z2, vals: make([][]uint64, len(pw.Pieces))}
+	msb, err := p.msbWith(mt.cmp, c, cr.side)
+	if err != nil {
+		return nil, nil, err
+	}
+	sel, err := p.mulBit(mt.cmp, cr.diffs, cr.d, p.pieceIndicators(pw, msb, base, n))
+	if err != nil {
+		return nil, nil, err
+	}
+	y = cr.vals[base]
+	for k, v := range sel {
+		y[k%n] += v
+	}
+	return x, y, nil
+}
+
+// pieceMaterial is the dealer material of a piecewise evaluation.
+type pieceMaterial struct {
+	trunc *dealer.Material  // the truncation of a pending input, or nil
+	cmp   dealer.Comparison // the J·n comparisons
+	mul   *dealer.Material  // the triple for x·x, or nil
+	sq    *dealer.Material  // the truncation of x·x, or nil
+	vals  *dealer.Material  // the truncation of the pieces that need one, or nil
+}
+
+// requestPieceMaterial asks the dealer for the material of pw on in, in this
+// order: the truncation of a pending input, the comparisons, the triple
+// and truncation of x·x, the truncation of the pieces that need one.
+func (p *party) requestPieceMaterial(pw *plan.Piecewise, in *shared, pending bool) (*pieceMaterial, error) {
+	n := len(in.Data)
+	mt := &pieceMaterial{}
+	var err error
+	if pending {
+		if mt.trunc, err = p.next(dealer.Request{Kind: dealer.KindTrunc, N: n}); err != nil {
+			return nil, err
 		}
-		if m2, err = p.next(dealer.Request{Kind: dealer.KindTrunc, N: n}); err != nil {
-			return nil, nil, err
+	}
+	ms, err := p.next(dealer.Request{Kind: dealer.KindSign, N: len(pw.Thresholds) * n})
+	if err != nil {
+		return nil, err
+	}
+	mt.cmp = ms.Comparison()
+	if pw.Square() {
+		if mt.mul, err = p.next(dealer.Request{Kind: dealer.KindMul, X: in.Shape, Y: in.Shape}); err != nil {
+			return nil, err
+		}
+		if mt.sq, err = p.next(dealer.Request{Kind: dealer.KindTrunc, N: n}); err != nil {
+			return nil, err
 		}
 	}
 	if k := pw.Truncated(); k > 0 {
-		if mv, err = p.next(dealer.Request{Kind: dealer.KindTrunc, N: k * n}); err != nil {
-			return nil, nil, err
+		if mt.vals, err = p.next(dealer.Request{Kind: dealer.KindTrunc, N: k * n}); err != nil {
+			return nil, err
 		}
 	}
+	return mt, nil
+}
 
-	// round 1: the comparisons, the truncation of a pending input, x·x
+// pieceFirstRound is round 1 of a piecewise evaluation on pv: it opens the
+// masked comparisons c, the truncation of a pending input and, with a
+// degree-2 piece, E and F of x·x. It returns the opened comparisons, x (pv
+// truncated when pending) and x·x with 2f fractional bits (nil without a
+// degree-2 piece).
+func (p *party) pieceFirstRound(pw *plan.Piecewise, mt *pieceMaterial, pv []uint64, pending bool) (c, x, z2 []uint64, err error) {
+	c, err = p.pieceComparisons(pw, mt.cmp, pv, pending)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	vs := []vec{arith(c)}
+	if pending {
+		vs = append(vs, arith(p.truncMask(mt.trunc.Trunc(), pv)))
+	}
+	x = pv
+	var sq dealer.Triple
+	if mt.mul != nil {
+		sq = mt.mul.Triple()
+		vs = append(vs, arith(subFrom(x, sq.A)), arith(subFrom(x, sq.B)))
+	}
+	op, err := p.open(vs...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if pending {
+		x = p.truncFinish(mt.trunc.Trunc(), op[1])
+	}
+	if mt.mul != nil {
+		E, F := op[len(op)-2], op[len(op)-1]
+		z2 = make([]uint64, len(x))
+		for i := range z2 {
+			z2[i] = sq.C[i] + E[i]*sq.B[i] + sq.A[i]*F[i]
+			if p.lead() {
+				z2[i] += E[i] * F[i]
+			}
+		}
+	}
+	return op[0], x, z2, nil
+}
+
+// pieceComparisons is c_j = x − t_j + r_j for the J thresholds of every
+// element of pv (threshold j's at j·n), thresholds scaled by 2^f for a
+// pending input.
+func (p *party) pieceComparisons(pw *plan.Piecewise, cm dealer.Comparison, pv []uint64, pending bool) ([]uint64, error) {
+	n := len(pv)
 	shift := uint(0)
 	if pending {
 		shift = p.enc.Frac
 	}
-	c := make([]uint64, J*n)
+	c := make([]uint64, len(pw.Thresholds)*n)
 	for j, t := range pw.Thresholds {
 		te, err := p.enc.EncodeValue(t)
 		if err != nil {
-			return nil, nil, fmt.Errorf("threshold %v: %w", t, err)
+			return nil, fmt.Errorf("threshold %v: %w", t, err)
 		}
 		te <<= shift
 		for i, v := range pv {
@@ -100,84 +183,84 @@ func (p *party) piecewise(pw *plan.Piecewise, in *shared, pending bool) (x, y []
 			}
 		}
 	}
-	vs := []vec{arith(c)}
-	if pending {
-		vs = append(vs, arith(p.truncMask(mt.Trunc(), pv)))
-	}
-	x = pv
-	var sq dealer.Triple
-	if mm != nil {
-		sq = mm.Triple()
-		vs = append(vs, arith(subFrom(x, sq.A)), arith(subFrom(x, sq.B)))
-	}
-	op, err := p.open(vs...)
-	if err != nil {
-		return nil, nil, err
-	}
-	if pending {
-		x = p.truncFinish(mt.Trunc(), op[1])
-	}
-	var z2 []uint64 // x·x with 2f fractional bits
-	if mm != nil {
-		E, F := op[len(op)-2], op[len(op)-1]
-		z2 = make([]uint64, n)
-		for i := range z2 {
-			z2[i] = sq.C[i] + E[i]*sq.B[i] + sq.A[i]*F[i]
-			if p.lead() {
-				z2[i] += E[i] * F[i]
-			}
-		}
-	}
+	return c, nil
+}
 
-	// the carry rounds, with the pieces' truncations and d beside them
-	var x2 []uint64 // x·x truncated
-	vals := make([][]uint64, len(pw.Pieces))
-	var d, diffs []uint64
-	side := func(l int, prev [][]uint64) ([]vec, error) {
-		switch {
-		case l == 0 && m2 != nil:
-			return []vec{arith(p.truncMask(m2.Trunc(), z2))}, nil
-		case l == 1 && m2 != nil:
-			x2 = p.truncFinish(m2.Trunc(), prev[0])
-		}
-		truncRound := 0
-		if m2 != nil {
-			truncRound = 1
-		}
-		if mv != nil && l == truncRound {
-			pre, err := p.pieceProducts(pw, x, x2, in.Shape)
-			if err != nil {
-				return nil, err
-			}
-			return []vec{arith(p.truncMask(mv.Trunc(), pre))}, nil
-		}
-		if mv != nil && l == truncRound+1 {
-			p.pieceValues(pw, vals, p.truncFinish(mv.Trunc(), prev[0]), n)
-		}
-		if l == dealer.SignLevels-1 {
-			if err := p.exactValues(pw, vals, x, in.Shape); err != nil {
-				return nil, err
-			}
-			diffs = make([]uint64, 0, J*n)
-			for i := range pw.Pieces {
-				if i == base {
-					continue
-				}
-				for e := range n {
-					diffs = append(diffs, vals[i][e]-vals[base][e])
-				}
-			}
-			return []vec{arith(subFrom(diffs, cm.A))}, nil
-		}
-		if l == dealer.SignLevels {
-			d = prev[0]
-		}
-		return nil, nil
+// pieceCarry is the state of a piecewise evaluation through the carry
+// rounds of its comparisons, where side opens the truncations of x·x and
+// of the pieces, and d.
+type pieceCarry struct {
+	p     *party
+	pw    *plan.Piecewise
+	mt    *pieceMaterial
+	base  int        // the exact piece every other is compared with
+	shape []int      // the input's shape
+	x     []uint64   // the input
+	z2    []uint64   // x·x with 2f fractional bits, or nil
+	x2    []uint64   // x·x truncated, or nil
+	vals  [][]uint64 // every piece's value, per element
+	diffs []uint64   // v_i − v_base for every piece i but the base
+	d     []uint64   // the opened diffs − a
+}
+
+// side is the sideOpen of the carry rounds: first the truncation of x²
+// (with one), the next the truncation of the pieces that need one, then,
+// in round SignLevels−1, d = diffs − a, opened in the last.
+func (s *pieceCarry) side(l int, prev [][]uint64) ([]vec, error) {
+	p, mt := s.p, s.mt
+	switch {
+	case l == 0 && mt.sq != nil:
+		return []vec{arith(p.truncMask(mt.sq.Trunc(), s.z2))}, nil
+	case l == 1 && mt.sq != nil:
+		s.x2 = p.truncFinish(mt.sq.Trunc(), prev[0])
 	}
-	msb, err := p.msbWith(cm, op[0], side)
-	if err != nil {
-		return nil, nil, err
+	truncRound := 0
+	if mt.sq != nil {
+		truncRound = 1
 	}
+	if mt.vals != nil && l == truncRound {
+		pre, err := p.pieceProducts(s.pw, s.x, s.x2, s.shape)
+		if err != nil {
+			return nil, err
+		}
+		return []vec{arith(p.truncMask(mt.vals.Trunc(), pre))}, nil
+	}
+	if mt.vals != nil && l == truncRound+1 {
+		p.pieceValues(s.pw, s.vals, p.truncFinish(mt.vals.Trunc(), prev[0]), len(s.x))
+	}
+	if l == dealer.SignLevels-1 {
+		if err := p.exactValues(s.pw, s.vals, s.x, s.shape); err != nil {
+			return nil, err
+		}
+		s.diffs = pieceDiffs(s.vals, s.base, len(s.pw.Thresholds), len(s.x))
+		return []vec{arith(subFrom(s.diffs, mt.cmp.A))}, nil
+	}
+	if l == dealer.SignLevels {
+		s.d = prev[0]
+	}
+	return nil, nil
+}
+
+// pieceDiffs is v_i − v_base for every piece i but the base (J of them,
+// n elements each), in the order of the pieces.
+func pieceDiffs(vals [][]uint64, base, J, n int) []uint64 {
+	diffs := make([]uint64, 0, J*n)
+	for i := range vals {
+		if i == base {
+			continue
+		}
+		for e := range n {
+			diffs = append(diffs, vals[i][e]-vals[base][e])
+		}
+	}
+	return diffs
+}
+
+// pieceIndicators is, for every piece but the base (in the order of
+// pieceDiffs), its XOR-shared indicator from msb_j = NOT b_j: NOT b_0 for
+// the first piece, b_{J−1} for the last, b_{i−1} XOR b_i between.
+func (p *party) pieceIndicators(pw *plan.Piecewise, msb []uint64, base, n int) []uint64 {
+	J := len(pw.Thresholds)
 	ind := make([]uint64, 0, J*n)
 	for i := range pw.Pieces {
 		if i == base {
@@ -199,15 +282,7 @@ func (p *party) piecewise(pw *plan.Piecewise, in *shared, pending bool) (x, y []
 			ind = append(ind, b&1)
 		}
 	}
-	sel, err := p.mulBit(cm, diffs, d, ind)
-	if err != nil {
-		return nil, nil, err
-	}
-	y = vals[base]
-	for k, v := range sel {
-		y[k%n] += v
-	}
-	return x, y, nil
+	return ind
 }
 
 // affine is Pre's w = α·x + β with 2f fractional bits (pending).

@@ -185,65 +185,96 @@ func (c *nodeConv) conv1d(x *act) error {
 	if len(w.shape) != 3 {
 		return fmt.Errorf("weight shape %v: want rank 3 for a 1-D convolution", w.shape)
 	}
-	one := func(name string, def []int) ([]int, error) {
-		v, ok, err := c.attrs.ints(name)
-		if err != nil || !ok {
-			return def, err
-		}
-		if len(v) != len(def) {
-			return nil, fmt.Errorf("%s must have %d values for a 1-D convolution, got %d", name, len(def), len(v))
-		}
-		return v, nil
-	}
-	k, err := one("kernel_shape", []int{w.shape[2]})
+	a, err := c.conv1dAttrs(x, w)
 	if err != nil {
 		return err
+	}
+	return c.emitConv1d(x, w, a)
+}
+
+// conv1dAttrs reads the attributes of a 1-D convolution of x by the
+// weight w and returns them as those of the equivalent 2-D convolution
+// over [N, C, 1, L].
+func (c *nodeConv) conv1dAttrs(x *act, w *ctensor) (plan.Attrs, error) {
+	k, err := c.conv1dInts("kernel_shape", []int{w.shape[2]})
+	if err != nil {
+		return plan.Attrs{}, err
 	}
 	if k[0] != w.shape[2] {
-		return fmt.Errorf("kernel_shape %v does not match weight shape %v", k, w.shape)
+		return plan.Attrs{}, fmt.Errorf("kernel_shape %v does not match weight shape %v", k, w.shape)
 	}
-	st, err := one("strides", []int{1})
+	st, err := c.conv1dInts("strides", []int{1})
 	if err != nil {
-		return err
+		return plan.Attrs{}, err
 	}
-	dil, err := one("dilations", []int{1})
+	dil, err := c.conv1dInts("dilations", []int{1})
 	if err != nil {
-		return err
+		return plan.Attrs{}, err
 	}
-	pads, err := one("pads", []int{0, 0})
+	pads, err := c.conv1dInts("pads", []int{0, 0})
 	if err != nil {
-		return err
+		return plan.Attrs{}, err
 	}
+	if pads, err = c.conv1dAutoPad(pads, x.shape[0][2], st, dil[0], w.shape[2]); err != nil {
+		return plan.Attrs{}, err
+	}
+	group, err := c.attrs.int("group", 1)
+	if err != nil {
+		return plan.Attrs{}, err
+	}
+	if group < 1 {
+		return plan.Attrs{}, fmt.Errorf("group %d must be positive", group)
+	}
+	return plan.Attrs{Strides: []int{1, st[0]}, Pads: []int{0, pads[0], 0, pads[1]}, Dilations: []int{1, dil[0]}, Group: group}, nil
+}
+
+// conv1dInts is the integer attribute name of a 1-D convolution, def when
+// it is absent; it must have as many values as def.
+func (c *nodeConv) conv1dInts(name string, def []int) ([]int, error) {
+	v, ok, err := c.attrs.ints(name)
+	if err != nil || !ok {
+		return def, err
+	}
+	if len(v) != len(def) {
+		return nil, fmt.Errorf("%s must have %d values for a 1-D convolution, got %d", name, len(def), len(v))
+	}
+	return v, nil
+}
+
+// conv1dAutoPad applies the auto_pad attribute to the pads of a 1-D
+// convolution over an input of length in, with the strides st, the
+// dilation dil and a kernel of length k.
+func (c *nodeConv) conv1dAutoPad(pads []int, in int, st []int, dil, k int) ([]int, error) {
 	autoPad, err := c.attrs.str("auto_pad", "NOTSET")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch autoPad {
 	case "NOTSET", "":
+		return pads, nil
 	case "VALID":
-		pads = []int{0, 0}
+		return []int{0, 0}, nil
 	case "SAME_UPPER", "SAME_LOWER":
-		in, s := x.shape[0][2], st[0]
+		s := st[0]
 		if s <= 0 {
-			return fmt.Errorf("strides %v must be positive", st)
+			return nil, fmt.Errorf("strides %v must be positive", st)
 		}
-		ext := dil[0]*(w.shape[2]-1) + 1
+		ext := dil*(k-1) + 1
 		total := max(((in+s-1)/s-1)*s+ext-in, 0)
 		lo := total / 2
 		if autoPad == "SAME_LOWER" {
 			lo = total - total/2
 		}
-		pads = []int{lo, total - lo}
+		return []int{lo, total - lo}, nil
 	default:
-		return fmt.Errorf("auto_pad %q is not supported", autoPad)
+		return nil, fmt.Errorf("auto_pad %q is not supported", autoPad)
 	}
-	group, err := c.attrs.int("group", 1)
-	if err != nil {
-		return err
-	}
-	if group < 1 {
-		return fmt.Errorf("group %d must be positive", group)
-	}
+}
+
+// emitConv1d emits the 2-D convolution of a 1-D one (attributes a): the
+// Reshape of x to [N, C, 1, L], the Conv by the weight w as [M, C/group,
+// 1, K] (and the bias), and the Reshape of its result back to [N, M, L].
+func (c *nodeConv) emitConv1d(x *act, w *ctensor, a plan.Attrs) error {
 	var target [2][]int
 	for b := 0; b < 2; b++ {
 		s := x.shape[b]
@@ -270,7 +301,6 @@ func (c *nodeConv) conv1d(x *act) error {
 		}
 		inputs = append(inputs, bn)
 	}
-	a := plan.Attrs{Strides: []int{1, st[0]}, Pads: []int{0, pads[0], 0, pads[1]}, Dilations: []int{1, dil[0]}, Group: group}
 	y, err := c.im.emit(c.name, plan.Conv, inputs, a, c.out()+"/conv")
 	if err != nil {
 		return err
