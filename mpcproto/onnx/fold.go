@@ -99,16 +99,6 @@ func normAxis(axis, rank int) (int, error) {
 	return axis, nil
 }
 
-func strides(shape []int) []int {
-	s := make([]int, len(shape))
-	n := 1
-	for i := len(shape) - 1; i >= 0; i-- {
-		s[i] = n
-		n *= shape[i]
-	}
-	return s
-}
-
 func foldBinary(op string, a, b *ctensor) (*ctensor, error) {
 	shape, err := plan.Broadcast(a.shape, b.shape)
 	if err != nil {
@@ -340,21 +330,9 @@ func sliceRange(start, end, step, n int) ([]int, error) {
 
 func foldSlice(data *ctensor, starts, ends, axes, steps []int) (*ctensor, error) {
 	r := len(data.shape)
-	if len(ends) != len(starts) {
-		return nil, fmt.Errorf("slice starts %v and ends %v differ in length", starts, ends)
-	}
-	if axes == nil {
-		for i := range starts {
-			axes = append(axes, i)
-		}
-	}
-	if steps == nil {
-		for range starts {
-			steps = append(steps, 1)
-		}
-	}
-	if len(axes) != len(starts) || len(steps) != len(starts) {
-		return nil, errors.New("slice starts, ends, axes and steps differ in length")
+	axes, steps, err := sliceLists(starts, ends, axes, steps)
+	if err != nil {
+		return nil, fmt.Errorf("slice %w", err)
 	}
 	sel := make([][]int, r)
 	for i := 0; i < r; i++ {
@@ -382,7 +360,7 @@ func gatherSel(data *ctensor, sel [][]int) (*ctensor, error) {
 	for i, s := range sel {
 		shape[i] = len(s)
 	}
-	st := strides(data.shape)
+	st := tensor.Strides(data.shape)
 	return gatherAt(data, shape, func(idx []int) int {
 		o := 0
 		for d := range idx {
@@ -430,7 +408,7 @@ func foldTranspose(data *ctensor, perm []int) (*ctensor, error) {
 		seen[p] = true
 		shape[i] = data.shape[p]
 	}
-	st := strides(data.shape)
+	st := tensor.Strides(data.shape)
 	return gatherAt(data, shape, func(idx []int) int {
 		o := 0
 		for d := range idx {

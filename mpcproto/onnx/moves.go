@@ -139,13 +139,13 @@ func (c *nodeConv) slice() error {
 	return c.emit(plan.Slice, []string{x.name}, a)
 }
 
-// sliceAttrs resolves ONNX Slice's lists against activation x into plan
-// attrs; whole axes are left out.
-func sliceAttrs(x *act, starts, ends, axes, steps []int) (plan.Attrs, error) {
-	var a plan.Attrs
-	r := len(x.shape[0])
+// sliceLists checks ONNX Slice's starts, ends, axes and steps for equal
+// lengths and fills the defaults of the optional axes (0, 1, ...) and
+// steps (all 1). It is shared by the folding of constant slices and the
+// conversion of slices of activations.
+func sliceLists(starts, ends, axes, steps []int) ([]int, []int, error) {
 	if len(ends) != len(starts) {
-		return a, fmt.Errorf("starts %v and ends %v differ in length", starts, ends)
+		return nil, nil, fmt.Errorf("starts %v and ends %v differ in length", starts, ends)
 	}
 	if axes == nil {
 		for i := range starts {
@@ -158,7 +158,19 @@ func sliceAttrs(x *act, starts, ends, axes, steps []int) (plan.Attrs, error) {
 		}
 	}
 	if len(axes) != len(starts) || len(steps) != len(starts) {
-		return a, errors.New("starts, ends, axes and steps differ in length")
+		return nil, nil, errors.New("starts, ends, axes and steps differ in length")
+	}
+	return axes, steps, nil
+}
+
+// sliceAttrs resolves ONNX Slice's lists against activation x into plan
+// attrs; whole axes are left out.
+func sliceAttrs(x *act, starts, ends, axes, steps []int) (plan.Attrs, error) {
+	var a plan.Attrs
+	r := len(x.shape[0])
+	axes, steps, err := sliceLists(starts, ends, axes, steps)
+	if err != nil {
+		return a, err
 	}
 	seen := map[int]bool{}
 	for i, ax := range axes {

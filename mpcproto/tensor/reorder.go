@@ -11,8 +11,8 @@ import (
 // element (or a sum of them). Like the maps of index.go, they depend on
 // shapes only.
 
-// rowStrides is the row-major stride of every axis of shape.
-func rowStrides(shape []int) []int {
+// Strides is the row-major stride of every axis of shape.
+func Strides(shape []int) []int {
 	s := make([]int, len(shape))
 	n := 1
 	for i := len(shape) - 1; i >= 0; i-- {
@@ -39,7 +39,7 @@ func TransposeIndex(shape, perm []int) ([]int, []int, error) {
 		seen[p] = true
 		out[i] = shape[p]
 	}
-	st := rowStrides(shape)
+	st := Strides(shape)
 	ost := make([]int, r) // input stride of each output axis
 	for i, p := range perm {
 		ost[i] = st[p]
@@ -80,7 +80,7 @@ func SliceIndex(shape, start, step, count []int) ([]int, error) {
 	if len(start) != r || len(step) != r || len(count) != r {
 		return nil, fmt.Errorf("tensor: slice of a %d-D tensor with %d starts, %d steps, %d counts", r, len(start), len(step), len(count))
 	}
-	st := rowStrides(shape)
+	st := Strides(shape)
 	base := 0
 	ost := make([]int, r)
 	for a := range r {
@@ -189,7 +189,7 @@ func ReduceSum[T Number](t *Dense[T], axes []int, keepDims bool) (*Dense[T], err
 		}
 		out = append(out, d)
 	}
-	st := rowStrides(kept)
+	st := Strides(kept)
 	ost := make([]int, r) // output stride of each input axis
 	for a := range r {
 		if !red[a] {
