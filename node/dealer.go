@@ -225,21 +225,14 @@ func (n *Node) dealFor(ctx context.Context, req *pb.DealRequest, reps []peer.ID)
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	m, err := n.disc.Lookup(lctx, req.Model)
 	cancel()
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %q: %v", ErrUnknownModel, req.Model, err)
-	case m.Mode != discovery.ModeMPC:
-		return nil, nil, fmt.Errorf("%w: model %q is published in %s mode", errBadRequest, m.ID, m.Mode)
-	case !m.AllowRemote:
-		return nil, nil, fmt.Errorf("%w: %q", ErrRemoteInferenceDisabled, m.ID)
-	case !m.MayDeal(n.ID()):
-		return nil, nil, fmt.Errorf("%w: model %q's manifest does not name this dealer (%s)", ErrUntrustedDealer, m.ID, n.ID())
-	case m.Version != req.Version || m.PlanHash != req.PlanHash:
-		return nil, nil, fmt.Errorf("%w: model %q version %d plan %.12s, this dealer knows version %d plan %.12s",
-			errBadRequest, m.ID, req.Version, req.PlanHash, m.Version, m.PlanHash)
 	}
-	if err := checkReplicaChoice(m, reps); err != nil {
+	if err := checkSession(m, req.Version, n.ID(), reps, "dealer"); err != nil {
 		return nil, nil, err
+	}
+	if m.PlanHash != req.PlanHash {
+		return nil, nil, badRequest("model %q plan %.12s, this dealer knows plan %.12s", m.ID, req.PlanHash, m.PlanHash)
 	}
 	p, err := n.plans.get(m)
 	if err != nil {

@@ -201,19 +201,10 @@ func (n *Node) sessionManifest(req *pb.InferRequest, reps []peer.ID, dealerID pe
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
 	m, err := n.disc.Lookup(ctx, req.Model)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrUnknownModel, req.Model, err)
-	case m.Mode != discovery.ModeMPC:
-		return nil, badRequest("model %q is published in %s mode", m.ID, m.Mode)
-	case !m.AllowRemote:
-		return nil, fmt.Errorf("%w: %q", ErrRemoteInferenceDisabled, m.ID)
-	case req.Version != m.Version:
-		return nil, badRequest("model %q version %d, this holder knows version %d", m.ID, req.Version, m.Version)
-	case !m.MayDeal(dealerID):
-		return nil, fmt.Errorf("%w: dealer %s is not the owner of model %q nor a dealer its manifest names", ErrUntrustedDealer, dealerID, m.ID)
 	}
-	if err := checkReplicaChoice(m, reps); err != nil {
+	if err := checkSession(m, req.Version, dealerID, reps, "holder"); err != nil {
 		return nil, err
 	}
 	return m, nil

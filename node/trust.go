@@ -83,6 +83,25 @@ func (n *Node) chooseDealer(ctx context.Context, m *discovery.Manifest, opt stri
 	}
 }
 
+// checkSession checks a session against the model's signed manifest, as
+// every holder (role "holder") and the dealer (role "dealer") do on their
+// own: an mpc model that allows remote inference, at the session's
+// version, whose owner trusts the session's dealer (ErrUntrustedDealer
+// otherwise), with a replica choice that covers its shares.
+func checkSession(m *discovery.Manifest, version uint64, dealer peer.ID, reps []peer.ID, role string) error {
+	switch {
+	case m.Mode != discovery.ModeMPC:
+		return badRequest("model %q is published in %s mode", m.ID, m.Mode)
+	case !m.AllowRemote:
+		return fmt.Errorf("%w: %q", ErrRemoteInferenceDisabled, m.ID)
+	case version != m.Version:
+		return badRequest("model %q version %d, this %s knows version %d", m.ID, version, role, m.Version)
+	case !m.MayDeal(dealer):
+		return fmt.Errorf("%w: dealer %s is not the owner of model %q nor a dealer its manifest names", ErrUntrustedDealer, dealer, m.ID)
+	}
+	return checkReplicaChoice(m, reps)
+}
+
 // reachableDealer returns the first of ds, in random order, that this node
 // can connect to (itself counts as reachable).
 func (n *Node) reachableDealer(ctx context.Context, ds []peer.ID) (peer.ID, bool) {
@@ -93,10 +112,7 @@ func (n *Node) reachableDealer(ctx context.Context, ds []peer.ID) (peer.ID, bool
 			return d, true
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.ensureAddrs(cctx, d)
-		if err == nil {
-			err = n.h.Connect(cctx, peer.AddrInfo{ID: d})
-		}
+		err := n.ensureAddrs(cctx, d) // connects, or fails
 		cancel()
 		if err == nil {
 			return d, true
