@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -27,7 +28,15 @@ func TestRelayRoleOnLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if !slices.ContainsFunc(n.Host().Mux().Protocols(), func(p protocol.ID) bool { return strings.HasSuffix(string(p), "/relay/0.2.0/hop") }) {
+	// go-libp2p's relay manager starts the service on the (forced) public
+	// reachability event, asynchronously: wait for it, bounded.
+	hop := func() bool {
+		return slices.ContainsFunc(n.Host().Mux().Protocols(), func(p protocol.ID) bool { return strings.HasSuffix(string(p), "/relay/0.2.0/hop") })
+	}
+	for deadline := time.Now().Add(5 * time.Second); !hop() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !hop() {
 		t.Errorf("relay role: no hop protocol among %v", n.Host().Mux().Protocols())
 	}
 	for _, a := range n.Host().Network().ListenAddresses() {
