@@ -123,6 +123,11 @@ type Manifest struct {
 	// share; a holder acting for several shares adds them up. Empty: share
 	// i is held by holder i alone (see ShareHolders).
 	Replicas [][]int
+	// Repair is the owner's repair policy (mpc mode, Tolerate >= 1).
+	Repair RepairPolicy
+	// RepairSeq is not signed by the owner: 0 is the manifest as the owner
+	// signed it, n the manifest amended by n repair records (see Amend).
+	RepairSeq uint64
 }
 
 // Shares returns the version of the shares the holders serve.
@@ -176,6 +181,7 @@ func (m *Manifest) MarshalRecord() ([]byte, error) {
 	for _, d := range m.Dealers {
 		p.Dealers = append(p.Dealers, []byte(d))
 	}
+	m.policyToPB(p)
 	if m.Time.IsZero() {
 		p.TimeUnixNano = 0
 	}
@@ -260,6 +266,9 @@ func (m *Manifest) UnmarshalRecord(b []byte) error {
 		}
 		out.Dealers = append(out.Dealers, d)
 	}
+	if err := out.policyFromPB(&p); err != nil {
+		return err
+	}
 	if out.InputShape, err = decodeShape("input shape", p.InputShape); err != nil {
 		return err
 	}
@@ -313,7 +322,9 @@ func ValidID(id string) error {
 //     most MaxDealers; SharesVersion is at most Version; InputRange is a
 //     finite number >= 0;
 //  5. Tolerate and Replicas are unset, or replicate the shares
-//     (validateShares).
+//     (validateShares); the repair policy is valid (validateRepairPolicy).
+//
+// An amended manifest (RepairSeq > 0) may have SharesVersion > Version.
 func (m *Manifest) Validate() error {
 	if err := ValidID(m.ID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
@@ -352,6 +363,9 @@ func (m *Manifest) Validate() error {
 	if err := m.validateShares(); err != nil {
 		return err
 	}
+	if err := m.validateRepairPolicy(); err != nil {
+		return err
+	}
 	if err := checkShape(m.ID, "input shape", m.InputShape, true); err != nil {
 		return err
 	}
@@ -379,7 +393,7 @@ func (m *Manifest) validateTrust(holders map[peer.ID]bool) error {
 	if _, err := m.checkPeers("dealer", m.Dealers, MaxDealers, holders, "is also a holder (a dealer and a holder together learn the weights)"); err != nil {
 		return err
 	}
-	if m.SharesVersion > m.Version {
+	if m.SharesVersion > m.Version && m.RepairSeq == 0 {
 		return fmt.Errorf("%w: %q: shares version %d is newer than the manifest's version %d", ErrInvalidManifest, m.ID, m.SharesVersion, m.Version)
 	}
 	if math.IsNaN(m.InputRange) || math.IsInf(m.InputRange, 0) || m.InputRange < 0 {
@@ -493,6 +507,7 @@ func (m *Manifest) Clone() *Manifest {
 	c := *m
 	c.Holders = slices.Clone(m.Holders)
 	c.Dealers = slices.Clone(m.Dealers)
+	c.Repair.Candidates = slices.Clone(m.Repair.Candidates)
 	if m.Replicas != nil {
 		c.Replicas = make([][]int, len(m.Replicas))
 		for i, hs := range m.Replicas {
@@ -517,6 +532,10 @@ func Seal(m *Manifest, sk crypto.PrivKey) ([]byte, error) {
 	}
 	if signer != m.Owner {
 		return nil, fmt.Errorf("seal manifest %q: key of %s, owner %s: %w", m.ID, signer, m.Owner, ErrSignerNotOwner)
+	}
+	if m.RepairSeq != 0 { // the owner's new version drops the repairs: validate it as sent
+		m = m.Clone()
+		m.RepairSeq = 0
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

@@ -67,33 +67,35 @@ func (x SyncRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SyncRequest_Kind.Descriptor instead.
 func (SyncRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_manifest_proto_rawDescGZIP(), []int{2, 0}
+	return file_manifest_proto_rawDescGZIP(), []int{5, 0}
 }
 
 // Manifest is the payload of a signed envelope (libp2p core/record) whose
 // payload type is "/grid/manifest/1" and signature domain "grid-manifest".
 // Field meanings follow discovery.Manifest.
 type Manifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Owner         []byte                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`     // peer ID bytes of the signer
-	Mode          string                 `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`       // "mpc" or "plain"
-	Holders       [][]byte               `protobuf:"bytes,4,rep,name=holders,proto3" json:"holders,omitempty"` // peer ID bytes, party order
-	InputShape    []int64                `protobuf:"zigzag64,5,rep,packed,name=input_shape,json=inputShape,proto3" json:"input_shape,omitempty"`
-	OutputShape   []int64                `protobuf:"zigzag64,6,rep,packed,name=output_shape,json=outputShape,proto3" json:"output_shape,omitempty"`
-	PlanHash      string                 `protobuf:"bytes,7,opt,name=plan_hash,json=planHash,proto3" json:"plan_hash,omitempty"` // hex sha256 of plan
-	Plan          []byte                 `protobuf:"bytes,8,opt,name=plan,proto3" json:"plan,omitempty"`
-	AllowRemote   bool                   `protobuf:"varint,9,opt,name=allow_remote,json=allowRemote,proto3" json:"allow_remote,omitempty"`
-	Version       uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
-	TimeUnixNano  int64                  `protobuf:"varint,11,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
-	Deleted       bool                   `protobuf:"varint,12,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	Dealers       [][]byte               `protobuf:"bytes,13,rep,name=dealers,proto3" json:"dealers,omitempty"`                                   // peer ID bytes: the dealers the owner trusts (mpc)
-	SharesVersion uint64                 `protobuf:"varint,14,opt,name=shares_version,json=sharesVersion,proto3" json:"shares_version,omitempty"` // version whose uploaded shares the holders serve; 0 = version
-	InputRange    float64                `protobuf:"fixed64,15,opt,name=input_range,json=inputRange,proto3" json:"input_range,omitempty"`         // declared max |input| (0: none declared)
-	Tolerate      uint32                 `protobuf:"varint,16,opt,name=tolerate,proto3" json:"tolerate,omitempty"`                                // F: holders that may be down (0: one share per holder)
-	Shares        []*ShareHolders        `protobuf:"bytes,17,rep,name=shares,proto3" json:"shares,omitempty"`                                     // replicated sharing: share i's holders (indices into holders)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Owner            []byte                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`     // peer ID bytes of the signer
+	Mode             string                 `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`       // "mpc" or "plain"
+	Holders          [][]byte               `protobuf:"bytes,4,rep,name=holders,proto3" json:"holders,omitempty"` // peer ID bytes, party order
+	InputShape       []int64                `protobuf:"zigzag64,5,rep,packed,name=input_shape,json=inputShape,proto3" json:"input_shape,omitempty"`
+	OutputShape      []int64                `protobuf:"zigzag64,6,rep,packed,name=output_shape,json=outputShape,proto3" json:"output_shape,omitempty"`
+	PlanHash         string                 `protobuf:"bytes,7,opt,name=plan_hash,json=planHash,proto3" json:"plan_hash,omitempty"` // hex sha256 of plan
+	Plan             []byte                 `protobuf:"bytes,8,opt,name=plan,proto3" json:"plan,omitempty"`
+	AllowRemote      bool                   `protobuf:"varint,9,opt,name=allow_remote,json=allowRemote,proto3" json:"allow_remote,omitempty"`
+	Version          uint64                 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
+	TimeUnixNano     int64                  `protobuf:"varint,11,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Deleted          bool                   `protobuf:"varint,12,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Dealers          [][]byte               `protobuf:"bytes,13,rep,name=dealers,proto3" json:"dealers,omitempty"`                                              // peer ID bytes: the dealers the owner trusts (mpc)
+	SharesVersion    uint64                 `protobuf:"varint,14,opt,name=shares_version,json=sharesVersion,proto3" json:"shares_version,omitempty"`            // version whose uploaded shares the holders serve; 0 = version
+	InputRange       float64                `protobuf:"fixed64,15,opt,name=input_range,json=inputRange,proto3" json:"input_range,omitempty"`                    // declared max |input| (0: none declared)
+	Tolerate         uint32                 `protobuf:"varint,16,opt,name=tolerate,proto3" json:"tolerate,omitempty"`                                           // F: holders that may be down (0: one share per holder)
+	Shares           []*ShareHolders        `protobuf:"bytes,17,rep,name=shares,proto3" json:"shares,omitempty"`                                                // replicated sharing: share i's holders (indices into holders)
+	RepairGraceNanos int64                  `protobuf:"varint,18,opt,name=repair_grace_nanos,json=repairGraceNanos,proto3" json:"repair_grace_nanos,omitempty"` // repair policy: how long a holder must be unreachable before the others may replace it (0: no repair)
+	RepairCandidates [][]byte               `protobuf:"bytes,19,rep,name=repair_candidates,json=repairCandidates,proto3" json:"repair_candidates,omitempty"`    // repair policy: peer ID bytes of the only peers a repair may bring in (empty: any allowed peer)
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Manifest) Reset() {
@@ -245,6 +247,20 @@ func (x *Manifest) GetShares() []*ShareHolders {
 	return nil
 }
 
+func (x *Manifest) GetRepairGraceNanos() int64 {
+	if x != nil {
+		return x.RepairGraceNanos
+	}
+	return 0
+}
+
+func (x *Manifest) GetRepairCandidates() [][]byte {
+	if x != nil {
+		return x.RepairCandidates
+	}
+	return nil
+}
+
 // ShareHolders lists the holders of one additive share (indices into
 // Manifest.holders), F+1 or more of them.
 type ShareHolders struct {
@@ -291,6 +307,217 @@ func (x *ShareHolders) GetHolders() []uint32 {
 	return nil
 }
 
+// RepairBody is the signed body of a repair record (discovery.Repair):
+// every holder of the new list signs "grid-repair" || 0x00 || the body's
+// deterministic encoding with its libp2p identity key.
+type RepairBody struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Owner         []byte                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`                                       // peer ID bytes of the model's owner
+	Base          uint64                 `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`                                        // the owner-signed manifest version it amends
+	Seq           uint64                 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`                                          // 1 + the repair sequence number it amends
+	PrevHolders   [][]byte               `protobuf:"bytes,5,rep,name=prev_holders,json=prevHolders,proto3" json:"prev_holders,omitempty"`        // peer ID bytes: the holder list it replaces
+	Holders       [][]byte               `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`                                   // peer ID bytes: the new holder list, party order
+	SharesVersion uint64                 `protobuf:"varint,7,opt,name=shares_version,json=sharesVersion,proto3" json:"shares_version,omitempty"` // the re-randomised shares' version
+	TimeUnixNano  int64                  `protobuf:"varint,8,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairBody) Reset() {
+	*x = RepairBody{}
+	mi := &file_manifest_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairBody) ProtoMessage() {}
+
+func (x *RepairBody) ProtoReflect() protoreflect.Message {
+	mi := &file_manifest_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairBody.ProtoReflect.Descriptor instead.
+func (*RepairBody) Descriptor() ([]byte, []int) {
+	return file_manifest_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RepairBody) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *RepairBody) GetOwner() []byte {
+	if x != nil {
+		return x.Owner
+	}
+	return nil
+}
+
+func (x *RepairBody) GetBase() uint64 {
+	if x != nil {
+		return x.Base
+	}
+	return 0
+}
+
+func (x *RepairBody) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RepairBody) GetPrevHolders() [][]byte {
+	if x != nil {
+		return x.PrevHolders
+	}
+	return nil
+}
+
+func (x *RepairBody) GetHolders() [][]byte {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *RepairBody) GetSharesVersion() uint64 {
+	if x != nil {
+		return x.SharesVersion
+	}
+	return 0
+}
+
+func (x *RepairBody) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+// RepairSig is one holder's signature over a RepairBody.
+type RepairSig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Signer        []byte                 `protobuf:"bytes,1,opt,name=signer,proto3" json:"signer,omitempty"` // peer ID bytes (an inlined public key)
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairSig) Reset() {
+	*x = RepairSig{}
+	mi := &file_manifest_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairSig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairSig) ProtoMessage() {}
+
+func (x *RepairSig) ProtoReflect() protoreflect.Message {
+	mi := &file_manifest_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairSig.ProtoReflect.Descriptor instead.
+func (*RepairSig) Descriptor() ([]byte, []int) {
+	return file_manifest_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RepairSig) GetSigner() []byte {
+	if x != nil {
+		return x.Signer
+	}
+	return nil
+}
+
+func (x *RepairSig) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// RepairRecord is a repair as it travels (gossip topic grid/repairs/1,
+// catalog sync, datastore): the body exactly as signed, and the holders'
+// signatures sorted by signer.
+type RepairRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`
+	Sigs          []*RepairSig           `protobuf:"bytes,2,rep,name=sigs,proto3" json:"sigs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairRecord) Reset() {
+	*x = RepairRecord{}
+	mi := &file_manifest_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairRecord) ProtoMessage() {}
+
+func (x *RepairRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_manifest_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairRecord.ProtoReflect.Descriptor instead.
+func (*RepairRecord) Descriptor() ([]byte, []int) {
+	return file_manifest_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RepairRecord) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *RepairRecord) GetSigs() []*RepairSig {
+	if x != nil {
+		return x.Sigs
+	}
+	return nil
+}
+
 // SyncRequest opens a /grid/manifests/1.0.0 stream.
 type SyncRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -299,14 +526,16 @@ type SyncRequest struct {
 	// LIST: the sha256 digest of the client's catalog (see
 	// discovery.registry.digest); a server whose catalog has the same digest
 	// answers no entries. Empty: always answer the whole catalog.
-	Digest        []byte `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Digest []byte `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	// PUSH: RepairRecord encodings amending the envelope, in sequence order.
+	Repairs       [][]byte `protobuf:"bytes,4,rep,name=repairs,proto3" json:"repairs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_manifest_proto_msgTypes[2]
+	mi := &file_manifest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +547,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_manifest_proto_msgTypes[2]
+	mi := &file_manifest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +560,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_manifest_proto_rawDescGZIP(), []int{2}
+	return file_manifest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SyncRequest) GetKind() SyncRequest_Kind {
@@ -355,18 +584,28 @@ func (x *SyncRequest) GetDigest() []byte {
 	return nil
 }
 
+func (x *SyncRequest) GetRepairs() [][]byte {
+	if x != nil {
+		return x.Repairs
+	}
+	return nil
+}
+
 // SyncEntry is one reply frame.
 type SyncEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelope      []byte                 `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"` // a signed manifest envelope (LIST)
-	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`       // refusal reason (PUSH), empty when accepted
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Envelope []byte                 `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"` // a signed manifest envelope (LIST)
+	Error    string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`       // refusal reason (PUSH), empty when accepted
+	// LIST: the RepairRecord encodings amending the envelope, in sequence
+	// order (seq 1, 2, ...).
+	Repairs       [][]byte `protobuf:"bytes,3,rep,name=repairs,proto3" json:"repairs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncEntry) Reset() {
 	*x = SyncEntry{}
-	mi := &file_manifest_proto_msgTypes[3]
+	mi := &file_manifest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +617,7 @@ func (x *SyncEntry) String() string {
 func (*SyncEntry) ProtoMessage() {}
 
 func (x *SyncEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_manifest_proto_msgTypes[3]
+	mi := &file_manifest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +630,7 @@ func (x *SyncEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncEntry.ProtoReflect.Descriptor instead.
 func (*SyncEntry) Descriptor() ([]byte, []int) {
-	return file_manifest_proto_rawDescGZIP(), []int{3}
+	return file_manifest_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SyncEntry) GetEnvelope() []byte {
@@ -408,11 +647,18 @@ func (x *SyncEntry) GetError() string {
 	return ""
 }
 
+func (x *SyncEntry) GetRepairs() [][]byte {
+	if x != nil {
+		return x.Repairs
+	}
+	return nil
+}
+
 var File_manifest_proto protoreflect.FileDescriptor
 
 const file_manifest_proto_rawDesc = "" +
 	"\n" +
-	"\x0emanifest.proto\x12\x11grid.discovery.pb\"\x87\x04\n" +
+	"\x0emanifest.proto\x12\x11grid.discovery.pb\"\xe2\x04\n" +
 	"\bManifest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\fR\x05owner\x12\x12\n" +
@@ -433,19 +679,39 @@ const file_manifest_proto_rawDesc = "" +
 	"\vinput_range\x18\x0f \x01(\x01R\n" +
 	"inputRange\x12\x1a\n" +
 	"\btolerate\x18\x10 \x01(\rR\btolerate\x127\n" +
-	"\x06shares\x18\x11 \x03(\v2\x1f.grid.discovery.pb.ShareHoldersR\x06shares\"(\n" +
+	"\x06shares\x18\x11 \x03(\v2\x1f.grid.discovery.pb.ShareHoldersR\x06shares\x12,\n" +
+	"\x12repair_grace_nanos\x18\x12 \x01(\x03R\x10repairGraceNanos\x12+\n" +
+	"\x11repair_candidates\x18\x13 \x03(\fR\x10repairCandidates\"(\n" +
 	"\fShareHolders\x12\x18\n" +
-	"\aholders\x18\x01 \x03(\rR\aholders\"\x96\x01\n" +
+	"\aholders\x18\x01 \x03(\rR\aholders\"\xe8\x01\n" +
+	"\n" +
+	"RepairBody\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\fR\x05owner\x12\x12\n" +
+	"\x04base\x18\x03 \x01(\x04R\x04base\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12!\n" +
+	"\fprev_holders\x18\x05 \x03(\fR\vprevHolders\x12\x18\n" +
+	"\aholders\x18\x06 \x03(\fR\aholders\x12%\n" +
+	"\x0eshares_version\x18\a \x01(\x04R\rsharesVersion\x12$\n" +
+	"\x0etime_unix_nano\x18\b \x01(\x03R\ftimeUnixNano\"A\n" +
+	"\tRepairSig\x12\x16\n" +
+	"\x06signer\x18\x01 \x01(\fR\x06signer\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"T\n" +
+	"\fRepairRecord\x12\x12\n" +
+	"\x04body\x18\x01 \x01(\fR\x04body\x120\n" +
+	"\x04sigs\x18\x02 \x03(\v2\x1c.grid.discovery.pb.RepairSigR\x04sigs\"\xb0\x01\n" +
 	"\vSyncRequest\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.grid.discovery.pb.SyncRequest.KindR\x04kind\x12\x1a\n" +
 	"\benvelope\x18\x02 \x01(\fR\benvelope\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\fR\x06digest\"\x1a\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\x12\x18\n" +
+	"\arepairs\x18\x04 \x03(\fR\arepairs\"\x1a\n" +
 	"\x04Kind\x12\b\n" +
 	"\x04LIST\x10\x00\x12\b\n" +
-	"\x04PUSH\x10\x01\"=\n" +
+	"\x04PUSH\x10\x01\"W\n" +
 	"\tSyncEntry\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05errorB&Z$github.com/gridmpc/grid/discovery/pbb\x06proto3"
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
+	"\arepairs\x18\x03 \x03(\fR\arepairsB&Z$github.com/gridmpc/grid/discovery/pbb\x06proto3"
 
 var (
 	file_manifest_proto_rawDescOnce sync.Once
@@ -460,22 +726,26 @@ func file_manifest_proto_rawDescGZIP() []byte {
 }
 
 var file_manifest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_manifest_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_manifest_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_manifest_proto_goTypes = []any{
 	(SyncRequest_Kind)(0), // 0: grid.discovery.pb.SyncRequest.Kind
 	(*Manifest)(nil),      // 1: grid.discovery.pb.Manifest
 	(*ShareHolders)(nil),  // 2: grid.discovery.pb.ShareHolders
-	(*SyncRequest)(nil),   // 3: grid.discovery.pb.SyncRequest
-	(*SyncEntry)(nil),     // 4: grid.discovery.pb.SyncEntry
+	(*RepairBody)(nil),    // 3: grid.discovery.pb.RepairBody
+	(*RepairSig)(nil),     // 4: grid.discovery.pb.RepairSig
+	(*RepairRecord)(nil),  // 5: grid.discovery.pb.RepairRecord
+	(*SyncRequest)(nil),   // 6: grid.discovery.pb.SyncRequest
+	(*SyncEntry)(nil),     // 7: grid.discovery.pb.SyncEntry
 }
 var file_manifest_proto_depIdxs = []int32{
 	2, // 0: grid.discovery.pb.Manifest.shares:type_name -> grid.discovery.pb.ShareHolders
-	0, // 1: grid.discovery.pb.SyncRequest.kind:type_name -> grid.discovery.pb.SyncRequest.Kind
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 1: grid.discovery.pb.RepairRecord.sigs:type_name -> grid.discovery.pb.RepairSig
+	0, // 2: grid.discovery.pb.SyncRequest.kind:type_name -> grid.discovery.pb.SyncRequest.Kind
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_manifest_proto_init() }
@@ -489,7 +759,7 @@ func file_manifest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_manifest_proto_rawDesc), len(file_manifest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -23,6 +23,8 @@ export interface Manifest {
   inputRange: number
   tolerate: number
   shares: ShareHolders[]
+  repairGraceNanos: bigint
+  repairCandidates: Uint8Array<ArrayBuffer>[]
 }
 
 export namespace Manifest {
@@ -130,6 +132,18 @@ export namespace Manifest {
           }
         }
 
+        if ((obj.repairGraceNanos != null && obj.repairGraceNanos !== 0n)) {
+          w.uint32(144)
+          w.int64(obj.repairGraceNanos)
+        }
+
+        if (obj.repairCandidates != null && obj.repairCandidates.length > 0) {
+          for (const value of obj.repairCandidates) {
+            w.uint32(154)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -151,7 +165,9 @@ export namespace Manifest {
           sharesVersion: 0n,
           inputRange: 0,
           tolerate: 0,
-          shares: []
+          shares: [],
+          repairGraceNanos: 0n,
+          repairCandidates: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -250,6 +266,18 @@ export namespace Manifest {
               }))
               break
             }
+            case 18: {
+              obj.repairGraceNanos = reader.int64()
+              break
+            }
+            case 19: {
+              if (opts.limits?.repairCandidates != null && obj.repairCandidates.length === opts.limits.repairCandidates) {
+                throw new MaxLengthError('Decode error - repeated field "repairCandidates" had too many elements')
+              }
+
+              obj.repairCandidates.push(reader.bytes())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -264,7 +292,8 @@ export namespace Manifest {
           inputShape: 0,
           outputShape: 0,
           dealers: 0,
-          shares: 0
+          shares: 0,
+          repairCandidates: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -435,6 +464,28 @@ export namespace Manifest {
 
               break
             }
+            case 18: {
+              yield {
+                field: `${prefix}.repairGraceNanos`,
+                value: reader.int64()
+              }
+              break
+            }
+            case 19: {
+              if (opts.limits?.repairCandidates != null && obj.repairCandidates === opts.limits.repairCandidates) {
+                throw new MaxLengthError('Streaming decode error - repeated field "repairCandidates" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.repairCandidates[]`,
+                index: obj.repairCandidates,
+                value: reader.bytes()
+              }
+
+              obj.repairCandidates++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -537,6 +588,17 @@ export namespace Manifest {
     value: number
   }
 
+  export interface ManifestRepairGraceNanosFieldEvent {
+    field: '$.repairGraceNanos'
+    value: bigint
+  }
+
+  export interface ManifestRepairCandidatesFieldEvent {
+    field: '$.repairCandidates[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<Manifest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Manifest.codec())
   }
@@ -545,7 +607,7 @@ export namespace Manifest {
     return decodeMessage(buf, Manifest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Manifest>): Generator<ManifestIdFieldEvent | ManifestOwnerFieldEvent | ManifestModeFieldEvent | ManifestHoldersFieldEvent | ManifestInputShapeFieldEvent | ManifestOutputShapeFieldEvent | ManifestPlanHashFieldEvent | ManifestPlanFieldEvent | ManifestAllowRemoteFieldEvent | ManifestVersionFieldEvent | ManifestTimeUnixNanoFieldEvent | ManifestDeletedFieldEvent | ManifestDealersFieldEvent | ManifestSharesVersionFieldEvent | ManifestInputRangeFieldEvent | ManifestTolerateFieldEvent | ManifestSharesHoldersFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Manifest>): Generator<ManifestIdFieldEvent | ManifestOwnerFieldEvent | ManifestModeFieldEvent | ManifestHoldersFieldEvent | ManifestInputShapeFieldEvent | ManifestOutputShapeFieldEvent | ManifestPlanHashFieldEvent | ManifestPlanFieldEvent | ManifestAllowRemoteFieldEvent | ManifestVersionFieldEvent | ManifestTimeUnixNanoFieldEvent | ManifestDeletedFieldEvent | ManifestDealersFieldEvent | ManifestSharesVersionFieldEvent | ManifestInputRangeFieldEvent | ManifestTolerateFieldEvent | ManifestSharesHoldersFieldEvent | ManifestRepairGraceNanosFieldEvent | ManifestRepairCandidatesFieldEvent> {
     return streamMessage(buf, Manifest.codec(), opts)
   }
 }
@@ -658,10 +720,550 @@ export namespace ShareHolders {
   }
 }
 
+export interface RepairBody {
+  model: string
+  owner: Uint8Array<ArrayBuffer>
+  base: bigint
+  seq: bigint
+  prevHolders: Uint8Array<ArrayBuffer>[]
+  holders: Uint8Array<ArrayBuffer>[]
+  sharesVersion: bigint
+  timeUnixNano: bigint
+}
+
+export namespace RepairBody {
+  let _codec: Codec<RepairBody>
+
+  export const codec = (): Codec<RepairBody> => {
+    if (_codec == null) {
+      _codec = message<RepairBody>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.model != null && obj.model !== '')) {
+          w.uint32(10)
+          w.string(obj.model)
+        }
+
+        if ((obj.owner != null && obj.owner.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.owner)
+        }
+
+        if ((obj.base != null && obj.base !== 0n)) {
+          w.uint32(24)
+          w.uint64(obj.base)
+        }
+
+        if ((obj.seq != null && obj.seq !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.seq)
+        }
+
+        if (obj.prevHolders != null && obj.prevHolders.length > 0) {
+          for (const value of obj.prevHolders) {
+            w.uint32(42)
+            w.bytes(value)
+          }
+        }
+
+        if (obj.holders != null && obj.holders.length > 0) {
+          for (const value of obj.holders) {
+            w.uint32(50)
+            w.bytes(value)
+          }
+        }
+
+        if ((obj.sharesVersion != null && obj.sharesVersion !== 0n)) {
+          w.uint32(56)
+          w.uint64(obj.sharesVersion)
+        }
+
+        if ((obj.timeUnixNano != null && obj.timeUnixNano !== 0n)) {
+          w.uint32(64)
+          w.int64(obj.timeUnixNano)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          model: '',
+          owner: uint8ArrayAlloc(0),
+          base: 0n,
+          seq: 0n,
+          prevHolders: [],
+          holders: [],
+          sharesVersion: 0n,
+          timeUnixNano: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.model = reader.string()
+              break
+            }
+            case 2: {
+              obj.owner = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.base = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.seq = reader.uint64()
+              break
+            }
+            case 5: {
+              if (opts.limits?.prevHolders != null && obj.prevHolders.length === opts.limits.prevHolders) {
+                throw new MaxLengthError('Decode error - repeated field "prevHolders" had too many elements')
+              }
+
+              obj.prevHolders.push(reader.bytes())
+              break
+            }
+            case 6: {
+              if (opts.limits?.holders != null && obj.holders.length === opts.limits.holders) {
+                throw new MaxLengthError('Decode error - repeated field "holders" had too many elements')
+              }
+
+              obj.holders.push(reader.bytes())
+              break
+            }
+            case 7: {
+              obj.sharesVersion = reader.uint64()
+              break
+            }
+            case 8: {
+              obj.timeUnixNano = reader.int64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          prevHolders: 0,
+          holders: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.model`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.owner`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.base`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.seq`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 5: {
+              if (opts.limits?.prevHolders != null && obj.prevHolders === opts.limits.prevHolders) {
+                throw new MaxLengthError('Streaming decode error - repeated field "prevHolders" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.prevHolders[]`,
+                index: obj.prevHolders,
+                value: reader.bytes()
+              }
+
+              obj.prevHolders++
+
+              break
+            }
+            case 6: {
+              if (opts.limits?.holders != null && obj.holders === opts.limits.holders) {
+                throw new MaxLengthError('Streaming decode error - repeated field "holders" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.holders[]`,
+                index: obj.holders,
+                value: reader.bytes()
+              }
+
+              obj.holders++
+
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.sharesVersion`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.timeUnixNano`,
+                value: reader.int64()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface RepairBodyModelFieldEvent {
+    field: '$.model'
+    value: string
+  }
+
+  export interface RepairBodyOwnerFieldEvent {
+    field: '$.owner'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RepairBodyBaseFieldEvent {
+    field: '$.base'
+    value: bigint
+  }
+
+  export interface RepairBodySeqFieldEvent {
+    field: '$.seq'
+    value: bigint
+  }
+
+  export interface RepairBodyPrevHoldersFieldEvent {
+    field: '$.prevHolders[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RepairBodyHoldersFieldEvent {
+    field: '$.holders[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RepairBodySharesVersionFieldEvent {
+    field: '$.sharesVersion'
+    value: bigint
+  }
+
+  export interface RepairBodyTimeUnixNanoFieldEvent {
+    field: '$.timeUnixNano'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<RepairBody>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, RepairBody.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RepairBody>): RepairBody {
+    return decodeMessage(buf, RepairBody.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RepairBody>): Generator<RepairBodyModelFieldEvent | RepairBodyOwnerFieldEvent | RepairBodyBaseFieldEvent | RepairBodySeqFieldEvent | RepairBodyPrevHoldersFieldEvent | RepairBodyHoldersFieldEvent | RepairBodySharesVersionFieldEvent | RepairBodyTimeUnixNanoFieldEvent> {
+    return streamMessage(buf, RepairBody.codec(), opts)
+  }
+}
+
+export interface RepairSig {
+  signer: Uint8Array<ArrayBuffer>
+  signature: Uint8Array<ArrayBuffer>
+}
+
+export namespace RepairSig {
+  let _codec: Codec<RepairSig>
+
+  export const codec = (): Codec<RepairSig> => {
+    if (_codec == null) {
+      _codec = message<RepairSig>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.signer != null && obj.signer.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.signer)
+        }
+
+        if ((obj.signature != null && obj.signature.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.signature)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          signer: uint8ArrayAlloc(0),
+          signature: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.signer = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.signature = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.signer`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.signature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface RepairSigSignerFieldEvent {
+    field: '$.signer'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RepairSigSignatureFieldEvent {
+    field: '$.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<RepairSig>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, RepairSig.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RepairSig>): RepairSig {
+    return decodeMessage(buf, RepairSig.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RepairSig>): Generator<RepairSigSignerFieldEvent | RepairSigSignatureFieldEvent> {
+    return streamMessage(buf, RepairSig.codec(), opts)
+  }
+}
+
+export interface RepairRecord {
+  body: Uint8Array<ArrayBuffer>
+  sigs: RepairSig[]
+}
+
+export namespace RepairRecord {
+  let _codec: Codec<RepairRecord>
+
+  export const codec = (): Codec<RepairRecord> => {
+    if (_codec == null) {
+      _codec = message<RepairRecord>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.body != null && obj.body.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.body)
+        }
+
+        if (obj.sigs != null && obj.sigs.length > 0) {
+          for (const value of obj.sigs) {
+            w.uint32(18)
+            RepairSig.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          body: uint8ArrayAlloc(0),
+          sigs: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.body = reader.bytes()
+              break
+            }
+            case 2: {
+              if (opts.limits?.sigs != null && obj.sigs.length === opts.limits.sigs) {
+                throw new MaxLengthError('Decode error - repeated field "sigs" had too many elements')
+              }
+
+              obj.sigs.push(RepairSig.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.sigs$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          sigs: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.body`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              if (opts.limits?.sigs != null && obj.sigs === opts.limits.sigs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "sigs" had too many elements')
+              }
+
+              for (const evt of RepairSig.codec().stream(reader, reader.uint32(), `${prefix}.sigs[]`, {
+                limits: opts.limits?.sigs$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.sigs
+                }
+              }
+
+              obj.sigs++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface RepairRecordBodyFieldEvent {
+    field: '$.body'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RepairRecordSigsSignerFieldEvent {
+    field: '$.sigs[].signer'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface RepairRecordSigsSignatureFieldEvent {
+    field: '$.sigs[].signature'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export function encode (obj: Partial<RepairRecord>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, RepairRecord.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RepairRecord>): RepairRecord {
+    return decodeMessage(buf, RepairRecord.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RepairRecord>): Generator<RepairRecordBodyFieldEvent | RepairRecordSigsSignerFieldEvent | RepairRecordSigsSignatureFieldEvent> {
+    return streamMessage(buf, RepairRecord.codec(), opts)
+  }
+}
+
 export interface SyncRequest {
   kind: SyncRequest.Kind
   envelope: Uint8Array<ArrayBuffer>
   digest: Uint8Array<ArrayBuffer>
+  repairs: Uint8Array<ArrayBuffer>[]
 }
 
 export namespace SyncRequest {
@@ -705,6 +1307,13 @@ export namespace SyncRequest {
           w.bytes(obj.digest)
         }
 
+        if (obj.repairs != null && obj.repairs.length > 0) {
+          for (const value of obj.repairs) {
+            w.uint32(34)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -712,7 +1321,8 @@ export namespace SyncRequest {
         const obj: any = {
           kind: Kind.LIST,
           envelope: uint8ArrayAlloc(0),
-          digest: uint8ArrayAlloc(0)
+          digest: uint8ArrayAlloc(0),
+          repairs: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -733,6 +1343,14 @@ export namespace SyncRequest {
               obj.digest = reader.bytes()
               break
             }
+            case 4: {
+              if (opts.limits?.repairs != null && obj.repairs.length === opts.limits.repairs) {
+                throw new MaxLengthError('Decode error - repeated field "repairs" had too many elements')
+              }
+
+              obj.repairs.push(reader.bytes())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -742,6 +1360,10 @@ export namespace SyncRequest {
 
         return obj
       }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          repairs: 0
+        }
+
         const end = length == null ? reader.len : reader.pos + length
 
         while (reader.pos < end) {
@@ -767,6 +1389,21 @@ export namespace SyncRequest {
                 field: `${prefix}.digest`,
                 value: reader.bytes()
               }
+              break
+            }
+            case 4: {
+              if (opts.limits?.repairs != null && obj.repairs === opts.limits.repairs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "repairs" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.repairs[]`,
+                index: obj.repairs,
+                value: reader.bytes()
+              }
+
+              obj.repairs++
+
               break
             }
             default: {
@@ -796,6 +1433,12 @@ export namespace SyncRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface SyncRequestRepairsFieldEvent {
+    field: '$.repairs[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<SyncRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, SyncRequest.codec())
   }
@@ -804,7 +1447,7 @@ export namespace SyncRequest {
     return decodeMessage(buf, SyncRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncRequest>): Generator<SyncRequestKindFieldEvent | SyncRequestEnvelopeFieldEvent | SyncRequestDigestFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncRequest>): Generator<SyncRequestKindFieldEvent | SyncRequestEnvelopeFieldEvent | SyncRequestDigestFieldEvent | SyncRequestRepairsFieldEvent> {
     return streamMessage(buf, SyncRequest.codec(), opts)
   }
 }
@@ -812,6 +1455,7 @@ export namespace SyncRequest {
 export interface SyncEntry {
   envelope: Uint8Array<ArrayBuffer>
   error: string
+  repairs: Uint8Array<ArrayBuffer>[]
 }
 
 export namespace SyncEntry {
@@ -834,13 +1478,21 @@ export namespace SyncEntry {
           w.string(obj.error)
         }
 
+        if (obj.repairs != null && obj.repairs.length > 0) {
+          for (const value of obj.repairs) {
+            w.uint32(26)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           envelope: uint8ArrayAlloc(0),
-          error: ''
+          error: '',
+          repairs: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -857,6 +1509,14 @@ export namespace SyncEntry {
               obj.error = reader.string()
               break
             }
+            case 3: {
+              if (opts.limits?.repairs != null && obj.repairs.length === opts.limits.repairs) {
+                throw new MaxLengthError('Decode error - repeated field "repairs" had too many elements')
+              }
+
+              obj.repairs.push(reader.bytes())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -866,6 +1526,10 @@ export namespace SyncEntry {
 
         return obj
       }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          repairs: 0
+        }
+
         const end = length == null ? reader.len : reader.pos + length
 
         while (reader.pos < end) {
@@ -884,6 +1548,21 @@ export namespace SyncEntry {
                 field: `${prefix}.error`,
                 value: reader.string()
               }
+              break
+            }
+            case 3: {
+              if (opts.limits?.repairs != null && obj.repairs === opts.limits.repairs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "repairs" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.repairs[]`,
+                index: obj.repairs,
+                value: reader.bytes()
+              }
+
+              obj.repairs++
+
               break
             }
             default: {
@@ -908,6 +1587,12 @@ export namespace SyncEntry {
     value: string
   }
 
+  export interface SyncEntryRepairsFieldEvent {
+    field: '$.repairs[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<SyncEntry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, SyncEntry.codec())
   }
@@ -916,7 +1601,7 @@ export namespace SyncEntry {
     return decodeMessage(buf, SyncEntry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncEntry>): Generator<SyncEntryEnvelopeFieldEvent | SyncEntryErrorFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SyncEntry>): Generator<SyncEntryEnvelopeFieldEvent | SyncEntryErrorFieldEvent | SyncEntryRepairsFieldEvent> {
     return streamMessage(buf, SyncEntry.codec(), opts)
   }
 }
