@@ -1,0 +1,136 @@
+package fss
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+func randSeed(rng *rand.Rand) Seed { return Seed{rng.Uint64(), rng.Uint64()} }
+
+// reconstruct evaluates both keys at x and adds the shares.
+func reconstruct(t *testing.T, keys [2]*Key, x uint64) []uint64 {
+	t.Helper()
+	out := make([]uint64, keys[0].Width)
+	for b := range 2 {
+		v := make([]uint64, keys[b].Width)
+		if err := keys[b].Eval(x, v); err != nil {
+			t.Fatal(err)
+		}
+		for j := range v {
+			out[j] += v[j]
+		}
+	}
+	return out
+}
+
+// inputs are the points a DCF on bits-bit inputs is checked at: the
+// domain's ends, alpha and its neighbours, and random points.
+func inputs(rng *rand.Rand, alpha uint64, bits int) []uint64 {
+	top := low(^uint64(0), bits)
+	xs := []uint64{0, 1, top, top - 1, alpha, alpha - 1, alpha + 1, 1 << (bits - 1), 1<<(bits-1) - 1}
+	for range 20 {
+		xs = append(xs, rng.Uint64())
+	}
+	for i := range xs {
+		xs[i] = low(xs[i], bits)
+	}
+	return xs
+}
+
+func TestDCFMatchesComparison(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct{ bits, width int }{
+		{1, 1}, {2, 1}, {3, 2}, {8, 3}, {39, 2}, {47, 3}, {62, 3}, {63, 4}, {64, 1}, {64, 4},
+	} {
+		for trial := range 6 {
+			alpha := low(rng.Uint64(), tc.bits)
+			switch trial {
+			case 0:
+				alpha = 0
+			case 1:
+				alpha = low(^uint64(0), tc.bits)
+			}
+			beta := make([]uint64, tc.width)
+			for j := range beta {
+				beta[j] = rng.Uint64()
+			}
+			keys, err := NewKeys(alpha, beta, tc.bits, [2]Seed{randSeed(rng), randSeed(rng)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range inputs(rng, alpha, tc.bits) {
+				got := reconstruct(t, keys, x)
+				for j := range got {
+					want := uint64(0)
+					if x < alpha {
+						want = beta[j]
+					}
+					if got[j] != want {
+						t.Fatalf("bits %d width %d alpha %#x x %#x word %d: got %#x, want %#x",
+							tc.bits, tc.width, alpha, x, j, got[j], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestEvalBatchMatchesEval(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n, bits, width = 17, 40, 3
+	kw := KeyWords(bits, width)
+	roots, cws := make([]Seed, n), make([]uint64, n*kw)
+	xs, want := make([]uint64, n), make([]uint64, n*width)
+	for i := range n {
+		roots[i] = randSeed(rng)
+		beta := []uint64{rng.Uint64(), rng.Uint64(), rng.Uint64()}
+		if err := Gen(rng.Uint64(), beta, bits, [2]Seed{roots[i], randSeed(rng)}, cws[i*kw:(i+1)*kw]); err != nil {
+			t.Fatal(err)
+		}
+		xs[i] = rng.Uint64()
+		if err := Eval(0, roots[i], cws[i*kw:(i+1)*kw], bits, xs[i], want[i*width:(i+1)*width]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]uint64, n*width)
+	if err := EvalBatch(0, roots, cws, bits, width, xs, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("word %d: batch %#x, single %#x", i, got[i], want[i])
+		}
+	}
+	if err := EvalBatch(0, roots[1:], cws, bits, width, xs, got); !errors.Is(err, ErrParams) {
+		t.Fatalf("short roots: %v, want ErrParams", err)
+	}
+}
+
+func TestParamsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		bits, width int
+		cw          int
+	}{
+		{"zero bits", 0, 1, 1},
+		{"too many bits", 65, 1, KeyWords(65, 1)},
+		{"zero width", 8, 0, KeyWords(8, 0)},
+		{"too wide", 8, MaxWidth + 1, KeyWords(8, MaxWidth+1)},
+		{"short cw", 8, 2, KeyWords(8, 2) - 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cw := make([]uint64, max(tc.cw, 0))
+			beta := make([]uint64, tc.width)
+			if err := Gen(1, beta, tc.bits, [2]Seed{}, cw); !errors.Is(err, ErrParams) {
+				t.Fatalf("Gen: %v, want ErrParams", err)
+			}
+			if err := Eval(0, Seed{}, cw, tc.bits, 1, beta); !errors.Is(err, ErrParams) {
+				t.Fatalf("Eval: %v, want ErrParams", err)
+			}
+		})
+	}
+	if err := Eval(2, Seed{}, make([]uint64, KeyWords(8, 1)), 8, 0, make([]uint64, 1)); !errors.Is(err, ErrParams) {
+		t.Fatalf("party 2: %v, want ErrParams", err)
+	}
+}
