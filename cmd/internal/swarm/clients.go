@@ -52,15 +52,19 @@ func (cl *clients) grid(ctx context.Context, repo string, timeout time.Duration,
 	return res, time.Since(t0), err
 }
 
-// publish publishes the scenario's model under name, then waits until
-// every running daemon lists it; it fills PublishMs and DiscoverMs and
-// returns the holders' peer IDs.
+// publish publishes the scenario's model under name (MPC mode: over
+// params.holders, tolerating params.tolerate down), then waits until
+// every running daemon lists it; it fills PublishMs, DiscoverMs and
+// ModelShares and returns the holders' peer IDs.
 func (cl *clients) publish(ctx context.Context, name string, plain bool, run *Run) ([]string, error) {
 	args := []string{"publish", cl.r.model, "--id", name, "--json", "--quiet"}
 	if plain {
 		args = append(args, "--plain")
 	} else {
 		args = append(args, "--holders", strconv.Itoa(cl.r.sc.Params.Holders))
+		if f := cl.r.sc.Params.Tolerate; f > 0 {
+			args = append(args, "--tolerate", strconv.Itoa(f))
+		}
 	}
 	started := time.Now()
 	res, took, err := cl.grid(ctx, cl.owner, cl.r.sc.Timeouts.Publish.D(), args...)
@@ -73,10 +77,12 @@ func (cl *clients) publish(ctx context.Context, name string, plain bool, run *Ru
 	var m struct {
 		ID      string   `json:"id"`
 		Holders []string `json:"holders"`
+		Shares  [][]int  `json:"shares"`
 	}
 	if err := json.Unmarshal([]byte(res.Stdout), &m); err != nil || m.ID != name {
 		return nil, fmt.Errorf("publish %s: unexpected output %q", name, res.Stdout)
 	}
+	run.ModelShares = m.Shares
 	cl.models++
 	run.PublishMs = ms(took)
 	cl.r.logf("published %s (%s) in %.0f ms; holders %s", name, map[bool]string{true: "plain", false: "mpc"}[plain],

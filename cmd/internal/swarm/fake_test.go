@@ -20,6 +20,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/discovery"
 )
 
 // The test binary doubles as a fake grid binary when fakeEnv names a state
@@ -33,6 +35,9 @@ const (
 	fakeEnv      = "GRID_SWARM_FAKE_STATE"
 	fakeWrongEnv = "GRID_SWARM_FAKE_WRONG" // "1": answers are off by one
 	fakeHangEnv  = "GRID_SWARM_FAKE_HANG"  // "1": the daemon ignores SIGTERM
+	// "1": a replicated model still needs every holder (a client that
+	// does not route around a dead replica)
+	fakeNoTolerateEnv = "GRID_SWARM_FAKE_NO_TOLERATE"
 )
 
 func TestMain(m *testing.M) {
@@ -52,6 +57,7 @@ func fakeGrid(state string, args []string) int {
 	asJSON := fs.Bool("json", false, "")
 	id := fs.String("id", "", "")
 	holders := fs.Int("holders", 0, "")
+	tolerate := fs.Int("tolerate", 0, "")
 	values := fs.String("values", "", "")
 	api := fs.String("api", "", "")
 	plain := fs.Bool("plain", false, "")
@@ -155,21 +161,17 @@ func fakeGrid(state string, args []string) int {
 			return 1
 		}
 		hs = hs[len(hs)-*holders:]
-		_ = os.WriteFile(filepath.Join(models, *id), []byte(strings.Join(hs, "\n")), 0o644)
-		b, _ := json.Marshal(map[string]any{"id": *id, "holders": hs})
+		m := fakeModel{ID: *id, Holders: hs}
+		if *tolerate > 0 {
+			m.Shares = discovery.ReplicatedShares(len(hs), *tolerate)
+		}
+		b, _ := json.Marshal(m)
+		_ = os.WriteFile(filepath.Join(models, *id), b, 0o644)
 		fmt.Println(string(b))
 		return 0
 	case "infer":
-		hb, err := os.ReadFile(filepath.Join(models, pos[0]))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "grid: infer %q: unknown model\n", pos[0])
-			return 1
-		}
-		for _, h := range strings.Split(string(hb), "\n") {
-			if !fakeAlive(filepath.Join(peers, h)) {
-				fmt.Fprintf(os.Stderr, "grid: infer %q: holder %s: connection refused\n", pos[0], h)
-				return 1
-			}
+		if code := fakeCovered(filepath.Join(models, pos[0]), peers); code != 0 {
+			return code
 		}
 		var x []float64
 		for _, s := range strings.Split(*values, ",") {
@@ -187,6 +189,36 @@ func fakeGrid(state string, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "grid: unknown command %q\n", args[0])
 	return 2
+}
+
+// fakeModel is a fake manifest: what `grid publish --json` prints.
+type fakeModel struct {
+	ID      string   `json:"id"`
+	Holders []string `json:"holders"`
+	Shares  [][]int  `json:"shares,omitempty"`
+}
+
+// fakeCovered is the fake infer's availability check: exit 1 with one line
+// unless every share of the model (share i on holder i when it has no
+// Shares; any holder when fakeNoTolerateEnv is "1") has a live holder.
+func fakeCovered(path, peers string) int {
+	b, err := os.ReadFile(path)
+	var m fakeModel
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		fmt.Fprintf(os.Stderr, "grid: infer %q: unknown model\n", filepath.Base(path))
+		return 1
+	}
+	shares := m.Shares
+	if len(shares) == 0 || os.Getenv(fakeNoTolerateEnv) == "1" {
+		shares = discovery.CNFShares(len(m.Holders), 0) // share i on holder i
+	}
+	for i, hs := range shares {
+		if !slices.ContainsFunc(hs, func(j int) bool { return fakeAlive(filepath.Join(peers, m.Holders[j])) }) {
+			fmt.Fprintf(os.Stderr, "grid: infer %q: no live holder of share %d: holder %s: connection refused\n", m.ID, i, m.Holders[hs[0]])
+			return 1
+		}
+	}
+	return 0
 }
 
 // fakeAlive reports whether the fake daemon whose pid file is path runs:

@@ -93,31 +93,47 @@ func wanPlots(res *Result) []plotFile {
 		xlabel: "added round-trip time (ms)", ylabel: "ms", series: []series{wall, p50, online, ref}}}
 }
 
-// churnPlots: every query's wall time by its class, and the events on a
-// band below them.
+// churnPlots: every query's wall time by its class and by the holders down
+// (none, at most tolerate F, more than F), and the events on a band below
+// them.
 func churnPlots(res *Result) []plotFile {
-	right, failed, wrong := series{name: "right"}, series{name: "clear failure"}, series{name: "wrong"}
+	f := 0
+	if len(res.Runs) > 0 && res.Runs[0].Churn != nil {
+		f = res.Runs[0].Churn.Tolerate
+	}
+	right, rightDown := series{name: "right, all holders up"}, series{name: "right, a holder down"}
+	failed := series{name: fmt.Sprintf("clear failure, <= %d holders down", f)}
+	failedBeyond := series{name: fmt.Sprintf("clear failure, > %d holders down", f)}
+	wrong := series{name: "wrong"}
 	for _, r := range res.Runs {
 		for _, q := range r.Queries {
 			pt := plotter.XY{X: float64(q.Index), Y: max(q.WallMs, 1)}
-			switch q.Class {
-			case ClassRight:
+			switch {
+			case q.Class == ClassRight && q.HoldersDown == 0:
 				right.xy = append(right.xy, pt)
-			case ClassFailed:
+			case q.Class == ClassRight:
+				rightDown.xy = append(rightDown.xy, pt)
+			case q.Class == ClassFailed && q.HoldersDown <= f:
 				failed.xy = append(failed.xy, pt)
+			case q.Class == ClassFailed:
+				failedBeyond.xy = append(failedBeyond.xy, pt)
 			default:
 				wrong.xy = append(wrong.xy, pt)
 			}
 		}
 	}
-	ss := nonEmpty(right, failed, wrong)
+	ss := nonEmpty(right, rightDown, failed, failedBeyond, wrong)
 	if len(ss) == 0 {
 		return nil
 	}
 	// Events sit on a band below the queries: holders' apart.
 	lowest, _ := yRange(ss)
 	ss = append(ss, eventSeries(res, math.Pow(10, math.Floor(math.Log10(lowest)))*1.4)...)
-	return []plotFile{{name: "churn_queries.png", title: "queries under churn (grid infer wall time)",
+	title := "queries under churn (grid infer wall time)"
+	if f > 0 {
+		title = fmt.Sprintf("queries under churn, tolerate %d (grid infer wall time)", f)
+	}
+	return []plotFile{{name: "churn_queries.png", title: title,
 		xlabel: "query", ylabel: "ms (log scale)", series: ss, log: true}}
 }
 

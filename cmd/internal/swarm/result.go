@@ -73,9 +73,11 @@ func ThisHost() Host {
 
 // Run is one swarm of one size (and, for wan, one RTT).
 type Run struct {
-	Nodes   int     `json:"nodes"`
-	Holders int     `json:"holders"`
-	RTTMs   float64 `json:"rtt_ms"`
+	Nodes   int `json:"nodes"`
+	Holders int `json:"holders"`
+	// Tolerate is the model's --tolerate (holders that may be down).
+	Tolerate int     `json:"tolerate"`
+	RTTMs    float64 `json:"rtt_ms"`
 	// ReadyMs is the time from starting the first daemon until every daemon
 	// had printed its ready line and was connected to another.
 	ReadyMs float64 `json:"ready_ms"`
@@ -91,7 +93,10 @@ type Run struct {
 	DiscoverMethod string `json:"discover_method,omitempty"`
 	// ModelHolders are the peer IDs of the published model's holders.
 	ModelHolders []string `json:"model_holders,omitempty"`
-	Queries      []Query  `json:"queries"`
+	// ModelShares are, with tolerate > 0, each share's holders (indices
+	// into ModelHolders), as the publish reported them.
+	ModelShares [][]int `json:"model_shares,omitempty"`
+	Queries     []Query `json:"queries"`
 	// Latency is the client-reported total latency of the right MPC
 	// answers, ms.
 	Latency Stats `json:"latency_ms"`
@@ -112,6 +117,8 @@ type Run struct {
 	RSS    Stats   `json:"rss_stats_kib"`
 	Counts Counts  `json:"counts"`
 	Events []Event `json:"events,omitempty"`
+	// Churn splits a churn run's queries by the holders down.
+	Churn *ChurnResult `json:"churn,omitempty"`
 	// StopErrors lists daemons that did not exit cleanly on SIGTERM.
 	StopErrors []string `json:"stop_errors,omitempty"`
 	// Error is why the run failed its checks, if it did.
@@ -135,6 +142,12 @@ type Query struct {
 	Dealer   string    `json:"dealer,omitempty"`
 	// Down lists the daemons (by index) that were stopped during the query.
 	Down []int `json:"down,omitempty"`
+	// HoldersDown is how many of the model's holders were among Down
+	// (churn).
+	HoldersDown int `json:"holders_down,omitempty"`
+	// Uncovered tells that some share had every holder down (churn): the
+	// model could not answer.
+	Uncovered bool `json:"share_uncovered,omitempty"`
 }
 
 // Counts tallies query outcomes.
@@ -232,6 +245,9 @@ func (r *Run) Finish() {
 		rss[i] = float64(v)
 	}
 	r.RSS = Summarize(rss)
+	if r.Churn != nil {
+		r.Churn.finish(r.Queries)
+	}
 }
 
 // WriteJSON writes the result to dir/result.json.
@@ -266,6 +282,11 @@ func (res *Result) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, r := range res.Runs {
+		if r.Churn != nil {
+			r.Churn.writeLine(w)
+		}
 	}
 	status := "PASS"
 	if !res.Pass {

@@ -96,7 +96,7 @@ func run(ctx context.Context, sc *Scenario, o Options, res *Result) error {
 	}
 	var errs []error
 	for k, p := range points {
-		run := &Run{Nodes: p.n, Holders: sc.Params.Holders, RTTMs: ms(p.rtt)}
+		run := &Run{Nodes: p.n, Holders: sc.Params.Holders, Tolerate: sc.Params.Tolerate, RTTMs: ms(p.rtt)}
 		res.Runs = append(res.Runs, run)
 		dir := filepath.Join(o.Out, fmt.Sprintf("run%d-n%d", k, p.n))
 		if sc.Case == CaseWAN {

@@ -102,6 +102,10 @@ type Scenario struct {
 type Params struct {
 	// Holders is the number of share-holders the model is published over.
 	Holders int `json:"holders"`
+	// Tolerate is how many holders may be down while the model answers
+	// (grid publish --tolerate; 0 to holders-2, default 0: one share per
+	// holder, every holder needed).
+	Tolerate int `json:"tolerate,omitempty"`
 	// Model is the published model's name.
 	Model string `json:"model"`
 	// ModelFile is the ONNX file to publish, relative to the repository root
@@ -142,6 +146,13 @@ type Churn struct {
 	// HoldersOnly restricts leaving to the model's holders (the hard case:
 	// queries that need a missing holder must fail clearly).
 	HoldersOnly bool `json:"holders_only,omitempty"`
+	// BeyondFrom (with params.tolerate > 0) is the query from which more
+	// than tolerate holders may be down: before it, a leave never takes
+	// the holders down beyond tolerate; from it on, leaves take holders
+	// only, up to max_down, so that clear failures are seen. 0: no such
+	// phase. With tolerate 0 the churn is unconstrained (holders_only
+	// aside), as before.
+	BeyondFrom int `json:"beyond_from,omitempty"`
 }
 
 // Timeouts bound the phases of a run.
@@ -263,6 +274,9 @@ func (p *Params) validate() error {
 	if len(p.Expect) == 0 || len(p.Expect) > MaxValues {
 		return fmt.Errorf("params.expect: %d values, want 1..%d", len(p.Expect), MaxValues)
 	}
+	if p.Tolerate < 0 || p.Tolerate > 0 && p.Tolerate > p.Holders-2 {
+		return fmt.Errorf("params.tolerate = %d: must be in [0, params.holders-2 = %d]", p.Tolerate, p.Holders-2)
+	}
 	if !(p.Tolerance > 0 && p.Tolerance < 1e6) {
 		return fmt.Errorf("params.tolerance = %v: must be positive", p.Tolerance)
 	}
@@ -315,6 +329,12 @@ func (s *Scenario) validateChurn() error {
 	}
 	if c.MaxDown < 1 {
 		return fmt.Errorf("params.churn.max_down = %d: must be at least 1", c.MaxDown)
+	}
+	if c.BeyondFrom != 0 && (s.Params.Tolerate == 0 || c.BeyondFrom < 1 || c.BeyondFrom >= s.Params.Queries) {
+		return fmt.Errorf("params.churn.beyond_from = %d: needs params.tolerate > 0 and must be in [1, params.queries-1]", c.BeyondFrom)
+	}
+	if c.BeyondFrom != 0 && c.MaxDown <= s.Params.Tolerate {
+		return fmt.Errorf("params.churn.max_down = %d: the phase from beyond_from needs more than params.tolerate = %d down", c.MaxDown, s.Params.Tolerate)
 	}
 	for i, n := range s.Instances {
 		if c.MaxDown >= n-1 {

@@ -61,6 +61,23 @@ func TestValidate(t *testing.T) {
 		{"churn crash over 1", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{Rate: 1, MaxDown: 1, Crash: 1.5} }, "crash"},
 		{"churn arrive negative", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{Rate: 1, MaxDown: 1, Arrive: -0.1} }, "arrive"},
 		{"churn everyone down", func(s *Scenario) { s.Case = CaseChurn; s.Params.Churn = &Churn{Rate: 1, MaxDown: 4} }, "max_down"},
+		{"valid churn tolerate", func(s *Scenario) {
+			s.Case, s.Params.Tolerate, s.Params.Queries = CaseChurn, 1, 10
+			s.Params.Churn = &Churn{Rate: 0.5, MaxDown: 2, BeyondFrom: 8}
+		}, ""},
+		{"tolerate negative", func(s *Scenario) { s.Params.Tolerate = -1 }, "params.tolerate"},
+		{"tolerate every holder but one", func(s *Scenario) { s.Params.Tolerate = 3 }, "params.tolerate"},
+		{"beyond_from without tolerate", func(s *Scenario) {
+			s.Case, s.Params.Queries, s.Params.Churn = CaseChurn, 10, &Churn{Rate: 1, MaxDown: 2, BeyondFrom: 5}
+		}, "beyond_from"},
+		{"beyond_from past the queries", func(s *Scenario) {
+			s.Case, s.Params.Tolerate, s.Params.Queries = CaseChurn, 1, 10
+			s.Params.Churn = &Churn{Rate: 1, MaxDown: 2, BeyondFrom: 10}
+		}, "beyond_from"},
+		{"beyond_from with max_down within tolerance", func(s *Scenario) {
+			s.Case, s.Params.Tolerate, s.Params.Queries = CaseChurn, 1, 10
+			s.Params.Churn = &Churn{Rate: 1, MaxDown: 1, BeyondFrom: 5}
+		}, "max_down"},
 		{"churn params on seed", func(s *Scenario) { s.Params.Churn = &Churn{Rate: 1, MaxDown: 1} }, "only case churn"},
 		{"no ready timeout", func(s *Scenario) { s.Timeouts.Ready = 0 }, "timeouts.ready"},
 		{"huge total timeout", func(s *Scenario) { s.Timeouts.Total = Duration(2 * time.Hour) }, "timeouts.total"},
@@ -116,7 +133,8 @@ func TestParse(t *testing.T) {
 }
 
 // TestShippedScenarios loads every scenario under scripts/scenarios: they must
-// all be valid, and the four cases must all be there.
+// all be valid, each named after its case (CASE.json, or CASE-VARIANT.json),
+// and the four cases must all be there.
 func TestShippedScenarios(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(scenarioDir, "*.json"))
 	if err != nil {
@@ -129,7 +147,8 @@ func TestShippedScenarios(t *testing.T) {
 			t.Errorf("%v", err)
 			continue
 		}
-		if base := strings.TrimSuffix(filepath.Base(f), ".json"); base != s.Case {
+		base := strings.TrimSuffix(filepath.Base(f), ".json")
+		if c, _, _ := strings.Cut(base, "-"); c != s.Case {
 			t.Errorf("%s: case %q does not match the file name", f, s.Case)
 		}
 		seen[s.Case] = true
