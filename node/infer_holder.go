@@ -214,7 +214,7 @@ func (n *Node) sessionManifest(req *pb.InferRequest, reps []peer.ID, dealerID pe
 // model: the version, plan and party (this holder's index in the
 // manifest) the manifest serves, not damaged.
 func (n *Node) sessionShares(m *discovery.Manifest, party int) (*storedModel, error) {
-	sm, err := n.store.get(m.Owner, m.ID)
+	sm, err := n.store.getVersion(m.Owner, m.ID, m.Shares())
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,11 @@ func (n *Node) tombstoneLoop() {
 	}
 }
 
-// dropSuperseded removes the stored shares that a newer manifest retires.
+// dropSuperseded removes the stored versions that a newer manifest
+// retires: every version older than the one an accepted manifest serves
+// (Manifest.Shares), all of them when the model was unpublished or
+// republished without this node. A version newer than the manifest's, an
+// upload staged for the next manifest, stays.
 func (n *Node) dropSuperseded() {
 	for _, sm := range n.store.list() {
 		if n.ctx.Err() != nil {
@@ -63,13 +67,13 @@ func (n *Node) dropSuperseded() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		err = n.store.remove(ctx, owner, sm.meta.Model)
+		err = n.store.removeVersion(ctx, owner, sm.meta.Model, sm.meta.Version)
 		cancel()
 		if err != nil {
-			n.log.Warn("drop shares", "model", sm.meta.Model, "err", err)
+			n.log.Warn("drop shares", "model", sm.meta.Model, "version", sm.meta.Version, "err", err)
 			continue
 		}
-		n.log.Info("dropped shares", "model", sm.meta.Model, "owner", owner, "reason", why)
+		n.log.Info("dropped shares", "model", sm.meta.Model, "owner", owner, "version", sm.meta.Version, "reason", why)
 	}
 }
 
@@ -80,13 +84,25 @@ func (n *Node) superseded(meta shareMeta) (bool, string) {
 	if !ok || m.Owner.String() != meta.Owner || m.Version <= meta.Version {
 		return false, ""
 	}
-	if m.Deleted {
+	switch {
+	case m.Deleted:
 		return true, fmt.Sprintf("unpublished at version %d", m.Version)
-	}
-	if !containsPeer(m.Holders, n.ID()) {
+	case !containsPeer(m.Holders, n.ID()):
 		return true, fmt.Sprintf("republished at version %d without this peer", m.Version)
+	case meta.Version < m.Shares():
+		return true, fmt.Sprintf("replaced by version %d", m.Shares())
 	}
 	return false, ""
+}
+
+// servedShares is the shares version the accepted manifest of owner's
+// model serves (the store never drops it for a newer upload).
+func (n *Node) servedShares(owner peer.ID, model string) (uint64, bool) {
+	m, ok := n.disc.Latest(model)
+	if !ok || m.Owner != owner || m.Deleted {
+		return 0, false
+	}
+	return m.Shares(), true
 }
 
 // missingModels returns the live manifests that name this node as a holder
@@ -104,14 +120,15 @@ func (n *Node) missingModels() []string {
 		if party < 0 {
 			continue
 		}
-		sm, err := n.store.get(m.Owner, m.ID)
+		_, err := n.store.getVersion(m.Owner, m.ID, m.Shares())
+		vs := n.store.versions(m.Owner, m.ID)
 		switch {
 		case errors.Is(err, ErrDamaged):
 			continue // reported as damaged already
-		case err != nil:
+		case err != nil && len(vs) == 0:
 			out = append(out, fmt.Sprintf("%s (party %d, version %d): no shares", m.ID, party, m.Version))
-		case sm.meta.Version < m.Shares():
-			out = append(out, fmt.Sprintf("%s (party %d, version %d): shares of version %d only", m.ID, party, m.Version, sm.meta.Version))
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s (party %d, version %d): shares of version %v only", m.ID, party, m.Version, vs))
 		}
 	}
 	return out

@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
+	n.store.serves = n.servedShares
 	if err := n.start(); err != nil {
 		return nil, err
 	}

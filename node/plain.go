@@ -74,7 +74,7 @@ func (n *Node) evalPlain(req *pb.PlainRequest) (*tensor.Dense[float64], error) {
 	case len(m.Holders) != 1 || m.Holders[0] != n.ID():
 		return nil, fmt.Errorf("%w: this peer does not host %q", ErrUnknownModel, m.ID)
 	}
-	sm, err := n.store.get(m.Owner, m.ID)
+	sm, err := n.store.getVersion(m.Owner, m.ID, m.Shares())
 	if err != nil {
 		return nil, err
 	}

@@ -144,23 +144,16 @@ func (n *Node) receiveUpload(s network.Stream, fr *frameReader, owner peer.ID) e
 	if err := n.store.put(ctx, meta, blob, weights); err != nil {
 		return err
 	}
-	n.log.Info("stored shares", "model", hdr.Model, "owner", owner, "party", hdr.Party, "bytes", size)
+	n.log.Info("stored shares", "model", hdr.Model, "owner", owner, "party", hdr.Party, "version", hdr.Version, "bytes", size)
 	return nil
 }
 
 // dropShares removes the shares of a drop request: only the owner's own
 // upload of exactly this version is dropped.
 func (n *Node) dropShares(owner peer.ID, hdr *pb.UploadHeader) error {
-	sm, err := n.store.get(owner, hdr.Model)
-	if err != nil {
-		return err
-	}
-	if sm.meta.Version != hdr.Version {
-		return fmt.Errorf("%w: stored version %d, drop asked for %d", errBadRequest, sm.meta.Version, hdr.Version)
-	}
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
-	if err := n.store.remove(ctx, owner, hdr.Model); err != nil {
+	if err := n.store.removeVersion(ctx, owner, hdr.Model, hdr.Version); err != nil {
 		return err
 	}
 	n.log.Info("dropped shares at the owner's request", "model", hdr.Model, "owner", owner, "version", hdr.Version)
@@ -176,9 +169,9 @@ func (n *Node) checkUpload(owner peer.ID, hdr *pb.UploadHeader) ([]peer.ID, erro
 	}
 	// One version, one share set: weight masks are bound to the shares
 	// they were opened against, so a version's shares are never replaced.
-	if sm, err := n.store.get(owner, hdr.Model); err == nil && sm.meta.Version >= hdr.Version {
+	if vs := n.store.versions(owner, hdr.Model); len(vs) > 0 && vs[len(vs)-1] >= hdr.Version {
 		return nil, fmt.Errorf("%w: shares of %q version %d are stored; an upload must carry a newer version, got %d",
-			errBadRequest, hdr.Model, sm.meta.Version, hdr.Version)
+			errBadRequest, hdr.Model, vs[len(vs)-1], hdr.Version)
 	}
 	if err := n.cfg.Testing.RefuseUploads; err != nil {
 		return nil, err

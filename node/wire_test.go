@@ -235,7 +235,7 @@ func TestStoreAtomicAndChecksum(t *testing.T) {
 		t.Fatalf("reopened: %v %+v", err, sm)
 	}
 	// Corrupt one chunk: the model is refused as damaged, not served.
-	key := modelPrefix(owner, "m").ChildString("c").ChildString("00000001")
+	key := versionPrefix(owner, "m", 3).ChildString("c").ChildString("00000001")
 	v, err := d.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestStoreAtomicAndChecksum(t *testing.T) {
 		t.Fatalf("damaged() = %v", s3.damaged())
 	}
 	// A model without its completion marker does not exist.
-	if err := d.Delete(ctx, modelPrefix(owner, "m").ChildString("done")); err != nil {
+	if err := d.Delete(ctx, versionPrefix(owner, "m", 3).ChildString("done")); err != nil {
 		t.Fatal(err)
 	}
 	s4, err := openStore(ctx, d)
