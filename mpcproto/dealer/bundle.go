@@ -27,20 +27,27 @@ type Bundle struct {
 	// Explicit holds the last party's shares of the derived parts, in
 	// schedule order; it is empty for the other parties.
 	Explicit []uint64
+	// Common holds the words every party receives alike, in schedule
+	// order: the correction words of the DCF keys of a two-party session
+	// (see UsesFSS); empty otherwise.
+	Common []uint64
 }
 
 const (
-	bundleMagic   = "GRDB"
-	bundleVersion = 1
+	bundleMagic = "GRDB"
+	// bundleVersion 2 added the common words.
+	bundleVersion = 2
+	// maskVersion is the version of the mask bundle and mask state.
+	maskVersion = 1
 	// bundleHeader: magic, version, frac, party u16, parties u16, batch u32,
-	// plan hash, masks ID, seed, explicit count u64.
-	bundleHeader = 4 + 1 + 1 + 2 + 2 + 4 + 32 + 32 + share.SeedSize + 8
+	// plan hash, masks ID, seed, explicit count u64, common count u64.
+	bundleHeader = 4 + 1 + 1 + 2 + 2 + 4 + 32 + 32 + share.SeedSize + 8 + 8
 	// MaxBatch bounds the batch size a bundle may name.
 	MaxBatch = 1 << 24
 )
 
 // Size is the length of the bundle's encoding in bytes.
-func (b *Bundle) Size() int { return bundleHeader + 8*len(b.Explicit) }
+func (b *Bundle) Size() int { return bundleHeader + 8*(len(b.Explicit)+len(b.Common)) }
 
 // Marshal encodes the bundle (little-endian, fixed header then the words).
 func (b *Bundle) Marshal() ([]byte, error) {
@@ -58,7 +65,8 @@ func (b *Bundle) Marshal() ([]byte, error) {
 	copy(out[46:78], b.Masks[:])
 	copy(out[78:110], b.Seed[:])
 	binary.LittleEndian.PutUint64(out[110:], uint64(len(b.Explicit)))
-	for i, v := range b.Explicit {
+	binary.LittleEndian.PutUint64(out[118:], uint64(len(b.Common)))
+	for i, v := range append(b.Explicit[:len(b.Explicit):len(b.Explicit)], b.Common...) {
 		binary.LittleEndian.PutUint64(out[bundleHeader+8*i:], v)
 	}
 	return out, nil
@@ -87,7 +95,7 @@ func UnmarshalBundle(data []byte) (*Bundle, error) {
 	if len(data) < bundleHeader {
 		return nil, fmt.Errorf("dealer: bundle of %d bytes is shorter than its %d-byte header", len(data), bundleHeader)
 	}
-	if err := checkMagic(data, bundleMagic, "bundle"); err != nil {
+	if err := checkMagic(data, bundleMagic, bundleVersion, "bundle"); err != nil {
 		return nil, err
 	}
 	b := &Bundle{
@@ -99,17 +107,23 @@ func UnmarshalBundle(data []byte) (*Bundle, error) {
 	copy(b.PlanHash[:], data[14:46])
 	copy(b.Masks[:], data[46:78])
 	copy(b.Seed[:], data[78:110])
-	count := binary.LittleEndian.Uint64(data[110:])
+	count, ncommon := binary.LittleEndian.Uint64(data[110:]), binary.LittleEndian.Uint64(data[118:])
 	rest := uint64(len(data) - bundleHeader)
-	if rest%8 != 0 || count != rest/8 {
-		return nil, fmt.Errorf("dealer: bundle announces %d words but carries %d bytes after its header", count, rest)
+	if rest%8 != 0 || count > rest/8 || ncommon != rest/8-count {
+		return nil, fmt.Errorf("dealer: bundle announces %d explicit and %d common words but carries %d bytes after its header",
+			count, ncommon, rest)
 	}
-	if count > 0 {
-		b.Explicit = make([]uint64, count)
-		for i := range b.Explicit {
-			b.Explicit[i] = binary.LittleEndian.Uint64(data[bundleHeader+8*i:])
+	words := func(off, n uint64) []uint64 {
+		if n == 0 {
+			return nil
 		}
+		out := make([]uint64, n)
+		for i := range out {
+			out[i] = binary.LittleEndian.Uint64(data[bundleHeader+8*(off+uint64(i)):])
+		}
+		return out
 	}
+	b.Explicit, b.Common = words(0, count), words(count, ncommon)
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -119,12 +133,12 @@ func UnmarshalBundle(data []byte) (*Bundle, error) {
 // checkMagic checks the magic and the version that open each of the
 // package's encodings (data holds at least 5 bytes); what names the
 // encoding in the errors.
-func checkMagic(data []byte, magic, what string) error {
+func checkMagic(data []byte, magic string, version byte, what string) error {
 	if string(data[:4]) != magic {
 		return fmt.Errorf("dealer: not a %s (bad magic)", what)
 	}
-	if data[4] != bundleVersion {
-		return fmt.Errorf("dealer: %s version %d, want %d", what, data[4], bundleVersion)
+	if data[4] != version {
+		return fmt.Errorf("dealer: %s version %d, want %d", what, data[4], version)
 	}
 	return nil
 }

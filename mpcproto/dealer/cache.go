@@ -26,6 +26,7 @@ type scheduleKey struct {
 	hash   [32]byte
 	batch  int
 	masked bool
+	gates  bool
 }
 
 var (
@@ -67,25 +68,34 @@ func checkPlan(p *plan.Plan, want [32]byte, what string) error {
 }
 
 // Schedule is the sequence of material requests of one evaluation of p with
-// the given batch size, in the order the engine consumes them. The
-// requests' shapes are shared with the dealer's cache: do not modify them.
+// the given batch size by three or more parties (the carry circuit), in
+// the order the engine consumes them. The requests' shapes are shared
+// with the dealer's cache: do not modify them.
 func Schedule(p *plan.Plan, batch int) ([]Request, error) {
-	sched, err := cachedSchedule(p, batch, false)
+	return ScheduleFor(p, batch, 3)
+}
+
+// ScheduleFor is Schedule for n parties: with two (UsesFSS) comparisons
+// take sign gates.
+func ScheduleFor(p *plan.Plan, batch, n int) ([]Request, error) {
+	sched, err := cachedSchedule(p, batch, false, n)
 	return slices.Clone(sched), err
 }
 
-// cachedSchedule is scheduleWith, computed once per (plan hash, batch,
-// masked); the result is shared and must not be modified.
-func cachedSchedule(p *plan.Plan, batch int, masked bool) ([]Request, error) {
+// cachedSchedule is scheduleWith for n parties, computed once per (plan
+// hash, batch, masked, gates); the result is shared and must not be
+// modified.
+func cachedSchedule(p *plan.Plan, batch int, masked bool, n int) ([]Request, error) {
+	gates := UsesFSS(n)
 	hash, err := planHash(p)
 	if err != nil {
-		return scheduleWith(p, batch, masked) // not cacheable: let it say what is wrong
+		return scheduleWith(p, batch, masked, gates) // not cacheable: let it say what is wrong
 	}
-	key := scheduleKey{hash: hash, batch: batch, masked: masked}
+	key := scheduleKey{hash: hash, batch: batch, masked: masked, gates: gates}
 	if s, ok := schedules.get(key); ok {
 		return s, nil
 	}
-	s, err := scheduleWith(p, batch, masked)
+	s, err := scheduleWith(p, batch, masked, gates)
 	if err != nil {
 		return nil, err
 	}

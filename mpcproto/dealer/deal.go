@@ -101,7 +101,7 @@ func checkSession(n int, enc fixed.Encoding) error {
 // deal deals the bundles of one evaluation of p by n parties, with the
 // weight masks m when not nil.
 func deal(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader, m *Masks) ([]*Bundle, error) {
-	sched, err := cachedSchedule(p, batch, m != nil)
+	sched, err := cachedSchedule(p, batch, m != nil, n)
 	if err != nil {
 		return nil, err
 	}
@@ -117,13 +117,14 @@ func deal(p *plan.Plan, batch, n int, enc fixed.Encoding, rng io.Reader, m *Mask
 		}
 		id = m.ID
 	}
-	seeds, explicit, err := dealSchedule(sched, n, enc, rng, vals)
+	seeds, explicit, common, err := dealSchedule(sched, n, enc, rng, vals)
 	if err != nil {
 		return nil, err
 	}
 	bundles := make([]*Bundle, n)
 	for i := range n {
-		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Masks: id, Seed: seeds[i]}
+		bundles[i] = &Bundle{Party: i, Parties: n, Batch: batch, Frac: enc.Frac, PlanHash: hash, Masks: id,
+			Seed: seeds[i], Common: common}
 	}
 	bundles[n-1].Explicit = explicit
 	return bundles, nil
@@ -136,7 +137,7 @@ func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*S
 	if err := checkSession(n, enc); err != nil {
 		return nil, err
 	}
-	seeds, explicit, err := dealSchedule(sched, n, enc, rng, nil)
+	seeds, explicit, common, err := dealSchedule(sched, n, enc, rng, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +147,7 @@ func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*S
 		if i == n-1 {
 			ex = explicit
 		}
-		if out[i], err = expand(sched, seeds[i], i == n-1, ex); err != nil {
+		if out[i], err = expand(sched, seeds[i], i == n-1, ex, common); err != nil {
 			return nil, err
 		}
 	}
@@ -154,74 +155,103 @@ func NewSources(sched []Request, n int, enc fixed.Encoding, rng io.Reader) ([]*S
 }
 
 // dealSchedule draws n seeds and computes the last party's explicit words
-// for the schedule.
-func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader, masks map[string][]uint64) ([]share.Seed, []uint64, error) {
-	seeds := make([]share.Seed, n)
-	prgs := make([]*share.PRG, n)
+// and the words every party receives (common) for the schedule.
+func dealSchedule(sched []Request, n int, enc fixed.Encoding, rng io.Reader, masks map[string][]uint64) ([]share.Seed, []uint64, []uint64, error) {
+	d := &drawer{seeds: make([]share.Seed, n), prgs: make([]*share.PRG, n), offs: make([]int, n)}
 	for i := range n {
 		seed, err := share.NewSeed(rng)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dealer: %w", err)
+			return nil, nil, nil, fmt.Errorf("dealer: %w", err)
 		}
-		seeds[i] = seed
-		prgs[i] = share.NewPRG(seed)
+		d.seeds[i] = seed
+		d.prgs[i] = share.NewPRG(seed)
 	}
-	var explicit []uint64
-	var buf []uint64
-	offs := make([]int, n) // every party's position in its stream
+	var explicit, common []uint64
 	for ri, req := range sched {
 		layout, err := req.layout()
 		if err != nil {
-			return nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
+			return nil, nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
 		}
-		vals := make([][]uint64, len(layout))
-		for j, pt := range layout {
-			vals[j] = make([]uint64, pt.n)
-			if cap(buf) < pt.n {
-				buf = make([]uint64, pt.n)
-			}
-			b := buf[:pt.n]
-			draws := n
-			if pt.derived {
-				draws = n - 1 // the last party's share is explicit
-			}
-			for i := range draws {
-				prgs[i].Fill(b)
-				if !pt.derived {
-					tapDraw(seeds[i], offs[i], &req, j, pt.xor, b)
-				}
-				offs[i] += pt.n
-				combine(vals[j], b, pt.xor)
-			}
-		}
-		// vals now holds the random parts' values and, for derived parts,
-		// the combined shares of parties 0..n-2.
-		acc := make(map[int][]uint64)
-		for j, pt := range layout {
-			if pt.derived {
-				acc[j] = vals[j]
-				vals[j] = make([]uint64, pt.n)
-			}
-		}
+		// vals: the random parts' values (every party's draw of an own
+		// part, in party order); acc: the combined shares of parties
+		// 0..n-2 of the derived parts
+		vals, acc := d.draw(&req, layout)
 		applyFaults(&req, vals)
 		if err := req.derive(enc, vals, masks); err != nil {
-			return nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
+			return nil, nil, nil, fmt.Errorf("dealer: request %d (%s, node %s): %w", ri, req, req.Node, err)
 		}
 		for j, pt := range layout {
-			if !pt.derived {
-				continue
-			}
-			a := acc[j]
-			for k, v := range vals[j] {
-				if pt.xor {
-					explicit = append(explicit, v^a[k])
-				} else {
-					explicit = append(explicit, v-a[k])
-				}
+			switch {
+			case pt.common:
+				common = append(common, vals[j]...)
+			case pt.derived:
+				explicit = appendCorrection(explicit, vals[j], acc[j], pt.xor)
 			}
 		}
 	}
-	return seeds, explicit, nil
+	return d.seeds, explicit, common, nil
+}
+
+// drawer draws the parties' streams in the dealer, keeping each party's
+// position.
+type drawer struct {
+	seeds []share.Seed
+	prgs  []*share.PRG
+	offs  []int
+	buf   []uint64
+}
+
+// draw draws a request's parts from every party's stream: it returns the
+// value of every random part (every party's draw, concatenated, for an
+// own part; zeros for a derived one) and, for every derived part, the
+// combined shares of parties 0..n-2.
+func (d *drawer) draw(req *Request, layout []part) (vals, acc [][]uint64) {
+	n := len(d.prgs)
+	vals, acc = make([][]uint64, len(layout)), make([][]uint64, len(layout))
+	for j, pt := range layout {
+		vals[j] = make([]uint64, pt.n)
+		if pt.common {
+			continue // sent, not drawn
+		}
+		if pt.own {
+			vals[j] = make([]uint64, 0, n*pt.n)
+			for i := range n {
+				vals[j] = append(vals[j], d.prgs[i].Uint64s(pt.n)...)
+				d.offs[i] += pt.n
+			}
+			continue
+		}
+		if cap(d.buf) < pt.n {
+			d.buf = make([]uint64, pt.n)
+		}
+		b, into, draws := d.buf[:pt.n], vals[j], n
+		if pt.derived {
+			acc[j] = make([]uint64, pt.n)
+			into, draws = acc[j], n-1 // the last party's share is explicit
+		}
+		for i := range draws {
+			d.prgs[i].Fill(b)
+			if !pt.derived {
+				tapDraw(d.seeds[i], d.offs[i], req, j, pt.xor, b)
+			}
+			d.offs[i] += pt.n
+			combine(into, b, pt.xor)
+		}
+	}
+	return vals, acc
+}
+
+// appendCorrection appends the last party's share of a derived part of
+// value v, the other parties' shares combining to a.
+func appendCorrection(explicit, v, a []uint64, xor bool) []uint64 {
+	for k, x := range v {
+		if xor {
+			explicit = append(explicit, x^a[k])
+		} else {
+			explicit = append(explicit, x-a[k])
+		}
+	}
+	return explicit
 }
 
 // combine folds a share into an accumulator: XOR or addition mod 2^64.

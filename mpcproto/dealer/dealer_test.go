@@ -112,8 +112,11 @@ func TestDealRelations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if i < n-1 && len(raw) != bundleHeader {
-				t.Fatalf("N=%d: bundle %d is %d bytes, want the bare %d-byte header", n, i, len(raw), bundleHeader)
+			if want := bundleHeader + 8*len(b.Common); i < n-1 && len(raw) != want {
+				t.Fatalf("N=%d: bundle %d is %d bytes, want the %d-byte header and the common words", n, i, len(raw), want)
+			}
+			if len(b.Common) > 0 != UsesFSS(n) {
+				t.Fatalf("N=%d: %d common words", n, len(b.Common))
 			}
 			b2, err := UnmarshalBundle(raw)
 			if err != nil {
@@ -136,6 +139,8 @@ func TestDealRelations(t *testing.T) {
 				if got := reconstruct(srcs, ri, bilinearC, false); !slices.Equal(got, want.Data) {
 					t.Fatalf("N=%d %s: C != f(A, B)", n, req)
 				}
+			case KindReluGate, KindTruncReluGate:
+				checkGate(t, srcs, ri, enc)
 			case KindTrunc:
 				r := reconstruct(srcs, ri, truncR, false)
 				sh, msb := reconstruct(srcs, ri, truncShift, false), reconstruct(srcs, ri, truncMSB, false)

@@ -131,6 +131,14 @@ func (m *Masks) compute(p *plan.Plan) (map[string][]uint64, error) {
 	return out, nil
 }
 
+// Prepare computes the masks' values now (they are otherwise computed by
+// the first DealMasked), so that a dealer can do it ahead of its first
+// query. It is safe for concurrent use.
+func (m *Masks) Prepare(p *plan.Plan) error {
+	_, err := m.values(p)
+	return err
+}
+
 // Bundles returns every party's mask bundle, to send once.
 func (m *Masks) Bundles() []*MaskBundle {
 	out := make([]*MaskBundle, m.Parties)
@@ -160,7 +168,7 @@ func (b *MaskBundle) Marshal() ([]byte, error) {
 	}
 	out := make([]byte, maskSize)
 	copy(out, maskMagic)
-	out[4] = bundleVersion
+	out[4] = maskVersion
 	binary.LittleEndian.PutUint16(out[5:], uint16(b.Party))
 	binary.LittleEndian.PutUint16(out[7:], uint16(b.Parties))
 	copy(out[9:41], b.PlanHash[:])
@@ -184,7 +192,7 @@ func UnmarshalMaskBundle(data []byte) (*MaskBundle, error) {
 	if len(data) != maskSize {
 		return nil, fmt.Errorf("dealer: mask bundle of %d bytes, want %d", len(data), maskSize)
 	}
-	if err := checkMagic(data, maskMagic, "mask bundle"); err != nil {
+	if err := checkMagic(data, maskMagic, maskVersion, "mask bundle"); err != nil {
 		return nil, err
 	}
 	b := &MaskBundle{
@@ -258,7 +266,7 @@ func (m *Masks) Marshal() ([]byte, error) {
 	}
 	out := make([]byte, 0, 4+1+2+32+32+share.SeedSize*len(m.Seeds))
 	out = append(out, masksMagic...)
-	out = append(out, bundleVersion)
+	out = append(out, maskVersion)
 	out = binary.LittleEndian.AppendUint16(out, uint16(m.Parties))
 	out = append(out, m.PlanHash[:]...)
 	out = append(out, m.ID[:]...)
@@ -275,7 +283,7 @@ func UnmarshalMasks(data []byte) (*Masks, error) {
 	if len(data) < head {
 		return nil, fmt.Errorf("dealer: masks of %d bytes, shorter than the %d-byte header", len(data), head)
 	}
-	if err := checkMagic(data, masksMagic, "mask state"); err != nil {
+	if err := checkMagic(data, masksMagic, maskVersion, "mask state"); err != nil {
 		return nil, err
 	}
 	n := int(binary.LittleEndian.Uint16(data[5:]))

@@ -144,6 +144,12 @@ type part struct {
 	n       int
 	xor     bool // XOR-shared (else additive)
 	derived bool // computed from the random parts (else drawn at random)
+	// own marks a random part that is each party's own draw, not a share
+	// (a DCF root seed): the dealer keeps every party's draw.
+	own bool
+	// common marks a derived part every party receives in full (a DCF's
+	// correction words): it is sent, not drawn, to every party.
+	common bool
 }
 
 func (r Request) layout() ([]part, error) {
@@ -184,6 +190,11 @@ func (r Request) layout() ([]part, error) {
 			ps = append(ps, part{n: w, xor: true}, part{n: w, xor: true}, part{n: w, xor: true, derived: true})
 		}
 		return append(ps, selectLayout(r.K*r.N)...), nil
+	case KindReluGate, KindTruncReluGate:
+		if r.N < 0 {
+			return nil, fmt.Errorf("negative size %d", r.N)
+		}
+		return gateLayout(r.Kind, r.N), nil
 	}
 	return nil, fmt.Errorf("unknown material kind %d", uint8(r.Kind))
 }
@@ -246,6 +257,8 @@ func (r Request) derive(enc fixed.Encoding, vals [][]uint64, masks map[string][]
 		}
 	case KindSign, KindMax:
 		deriveComparison(m.Comparison())
+	case KindReluGate, KindTruncReluGate:
+		return deriveGate(m, enc.Frac)
 	default:
 		return fmt.Errorf("unknown material kind %d", uint8(r.Kind))
 	}

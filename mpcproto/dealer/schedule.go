@@ -35,6 +35,13 @@ const (
 	// AND triples for the fan-in of K-1 comparison bits per candidate, and
 	// a random bit and product pair per candidate.
 	KindMax
+	// KindReluGate is the material of N sign gates by function secret
+	// sharing (two parties only, see UsesFSS and gate.go): a ReLU in the
+	// one round that opens x + r.
+	KindReluGate
+	// KindTruncReluGate is KindReluGate fused with a truncation's material
+	// (KindTrunc): a product's truncation and ReLU in one round.
+	KindTruncReluGate
 )
 
 // String names the kind.
@@ -52,6 +59,10 @@ func (k Kind) String() string {
 		return "sign"
 	case KindMax:
 		return "max"
+	case KindReluGate:
+		return "relu-gate"
+	case KindTruncReluGate:
+		return "trunc-relu-gate"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -202,8 +213,9 @@ func maxAndLevels(k int) []int {
 
 // scheduleWith is Schedule, with weight masks (see Masks) when masked is
 // set: MatMul and Conv requests on a masked weight then name it in FixedB
-// (or FixedA).
-func scheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
+// (or FixedA); with gates (two parties, UsesFSS) ReLU and MaxPool take
+// sign gates (gateRequests).
+func scheduleWith(p *plan.Plan, batch int, masked, gates bool) ([]Request, error) {
 	shapes, err := p.Shapes(batch)
 	if err != nil {
 		return nil, fmt.Errorf("dealer: schedule: %w", err)
@@ -221,6 +233,9 @@ func scheduleWith(p *plan.Plan, batch int, masked bool) ([]Request, error) {
 		reqs, err := nodeRequests(n, shapes, fixed)
 		if err != nil {
 			return nil, fmt.Errorf("dealer: schedule: node %s (%s): %w", n.Name, n.Op, err)
+		}
+		if gates {
+			reqs = gateRequests(p.Nodes, i, reqs)
 		}
 		out = append(out, reqs...)
 	}

@@ -34,19 +34,27 @@ func (b *Bundle) Expand(p *plan.Plan) (*Source, error) {
 	if err := checkPlan(p, b.PlanHash, "bundle was dealt"); err != nil {
 		return nil, err
 	}
-	sched, err := cachedSchedule(p, b.Batch, b.Masked())
+	sched, err := cachedSchedule(p, b.Batch, b.Masked(), b.Parties)
 	if err != nil {
 		return nil, err
 	}
-	return expand(sched, b.Seed, b.Party == b.Parties-1, b.Explicit)
+	return expand(sched, b.Seed, b.Party == b.Parties-1, b.Explicit, b.Common)
 }
 
-// expand builds one party's Source from its seed and, for the last party,
-// its explicit words.
-func expand(sched []Request, seed share.Seed, last bool, explicit []uint64) (*Source, error) {
+// expand builds one party's Source from its seed, for the last party its
+// explicit words, and the words every party receives (common).
+func expand(sched []Request, seed share.Seed, last bool, explicit, common []uint64) (*Source, error) {
 	prg := share.NewPRG(seed)
 	off := 0 // position in the stream
 	src := &Source{mats: make([]Material, len(sched))}
+	take := func(words *[]uint64, n int, what string, ri int, req Request) ([]uint64, error) {
+		if len(*words) < n {
+			return nil, fmt.Errorf("dealer: the bundle holds too few %s words for request %d (%s, node %s)", what, ri, req, req.Node)
+		}
+		out := (*words)[:n:n]
+		*words = (*words)[n:]
+		return out, nil
+	}
 	for ri, req := range sched {
 		layout, err := req.layout()
 		if err != nil {
@@ -54,26 +62,28 @@ func expand(sched []Request, seed share.Seed, last bool, explicit []uint64) (*So
 		}
 		m := Material{Req: req, Parts: make([][]uint64, len(layout))}
 		for j, pt := range layout {
-			if pt.derived && last {
-				if len(explicit) < pt.n {
-					return nil, fmt.Errorf("dealer: the last party's bundle holds too few explicit words for request %d (%s, node %s)",
-						ri, req, req.Node)
+			switch {
+			case pt.common:
+				m.Parts[j], err = take(&common, pt.n, "common", ri, req)
+			case pt.derived && last:
+				m.Parts[j], err = take(&explicit, pt.n, "explicit", ri, req)
+			default:
+				m.Parts[j] = prg.Uint64s(pt.n)
+				if !pt.derived && !pt.own {
+					tapDraw(seed, off, &m.Req, j, pt.xor, m.Parts[j])
 				}
-				m.Parts[j] = explicit[:pt.n:pt.n]
-				explicit = explicit[pt.n:]
-				continue
+				off += pt.n
 			}
-			m.Parts[j] = prg.Uint64s(pt.n)
-			if !pt.derived {
-				tapDraw(seed, off, &m.Req, j, pt.xor, m.Parts[j])
+			if err != nil {
+				return nil, err
 			}
-			off += pt.n
 		}
 		applyFaults(&m.Req, m.Parts)
 		src.mats[ri] = m
 	}
-	if len(explicit) > 0 {
-		return nil, fmt.Errorf("dealer: the last party's bundle holds %d explicit words more than the plan needs", len(explicit))
+	if len(explicit) > 0 || len(common) > 0 {
+		return nil, fmt.Errorf("dealer: the bundle holds %d explicit and %d common words more than the plan needs",
+			len(explicit), len(common))
 	}
 	return src, nil
 }

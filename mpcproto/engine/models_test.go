@@ -3,6 +3,7 @@ package engine
 import (
 	"math/rand/v2"
 
+	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 )
@@ -58,6 +59,19 @@ func smallCNN(r *rand.Rand) (*plan.Plan, plan.Weights) {
 // smallCNNRounds: conv 1 + (truncation and relu fused) 5 + 2x2 max pool
 // (all 6 pairs compared at once in 4 rounds, 2 AND levels, select) 7 + fc 2.
 const smallCNNRounds = 15
+
+// smallCNNRoundsFSS: with two parties' sign gates, conv 1 + truncation and
+// relu fused 1 + 2x2 max pool (a tree of two ReLU levels) 2 + fc 2.
+const smallCNNRoundsFSS = 6
+
+// roundsFor picks the round count of n parties: fss with two (sign
+// gates), carry otherwise.
+func roundsFor(n, carry, fss int) int {
+	if dealer.UsesFSS(n) {
+		return fss
+	}
+	return carry
+}
 
 func uniform(r *rand.Rand, scale float64, shape ...int) *tensor.Dense[float64] {
 	t := tensor.New[float64](shape...)

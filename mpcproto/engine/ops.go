@@ -325,6 +325,12 @@ func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
 		return nil, err
 	}
 	cands := all.Data // [k][size]
+	if dealer.UsesFSS(p.n) {
+		if cands, err = p.maxTree(cands, k, size); err != nil {
+			return nil, err
+		}
+		return &shared{Shape: outShape, Data: cands}, nil
+	}
 	for _, st := range dealer.MaxStages(k) {
 		// arrange the candidates as [st.Size][st.Groups*size]: value j of
 		// group g, window s; the last group repeats its last candidate

@@ -222,8 +222,8 @@ func TestSmallCNNAgainstTwin(t *testing.T) {
 	x := randVals(r, 3, 1, 8, 8)
 	for _, n := range []int{2, 3, 4} {
 		st := compare(t, fmt.Sprintf("N=%d", n), p, w, x, n, 0.01)
-		if st.Rounds != smallCNNRounds {
-			t.Errorf("N=%d: %d rounds, want %d", n, st.Rounds, smallCNNRounds)
+		if want := roundsFor(n, smallCNNRounds, smallCNNRoundsFSS); st.Rounds != want {
+			t.Errorf("N=%d: %d rounds, want %d", n, st.Rounds, want)
 		}
 	}
 }

@@ -18,11 +18,27 @@ type primitiveCase struct {
 	run   func(p *party) error
 }
 
-func primitiveCases(size int) []primitiveCase {
+// primitiveCases are the primitives of a session of n parties: with two,
+// the comparisons take sign gates (dealer.UsesFSS).
+func primitiveCases(size, n int) []primitiveCase {
 	zeros := func() []uint64 { return make([]uint64, size) }
 	matmul := dealer.Request{Kind: dealer.KindMatMul, X: []int{size, 2}, Y: []int{2, 3}}
 	trunc := dealer.Request{Kind: dealer.KindTrunc, N: size}
 	sign := dealer.Request{Kind: dealer.KindSign, N: size}
+	if dealer.UsesFSS(n) {
+		gate := dealer.Request{Kind: dealer.KindReluGate, N: size}
+		return []primitiveCase{
+			{"relu gate", []dealer.Request{gate}, func(p *party) error { _, err := p.relu(zeros()); return err }},
+			{"truncRelu gate", []dealer.Request{{Kind: dealer.KindTruncReluGate, N: size}}, func(p *party) error {
+				_, _, err := p.truncRelu(zeros())
+				return err
+			}},
+			{"max of 4 by gates", []dealer.Request{{Kind: dealer.KindReluGate, N: 2 * size}, gate}, func(p *party) error {
+				_, err := p.maxTree(make([]uint64, 4*size), 4, size)
+				return err
+			}},
+		}
+	}
 	return []primitiveCase{
 		{"bilinear", []dealer.Request{matmul}, func(p *party) error {
 			_, err := p.bilinear(matmul, tensor.New[uint64](size, 2), tensor.New[uint64](2, 3))
@@ -43,8 +59,15 @@ func primitiveCases(size int) []primitiveCase {
 // round and the sender) when a peer's message of any of its rounds is
 // malformed.
 func TestPrimitivesFail(t *testing.T) {
-	const n, size = 3, 5
-	for _, pc := range primitiveCases(size) {
+	const size = 5
+	for _, n := range []int{2, 3} {
+		primitivesFail(t, n, size)
+	}
+}
+
+// primitivesFail is TestPrimitivesFail for n parties.
+func primitivesFail(t *testing.T, n, size int) {
+	for _, pc := range primitiveCases(size, n) {
 		ps := runParties(t, n, pc.sched, pc.run)
 		rounds := ps[0].round
 		for cut := range pc.sched {

@@ -122,7 +122,8 @@ func TestTruncErrorBound(t *testing.T) {
 }
 
 // TestReluExact: relu on shares equals max(x, 0) exactly for values over
-// the whole signed range, in 2 + SignLevels rounds whatever the size.
+// the whole signed range, in 2 + SignLevels rounds whatever the size (one
+// round with two parties' sign gates).
 func TestReluExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, size := range []int{1, 63, 64, 65, 1000} {
@@ -144,7 +145,11 @@ func TestReluExact(t *testing.T) {
 		for _, n := range []int{2, 3, 4} {
 			shares := splitRaw(t, raw, n)
 			outs := make([][]uint64, n)
-			ps := runParties(t, n, []dealer.Request{{Kind: dealer.KindSign, N: size}}, func(p *party) error {
+			req, rounds := dealer.Request{Kind: dealer.KindSign, N: size}, 2+dealer.SignLevels
+			if dealer.UsesFSS(n) {
+				req, rounds = dealer.Request{Kind: dealer.KindReluGate, N: size}, 1
+			}
+			ps := runParties(t, n, []dealer.Request{req}, func(p *party) error {
 				var err error
 				outs[p.self], err = p.relu(shares[p.self])
 				return err
@@ -159,8 +164,8 @@ func TestReluExact(t *testing.T) {
 					t.Fatalf("N=%d size %d: relu(%d) = %d", n, size, int64(v), int64(got[i]))
 				}
 			}
-			if want := 2 + dealer.SignLevels; ps[0].round != want {
-				t.Errorf("N=%d: relu took %d rounds, want %d", n, ps[0].round, want)
+			if ps[0].round != rounds {
+				t.Errorf("N=%d: relu took %d rounds, want %d", n, ps[0].round, rounds)
 			}
 		}
 	}

@@ -46,9 +46,10 @@ func TestOutputRerandomized(t *testing.T) {
 		w      plan.Weights
 		x      *tensor.Dense[float64]
 		rounds int
+		fss    int // rounds with two parties (sign gates)
 	}{
-		{"mlp", mp, mw, mx, 8},
-		{"no interactive op", ap, aw, &tensor.Dense[float64]{Shape: []int{1, 3}, Data: []float64{3, 4, 5}}, 1},
+		{"mlp", mp, mw, mx, 8, 4},
+		{"no interactive op", ap, aw, &tensor.Dense[float64]{Shape: []int{1, 3}, Data: []float64{3, 4, 5}}, 1, 1},
 	}
 	for _, tc := range cases {
 		for _, n := range []int{2, 3, 5} {
@@ -63,8 +64,8 @@ func TestOutputRerandomized(t *testing.T) {
 				}
 			}
 			a, b := runs[0], runs[1]
-			if a.stats.Rounds != tc.rounds {
-				t.Errorf("%s N=%d: %d rounds, want %d", tc.name, n, a.stats.Rounds, tc.rounds)
+			if want := roundsFor(n, tc.rounds, tc.fss); a.stats.Rounds != want {
+				t.Errorf("%s N=%d: %d rounds, want %d", tc.name, n, a.stats.Rounds, want)
 			}
 			ya, _ := share.ReconstructN(a.outs, n)
 			yb, _ := share.ReconstructN(b.outs, n)
