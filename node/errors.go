@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/gridmpc/grid/discovery"
 	"github.com/gridmpc/grid/node/pb"
 )
 
@@ -38,7 +39,28 @@ var (
 	ErrMaskReuse = errors.New("weight mask set reused")
 	// ErrNotOwner is returned by Unpublish for a model this node did not sign.
 	ErrNotOwner = errors.New("not the model's owner")
+	// ErrModelExists is returned by Publish for a model id this node has
+	// published already (a live manifest), unless PublishOptions.Update
+	// asks to replace it; the error is a *ModelExistsError.
+	ErrModelExists = errors.New("model exists")
 )
+
+// ModelExistsError is Publish's refusal to replace a live model without
+// PublishOptions.Update: it carries the live manifest.
+type ModelExistsError struct {
+	Manifest *discovery.Manifest // the live manifest of the model
+}
+
+func (e *ModelExistsError) Error() string {
+	m := e.Manifest
+	return fmt.Sprintf("%v: version %d, input %v, output %v, plan %s", ErrModelExists, m.Version, m.InputShape, m.OutputShape, shortHash(m.PlanHash))
+}
+
+// Unwrap returns ErrModelExists.
+func (e *ModelExistsError) Unwrap() error { return ErrModelExists }
+
+// shortHash is the first 8 characters of a hex hash, as messages show it.
+func shortHash(h string) string { return h[:min(len(h), 8)] }
 
 // PeerError is a failure attributed to one remote peer: the peer that
 // refused, disconnected or timed out.

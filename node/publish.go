@@ -56,13 +56,40 @@ type PublishOptions struct {
 	InputRange float64
 	// Progress, if set, is called as the uploads progress, in bytes.
 	Progress func(done, total int64)
+	// Update replaces a model this node has published already: without
+	// it, Publish refuses a model id with a live manifest
+	// (ErrModelExists). The old version answers until the new manifest is
+	// announced, after every upload is done.
+	Update bool
+	// Replaces, if set, is called with the live manifest an Update
+	// replaces, before the uploads start.
+	Replaces func(old *discovery.Manifest)
 }
 
 // Publish shares the model's weights across holders found through discovery
 // (or, with Plain, uploads them to one host), then signs and announces the
 // manifest. The owner is this node. Holders never include the owner; an
-// upload failure names the holder and nothing is announced.
+// upload failure names the holder and nothing is announced. A model id
+// this node has published already (a live manifest) is refused with a
+// *ModelExistsError unless o.Update is set; then its holders keep serving
+// the old version until the new manifest, announced once every upload is
+// done, replaces it.
 func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weights, o PublishOptions) (*discovery.Manifest, error) {
+	m, err := n.stagePublish(ctx, id, p, w, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.disc.Publish(ctx, m, n.sk); err != nil {
+		return nil, fmt.Errorf("publish %q: %w", id, err)
+	}
+	n.log.Info("published", "id", id, "mode", m.Mode, "holders", m.Holders, "tolerate", m.Tolerate, "shares", len(m.ShareHolders()), "dealers", m.Dealers, "version", m.Version)
+	return m, nil
+}
+
+// stagePublish is Publish up to the announcement: it checks the options
+// and the previous version, picks the holders and dealers, uploads the
+// shares and returns the manifest to sign and announce.
+func (n *Node) stagePublish(ctx context.Context, id string, p *plan.Plan, w plan.Weights, o PublishOptions) (*discovery.Manifest, error) {
 	if err := discovery.ValidID(id); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -70,22 +97,21 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
-	version, err := n.nextVersion(ctx, id)
+	prev, version, err := n.nextVersion(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if prev != nil && !o.Update {
+		return nil, fmt.Errorf("publish %q: %w", id, &ModelExistsError{Manifest: prev})
 	}
 	up := publication{model: id, version: version, planHash: plan.HashBytes(planBytes), plain: o.Plain}
 	role, count, err := up.target(o.Holders)
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
-	var replicas [][]int
-	switch {
-	case o.Tolerate < 0 || o.Tolerate > 0 && (o.Plain || o.Tolerate > count-2):
-		return nil, fmt.Errorf("publish %q: %w: --tolerate %d with %d holders: want 0 to %d (with F = N-1 one holder would hold every share), mpc mode only",
-			id, ErrBadInput, o.Tolerate, count, max(count-2, 0))
-	case o.Tolerate > 0:
-		replicas = discovery.ReplicatedShares(count, o.Tolerate)
+	replicas, err := publishReplicas(id, o, count)
+	if err != nil {
+		return nil, err
 	}
 	if up.holders, err = n.pickPeers(ctx, role, count, o.Dealers); err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
@@ -98,20 +124,31 @@ func (n *Node) Publish(ctx context.Context, id string, p *plan.Plan, w plan.Weig
 	if err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
+	if prev != nil && o.Replaces != nil {
+		o.Replaces(prev)
+	}
 	if err := n.uploadShares(ctx, up, blobs, o.Progress); err != nil {
 		return nil, fmt.Errorf("publish %q: %w", id, err)
 	}
-	m := &discovery.Manifest{
+	return &discovery.Manifest{
 		ID: id, Owner: n.ID(), Mode: up.mode(), Holders: up.holders,
 		InputShape: slices.Clone(p.Input.Shape), OutputShape: outShape,
 		PlanHash: up.planHash, Plan: planBytes, AllowRemote: !o.NoRemoteInference, Version: version,
 		Dealers: dealers, InputRange: o.InputRange, Tolerate: o.Tolerate, Replicas: replicas,
+	}, nil
+}
+
+// publishReplicas checks o.Tolerate against count holders and returns the
+// replica sets of F = o.Tolerate (nil for 0).
+func publishReplicas(id string, o PublishOptions, count int) ([][]int, error) {
+	switch {
+	case o.Tolerate < 0 || o.Tolerate > 0 && (o.Plain || o.Tolerate > count-2):
+		return nil, fmt.Errorf("publish %q: %w: --tolerate %d with %d holders: want 0 to %d (with F = N-1 one holder would hold every share), mpc mode only",
+			id, ErrBadInput, o.Tolerate, count, max(count-2, 0))
+	case o.Tolerate > 0:
+		return discovery.ReplicatedShares(count, o.Tolerate), nil
 	}
-	if err := n.disc.Publish(ctx, m, n.sk); err != nil {
-		return nil, fmt.Errorf("publish %q: %w", id, err)
-	}
-	n.log.Info("published", "id", id, "mode", m.Mode, "holders", m.Holders, "tolerate", m.Tolerate, "shares", len(m.ShareHolders()), "dealers", dealers, "version", version)
-	return m, nil
+	return nil, nil
 }
 
 // encodePlan checks the plan and its weights and returns the plan's
@@ -137,21 +174,26 @@ func encodePlan(p *plan.Plan, w plan.Weights) ([]byte, []int, error) {
 	return b, shapes[p.Output], nil
 }
 
-// nextVersion is the version of a new manifest of model id: the time in
-// ms, or one more than the version known if that is newer. A model id
-// known under another owner is refused (discovery.ErrNameTaken).
-func (n *Node) nextVersion(ctx context.Context, id string) (uint64, error) {
+// nextVersion returns the live manifest of model id this node published
+// (nil if none) and the version of a new manifest: the time in ms, or one
+// more than the version known if that is newer. A model id known under
+// another owner is refused (discovery.ErrNameTaken).
+func (n *Node) nextVersion(ctx context.Context, id string) (*discovery.Manifest, uint64, error) {
 	version := uint64(max(time.Now().UnixMilli(), 1))
 	known, err := n.disc.Lookup(ctx, id)
 	switch {
 	case err == nil && known.Owner != n.ID():
-		return 0, fmt.Errorf("publish %q: owned by %s: %w", id, known.Owner, discovery.ErrNameTaken)
-	case err == nil && known.Version >= version:
-		version = known.Version + 1
-	case err != nil && !errors.Is(err, discovery.ErrNotFound):
+		return nil, 0, fmt.Errorf("publish %q: owned by %s: %w", id, known.Owner, discovery.ErrNameTaken)
+	case err == nil:
+		return known, max(version, known.Version+1), nil
+	case !errors.Is(err, discovery.ErrNotFound):
 		n.log.Debug("publish: lookup of the previous version", "id", id, "err", err)
 	}
-	return version, nil
+	// An unpublished model's tombstone still orders the versions.
+	if m, ok := n.disc.Latest(id); ok && m.Version >= version {
+		version = m.Version + 1
+	}
+	return nil, version, nil
 }
 
 // publication is what an owner uploads of one model version: the weight

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/gridmpc/grid/node"
 )
 
 // Exit codes of the grid command.
@@ -42,6 +44,9 @@ func badInput(err error) error {
 func exitCode(err error) int {
 	if err == nil {
 		return exitOK
+	}
+	if errors.Is(err, node.ErrModelExists) {
+		return exitUsage // publish without --update: the user's call to make
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

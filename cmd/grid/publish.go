@@ -29,7 +29,7 @@ type publishFlags struct {
 	id                      string
 	holders, tolerate       int
 	plain, noRemote, asJSON bool
-	quiet                   bool
+	quiet, update           bool
 	dealers                 string
 	inputRange              float64
 }
@@ -64,11 +64,16 @@ clients refuse larger values, and publish warns when a worst-case estimate
 of the model's intermediate values for inputs up to R leaves the safe range
 of the fixed-point arithmetic. The repo's
 identity owns the model: only it can publish a new version or unpublish it.
+Publishing an id you have published already fails (exit 2) naming the live
+version; --update replaces it, says what changed (shapes, plan hash,
+holders, tolerate, dealers) and keeps the old version answering until every
+holder has the new one: holders keep both until the new manifest is out.
 Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 (--quiet hides it).`,
 		Example: `  grid publish testdata/seed.onnx --id convnet --holders 4
   grid publish testdata/seed.onnx --id convnet --holders 4 --tolerate 1
-  grid publish model.onnx --id digits --plain`,
+  grid publish model.onnx --id digits --plain
+  grid publish retrained.onnx --id convnet --holders 4 --update`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error { return c.runPublish(cmd, args[0], &f) }),
 	}
@@ -79,6 +84,7 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 	fs.BoolVar(&f.plain, "plain", false, "host the model in plaintext on one peer (no MPC)")
 	fs.BoolVar(&f.noRemote, "no-remote-inference", false, "publish, but have holders refuse queries")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar")
+	fs.BoolVar(&f.update, "update", false, "replace the model if you published it already (the old version answers until the new one is uploaded)")
 	fs.StringVar(&f.dealers, "dealers", "", `dealers you trust, comma-separated peer IDs, or "none" (default: up to 3 advertised dealers that are not holders)`)
 	fs.Float64Var(&f.inputRange, "input-range", 0, "largest |input value| the model is meant for (clients refuse larger; 0: not declared)")
 	_ = cmd.MarkFlagRequired("id")
@@ -127,7 +133,9 @@ func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error
 		return err
 	}
 	defer cl.Close()
-	opts := node.PublishOptions{Holders: f.holders, Tolerate: f.tolerate, Plain: f.plain, NoRemoteInference: f.noRemote, Dealers: ds, InputRange: f.inputRange}
+	var old replacedManifest
+	opts := node.PublishOptions{Holders: f.holders, Tolerate: f.tolerate, Plain: f.plain, NoRemoteInference: f.noRemote,
+		Dealers: ds, InputRange: f.inputRange, Update: f.update, Replaces: old.set}
 	var bar *uploadBar
 	if !f.quiet && isTerminal(c.stderr) {
 		bar = newUploadBar(c.stderr)
@@ -136,12 +144,18 @@ func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error
 	m, err := cl.Publish(cl.ctx, f.id, p, w, opts)
 	bar.finish(err == nil)
 	if err != nil {
-		return nodeError(c.explain(cl.ctx, err, f.client.timeout)) // node names the model
+		return nodeError(modelExists(f.id, c.explain(cl.ctx, err, f.client.timeout))) // node names the model
 	}
 	v := viewModel(m)
 	v.SafeInput = safe
 	if f.asJSON {
+		if old.m != nil {
+			fmt.Fprintln(c.stderr, describeUpdate(viewModel(old.m), v))
+		}
 		return writeJSON(c.stdout, v)
+	}
+	if old.m != nil {
+		fmt.Fprintln(c.stdout, describeUpdate(viewModel(old.m), v))
 	}
 	writePublished(c.stdout, v, f.inputRange)
 	return nil
