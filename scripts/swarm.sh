@@ -3,7 +3,7 @@
 #
 #   scripts/swarm.sh SCENARIO [--nodes N] [--holders H] [--out DIR] [--seed S] [--keep] [--quiet]
 #
-# SCENARIO is seed, scale, churn, wan (scripts/scenarios/NAME.json) or a path
+# SCENARIO is seed, scale, churn, churn-tolerate, wan (scripts/scenarios/NAME.json) or a path
 # to a scenario file. The script builds grid and grid-swarm into a fresh
 # temporary directory, runs the scenario (result.json and PNG plots go to
 # --out, a summary table to stdout) and exits with grid-swarm's status:

@@ -204,10 +204,15 @@ func (c *churner) leave(qi, i int) {
 	c.r.logf("churn: node%d %s (holder %v) before query %d", i, map[string]string{"leave": "leaves", "crash": "crashes"}[kind], c.holder[i], qi)
 }
 
-// rejoin starts a stopped daemon again from its repo dir.
+// rejoin starts a stopped daemon again from its repo dir: any, or beyond
+// tolerance a non-holder first (so the holders fill the down slots).
 func (c *churner) rejoin(ctx context.Context, qi int) error {
-	k := c.rng.IntN(len(c.down))
-	i := c.down[k]
+	pick := c.down
+	if others := slices.DeleteFunc(slices.Clone(c.down), func(i int) bool { return c.holder[i] }); c.beyond(qi) && len(others) > 0 {
+		pick = others
+	}
+	i := pick[c.rng.IntN(len(pick))]
+	k := slices.Index(c.down, i)
 	if _, err := c.s.Start(ctx, i); err != nil {
 		return fmt.Errorf("churn: rejoin: %w", err)
 	}

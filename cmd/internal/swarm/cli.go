@@ -25,10 +25,11 @@ const (
 const usage = `usage: grid-swarm [flags] SCENARIO
 
 Runs a scenario (a JSON file, or the name of one under scripts/scenarios:
-seed, scale, churn, wan) against a local swarm of real "grid daemon"
-processes on loopback, writes OUT/result.json and PNG plots, and prints a
-summary table. Every process it starts is stopped by PID on exit, also on
-Ctrl-C. Exit status: 0 pass, 1 fail, 2 bad usage, 130 interrupted.
+seed, scale, churn, churn-tolerate, wan) against a local swarm of real
+"grid daemon" processes on loopback, writes OUT/result.json and PNG plots,
+and prints a summary table. Every process it starts is stopped by PID on
+exit, also on Ctrl-C. Exit status: 0 pass, 1 fail, 2 bad usage, 130
+interrupted.
 
 flags:
 `
