@@ -65,8 +65,8 @@ func (d *Discovery) tick() {
 	}
 }
 
-// republish re-puts every known envelope in the DHT and re-provides the
-// advertised roles.
+// republish re-puts every known envelope and repair chain in the DHT and
+// re-provides the advertised roles.
 func (d *Discovery) republish(ctx context.Context) {
 	for _, e := range d.reg.all() {
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -74,6 +74,7 @@ func (d *Discovery) republish(ctx context.Context) {
 			d.log.Debug("republish manifest", "id", e.m.ID, "err", err)
 		}
 		cancel()
+		d.putChain(ctx, e)
 	}
 	d.rolesMu.Lock()
 	roles := make([]string, 0, len(d.roles))

@@ -95,8 +95,11 @@ type Discovery struct {
 	ps    *pubsub.PubSub
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
-	evsub event.Subscription
-	mesh  *meshTracer
+	// repairTopic and repairSub carry repair records (RepairTopic).
+	repairTopic *pubsub.Topic
+	repairSub   *pubsub.Subscription
+	evsub       event.Subscription
+	mesh        *meshTracer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -175,6 +178,7 @@ func (d *Discovery) start(ctx context.Context) error {
 		dht.Mode(mode),
 		dht.ProtocolPrefix(DHTPrefix),
 		dht.NamespacedValidator(DHTNamespace, dhtValidator{d}),
+		dht.NamespacedValidator(DHTRepairNamespace, chainValidator{d}),
 		dht.BootstrapPeers(d.cfg.Bootstrap...),
 	}
 	if d.cfg.Datastore != nil {
@@ -210,14 +214,24 @@ func (d *Discovery) start(ctx context.Context) error {
 	if d.sub, err = d.topic.Subscribe(); err != nil {
 		return fmt.Errorf("subscribe topic %s: %w", Topic, err)
 	}
+	if err := d.ps.RegisterTopicValidator(RepairTopic, d.validateRepairMessage, pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
+		return fmt.Errorf("register topic validator: %w", err)
+	}
+	if d.repairTopic, err = d.ps.Join(RepairTopic); err != nil {
+		return fmt.Errorf("join topic %s: %w", RepairTopic, err)
+	}
+	if d.repairSub, err = d.repairTopic.Subscribe(); err != nil {
+		return fmt.Errorf("subscribe topic %s: %w", RepairTopic, err)
+	}
 	d.evsub, err = d.h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
 	if err != nil {
 		return fmt.Errorf("subscribe to identify events: %w", err)
 	}
 	d.h.SetStreamHandler(SyncProtocol, d.handleSync)
 
-	d.wg.Add(3)
+	d.wg.Add(4)
 	go d.readTopic()
+	go d.readRepairs()
 	go d.watchPeers()
 	go d.tick()
 
@@ -241,17 +255,21 @@ func (d *Discovery) Close() error {
 func (d *Discovery) stop() error {
 	var errs []error
 	d.h.RemoveStreamHandler(SyncProtocol)
-	if d.sub != nil {
-		d.sub.Cancel()
+	for _, sub := range []*pubsub.Subscription{d.sub, d.repairSub} {
+		if sub != nil {
+			sub.Cancel()
+		}
 	}
 	if d.evsub != nil {
 		if err := d.evsub.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close event subscription: %w", err))
 		}
 	}
-	if d.topic != nil {
-		if err := d.topic.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close topic: %w", err))
+	for _, t := range []*pubsub.Topic{d.topic, d.repairTopic} {
+		if t != nil {
+			if err := t.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close topic %s: %w", t.String(), err))
+			}
 		}
 	}
 	d.cancel()

@@ -194,7 +194,7 @@ func pushFrom(t *testing.T, s *swarm, a *attacker, env []byte) error {
 	tmp := &Discovery{h: a.h}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	return tmp.push(ctx, s.hosts[0].ID(), env)
+	return tmp.push(ctx, s.hosts[0].ID(), env, nil)
 }
 
 func TestReplayRefused(t *testing.T) {

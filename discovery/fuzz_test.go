@@ -119,15 +119,16 @@ func FuzzReadCatalog(f *testing.F) {
 		&pb.SyncEntry{Envelope: []byte("c")}, &pb.SyncEntry{Envelope: []byte("d")}))
 	f.Add(frame(f, &pb.SyncEntry{}))
 	f.Add(frame(f, &pb.SyncEntry{Error: "no"}))
+	f.Add(frame(f, &pb.SyncEntry{Envelope: []byte("e"), Repairs: [][]byte{{1}, {2}}}))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}) // a frame length over the cap
 	f.Add([]byte{0x05, 0x01})                   // a truncated frame
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const max = 3
 		calls := 0
-		n, err := readCatalog(bytes.NewReader(b), max, func(env []byte) {
+		n, err := readCatalog(bytes.NewReader(b), max, func(env []byte, repairs [][]byte) {
 			calls++
-			if len(env) == 0 {
-				t.Fatal("empty envelope passed on")
+			if len(env) == 0 || len(repairs) > maxRepairChain {
+				t.Fatalf("empty envelope or %d repairs passed on", len(repairs))
 			}
 		})
 		if n != calls || calls > max {
@@ -146,6 +147,8 @@ func FuzzReadSyncRequest(f *testing.F) {
 		{Kind: pb.SyncRequest_LIST, Digest: []byte{1}},
 		{Kind: pb.SyncRequest_PUSH, Envelope: seeds[0]},
 		{Kind: pb.SyncRequest_PUSH},
+		{Kind: pb.SyncRequest_PUSH, Envelope: seeds[0], Repairs: [][]byte{{1}}},
+		{Kind: pb.SyncRequest_LIST, Repairs: [][]byte{{1}}},
 		{Kind: 7},
 	} {
 		var buf bytes.Buffer
@@ -162,12 +165,12 @@ func FuzzReadSyncRequest(f *testing.F) {
 		}
 		switch req.Kind {
 		case pb.SyncRequest_LIST:
-			if len(req.Envelope) != 0 || len(req.Digest) != 0 && len(req.Digest) != 32 {
+			if len(req.Envelope) != 0 || len(req.Repairs) != 0 || len(req.Digest) != 0 && len(req.Digest) != 32 {
 				t.Fatal("malformed list request accepted")
 			}
 		case pb.SyncRequest_PUSH:
-			if len(req.Envelope) == 0 {
-				t.Fatal("empty push accepted")
+			if len(req.Envelope) == 0 || len(req.Repairs) > maxRepairChain {
+				t.Fatal("empty push or too long a chain accepted")
 			}
 		default:
 			t.Fatalf("kind %d accepted", req.Kind)
@@ -195,7 +198,7 @@ func TestReadCatalogLimits(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			n, err := readCatalog(bytes.NewReader(c.in), c.max, func([]byte) {})
+			n, err := readCatalog(bytes.NewReader(c.in), c.max, func([]byte, [][]byte) {})
 			if n != c.wantN {
 				t.Fatalf("read %d entries, want %d", n, c.wantN)
 			}

@@ -186,20 +186,22 @@ func refusedCount(d *Discovery, source, reason string) float64 {
 }
 
 // attacker is a host with a bare gossipsub router (no validator) on the
-// manifest topic: it can put any bytes on the wire.
+// manifest topic (or another): it can put any bytes on the wire.
 type attacker struct {
 	h     host.Host
 	topic *pubsub.Topic
 }
 
-func (s *swarm) attacker() *attacker {
+func (s *swarm) attacker() *attacker { return s.attackerOn(Topic) }
+
+func (s *swarm) attackerOn(name string) *attacker {
 	s.t.Helper()
 	h := s.newHost()
 	ps, err := pubsub.NewGossipSub(s.ctx, h, pubsub.WithFloodPublish(true), pubsub.WithMaxMessageSize(MaxManifestSize+64<<10))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	topic, err := ps.Join(Topic)
+	topic, err := ps.Join(name)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 
 // load fills the registry from the datastore, verifying every envelope.
 func (d *Discovery) load(ctx context.Context) error {
-	items, err := d.reg.loadStored(ctx)
+	items, err := d.reg.loadStored(ctx, registryPrefix)
 	for _, it := range items {
 		m, oerr := Open(it.env)
 		if oerr != nil {
@@ -30,7 +30,7 @@ func (d *Discovery) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load registry: %w", err)
 	}
-	return nil
+	return d.loadRepairs(ctx)
 }
 
 // accept applies a verified manifest to the registry, logging and counting

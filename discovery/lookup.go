@@ -14,19 +14,20 @@ import (
 // (falling back to the DHT) and the Watch subscriptions to its changes.
 
 // Models returns copies of the current, non-deleted, verified manifests,
-// sorted by ID (an empty, non-nil slice when there are none).
+// amended by their repair chains (see Repair), sorted by ID (an empty, non-nil slice when there are none).
 func (d *Discovery) Models() []*Manifest {
 	out := []*Manifest{}
 	for _, e := range d.reg.all() {
 		if !e.m.Deleted {
-			out = append(out, e.m.Clone())
+			out = append(out, e.eff().Clone())
 		}
 	}
 	return out
 }
 
 // Latest returns a copy of the newest verified manifest this node knows
-// for id, tombstones included (Deleted set), without asking the network.
+// for id, amended by its repair chain, tombstones included (Deleted set),
+// without asking the network.
 // Holders use it, on each Watch signal, to retire shares of unpublished or
 // republished models.
 func (d *Discovery) Latest(id string) (*Manifest, bool) {
@@ -34,13 +35,13 @@ func (d *Discovery) Latest(id string) (*Manifest, bool) {
 	if e == nil {
 		return nil, false
 	}
-	return e.m.Clone(), true
+	return e.eff().Clone(), true
 }
 
 // Watch subscribes to registry changes: the returned channel receives a
 // signal after the registry accepts a newer manifest of any model (a
-// publish, republish or tombstone, from gossip, catalog sync, the DHT or
-// this node). Signals are coalesced (the channel holds at most one), so a
+// publish, republish, tombstone or repair record, from gossip, catalog
+// sync, the DHT or this node). Signals are coalesced (the channel holds at most one), so a
 // reader looks up what it cares about with Latest or Models after each
 // signal; it never misses the last change. stop ends the subscription (the
 // channel is not closed). Watch does not report what was loaded from the
@@ -97,6 +98,9 @@ func (d *Discovery) Lookup(ctx context.Context, id string) (*Manifest, error) {
 		return nil, err
 	}
 	_, aerr := d.accept(ctx, sourceDHT, "", m, val)
+	if m.Repair.Enabled() && !m.Deleted {
+		d.fetchChain(ctx, id)
+	}
 	if e := d.reg.get(id); e != nil {
 		return liveClone(e)
 	}
@@ -107,5 +111,5 @@ func liveClone(e *entry) (*Manifest, error) {
 	if e.m.Deleted {
 		return nil, fmt.Errorf("model %q unpublished at version %d: %w", e.m.ID, e.m.Version, ErrNotFound)
 	}
-	return e.m.Clone(), nil
+	return e.eff().Clone(), nil
 }

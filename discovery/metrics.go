@@ -29,6 +29,12 @@ type Metrics struct {
 	// (Unpublish with the wrong key) or remote (a tombstone signed by
 	// someone other than the name's owner).
 	UnpublishRefused prometheus.Counter
+	// RepairsAccepted counts repair records added to a chain, by source.
+	RepairsAccepted *prometheus.CounterVec
+	// RepairsRefused counts refused repair records by source and reason
+	// (too_large, bad_repair, conflict, chain_full, behind, stale_version,
+	// bad_key).
+	RepairsRefused *prometheus.CounterVec
 }
 
 // NewMetrics makes the discovery counters and registers them with reg
@@ -48,11 +54,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "grid", Subsystem: "discovery", Name: "unpublish_refused_total",
 			Help: "Unpublish attempts refused because the signer does not own the model.",
 		}),
+		RepairsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "grid", Subsystem: "discovery", Name: "repairs_accepted_total",
+			Help: "Repair records accepted into a model's chain, by source.",
+		}, []string{"source"}),
+		RepairsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "grid", Subsystem: "discovery", Name: "repairs_refused_total",
+			Help: "Repair records refused, by source and reason.",
+		}, []string{"source", "reason"}),
 	}
 	if reg != nil {
 		m.Accepted = register(reg, m.Accepted)
 		m.Refused = register(reg, m.Refused)
 		m.UnpublishRefused = register(reg, m.UnpublishRefused)
+		m.RepairsAccepted = register(reg, m.RepairsAccepted)
+		m.RepairsRefused = register(reg, m.RepairsRefused)
 	}
 	return m
 }
@@ -88,6 +104,14 @@ func reason(err error) string {
 		return "registry_full"
 	case errors.Is(err, errBadKey):
 		return "bad_key"
+	case errors.Is(err, errRepairBehind):
+		return "behind"
+	case errors.Is(err, errRepairConflict):
+		return "conflict"
+	case errors.Is(err, errChainFull):
+		return "chain_full"
+	case errors.Is(err, ErrBadRepair):
+		return "bad_repair"
 	case errors.Is(err, ErrInvalidManifest):
 		return "invalid"
 	default:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -86,12 +87,17 @@ func (d *Discovery) Unpublish(ctx context.Context, id string, sk crypto.PrivKey)
 }
 
 // nextVersion is the version for a new manifest: the Unix time in ms, or
-// one more than the known version if that is not newer. Time-based
-// versions let an owner publish from a fresh process that knows nothing.
+// one more than the known version if that is not newer, and at least the
+// shares version of the known (repaired) manifest, which the new one may
+// keep. Time-based versions let an owner publish from a fresh process
+// that knows nothing.
 func nextVersion(known *entry, now time.Time) uint64 {
 	v := uint64(max(now.UnixMilli(), 1))
 	if known != nil && v <= known.m.Version {
 		v = known.m.Version + 1
+	}
+	if known != nil {
+		v = max(v, known.eff().Shares())
 	}
 	return v
 }
@@ -116,7 +122,7 @@ func (d *Discovery) sealAndAnnounce(ctx context.Context, m *Manifest, sk crypto.
 // from client-mode nodes. A DHT failure is returned unless the node has no
 // DHT peer at all (a lone node keeps the record locally).
 func (d *Discovery) announce(ctx context.Context, m *Manifest, env []byte) error {
-	if err := d.gossip(ctx, env); err != nil {
+	if err := d.gossipOn(ctx, d.topic, env); err != nil {
 		d.log.Warn("gossip manifest", "id", m.ID, "version", m.Version, "err", err)
 	}
 	var pushWG sync.WaitGroup
@@ -124,7 +130,7 @@ func (d *Discovery) announce(ctx context.Context, m *Manifest, env []byte) error
 		pushWG.Add(1)
 		go func() {
 			defer pushWG.Done()
-			d.pushAll(ctx, m, env)
+			d.pushAll(ctx, m, env, nil)
 		}()
 	}
 	err := d.dht.PutValue(ctx, DHTKey(m.ID), env)
@@ -139,12 +145,12 @@ func (d *Discovery) announce(ctx context.Context, m *Manifest, env []byte) error
 	return nil
 }
 
-// gossip publishes env on the topic, waiting briefly for a topic peer when
-// the node has connections but no known subscriber yet.
-func (d *Discovery) gossip(ctx context.Context, env []byte) error {
-	if len(d.topic.ListPeers()) == 0 && len(d.h.Network().Peers()) > 0 {
+// gossipOn publishes data on topic t, waiting briefly for a topic peer
+// when the node has connections but no known subscriber yet.
+func (d *Discovery) gossipOn(ctx context.Context, t *pubsub.Topic, data []byte) error {
+	if len(t.ListPeers()) == 0 && len(d.h.Network().Peers()) > 0 {
 		wctx, cancel := context.WithTimeout(ctx, publishReadyTimeout)
-		for len(d.topic.ListPeers()) == 0 && wctx.Err() == nil {
+		for len(t.ListPeers()) == 0 && wctx.Err() == nil {
 			select {
 			case <-wctx.Done():
 			case <-time.After(20 * time.Millisecond):
@@ -152,8 +158,8 @@ func (d *Discovery) gossip(ctx context.Context, env []byte) error {
 		}
 		cancel()
 	}
-	if err := d.topic.Publish(ctx, env); err != nil {
-		return fmt.Errorf("publish on %s: %w", Topic, err)
+	if err := t.Publish(ctx, data); err != nil {
+		return fmt.Errorf("publish on %s: %w", t.String(), err)
 	}
 	return nil
 }

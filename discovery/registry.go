@@ -30,10 +30,14 @@ const RegistryPrefix = "/grid/discovery/manifests"
 
 var registryPrefix = datastore.NewKey(RegistryPrefix)
 
-// entry is one model ID's newest known manifest and its signed envelope.
+// entry is one model ID's newest known owner-signed manifest, its signed
+// envelope and the chain of repair records accepted on top of it. Entries
+// are never changed once stored: an update stores a new one.
 type entry struct {
-	m   *Manifest
-	env []byte
+	m     *Manifest // as the owner signed it
+	env   []byte
+	chain []link    // repairs with seq 1, 2, ... on top of m
+	cur   *Manifest // m amended by chain; nil when chain is empty
 }
 
 // registry is the node's view of the network's models: for each ID, the
@@ -116,14 +120,20 @@ func (r *registry) apply(ctx context.Context, m *Manifest, env []byte) (verdict,
 		if err := r.ds.Put(ctx, registryPrefix.ChildString(m.ID), env); err != nil {
 			return verdictRefuse, fmt.Errorf("persist manifest %q: %w", m.ID, err)
 		}
+		if known := r.entries[m.ID]; known != nil && len(known.chain) > 0 {
+			// The owner's new version drops the repairs of the old one. A
+			// chain left by a failed delete no longer applies (its base is
+			// older) and is dropped at the next load.
+			_ = r.ds.Delete(ctx, repairPrefix.ChildString(m.ID))
+		}
 	}
 	r.entries[m.ID] = &entry{m: m, env: env}
 	r.dig = nil
 	return verdictAccept, nil
 }
 
-// digest is a sha256 over the catalog: for each ID in order, the ID and the
-// sha256 of its envelope. Two nodes with equal digests hold the same
+// digest is a sha256 over the catalog: for each ID in order, the ID, the
+// sha256 of its envelope and the sha256 of each of its repair records. Two nodes with equal digests hold the same
 // envelopes, so a catalog pull between them can be skipped.
 func (r *registry) digest() []byte {
 	r.mu.Lock()
@@ -138,10 +148,15 @@ func (r *registry) digest() []byte {
 	sort.Strings(ids)
 	h := sha256.New()
 	for _, id := range ids {
-		sum := sha256.Sum256(r.entries[id].env)
+		e := r.entries[id]
+		sum := sha256.Sum256(e.env)
 		h.Write([]byte(id))
 		h.Write([]byte{0})
 		h.Write(sum[:])
+		for _, l := range e.chain {
+			sum := sha256.Sum256(l.raw)
+			h.Write(sum[:])
+		}
 	}
 	r.dig = h.Sum(nil)
 	return r.dig
@@ -172,13 +187,14 @@ type stored struct {
 	env []byte
 }
 
-// loadStored reads every persisted envelope. Verifying them is the
-// caller's job (Discovery.load), so that refusals are logged and counted.
-func (r *registry) loadStored(ctx context.Context) ([]stored, error) {
+// loadStored reads every value persisted under prefix (registryPrefix:
+// envelopes, repairPrefix: repair chains). Verifying them is the caller's
+// job (Discovery.load), so that refusals are logged and counted.
+func (r *registry) loadStored(ctx context.Context, prefix datastore.Key) ([]stored, error) {
 	if r.ds == nil {
 		return nil, nil
 	}
-	res, err := r.ds.Query(ctx, query.Query{Prefix: registryPrefix.String()})
+	res, err := r.ds.Query(ctx, query.Query{Prefix: prefix.String()})
 	if err != nil {
 		return nil, fmt.Errorf("query stored manifests: %w", err)
 	}

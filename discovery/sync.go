@@ -19,20 +19,22 @@ import (
 
 // SyncProtocol is the catalog protocol. A stream carries one SyncRequest:
 //   - LIST: the server answers one SyncEntry per manifest it knows
-//     (tombstones included) and closes; the client verifies each one as if
-//     it came from gossip. If the request's digest equals the server's
-//     catalog digest, the server answers nothing.
-//   - PUSH: the request carries one envelope; the server verifies and
-//     applies it, answers one SyncEntry whose Error is empty on acceptance,
-//     and re-gossips what it accepted.
+//     (tombstones included), with the model's repair chain, and closes;
+//     the client verifies each one as if it came from gossip. If the
+//     request's digest equals the server's catalog digest, the server
+//     answers nothing.
+//   - PUSH: the request carries one envelope and optionally its repair
+//     chain; the server verifies and applies them, answers one SyncEntry
+//     whose Error is empty on acceptance, and re-gossips what it accepted.
 //
 // Frames are uvarint-length-prefixed protobufs capped at maxFrameSize.
 const SyncProtocol = "/grid/manifests/1.0.0"
 
 const (
 	syncServiceName = "grid.discovery"
-	// maxFrameSize caps one sync frame: an envelope plus protobuf framing.
-	maxFrameSize = MaxManifestSize + 1024
+	// maxFrameSize caps one sync frame: an envelope, a full repair chain
+	// and protobuf framing.
+	maxFrameSize = MaxManifestSize + maxRepairChain*(MaxRepairSize+8) + 1024
 	// syncTimeout bounds one sync stream, both sides.
 	syncTimeout = 30 * time.Second
 	// minResync is the least time between two catalog pulls from one peer.
@@ -47,8 +49,8 @@ func readSyncRequest(r io.Reader) (*pb.SyncRequest, error) {
 	}
 	switch req.Kind {
 	case pb.SyncRequest_LIST:
-		if len(req.Envelope) != 0 {
-			return nil, errors.New("read sync request: list request with an envelope")
+		if len(req.Envelope) != 0 || len(req.Repairs) != 0 {
+			return nil, errors.New("read sync request: list request with an envelope or repairs")
 		}
 		if len(req.Digest) != 0 && len(req.Digest) != sha256.Size {
 			return nil, fmt.Errorf("read sync request: digest of %d bytes, want %d", len(req.Digest), sha256.Size)
@@ -60,6 +62,9 @@ func readSyncRequest(r io.Reader) (*pb.SyncRequest, error) {
 		if len(req.Digest) != 0 {
 			return nil, errors.New("read sync request: push request with a digest")
 		}
+		if len(req.Repairs) > maxRepairChain {
+			return nil, fmt.Errorf("read sync request: %d repairs, at most %d", len(req.Repairs), maxRepairChain)
+		}
 	default:
 		return nil, fmt.Errorf("read sync request: unknown kind %d", req.Kind)
 	}
@@ -67,11 +72,11 @@ func readSyncRequest(r io.Reader) (*pb.SyncRequest, error) {
 }
 
 // readCatalog reads LIST reply frames from r until end of stream, calling
-// fn with each envelope. It stops with an error after max entries, on a
-// frame over maxFrameSize, on a malformed frame or on an entry with no
-// envelope. fn's errors do not stop it (a bad entry is the peer's
-// problem, counted by fn).
-func readCatalog(r io.Reader, max int, fn func(env []byte)) (int, error) {
+// fn with each envelope and its repair records. It stops with an error
+// after max entries, on a frame over maxFrameSize, on a malformed frame, on
+// an entry with no envelope or more than maxRepairChain repairs. fn's
+// errors do not stop it (a bad entry is the peer's problem, counted by fn).
+func readCatalog(r io.Reader, max int, fn func(env []byte, repairs [][]byte)) (int, error) {
 	rd := pbio.NewDelimitedReader(r, maxFrameSize)
 	for n := 0; ; n++ {
 		var e pb.SyncEntry
@@ -88,7 +93,10 @@ func readCatalog(r io.Reader, max int, fn func(env []byte)) (int, error) {
 		if len(e.Envelope) == 0 {
 			return n, fmt.Errorf("read catalog entry %d: no envelope", n)
 		}
-		fn(e.Envelope)
+		if len(e.Repairs) > maxRepairChain {
+			return n, fmt.Errorf("read catalog entry %d: %d repairs, at most %d", n, len(e.Repairs), maxRepairChain)
+		}
+		fn(e.Envelope, e.Repairs)
 	}
 }
 
@@ -141,31 +149,45 @@ func (d *Discovery) serveSync(s network.Stream, remote peer.ID) error {
 			return nil // same catalog: nothing to send
 		}
 		for _, e := range d.reg.all() {
-			if err := w.WriteMsg(&pb.SyncEntry{Envelope: e.env}); err != nil {
+			if err := w.WriteMsg(&pb.SyncEntry{Envelope: e.env, Repairs: e.raws()}); err != nil {
 				return fmt.Errorf("write catalog: %w", err)
 			}
 		}
 		return nil
 	}
 	v, err := d.ingest(d.ctx, sourcePush, remote, req.Envelope)
+	repaired := false
+	if v != verdictRefuse {
+		repaired, err = d.ingestChain(d.ctx, sourcePush, remote, req.Repairs)
+	}
 	reply := &pb.SyncEntry{}
 	if err != nil {
 		reply.Error = err.Error()
 	}
-	if v == verdictAccept {
+	if v == verdictAccept || repaired {
 		// Spread it: the pusher is a short-lived client.
-		go func() {
-			ctx, cancel := context.WithTimeout(d.ctx, pushTimeout)
-			defer cancel()
-			if err := d.gossip(ctx, req.Envelope); err != nil {
-				d.log.Debug("re-gossip pushed manifest", "err", err)
-			}
-		}()
+		go d.regossip(v == verdictAccept, req.Envelope, repaired, req.Repairs)
 	}
 	if err := w.WriteMsg(reply); err != nil {
 		return fmt.Errorf("write push reply: %w", err)
 	}
 	return nil
+}
+
+// regossip spreads what a push brought: the envelope and the repairs.
+func (d *Discovery) regossip(manifest bool, env []byte, repairs bool, raws [][]byte) {
+	ctx, cancel := context.WithTimeout(d.ctx, pushTimeout)
+	defer cancel()
+	if manifest {
+		if err := d.gossipOn(ctx, d.topic, env); err != nil {
+			d.log.Debug("re-gossip pushed manifest", "err", err)
+		}
+	}
+	for i := 0; repairs && i < len(raws); i++ {
+		if err := d.gossipOn(ctx, d.repairTopic, raws[i]); err != nil {
+			d.log.Debug("re-gossip pushed repair", "err", err)
+		}
+	}
 }
 
 // syncPeers lists connected peers known to speak the sync protocol.
@@ -257,8 +279,10 @@ func (d *Discovery) pull(ctx context.Context, p peer.ID) (int, error) {
 		_ = s.Reset()
 		return 0, fmt.Errorf("close write: %w", err)
 	}
-	n, err := readCatalog(s, maxRegistryEntries, func(env []byte) {
-		_, _ = d.ingest(ctx, sourceSync, p, env)
+	n, err := readCatalog(s, maxRegistryEntries, func(env []byte, repairs [][]byte) {
+		if v, _ := d.ingest(ctx, sourceSync, p, env); v != verdictRefuse {
+			_, _ = d.ingestChain(ctx, sourceSync, p, repairs)
+		}
 	})
 	if err != nil {
 		_ = s.Reset()
@@ -268,9 +292,9 @@ func (d *Discovery) pull(ctx context.Context, p peer.ID) (int, error) {
 	return n, nil
 }
 
-// pushAll pushes env to every connected sync peer in parallel; failures
-// are logged.
-func (d *Discovery) pushAll(ctx context.Context, m *Manifest, env []byte) {
+// pushAll pushes env and its repair records to every connected sync peer
+// in parallel; failures are logged.
+func (d *Discovery) pushAll(ctx context.Context, m *Manifest, env []byte, repairs [][]byte) {
 	var wg sync.WaitGroup
 	for _, p := range d.syncPeers() {
 		wg.Add(1)
@@ -278,7 +302,7 @@ func (d *Discovery) pushAll(ctx context.Context, m *Manifest, env []byte) {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, pushTimeout)
 			defer cancel()
-			if err := d.push(pctx, p, env); err != nil {
+			if err := d.push(pctx, p, env, repairs); err != nil {
 				d.log.Warn("push manifest", "id", m.ID, "version", m.Version, "peer", p, "err", err)
 			}
 		}()
@@ -286,8 +310,9 @@ func (d *Discovery) pushAll(ctx context.Context, m *Manifest, env []byte) {
 	wg.Wait()
 }
 
-// push sends one envelope to p and returns p's refusal, if any.
-func (d *Discovery) push(ctx context.Context, p peer.ID, env []byte) error {
+// push sends one envelope and its repair records to p and returns p's
+// refusal, if any.
+func (d *Discovery) push(ctx context.Context, p peer.ID, env []byte, repairs [][]byte) error {
 	s, err := d.h.NewStream(ctx, p, SyncProtocol)
 	if err != nil {
 		return fmt.Errorf("open sync stream: %w", err)
@@ -295,7 +320,7 @@ func (d *Discovery) push(ctx context.Context, p peer.ID, env []byte) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}
-	if err := pbio.NewDelimitedWriter(s).WriteMsg(&pb.SyncRequest{Kind: pb.SyncRequest_PUSH, Envelope: env}); err != nil {
+	if err := pbio.NewDelimitedWriter(s).WriteMsg(&pb.SyncRequest{Kind: pb.SyncRequest_PUSH, Envelope: env, Repairs: repairs}); err != nil {
 		_ = s.Reset()
 		return fmt.Errorf("write push: %w", err)
 	}
