@@ -25,6 +25,15 @@ type Faults struct {
 	// weights then share their first words, and the opened
 	// F1 - F2 = W1 - W2 there gives the holders weight differences.
 	MaskStreamRestart bool
+	// GateMaskReuse deals every element of a two-party sign gate (a DCF
+	// comparison) the mask of its first element: the holders open
+	// x_i + r and x_j + r, whose difference is x_i - x_j.
+	GateMaskReuse bool
+	// GateRootsZero gives both holders the root seed 0 for every DCF key
+	// (a missing draw): the keys are then a function of the mask alone,
+	// their seed correction words are 0, and either holder can evaluate
+	// both keys and find the mask.
+	GateRootsZero bool
 }
 
 var faults FaultSwitch[Faults]
@@ -67,6 +76,10 @@ func (s *FaultSwitch[T]) Active() T {
 // XOR-shared part).
 func applyFaults(r *Request, parts [][]uint64) {
 	f := ActiveFaults()
+	if r.Kind == KindReluGate || r.Kind == KindTruncReluGate {
+		applyGateFaults(f, r.Kind, parts)
+		return
+	}
 	if r.Kind != KindSign && r.Kind != KindMax || !f.ReluAEqualsR && !f.RhoZero {
 		return
 	}
@@ -76,6 +89,18 @@ func applyFaults(r *Request, parts [][]uint64) {
 	}
 	if f.RhoZero {
 		clearBits(c.Rho, len(c.RhoArith))
+	}
+}
+
+// applyGateFaults is applyFaults for a sign gate of kind k.
+func applyGateFaults(f Faults, k Kind, parts [][]uint64) {
+	if r := parts[gateR]; f.GateMaskReuse && len(r) > 0 {
+		for i := range r {
+			r[i] = r[0]
+		}
+	}
+	if f.GateRootsZero {
+		clear(parts[gateBase(k)])
 	}
 }
 

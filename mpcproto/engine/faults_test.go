@@ -31,6 +31,10 @@ var faultCases = []struct {
 		[]string{"mask opening: mask provenance", "setup F = W - B: determined"}},
 	{"output re-randomisation skipped", dealer.Faults{}, Faults{SkipRerandomization: true},
 		[]string{"client: output shares", "client: final ReLU"}},
+	{"DCF gate mask reused", dealer.Faults{GateMaskReuse: true}, Faults{},
+		[]string{"query: mask provenance", "queries by two holders (DCF keys), last holder: determined"}},
+	{"DCF root seeds zero", dealer.Faults{GateRootsZero: true}, Faults{},
+		[]string{"queries by two holders (DCF keys), last holder: constant bits"}},
 }
 
 // TestPrivacyFaultsDetected is the control of the privacy checks: with

@@ -106,6 +106,12 @@ func (r *viewRecorder) takeAll() (words []uint64, xor []bool, rounds []int) {
 // privacySessions is the number of sessions per secret of the holder views.
 const privacySessions = 24
 
+// privacySessionsFSS is privacySessions for the two-holder query views,
+// whose DCF correction words make them about 16,000 words long: with 32
+// sessions a uniform bit stays constant by chance about 0.001 times per
+// view, against 0.25 with 24 (checkConstantBits).
+const privacySessionsFSS = 32
+
 // holderViews records what the holders of the privacy model (N = 3) see:
 //   - setup: for each of two weight sets, `sessions` deployments, each with
 //     a fresh mask set, recording the mask opening F = W - B;
@@ -127,6 +133,18 @@ func holderViews(t *testing.T, sessions int) (setup, query [2][][]uint64, opened
 			setup[c] = append(setup[c], rec.take())
 		}
 	}
+	query, opened = queryViews(t, sessions, n)
+	return setup, query, opened
+}
+
+// queryViews records the query views of holderViews for n holders: with
+// two, the comparisons take DCF keys (dealer.UsesFSS), and the view
+// also holds the correction words both holders receive (the bundle's
+// common words).
+func queryViews(t *testing.T, sessions, n int) (query [2][][]uint64, opened int) {
+	t.Helper()
+	ctx := context.Background()
+	var rec viewRecorder
 	p, w := privacyModel(rand.New(rand.NewPCG(1, 7)), 0.25)
 	l, err := NewLocal(ctx, p, w, n, WithWeightMasks(), withObserver(rec.observe))
 	if err != nil {
@@ -141,10 +159,11 @@ func holderViews(t *testing.T, sessions int) (setup, query [2][][]uint64, opened
 			}
 			op := rec.take()
 			opened = len(op)
-			query[c] = append(query[c], append(op, r.bundles[n-1].Explicit...))
+			last := r.bundles[n-1]
+			query[c] = append(query[c], append(append(op, last.Explicit...), last.Common...))
 		}
 	}
-	return setup, query, opened
+	return query, opened
 }
 
 // checkClientRepeats holds fixed everything the client and the dealer
@@ -231,12 +250,15 @@ func TestPrivacySecondOrder(t *testing.T) {
 func privacyVerdicts(t *testing.T) []verdict {
 	t.Helper()
 	setup, query, opened := holderViews(t, privacySessions)
-	const q = "queries on one mask set, last holder"
+	query2, opened2 := queryViews(t, privacySessionsFSS, 2)
+	const q, q2 = "queries on one mask set, last holder", "queries by two holders (DCF keys), last holder"
 	return []verdict{
 		checkConstantBits("setup F = W - B", setup[0], setup[1]),
 		checkDetermined("setup F = W - B", len(setup[0][0]), setup[0], setup[1]),
 		checkConstantBits(q, query[0], query[1]),
 		checkDetermined(q, opened, query[0], query[1]),
+		checkConstantBits(q2, query2[0], query2[1]),
+		checkDetermined(q2, opened2, query2[0], query2[1]),
 		checkClientRepeats(t, 3),
 		checkClientExtract(t, 4),
 	}
