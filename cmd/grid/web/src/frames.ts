@@ -7,8 +7,8 @@ import { Uint8ArrayList } from 'uint8arraylist'
 /** Caps of node/frame.go. */
 export const MAX_CONTROL_FRAME = 64 << 10
 export const MAX_TENSOR_FRAME = 64 << 20
-/** MAX_SYNC_FRAME caps a catalog entry (discovery's maxFrameSize). */
-export const MAX_SYNC_FRAME = (1 << 20) + 1024
+/** MAX_SYNC_FRAME caps a catalog entry: an envelope and a full repair chain (discovery's maxFrameSize). */
+export const MAX_SYNC_FRAME = (1 << 20) + 64 * ((16 << 10) + 8) + 1024
 
 /** FrameError is a malformed, oversized or truncated frame. */
 export class FrameError extends Error {

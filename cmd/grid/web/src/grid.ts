@@ -33,6 +33,7 @@ import { Frames, writeFrame, MAX_CONTROL_FRAME, MAX_TENSOR_FRAME, MAX_SYNC_FRAME
 import { encode, decode, split, reconstruct, toLittleEndian, fromLittleEndian, EncodeError, SAFE_RANGE } from './fixed.js'
 import { fitFlat, fitFile, shapeString, InputError, type Tensor, type Fitted } from './input.js'
 import { openManifest, latest, peerFromBytes, shareHolders, finish, type Model } from './manifest.js'
+import { applyChain, MAX_REPAIR_CHAIN } from './repair.js'
 
 export { parseValues, parseJSON, parseNPY, shapeString, InputError, type Tensor } from './input.js'
 export type { Model } from './manifest.js'
@@ -195,13 +196,16 @@ export class Grid {
 
   /**
    * models fetches the daemon's catalog (/grid/manifests/1.0.0), verifies
-   * every manifest's owner signature and plan hash, and returns the live
-   * models, sorted by id. Refused envelopes are counted in refused.
+   * every manifest's owner signature and plan hash, amends it by its chain
+   * of repair records (each verified against the owner's repair policy and
+   * signed by every new holder, see repair.ts), and returns the live
+   * models, sorted by id. Refused envelopes and repair records are counted
+   * in refused (a model keeps the holders of its last valid record).
    */
   async models (opts: { signal?: AbortSignal } = {}): Promise<Model[]> {
     const signal = opts.signal ?? AbortSignal.timeout(30000)
     const s = await this.open(this.daemon, 'daemon', PROTO_MANIFESTS, signal)
-    const envelopes: Uint8Array[] = []
+    const envelopes: SyncEntry[] = []
     try {
       await writeFrame(s, SyncRequest.encode({ kind: SyncRequest.Kind.LIST }), signal)
       await s.close({ signal })
@@ -210,7 +214,7 @@ export class Grid {
         const f = await fr.next(MAX_SYNC_FRAME, signal)
         if (f == null) break
         if (envelopes.length >= MAX_CATALOG) throw new Error(`more than ${MAX_CATALOG} catalog entries`)
-        envelopes.push(SyncEntry.decode(f).envelope)
+        envelopes.push(SyncEntry.decode(f, { limits: { repairs: MAX_REPAIR_CHAIN } }))
       }
     } catch (err: any) {
       s.abort(err)
@@ -218,9 +222,11 @@ export class Grid {
     }
     const models: Model[] = []
     this.refused = []
-    for (const env of envelopes) {
+    for (const e of envelopes) {
       try {
-        models.push(await openManifest(env))
+        const { model, refused } = await applyChain(await openManifest(e.envelope), e.repairs)
+        models.push(model)
+        if (refused != null) this.refused.push(refused)
       } catch (err: any) {
         this.refused.push(err.message)
       }

@@ -13,7 +13,8 @@ export const MANIFEST_DOMAIN = 'grid-manifest'
 export const MANIFEST_CODEC = '/grid/manifest/1'
 /** MAX_MANIFEST_SIZE caps an envelope (discovery.MaxManifestSize). */
 export const MAX_MANIFEST_SIZE = 1 << 20
-const MAX_HOLDERS = 64
+/** MAX_HOLDERS caps a manifest's holders (discovery.MaxHolders). */
+export const MAX_HOLDERS = 64
 const MAX_DEALERS = 16
 const MAX_RANK = 8
 
@@ -42,6 +43,12 @@ export interface Model {
   replicas: number[][]
   /** final: an op the client applies after reconstructing the output (a last Softmax). */
   final?: { op: string, axes: number[] }
+  /** repairGrace (ns): the owner's repair policy; 0: the holders may not replace a lost holder. */
+  repairGrace: bigint
+  /** repairCandidates: the only peers a repair may bring in; empty: any peer not the owner, a dealer or a holder. */
+  repairCandidates: string[]
+  /** repairSeq: how many repair records amend the owner's manifest (see repair.ts). */
+  repairSeq: bigint
 }
 
 /** MAX_SHARES caps the shares of a replicated model (discovery.MaxShares). */
@@ -111,7 +118,10 @@ export async function openManifest (envelope: Uint8Array): Promise<Model> {
       deleted: p.deleted,
       outputCapped: false,
       tolerate: p.tolerate,
-      replicas: p.shares.map(s => s.holders)
+      replicas: p.shares.map(s => s.holders),
+      repairGrace: p.repairGraceNanos,
+      repairCandidates: p.repairCandidates.map(peerFromBytes),
+      repairSeq: 0n
     }
   } catch (err: any) {
     throw new ManifestError(`manifest ${JSON.stringify(p.id)}: bad peer ID: ${err.message ?? err}`)
@@ -143,6 +153,7 @@ async function validate (m: Model, plan: Uint8Array): Promise<void> {
   if (m.sharesVersion > m.version) bad('shares version newer than the manifest')
   if (!Number.isFinite(m.inputRange) || m.inputRange < 0) bad(`input range ${m.inputRange}`)
   validateShares(m, bad)
+  validateRepairPolicy(m, bad)
   const shapeOK = (s: number[], batch: boolean): boolean => s.length > 0 && s.length <= MAX_RANK && s.every((d, i) => (d >= 1 && d <= 2 ** 31) || (d === -1 && i === 0 && batch))
   if (!shapeOK(m.inputShape, true)) bad(`input shape ${JSON.stringify(m.inputShape)}`)
   if (!shapeOK(m.outputShape, false)) bad(`output shape ${JSON.stringify(m.outputShape)}`)
@@ -193,6 +204,24 @@ function validateShares (m: Model, bad: (why: string) => never): void {
     if (c === m.replicas.length) bad(`holder ${j} holds every share`)
   })
 }
+
+// validateRepairPolicy checks the repair policy as discovery's
+// validateRepairPolicy: grace >= 0; no candidates without a grace; a
+// policy needs an mpc model with tolerate >= 1 and at most
+// MAX_REPAIR_CANDIDATES distinct candidates.
+function validateRepairPolicy (m: Model, bad: (why: string) => never): void {
+  if (m.repairGrace < 0n) bad(`repair grace ${m.repairGrace} is negative`)
+  if (m.repairGrace === 0n) {
+    if (m.repairCandidates.length > 0) bad('repair candidates without a repair grace')
+    return
+  }
+  if (m.mode !== 'mpc' || m.tolerate < 1) bad(`a repair policy needs an mpc model with tolerate >= 1 (${m.mode}, tolerate ${m.tolerate})`)
+  const cs = m.repairCandidates
+  if (cs.length > MAX_REPAIR_CANDIDATES || new Set(cs).size !== cs.length) bad('repair candidates named twice or too many')
+}
+
+/** MAX_REPAIR_CANDIDATES caps a repair policy's candidates (discovery.MaxRepairCandidates). */
+export const MAX_REPAIR_CANDIDATES = 16
 
 /**
  * finish applies the plan's final op (Softmax or LogSoftmax over the

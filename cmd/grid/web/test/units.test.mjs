@@ -2,7 +2,8 @@
 // Node's test runner (npm test, or node --test test/units.test.mjs in
 // cmd/grid/web): the TypeScript in src/ is bundled for Node with esbuild
 // first. The vectors are the Go code's (mpcproto/fixed, mpcproto/tensorio,
-// mpcproto/plan).
+// mpcproto/plan; repair_vectors.json is written by discovery's
+// TestRepairVectors).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { build } from 'esbuild'
@@ -25,6 +26,7 @@ async function load (name) {
 const fixed = await load('fixed')
 const input = await load('input')
 const manifest = await load('manifest')
+const repair = await load('repair')
 const M64 = 1n << 64n
 
 test('encode matches mpcproto/fixed (TestEncodeDecodeTable)', () => {
@@ -144,4 +146,43 @@ test('finish applies a final Softmax or LogSoftmax as plan.Finish', () => {
   manifest.finish({ op: 'LogSoftmax', axes: [0] }, [2], z)
   assert.ok(Math.abs(z[0] - Math.log(1 / 4)) < 1e-12 && Math.abs(z[1] - Math.log(3 / 4)) < 1e-12)
   assert.throws(() => manifest.finish({ op: 'Softmax', axes: [0] }, [2, 3], [1, 2, 3, 4, 5, 6]), /trailing axes/)
+})
+
+test('repair chains verify and apply as discovery.Amend (repair_vectors.json)', async () => {
+  const v = JSON.parse(await readFile(path.join(here, 'repair_vectors.json'), 'utf8'))
+  const b64 = (s) => new Uint8Array(Buffer.from(s, 'base64'))
+  const base = await manifest.openManifest(b64(v.envelope))
+  assert.equal(base.repairGrace, 3600n * 10n ** 9n)
+  assert.equal(base.repairCandidates.length, 3)
+  assert.equal(base.repairSeq, 0n)
+  const states = [base]
+  for (const [i, raw] of v.chain.entries()) {
+    const next = await repair.amend(states[i], repair.decodeRepair(b64(raw)))
+    assert.equal(next.repairSeq, BigInt(v.after[i].seq))
+    assert.deepEqual(next.holders, v.after[i].holders)
+    assert.equal(next.sharesVersion, BigInt(v.after[i].shares_version))
+    assert.equal(next.version, base.version)
+    states.push(next)
+  }
+  const whole = await repair.applyChain(base, v.chain.map(b64))
+  assert.equal(whole.refused, undefined)
+  assert.deepEqual(whole.model.holders, v.after[1].holders)
+  for (const c of v.refused) {
+    await assert.rejects(repair.amend(states[c.at], repair.decodeRepair(b64(c.record))), (err) => {
+      assert.ok(err.message.includes(c.error), `${c.name}: ${err.message} lacks ${JSON.stringify(c.error)}`)
+      return true
+    }, c.name)
+  }
+  // A chain stops at its first bad record; the model keeps the holders
+  // of the last good one.
+  const bad = v.refused.find(c => c.at === 1)
+  const cut = await repair.applyChain(base, [b64(v.chain[0]), b64(bad.record), b64(v.chain[1])])
+  assert.deepEqual(cut.model.holders, v.after[0].holders)
+  assert.match(cut.refused, /invalid repair record/)
+  // Replays and reordering fail; junk never throws anything but a ManifestError.
+  assert.match((await repair.applyChain(base, [b64(v.chain[1])])).refused, /want seq 1/)
+  assert.match((await repair.applyChain(base, [b64(v.chain[0]), b64(v.chain[0])])).refused, /want seq 2/)
+  for (const junk of [new Uint8Array(0), new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0x0f]), new Uint8Array(20000)]) {
+    assert.throws(() => repair.decodeRepair(junk), { name: 'ManifestError' })
+  }
 })
