@@ -21,5 +21,9 @@ func faultMaskStreamRestart() bool { return false }
 // test hook: nothing to do in this build.
 func tapDraw(share.Seed, int, *Request, int, bool, []uint64) {}
 
+// carryForTwo reports whether two-party sessions use the carry circuit
+// instead of sign gates: never in this build.
+func carryForTwo() bool { return false }
+
 // tapMaskDraw is tapDraw for a weight mask's words.
 func tapMaskDraw(share.Seed, int, string, []uint64) {}

@@ -113,6 +113,16 @@ func clearBits(words []uint64, n int) {
 
 func faultMaskStreamRestart() bool { return ActiveFaults().MaskStreamRestart }
 
+var carryTwo FaultSwitch[bool]
+
+// SetCarryForTwo makes every later two-party schedule use the carry
+// circuit instead of sign gates (on) or not (off), for every deal and
+// expansion in the process, and returns the function that restores the
+// previous choice: for benchmarks that compare the two protocols at N = 2.
+func SetCarryForTwo(on bool) (restore func()) { return carryTwo.Set(on) }
+
+func carryForTwo() bool { return carryTwo.Active() }
+
 // Draw describes words of a random part just drawn from a party's PRG
 // stream (before any fault changes them): in Expand, by that party; in
 // the dealer, for that party's share.

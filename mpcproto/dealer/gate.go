@@ -39,7 +39,7 @@ const (
 // UsesFSS reports whether a session of n parties compares with function
 // secret sharing (two parties) rather than the carry circuit: a choice
 // the dealer and every party derive from n alone.
-func UsesFSS(n int) bool { return n == 2 }
+func UsesFSS(n int) bool { return n == 2 && !carryForTwo() }
 
 // Part indices of gate material: the truncation parts come first in a
 // fused gate (truncR, truncShift, truncMSB), so r is part 0 in both.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/fss"
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/mpcproto/transport"
@@ -60,6 +62,50 @@ func benchSession(b *testing.B, p *plan.Plan, w plan.Weights, x *tensor.Dense[fl
 	if masked {
 		b.ReportMetric(float64(l.Setup.BytesSent), "setupB/party")
 	}
+	if cmps, keyWords := gateCount(b, p, x.Shape[0], n); cmps > 0 {
+		b.ReportMetric(float64(cmps), "cmps")
+		b.ReportMetric(float64(8*keyWords)/float64(cmps), "keyB/cmp")
+		b.ReportMetric(float64(dealer.Nanoseconds())/it/float64(cmps), "dealer-ns/cmp")
+	}
+}
+
+// gateCount is the number of sign gates (DCF comparisons) of a session of
+// n parties and the words of their keys each party receives (root seeds
+// and correction words); 0 without gates.
+func gateCount(b *testing.B, p *plan.Plan, batch, n int) (cmps, keyWords int) {
+	sched, err := dealer.ScheduleFor(p, batch, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range sched {
+		if r.Kind == dealer.KindReluGate || r.Kind == dealer.KindTruncReluGate {
+			bits, w := dealer.GateShape(r.Kind)
+			cmps += r.N
+			keyWords += r.N * (2 + fss.KeyWords(bits-1, w))
+		}
+	}
+	return cmps, keyWords
+}
+
+// protocols are the comparison protocols a benchmark runs for n parties:
+// with two, sign gates ("fss") and, in gridfault builds (withCarryForTwo),
+// the carry circuit too; with more, the carry circuit.
+func protocols(n int) []string {
+	if n != 2 {
+		return []string{"carry"}
+	}
+	if carrySwitchable {
+		return []string{"fss", "carry"}
+	}
+	return []string{"fss"}
+}
+
+// benchProtocol runs f with the comparison protocol named (protocols).
+func benchProtocol(b *testing.B, n int, proto string, f func(b *testing.B)) {
+	if n == 2 && proto == "carry" {
+		defer withCarryForTwo()()
+	}
+	f(b)
 }
 
 // cpuTime is the process's user+system CPU time so far.
@@ -81,9 +127,13 @@ func BenchmarkMLP784(b *testing.B) {
 	for _, masked := range []bool{false, true} {
 		mode := map[bool]string{false: "triples", true: "masks"}[masked]
 		for _, n := range []int{2, 3} {
-			for _, batch := range []int{1, 100} {
-				x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
-				b.Run(fmt.Sprintf("%s/N=%d/batch=%d", mode, n, batch), func(b *testing.B) { benchSession(b, p, w, x, n, masked) })
+			for _, proto := range protocols(n) {
+				for _, batch := range []int{1, 100} {
+					x := uniform(rand.New(rand.NewPCG(1, uint64(batch))), 1, batch, 784)
+					b.Run(fmt.Sprintf("%s/N=%d-%s/batch=%d", mode, n, proto, batch), func(b *testing.B) {
+						benchProtocol(b, n, proto, func(b *testing.B) { benchSession(b, p, w, x, n, masked) })
+					})
+				}
 			}
 		}
 	}
@@ -133,9 +183,13 @@ func BenchmarkSmallCNN(b *testing.B) {
 	r := rand.New(rand.NewPCG(8, 8))
 	p, w := smallCNN(r)
 	for _, n := range []int{2, 3} {
-		for _, batch := range []int{1, 100} {
-			x := uniform(rand.New(rand.NewPCG(2, uint64(batch))), 1, batch, 1, 8, 8)
-			b.Run(fmt.Sprintf("N=%d/batch=%d", n, batch), func(b *testing.B) { benchSession(b, p, w, x, n, true) })
+		for _, proto := range protocols(n) {
+			for _, batch := range []int{1, 100} {
+				x := uniform(rand.New(rand.NewPCG(2, uint64(batch))), 1, batch, 1, 8, 8)
+				b.Run(fmt.Sprintf("N=%d-%s/batch=%d", n, proto, batch), func(b *testing.B) {
+					benchProtocol(b, n, proto, func(b *testing.B) { benchSession(b, p, w, x, n, true) })
+				})
+			}
 		}
 	}
 }
