@@ -102,24 +102,37 @@ func checkSession(m *discovery.Manifest, version uint64, dealer peer.ID, reps []
 	return checkReplicaChoice(m, reps)
 }
 
-// reachableDealer returns the first of ds, in random order, that this node
-// can connect to (itself counts as reachable).
+// reachableDealer returns one of ds that this node can reach now, at
+// random among those connected already or dialled first: all are probed at
+// once (probeHolders), so a dead dealer costs probeGrace when another one
+// answers, and probeTimeout when none does (not a timeout per dealer).
 func (n *Node) reachableDealer(ctx context.Context, ds []peer.ID) (peer.ID, bool) {
-	order := slices.Clone(ds)
-	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	for _, d := range order {
-		if d == n.ID() {
-			return d, true
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.ensureAddrs(cctx, d) // connects, or fails
-		cancel()
-		if err == nil {
-			return d, true
-		}
-		n.log.Debug("trusted dealer unreachable", "dealer", d, "err", err)
+	if slices.Contains(ds, n.ID()) {
+		return n.ID(), true
 	}
-	return "", false
+	if len(ds) == 0 {
+		return "", false
+	}
+	live := n.probeHolders(ctx, ds, func(live map[peer.ID]bool) bool {
+		for _, ok := range live {
+			if ok {
+				return true
+			}
+		}
+		return false
+	})
+	var up []peer.ID
+	for _, d := range ds {
+		if live[d] {
+			up = append(up, d)
+		} else {
+			n.log.Debug("trusted dealer unreachable", "dealer", d)
+		}
+	}
+	if len(up) == 0 {
+		return "", false
+	}
+	return up[rand.IntN(len(up))], true
 }
 
 // peerList formats peer IDs for an error message ("none" when empty).

@@ -291,6 +291,27 @@ func TestDealerTrust(t *testing.T) {
 			t.Fatalf("dealer %s, want the newly named %s", res.Dealer, rogue.ID())
 		}
 	})
+	t.Run("a dead dealer is skipped, the live one deals", func(t *testing.T) {
+		dead := s.startPeer(t, "dead", RoleDealer)
+		both := []peer.ID{rogue.ID(), dead.ID()}
+		if _, err := s.client.SetDealers(ctx, "convnet", both); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range append([]*Node{user}, s.holders...) {
+			waitDealers(ctx, t, n, "convnet", both)
+		}
+		dead.Close()
+		for range 4 {
+			res, err := user.Infer(ctx, "convnet", vec(5, 3), InferOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkOutput(t, res, 1022)
+			if res.Dealer != rogue.ID().String() {
+				t.Fatalf("dealer %s, want the live %s", res.Dealer, rogue.ID())
+			}
+		}
+	})
 }
 
 // waitDealers waits until n knows model id's manifest naming dealers,
