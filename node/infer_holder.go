@@ -278,9 +278,11 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession) (*tensor.Dens
 	if err != nil {
 		return nil, st, fmt.Errorf("holder %d: %w", sess.party, err)
 	}
-	// Count everything this holder exchanged with the others, the mask
-	// agreement and setup included.
-	st.Rounds += extra
+	// Rounds are the online phase's (the plan's evaluation): the set-up
+	// rounds (weight mask agreement, and opening on first use) are not
+	// counted, so a query's rounds do not depend on what was set up before
+	// it. Bytes are everything this holder exchanged with the others.
+	n.log.Debug("weight mask set-up", "session", sess.id, "rounds", extra)
 	st.BytesSent, st.BytesRecv = t.sent.Load(), t.recv.Load()
 	return out, st, nil
 }

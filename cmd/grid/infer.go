@@ -77,7 +77,11 @@ clear) and refused for an MPC model. It prints the output tensor, or for a
 classifier's batch (output [N, C]) one line per sample with its predicted
 class ("sample 0: class 3  [...]"); --json prints {"model", "shape",
 "output" (the flat list, row-major), "mode", "holders", "dealer", "rounds",
-"bytes_sent", "bytes_recv", "online_ms", "total_ms"}.
+"bytes_sent", "bytes_recv", "online_ms", "total_ms"}. "rounds" are the
+query's online rounds, exchanges among the holders while they evaluate the
+plan (the busiest holder's count; set-up rounds such as the weight mask
+agreement are not counted, as in "grid demo"); the bytes are all the
+busiest holder exchanged with the others, set-up included.
 
 Precision and range: values are fixed point with 16 fractional bits (a
 resolution of 2^-16, about 1.5e-5, per value), and every product sum inside
