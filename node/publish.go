@@ -64,6 +64,11 @@ type PublishOptions struct {
 	// Replaces, if set, is called with the live manifest an Update
 	// replaces, before the uploads start.
 	Replaces func(old *discovery.Manifest)
+	// Repair is the repair policy the manifest carries (mpc mode with
+	// Tolerate >= 1): how long a holder must be unreachable before the
+	// others replace it without the owner, and which peers they may bring
+	// in (see discovery.RepairPolicy). The zero value allows no repair.
+	Repair discovery.RepairPolicy
 }
 
 // Publish shares the model's weights across holders found through discovery
@@ -135,6 +140,7 @@ func (n *Node) stagePublish(ctx context.Context, id string, p *plan.Plan, w plan
 		InputShape: slices.Clone(p.Input.Shape), OutputShape: outShape,
 		PlanHash: up.planHash, Plan: planBytes, AllowRemote: !o.NoRemoteInference, Version: version,
 		Dealers: dealers, InputRange: o.InputRange, Tolerate: o.Tolerate, Replicas: replicas,
+		Repair: discovery.RepairPolicy{Grace: o.Repair.Grace, Candidates: slices.Clone(o.Repair.Candidates)},
 	}, nil
 }
 

@@ -36,6 +36,13 @@ type modelView struct {
 	PlanHash    string    `json:"plan_hash"`
 	Version     uint64    `json:"version"`
 	Time        time.Time `json:"time"`
+	// RepairSeq is how many repair records (signed by the holders) amend
+	// the owner's manifest; RepairGrace (a Go duration, e.g. "24h0m0s")
+	// and RepairCandidates are the owner's repair policy, absent without
+	// one.
+	RepairSeq        uint64   `json:"repair_seq"`
+	RepairGrace      string   `json:"repair_grace,omitempty"`
+	RepairCandidates []string `json:"repair_candidates,omitempty"`
 	// Ops is the plan's op count (its nodes and a client-side final op);
 	// Approximated the ops not computed exactly by the holders: "Sigmoid≈"
 	// (a documented approximation) or "Softmax (client)" (applied by the
@@ -55,6 +62,13 @@ func viewModel(m *discovery.Manifest) modelView {
 		v.Holders = append(v.Holders, h.String())
 	}
 	v.Tolerate, v.Shares = m.Tolerate, m.Replicas
+	v.RepairSeq = m.RepairSeq
+	if m.Repair.Enabled() {
+		v.RepairGrace = m.Repair.Grace.String()
+	}
+	for _, c := range m.Repair.Candidates {
+		v.RepairCandidates = append(v.RepairCandidates, c.String())
+	}
 	if m.Mode == discovery.ModeMPC {
 		v.Collusion = m.CollusionThreshold()
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -32,6 +33,8 @@ type publishFlags struct {
 	quiet, update           bool
 	dealers                 string
 	inputRange              float64
+	repairGrace             time.Duration
+	repairCandidates        string
 }
 
 func (c *cli) publishCmd() *cobra.Command {
@@ -59,6 +62,11 @@ not the client, chooses the dealers: --dealers names the peers you trust
 and by default up to 3 peers advertising the dealer role that are not
 holders are named. Holders refuse any other dealer; you (the owner) may
 always deal. Change them later with "grid dealers NAME --set ...".
+--repair-grace D (with --tolerate) lets the holders replace a holder that
+has been unreachable for D by a new peer, without you: they copy its shares
+from live replicas, re-randomise every share and sign a repair record that
+every node checks against this policy ("grid repair NAME" asks for one
+now); --repair-candidates limits the peers they may bring in.
 --input-range R declares the largest |input value| the model is meant for:
 clients refuse larger values, and publish warns when a worst-case estimate
 of the model's intermediate values for inputs up to R leaves the safe range
@@ -87,6 +95,8 @@ Uploads over 1 MiB show a progress bar on stderr when it is a terminal
 	fs.BoolVar(&f.update, "update", false, "replace the model if you published it already (the old version answers until the new one is uploaded)")
 	fs.StringVar(&f.dealers, "dealers", "", `dealers you trust, comma-separated peer IDs, or "none" (default: up to 3 advertised dealers that are not holders)`)
 	fs.Float64Var(&f.inputRange, "input-range", 0, "largest |input value| the model is meant for (clients refuse larger; 0: not declared)")
+	fs.DurationVar(&f.repairGrace, "repair-grace", 0, "with --tolerate: let the other holders replace a holder unreachable this long, without you (e.g. 24h; 0: no repair)")
+	fs.StringVar(&f.repairCandidates, "repair-candidates", "", "with --repair-grace: the only peers a repair may bring in, comma-separated peer IDs (default: any holder-role peer that is not the owner, a dealer or a holder)")
 	_ = cmd.MarkFlagRequired("id")
 	f.client.register(fs)
 	addJSONFlag(fs, &f.asJSON)
@@ -124,6 +134,10 @@ func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error
 	if err != nil {
 		return err
 	}
+	rp, err := parseRepairPolicy(f)
+	if err != nil {
+		return err
+	}
 	if f.inputRange < 0 || math.IsNaN(f.inputRange) || math.IsInf(f.inputRange, 0) {
 		return usageErrorf("--input-range %v: want a finite number >= 0", f.inputRange)
 	}
@@ -135,7 +149,7 @@ func (c *cli) runPublish(cmd *cobra.Command, file string, f *publishFlags) error
 	defer cl.Close()
 	var old replacedManifest
 	opts := node.PublishOptions{Holders: f.holders, Tolerate: f.tolerate, Plain: f.plain, NoRemoteInference: f.noRemote,
-		Dealers: ds, InputRange: f.inputRange, Update: f.update, Replaces: old.set}
+		Dealers: ds, InputRange: f.inputRange, Update: f.update, Replaces: old.set, Repair: rp}
 	var bar *uploadBar
 	if !f.quiet && isTerminal(c.stderr) {
 		bar = newUploadBar(c.stderr)
