@@ -258,6 +258,9 @@ func (n *Node) acceptBundle(from peer.ID, b *pb.BundleDelivery) error {
 		return fmt.Errorf("%w: bundle for party %d plan %.12s, this is party %d plan %.12s", errBadRequest, b.Party, b.PlanHash, sess.party, sess.planHash)
 	}
 	n.record("dealer", b.Bundle)
+	if sess.isWarm() {
+		return acceptWarmBundle(sess, b)
+	}
 	bundle, err := dealer.UnmarshalBundle(b.Bundle)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadRequest, err)

@@ -31,7 +31,13 @@ import (
 func (n *Node) handleInfer(s network.Stream, fr *frameReader, req *pb.InferRequest) {
 	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
 	n.record("infer", req.Input.GetData())
-	sess, err := n.checkInferRequest(req)
+	sess, err := n.checkInferRequest(s.Conn().RemotePeer(), req)
+	if err == nil && sess.isWarm() {
+		var release func()
+		if release, err = n.masks.takeWarm(); err == nil {
+			defer release()
+		}
+	}
 	if err != nil {
 		n.refuse(s, "holder", err)
 		return
@@ -68,7 +74,9 @@ func (n *Node) handleInfer(s network.Stream, fr *frameReader, req *pb.InferReque
 func (n *Node) sendResult(s network.Stream, sess *holderSession, out *tensor.Dense[uint64], st engine.Stats, err error) {
 	res := &pb.InferResult{Status: statusFromError(err)}
 	if err == nil {
-		res.Output = encodeWords("output", out)
+		if out != nil { // nil for a warm session
+			res.Output = encodeWords("output", out)
+		}
 		res.Rounds, res.BytesSent, res.BytesRecv, res.OnlineNs = uint32(st.Rounds), uint64(st.BytesSent), uint64(st.BytesRecv), int64(st.Online)
 		n.met.rounds.Add(float64(st.Rounds))
 	}
@@ -103,16 +111,21 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
-// checkInferRequest checks a request against the manifest and the store:
-// this node holds, for the manifest's version, every share the session's
-// replica choice asks it to act for (one share, its own party index,
-// without replication), the replica choice is valid for the manifest
-// (checkReplicaChoice), the dealer one its owner trusts, remote inference
-// is allowed, and the input share has the plan's shape for the batch. It
-// returns the session, not yet registered.
-func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, error) {
+// checkInferRequest checks a request from peer from against the manifest
+// and the store: this node holds, for the manifest's version, every share
+// the session's replica choice asks it to act for (one share, its own
+// party index, without replication), the replica choice is valid for the
+// manifest (checkReplicaChoice), the dealer one its owner trusts, remote
+// inference is allowed, and the input share has the plan's shape for the
+// batch. A request of batch 0 is a warm session (warm.go): no input, and
+// only the session's dealer may send it. It returns the session, not yet
+// registered.
+func (n *Node) checkInferRequest(from peer.ID, req *pb.InferRequest) (*holderSession, error) {
 	reps, parties, shareSets, party, dealerID, err := checkSessionFields(req, n.ID())
 	if err != nil {
+		return nil, err
+	}
+	if err := checkWarmRequest(from, dealerID, req); err != nil {
 		return nil, err
 	}
 	m, err := n.sessionManifest(req, reps, dealerID)
@@ -142,7 +155,12 @@ func (n *Node) checkInferRequest(req *pb.InferRequest) (*holderSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	input, err := checkInputShare(p, int(req.Batch), req.Input, weights)
+	var input *tensor.Dense[uint64]
+	if req.Batch == 0 {
+		err = checkWeightShares(p, weights)
+	} else {
+		input, err = checkInputShare(p, int(req.Batch), req.Input, weights)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -239,13 +257,18 @@ func checkInputShare(p *plan.Plan, batch int, share *pb.Tensor, weights map[stri
 	if !slices.Equal(input.Shape, want) {
 		return nil, badRequest("input share shape %v, the plan wants %v", input.Shape, want)
 	}
+	return input, checkWeightShares(p, weights)
+}
+
+// checkWeightShares checks the stored weight shares against the plan.
+func checkWeightShares(p *plan.Plan, weights map[string]*tensor.Dense[uint64]) error {
 	for _, w := range p.Weights {
 		t := weights[w.Name]
 		if t == nil || !slices.Equal(t.Shape, w.Shape) {
-			return nil, fmt.Errorf("%w: stored share of weight %q does not fit the plan", ErrDamaged, w.Name)
+			return fmt.Errorf("%w: stored share of weight %q does not fit the plan", ErrDamaged, w.Name)
 		}
 	}
-	return input, nil
+	return nil
 }
 
 // runHolder waits for the dealer's bundle, connects the holders' mesh,
@@ -258,12 +281,16 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession) (*tensor.Dens
 		return nil, engine.Stats{}, &PeerError{Peer: sess.dealer, Role: "dealer", Err: fmt.Errorf("no bundle: %w", ctx.Err())}
 	}
 	defer n.protect(sess.id, sess.holders)()
-	if h := n.cfg.Testing.OnHolderRun; h != nil {
+	if h := n.cfg.Testing.OnHolderRun; h != nil && !sess.isWarm() {
 		h(sess.ctx)
 	}
 	t, err := n.connectMesh(ctx, sess)
 	if err != nil {
 		return nil, engine.Stats{}, err
+	}
+	if sess.isWarm() {
+		st, err := n.runWarm(ctx, t, sess, sb.mb)
+		return nil, st, err
 	}
 	cfg := engine.Config{Plan: sess.plan, Batch: sess.batch, Enc: fixed.Default()}
 	extra := 0

@@ -144,6 +144,7 @@ func (n *Node) start() error {
 		n.reportMissing()
 	}
 	n.registerHandlers()
+	n.startWarm() // mask metrics; a dealer's warm sessions (warm.go)
 	if n.cfg.APIAddr != "" && !n.cfg.Client {
 		var err error
 		if n.api, err = startAPI(n); err != nil {

@@ -137,6 +137,7 @@ func TestHolderViewIndistinguishable(t *testing.T) {
 		}
 		models = append(models, model{id, p, w})
 	}
+	waitWarmed(t, ctx, s.boot, "mlp-a", "mlp-b") // no warm session while recording
 	inputs := [][]float64{
 		{1, 2, 3, 4, 5, 6, 7, 8},
 		{-30, 0.25, 17, -0.5, 0, 12, -9, 3.75},

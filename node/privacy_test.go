@@ -120,6 +120,7 @@ func TestHolderViewPrivacy(t *testing.T) {
 	if _, err := s.client.Publish(ctx, "model-b", p, wB, PublishOptions{Holders: 2}); err != nil {
 		t.Fatal(err)
 	}
+	waitWarmed(t, ctx, s.boot, "model-a", "model-b") // no warm session while recording
 	uploads := rec.stop()["shares"]
 	if len(uploads) != 4 {
 		t.Fatalf("recorded %d share uploads, want 4", len(uploads))

@@ -1,0 +1,140 @@
+package node
+
+import (
+	"context"
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridmpc/grid/mpcproto/plan"
+	"github.com/gridmpc/grid/node/pb"
+)
+
+// TestWarmRefused checks what holders refuse in a warm session: a dealer
+// the manifest does not name, a warm request sent by a peer other than its
+// dealer, and a mask set already opened against other shares (a second
+// model with the same plan), which would reveal the difference of the two
+// weight sets.
+func TestWarmRefused(t *testing.T) {
+	var logs syncBuffer
+	s := newTestSwarm(t, 2, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	defer s.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, w := plan.Seed()
+	ma, err := s.client.Publish(ctx, "a", p, w, PublishOptions{Holders: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := s.client.Publish(ctx, "b", p, w, PublishOptions{Holders: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue := s.startPeer(t, "rogue", RoleDealer)
+	user := s.startPeer(t, "user")
+	for _, n := range []*Node{rogue, user, s.boot} {
+		if err := waitLookup(ctx, n, "a", "b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, shareSets := sessionParties(ma.Holders)
+	masksA, err := s.boot.masks.forDealer(ma, p, shareSets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.boot.warmWith(ctx, ma, ma.Holders, masksA); err != nil {
+		t.Fatalf("the named dealer's warm: %v", err)
+	}
+	t.Run("a dealer the manifest does not name", func(t *testing.T) {
+		_, err := rogue.warmModel(ctx, ma, ma.Holders)
+		if !errors.Is(err, ErrUntrustedDealer) {
+			t.Fatalf("the rogue's own check: err = %v, want ErrUntrustedDealer", err)
+		}
+		_, err = rogue.warmWith(ctx, ma, ma.Holders, masksA)
+		if !errors.Is(err, ErrUntrustedDealer) || !strings.Contains(err.Error(), rogue.ID().String()) {
+			t.Fatalf("err = %v, want ErrUntrustedDealer naming the rogue", err)
+		}
+	})
+	t.Run("a warm request from a peer other than its dealer", func(t *testing.T) {
+		sid, _ := newSessionID()
+		req := &pb.InferRequest{Session: sid, Model: ma.ID, Version: ma.Version, Party: 0, Holders: peerBytes(ma.Holders), Dealer: []byte(s.boot.ID())}
+		c, err := user.openSession(ctx, 0, ma.Holders[0], req)
+		if err == nil {
+			c.s.Reset()
+			t.Fatal("a holder accepted a warm request from a peer other than the dealer")
+		}
+		if !errors.Is(err, errBadRequest) || !strings.Contains(err.Error(), "only its dealer") {
+			t.Fatalf("err = %v, want a bad request", err)
+		}
+	})
+	t.Run("a mask set opened against other shares", func(t *testing.T) {
+		before := s.holders[0].MaskStats().Opened + s.holders[1].MaskStats().Opened
+		if _, err := s.boot.warmWith(ctx, mb, mb.Holders, masksA); err == nil {
+			t.Fatal("the holders opened mask set A against model b's shares")
+		}
+		if after := s.holders[0].MaskStats().Opened + s.holders[1].MaskStats().Opened; after != before {
+			t.Fatalf("the holders opened %d mask sets", after-before)
+		}
+		if !strings.Contains(logs.String(), ErrMaskReuse.Error()) {
+			t.Fatalf("no holder logged a mask reuse refusal:\n%s", logs.String())
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the nodes' concurrent logging.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// FuzzMaskBinding feeds the mask binding decoder another holder's bytes:
+// it never panics, and what it accepts marshals back to the input.
+func FuzzMaskBinding(f *testing.F) {
+	f.Add(maskBinding{seed: [32]byte{1}, binding: [32]byte{2}}.marshal())
+	f.Add([]byte{0})
+	f.Add(make([]byte, maskBindingLen+1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := parseMaskBinding(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(a.marshal(), b) {
+			t.Fatalf("%x decodes to %+v, which marshals to %x", b, a, a.marshal())
+		}
+	})
+}
+
+// waitWarmed waits (bounded) until dealer d has warmed the models ids, so
+// that no warm session runs while a test records what holders receive.
+func waitWarmed(t testing.TB, ctx context.Context, d *Node, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		m, err := d.disc.Lookup(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := warmKey(m, m.Holders)
+		for i := 0; !d.masks.warmed.succeeded(k); i++ {
+			if i == 300 || ctx.Err() != nil {
+				t.Fatalf("dealer %s has not warmed %q", d.ID(), id)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
