@@ -21,7 +21,8 @@ import (
 //     its stream (never a share of anything);
 //   - shares of m·u_j per element, m the gate's bit (fss.SignAlpha) and
 //     u = (1, r) for a ReLU, (1, r >> f, msb(r)) for the fused gate;
-//   - the DCF correction words per element (fss.KeyWords(k-1, width)),
+//   - the DCF correction words of the n elements (fss.KeyWords(k-1,
+//     width) each, laid out level-major by fss.Layout{k-1, width, n}),
 //     the same for both parties: sent to each in its bundle's Common
 //     words.
 //
@@ -89,8 +90,8 @@ type Gate struct {
 	Roots []uint64
 	// MU holds, per element, shares of m·u_j for j < Width (u_0 = 1).
 	MU []uint64
-	// CW holds every element's correction words, KeyWords(Bits-1, Width)
-	// each.
+	// CW holds the elements' correction words, KeyWords(Bits-1, Width)
+	// each, as fss.Layout{Bits-1, Width, n} lays them out.
 	CW []uint64
 	// Bits is the gate's k and Width its payload width.
 	Bits, Width int
@@ -124,8 +125,10 @@ func deriveGate(m *Material, enc uint) error {
 	if len(g.Roots) != 4*n {
 		return fmt.Errorf("gate roots: %d words for %d elements of 2 parties", len(g.Roots), n)
 	}
-	kw := fss.KeyWords(g.Bits-1, g.Width)
-	u, beta := make([]uint64, g.Width-1), make([]uint64, g.Width)
+	w := g.Width
+	u := make([]uint64, w-1)
+	alphas, betas := make([]uint64, n), make([]uint64, n*w)
+	roots := [2][]fss.Seed{make([]fss.Seed, n), make([]fss.Seed, n)}
 	for i, r := range g.R {
 		alpha, bit, err := fss.SignAlpha(r, g.Bits)
 		if err != nil {
@@ -135,18 +138,18 @@ func deriveGate(m *Material, enc uint) error {
 		if m.Req.Kind == KindTruncReluGate {
 			u[0], u[1] = r>>enc, r>>63
 		}
-		fss.SignPayload(bit, u, beta)
-		mu := g.MU[i*g.Width : (i+1)*g.Width]
+		alphas[i] = alpha
+		fss.SignPayload(bit, u, betas[i*w:(i+1)*w])
+		mu := g.MU[i*w : (i+1)*w]
 		mu[0] = bit
 		for j, v := range u {
 			mu[j+1] = bit * v
 		}
-		roots := [2]fss.Seed{{g.Roots[2*i], g.Roots[2*i+1]}, {g.Roots[2*n+2*i], g.Roots[2*n+2*i+1]}}
-		if err := fss.Gen(alpha, beta, g.Bits-1, roots, g.CW[i*kw:(i+1)*kw]); err != nil {
-			return err
+		for b := range 2 {
+			roots[b][i] = fss.Seed{g.Roots[2*b*n+2*i], g.Roots[2*b*n+2*i+1]}
 		}
 	}
-	return nil
+	return fss.GenBatch(alphas, betas, g.Bits-1, w, roots[0], roots[1], g.CW)
 }
 
 // ReluFollows reports whether node i of nodes is a truncating node whose

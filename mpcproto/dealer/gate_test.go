@@ -25,7 +25,7 @@ func checkGate(t *testing.T, srcs []*Source, ri int, enc fixed.Encoding) {
 	if !slices.Equal(g[0].CW, g[1].CW) {
 		t.Fatalf("%s: the parties' correction words differ", req)
 	}
-	kw := fss.KeyWords(g[0].Bits-1, g[0].Width)
+	y := fss.Layout{Bits: g[0].Bits - 1, Width: g[0].Width, Keys: len(r)}
 	for i, ri := range r {
 		alpha, m, err := fss.SignAlpha(ri, g[0].Bits)
 		if err != nil {
@@ -46,7 +46,7 @@ func checkGate(t *testing.T, srcs []*Source, ri int, enc fixed.Encoding) {
 			for p := range 2 {
 				out := make([]uint64, len(u))
 				root := fss.Seed{g[p].Roots[2*i], g[p].Roots[2*i+1]}
-				if err := fss.Eval(p, root, g[p].CW[i*kw:(i+1)*kw], g[0].Bits-1, x, out); err != nil {
+				if err := fss.Eval(p, root, y.Key(g[p].CW, i), g[0].Bits-1, x, out); err != nil {
 					t.Fatal(err)
 				}
 				for j := range out {

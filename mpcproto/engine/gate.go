@@ -100,7 +100,7 @@ func (p *party) truncReluGate(z []uint64) (t, y []uint64, err error) {
 func (p *party) gateEval(g dealer.Gate, xhat []uint64, mult func(i int, u []uint64)) ([]uint64, error) {
 	n, w := len(xhat), g.Width
 	out := make([]uint64, n*w)
-	kw := fss.KeyWords(g.Bits-1, w)
+	y := fss.Layout{Bits: g.Bits - 1, Width: w, Keys: n}
 	chunks := min(runtime.GOMAXPROCS(0), 1+n/64)
 	errs := make([]error, chunks)
 	var wg sync.WaitGroup
@@ -109,20 +109,24 @@ func (p *party) gateEval(g dealer.Gate, xhat []uint64, mult func(i int, u []uint
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			u, v := make([]uint64, w), make([]uint64, w)
+			zs, zh := make([]uint64, hi-lo), make([]uint64, hi-lo)
+			roots := make([]fss.Seed, hi-lo)
 			for i := lo; i < hi; i++ {
-				z, zh := fss.SignInput(xhat[i], g.Bits)
-				root := fss.Seed{g.Roots[2*i], g.Roots[2*i+1]}
-				if err := fss.Eval(p.self, root, g.CW[i*kw:(i+1)*kw], g.Bits-1, z, v); err != nil {
-					errs[c] = err
-					return
-				}
+				zs[i-lo], zh[i-lo] = fss.SignInput(xhat[i], g.Bits)
+				roots[i-lo] = fss.Seed{g.Roots[2*i], g.Roots[2*i+1]}
+			}
+			v := make([]uint64, (hi-lo)*w)
+			if errs[c] = fss.EvalRange(p.self, y, g.CW, lo, roots, zs, v); errs[c] != nil {
+				return
+			}
+			u := make([]uint64, w)
+			for i := lo; i < hi; i++ {
 				u[0] = 0
 				if p.lead() {
 					u[0] = 1
 				}
 				mult(i, u)
-				fss.SignCombine(zh, v, g.MU[i*w:(i+1)*w], u, out[i*w:(i+1)*w])
+				fss.SignCombine(zh[i-lo], v[(i-lo)*w:(i-lo+1)*w], g.MU[i*w:(i+1)*w], u, out[i*w:(i+1)*w])
 			}
 		}()
 	}

@@ -40,17 +40,37 @@ func checkParams(bits, width, cwLen int) error {
 // sign is (-1)^t mod 2^64 as a multiplier: 1 or 2^64-1.
 func sign(t uint64) uint64 { return 1 - 2*t }
 
-// genSide is one party's expansion of both sides of a level during Gen.
-type genSide struct {
-	s [2]Seed
-	t [2]uint64
-	v [2][MaxWidth]uint64
-}
-
 // Gen writes into cw (KeyWords(bits, len(beta)) words) the correction
 // words of the DCF key pair with roots roots[0], roots[1] for
 // f(x) = beta if x < alpha, else 0, on bits-bit x (alpha's higher bits are
-// ignored). It is BCG+21 Fig. 3, line by line:
+// ignored): GenBatch for one key.
+func Gen(alpha uint64, beta []uint64, bits int, roots [2]Seed, cw []uint64) error {
+	return GenBatch([]uint64{alpha}, beta, bits, len(beta), []Seed{roots[0]}, []Seed{roots[1]}, cw)
+}
+
+// Layout locates the correction words of a batch of Keys keys (GenBatch)
+// in one slice, level-major, so that a batch evaluation reads each level
+// contiguously: level l of key i at Level(i, l) (levelWords each: the
+// seed correction, its two low bits holding the control-bit corrections,
+// then the value correction), then the leaf corrections, key i's at
+// Leaf(i) (Width words). For one key it is the key's correction words in
+// order.
+type Layout struct{ Bits, Width, Keys int }
+
+// Words is the number of correction words of the batch.
+func (y Layout) Words() int { return y.Keys * KeyWords(y.Bits, y.Width) }
+
+// Level is the offset of level l of key i.
+func (y Layout) Level(i, l int) int { return (l*y.Keys + i) * levelWords(y.Width) }
+
+// Leaf is the offset of key i's leaf correction.
+func (y Layout) Leaf(i int) int { return y.Bits*y.Keys*levelWords(y.Width) + i*y.Width }
+
+// GenBatch generates len(alphas) key pairs at once, key i for alphas[i]
+// with payload betas[i*width:(i+1)*width] and roots roots0[i] (party 0)
+// and roots1[i] (party 1), writing the correction words into cws as
+// Layout{bits, width, len(alphas)} lays them out. It is BCG+21 Fig. 3,
+// line by line, for every key:
 //
 //  1. t_0 = 0, t_1 = 1, V_alpha = 0; for each bit a of alpha, MSB first,
 //     expand both parties' seeds on both sides; Keep is side a, Lose the
@@ -62,122 +82,242 @@ type genSide struct {
 //  4. t_CW^L = t_0^L XOR t_1^L XOR a XOR 1, t_CW^R = t_0^R XOR t_1^R XOR a;
 //  5. s_b = s_b^Keep XOR t_b·s_CW, t_b = t_b^Keep XOR t_b·t_CW^Keep;
 //  6. the leaf correction is (-1)^t_1·(Convert(s_1) - Convert(s_0) - V_alpha).
-func Gen(alpha uint64, beta []uint64, bits int, roots [2]Seed, cw []uint64) error {
-	w := len(beta)
-	if err := checkParams(bits, w, len(cw)); err != nil {
+func GenBatch(alphas, betas []uint64, bits, width int, roots0, roots1 []Seed, cws []uint64) error {
+	n := len(alphas)
+	if err := checkParams(bits, width, KeyWords(bits, width)); err != nil {
 		return err
 	}
-	var g prg
-	s, t := roots, [2]uint64{0, 1}
-	var va [MaxWidth]uint64
-	var side [2]genSide
-	for i := range bits {
-		a := int(alpha>>(bits-1-i)) & 1
-		for b := range 2 {
-			for d := range 2 {
-				side[b].s[d], side[b].t[d] = g.expand(s[b], d, side[b].v[d][:w])
-			}
+	if len(betas) != n*width || len(roots0) != n || len(roots1) != n || len(cws) != n*KeyWords(bits, width) {
+		return fmt.Errorf("%w: %d keys with %d payload words, %d and %d roots and %d correction words",
+			ErrParams, n, len(betas), len(roots0), len(roots1), len(cws))
+	}
+	g := newGen(roots0, roots1, width)
+	y := Layout{Bits: bits, Width: width, Keys: n}
+	for l := range bits {
+		g.level(alphas, betas, y, l, cws)
+	}
+	g.leaf(y, cws)
+	return nil
+}
+
+// gen is the state of GenBatch: both parties' seeds and control bits per
+// key, V_alpha, and the expansion of the current level.
+type gen struct {
+	g   prg
+	w   int
+	s   [2][]Seed
+	t   [2][]uint64
+	va  []uint64
+	exp [2][2]expansion // [party][side]
+}
+
+// expansion is one side of G for a set of seeds.
+type expansion struct {
+	s    []Seed
+	t, v []uint64
+}
+
+func newExpansion(n, w int) expansion {
+	return expansion{s: make([]Seed, n), t: make([]uint64, n), v: make([]uint64, n*w)}
+}
+
+func newGen(roots0, roots1 []Seed, w int) *gen {
+	n := len(roots0)
+	g := &gen{w: w, s: [2][]Seed{append([]Seed(nil), roots0...), append([]Seed(nil), roots1...)},
+		t: [2][]uint64{make([]uint64, n), make([]uint64, n)}, va: make([]uint64, n*w)}
+	for i := range g.t[1] {
+		g.t[1][i] = 1
+	}
+	for b := range 2 {
+		for d := range 2 {
+			g.exp[b][d] = newExpansion(n, w)
 		}
+	}
+	return g
+}
+
+// level is steps 1-5 of GenBatch for level l of every key.
+func (g *gen) level(alphas, betas []uint64, y Layout, l int, cws []uint64) {
+	w, lw, bits := g.w, levelWords(g.w), y.Bits
+	for b := range 2 {
+		g.g.load(g.s[b])
+		for d := range 2 {
+			e := &g.exp[b][d]
+			g.g.expand(d, w, e.s, e.t, e.v)
+		}
+	}
+	for i, alpha := range alphas {
+		a := int(alpha>>(bits-1-l)) & 1
 		keep, lose := a, 1-a
-		c := cw[i*levelWords(w) : (i+1)*levelWords(w)]
-		scw := Seed{side[0].s[lose][0] ^ side[1].s[lose][0], side[0].s[lose][1] ^ side[1].s[lose][1]}
-		tl := side[0].t[0] ^ side[1].t[0] ^ uint64(a) ^ 1
-		tr := side[0].t[1] ^ side[1].t[1] ^ uint64(a)
+		l0, l1 := &g.exp[0][lose], &g.exp[1][lose]
+		c := cws[y.Level(i, l) : y.Level(i, l)+lw]
+		scw := Seed{l0.s[i][0] ^ l1.s[i][0], l0.s[i][1] ^ l1.s[i][1]}
+		tl := g.exp[0][0].t[i] ^ g.exp[1][0].t[i] ^ uint64(a) ^ 1
+		tr := g.exp[0][1].t[i] ^ g.exp[1][1].t[i] ^ uint64(a)
 		c[0], c[1] = scw[0]|tl|tr<<1, scw[1]
-		sg := sign(t[1])
+		sg := sign(g.t[1][i])
+		k0, k1 := &g.exp[0][keep], &g.exp[1][keep]
 		for j := range w {
-			v := sg * (side[1].v[lose][j] - side[0].v[lose][j] - va[j])
+			v := sg * (l1.v[i*w+j] - l0.v[i*w+j] - g.va[i*w+j])
 			if lose == 0 {
-				v += sg * beta[j]
+				v += sg * betas[i*w+j]
 			}
 			c[2+j] = v
-			va[j] += side[0].v[keep][j] - side[1].v[keep][j] + sg*v
+			g.va[i*w+j] += k0.v[i*w+j] - k1.v[i*w+j] + sg*v
 		}
 		tk := [2]uint64{tl, tr}[keep]
 		for b := range 2 {
-			s[b] = side[b].s[keep]
-			if t[b] == 1 {
-				s[b][0] ^= scw[0]
-				s[b][1] ^= scw[1]
+			s := g.exp[b][keep].s[i]
+			if g.t[b][i] == 1 {
+				s[0] ^= scw[0]
+				s[1] ^= scw[1]
 			}
-			t[b] = side[b].t[keep] ^ t[b]&tk
+			g.s[b][i] = s
+			g.t[b][i] = g.exp[b][keep].t[i] ^ g.t[b][i]&tk
 		}
 	}
-	var c0, c1 [MaxWidth]uint64
-	g.values(finalKey, s[0], c0[:w])
-	g.values(finalKey, s[1], c1[:w])
-	leaf := cw[bits*levelWords(w):]
-	sg := sign(t[1])
-	for j := range w {
-		leaf[j] = sg * (c1[j] - c0[j] - va[j])
+}
+
+// leaf is step 6 of GenBatch for every key.
+func (g *gen) leaf(y Layout, cws []uint64) {
+	w := g.w
+	c0, c1 := make([]uint64, len(g.va)), make([]uint64, len(g.va))
+	g.g.load(g.s[0])
+	g.g.values(finalKey, w, c0)
+	g.g.load(g.s[1])
+	g.g.values(finalKey, w, c1)
+	for i := range g.s[0] {
+		leaf := cws[y.Leaf(i) : y.Leaf(i)+w]
+		sg := sign(g.t[1][i])
+		for j := range w {
+			leaf[j] = sg * (c1[i*w+j] - c0[i*w+j] - g.va[i*w+j])
+		}
 	}
-	return nil
 }
 
 // Eval writes into out (len(out) = the payload width) party's share of
 // f(x) for the key (root, cw) on bits-bit inputs (x's higher bits are
-// ignored). BCG+21 Fig. 3, Eval: from t = party, at each level expand the
-// side x_i of the seed only, correct it with t·(s_CW, t_CW^side), add
-// (-1)^party·(v + t·V_CW) to the share, then (-1)^party·(Convert(s) +
-// t·leaf) at the leaf.
+// ignored): EvalBatch for one key.
 func Eval(party int, root Seed, cw []uint64, bits int, x uint64, out []uint64) error {
-	if party != 0 && party != 1 {
-		return fmt.Errorf("%w: party %d (want 0 or 1)", ErrParams, party)
-	}
-	if err := checkParams(bits, len(out), len(cw)); err != nil {
-		return err
-	}
-	var g prg
-	g.eval(party, root, cw, bits, x, out)
-	return nil
-}
-
-// eval is Eval on checked parameters.
-func (g *prg) eval(party int, root Seed, cw []uint64, bits int, x uint64, out []uint64) {
-	w := len(out)
-	s, t := root, uint64(party)
-	var acc, v [MaxWidth]uint64
-	for i := range bits {
-		d := int(x>>(bits-1-i)) & 1
-		c := cw[i*levelWords(w) : (i+1)*levelWords(w)]
-		ns, nt := g.expand(s, d, v[:w])
-		if t == 1 {
-			ns[0] ^= c[0] & seedMask
-			ns[1] ^= c[1]
-			nt ^= (c[0] >> d) & 1
-		}
-		for j := range w {
-			acc[j] += v[j] + t*c[2+j]
-		}
-		s, t = ns, nt
-	}
-	g.values(finalKey, s, v[:w])
-	leaf := cw[bits*levelWords(w):]
-	sg := sign(uint64(party))
-	for j := range w {
-		out[j] = sg * (acc[j] + v[j] + t*leaf[j])
-	}
+	return EvalBatch(party, []Seed{root}, cw, bits, len(out), []uint64{x}, out)
 }
 
 // EvalBatch evaluates len(xs) keys, key i at xs[i]: roots[i] with the
-// correction words cws[i*kw:(i+1)*kw] (kw = KeyWords(bits, width)),
-// writing its width-word share at out[i*width:].
+// correction words laid out by Layout{bits, width, len(xs)} in cws,
+// writing its width-word share at out[i*width:]: EvalRange over the
+// whole batch.
 func EvalBatch(party int, roots []Seed, cws []uint64, bits, width int, xs, out []uint64) error {
+	return EvalRange(party, Layout{Bits: bits, Width: width, Keys: len(xs)}, cws, 0, roots, xs, out)
+}
+
+// EvalRange evaluates keys lo .. lo+len(xs)-1 of the batch y (cws holds
+// its y.Words() correction words), key lo+i at xs[i] with root roots[i],
+// writing its y.Width-word share at out[i*y.Width:]. BCG+21 Fig. 3, Eval:
+// from t = party, at each level expand the side x_i of the seed only,
+// correct it with t·(s_CW, t_CW^side), add (-1)^party·(v + t·V_CW) to the
+// share, then (-1)^party·(Convert(s) + t·leaf) at the leaf. The keys of a
+// level going the same side are expanded together.
+func EvalRange(party int, y Layout, cws []uint64, lo int, roots []Seed, xs, out []uint64) error {
 	if party != 0 && party != 1 {
 		return fmt.Errorf("%w: party %d (want 0 or 1)", ErrParams, party)
 	}
-	kw := KeyWords(bits, width)
-	if err := checkParams(bits, width, kw); err != nil {
+	if err := checkParams(y.Bits, y.Width, KeyWords(y.Bits, y.Width)); err != nil {
 		return err
 	}
 	n := len(xs)
-	if len(roots) != n || len(cws) != n*kw || len(out) != n*width {
-		return fmt.Errorf("%w: batch of %d inputs with %d roots, %d correction words (want %d) and %d output words (want %d)",
-			ErrParams, n, len(roots), len(cws), n*kw, len(out), n*width)
+	if y.Keys < 0 || len(cws) != y.Words() || lo < 0 || lo+n > y.Keys || len(roots) != n || len(out) != n*y.Width {
+		return fmt.Errorf("%w: keys %d..%d of %d with %d correction words (want %d), %d roots and %d output words (want %d)",
+			ErrParams, lo, lo+n, y.Keys, len(cws), y.Words(), len(roots), len(out), n*y.Width)
 	}
-	var g prg
-	for i, x := range xs {
-		g.eval(party, roots[i], cws[i*kw:(i+1)*kw], bits, x, out[i*width:(i+1)*width])
+	e := newEval(party, roots, y.Width)
+	for l := range y.Bits {
+		e.level(y, cws, lo, xs, l)
 	}
+	e.leaf(y, cws, lo, out)
 	return nil
+}
+
+// evaluation is the state of EvalBatch: every key's seed, control bit
+// and share so far, and the scratch space of a level.
+type evaluation struct {
+	g     prg
+	party int
+	w     int
+	s     []Seed
+	t     []uint64
+	acc   []uint64
+	idx   []int
+	exp   expansion
+}
+
+func newEval(party int, roots []Seed, w int) *evaluation {
+	n := len(roots)
+	e := &evaluation{party: party, w: w, s: append([]Seed(nil), roots...), t: make([]uint64, n),
+		acc: make([]uint64, n*w), idx: make([]int, 0, n), exp: newExpansion(n, w)}
+	for i := range e.t {
+		e.t[i] = uint64(party)
+	}
+	return e
+}
+
+// level evaluates level l of every key, one side at a time.
+func (e *evaluation) level(y Layout, cws []uint64, lo int, xs []uint64, l int) {
+	w, lw := e.w, levelWords(e.w)
+	shift := y.Bits - 1 - l
+	for d := range 2 {
+		e.idx, e.g.sig = e.idx[:0], e.g.sig[:0]
+		for i, x := range xs {
+			if int(x>>shift)&1 == d {
+				e.idx = append(e.idx, i)
+				e.g.sig = append(e.g.sig, sigma(e.s[i]))
+			}
+		}
+		m := len(e.idx)
+		if m == 0 {
+			continue
+		}
+		x := &e.exp
+		e.g.encode()
+		e.g.expand(d, w, x.s[:m], x.t[:m], x.v[:m*w])
+		for j, i := range e.idx {
+			at := y.Level(lo+i, l)
+			c := cws[at : at+lw]
+			ns, nt, t := x.s[j], x.t[j], e.t[i]
+			if t == 1 {
+				ns[0] ^= c[0] & seedMask
+				ns[1] ^= c[1]
+				nt ^= (c[0] >> d) & 1
+			}
+			for q := range w {
+				e.acc[i*w+q] += x.v[j*w+q] + t*c[2+q]
+			}
+			e.s[i], e.t[i] = ns, nt
+		}
+	}
+}
+
+// leaf adds every key's leaf term and writes the shares.
+func (e *evaluation) leaf(y Layout, cws []uint64, lo int, out []uint64) {
+	w := e.w
+	v := e.exp.v[:len(e.s)*w]
+	e.g.load(e.s)
+	e.g.values(finalKey, w, v)
+	sg := sign(uint64(e.party))
+	for i := range e.s {
+		leaf := cws[y.Leaf(lo+i) : y.Leaf(lo+i)+w]
+		for q := range w {
+			out[i*w+q] = sg * (e.acc[i*w+q] + v[i*w+q] + e.t[i]*leaf[q])
+		}
+	}
+}
+
+// Key returns key i's correction words in the order of a single key
+// (Layout{Bits, Width, 1}), copied from the batch's cws.
+func (y Layout) Key(cws []uint64, i int) []uint64 {
+	lw := levelWords(y.Width)
+	out := make([]uint64, 0, KeyWords(y.Bits, y.Width))
+	for l := range y.Bits {
+		out = append(out, cws[y.Level(i, l):y.Level(i, l)+lw]...)
+	}
+	return append(out, cws[y.Leaf(i):y.Leaf(i)+y.Width]...)
 }

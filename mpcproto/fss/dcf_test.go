@@ -3,6 +3,7 @@ package fss
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -76,34 +77,67 @@ func TestDCFMatchesComparison(t *testing.T) {
 	}
 }
 
+// TestEvalBatchMatchesEval: a batch generated at once and evaluated at
+// once, or in ranges, gives what each key gives alone (Layout.Key) and
+// the plaintext comparison.
 func TestEvalBatchMatchesEval(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const n, bits, width = 17, 40, 3
-	kw := KeyWords(bits, width)
-	roots, cws := make([]Seed, n), make([]uint64, n*kw)
-	xs, want := make([]uint64, n), make([]uint64, n*width)
+	y := Layout{Bits: bits, Width: width, Keys: n}
+	cws := make([]uint64, y.Words())
+	alphas, betas := make([]uint64, n), make([]uint64, n*width)
+	r0, r1, xs := make([]Seed, n), make([]Seed, n), make([]uint64, n)
 	for i := range n {
-		roots[i] = randSeed(rng)
-		beta := []uint64{rng.Uint64(), rng.Uint64(), rng.Uint64()}
-		if err := Gen(rng.Uint64(), beta, bits, [2]Seed{roots[i], randSeed(rng)}, cws[i*kw:(i+1)*kw]); err != nil {
-			t.Fatal(err)
+		alphas[i], r0[i], r1[i], xs[i] = low(rng.Uint64(), bits), randSeed(rng), randSeed(rng), low(rng.Uint64(), bits)
+		if i%3 == 0 {
+			xs[i] = alphas[i] - uint64(i%2) // at alpha and just below
 		}
-		xs[i] = rng.Uint64()
-		if err := Eval(0, roots[i], cws[i*kw:(i+1)*kw], bits, xs[i], want[i*width:(i+1)*width]); err != nil {
-			t.Fatal(err)
+		for j := range width {
+			betas[i*width+j] = rng.Uint64()
 		}
 	}
-	got := make([]uint64, n*width)
-	if err := EvalBatch(0, roots, cws, bits, width, xs, got); err != nil {
+	if err := GenBatch(alphas, betas, bits, width, r0, r1, cws); err != nil {
 		t.Fatal(err)
 	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("word %d: batch %#x, single %#x", i, got[i], want[i])
+	var got [2][]uint64
+	for p, roots := range [2][]Seed{r0, r1} {
+		got[p] = make([]uint64, n*width)
+		if err := EvalBatch(p, roots, cws, bits, width, xs, got[p]); err != nil {
+			t.Fatal(err)
+		}
+		part := make([]uint64, 5*width) // keys 7..11 alone
+		if err := EvalRange(p, y, cws, 7, roots[7:12], xs[7:12], part); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(part, got[p][7*width:12*width]) {
+			t.Fatalf("party %d: EvalRange differs from EvalBatch", p)
+		}
+		for i := range n {
+			one := make([]uint64, width)
+			if err := Eval(p, roots[i], y.Key(cws, i), bits, xs[i], one); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(one, got[p][i*width:(i+1)*width]) {
+				t.Fatalf("party %d key %d: batch and single evaluations differ", p, i)
+			}
 		}
 	}
-	if err := EvalBatch(0, roots[1:], cws, bits, width, xs, got); !errors.Is(err, ErrParams) {
+	for i := range n {
+		for j := range width {
+			want := uint64(0)
+			if xs[i] < alphas[i] {
+				want = betas[i*width+j]
+			}
+			if s := got[0][i*width+j] + got[1][i*width+j]; s != want {
+				t.Fatalf("key %d word %d: %#x, want %#x", i, j, s, want)
+			}
+		}
+	}
+	if err := EvalBatch(0, r0[1:], cws, bits, width, xs, got[0]); !errors.Is(err, ErrParams) {
 		t.Fatalf("short roots: %v, want ErrParams", err)
+	}
+	if err := EvalRange(0, y, cws, 15, r0[:5], xs[:5], got[0][:5*width]); !errors.Is(err, ErrParams) {
+		t.Fatalf("range past the batch: %v, want ErrParams", err)
 	}
 }
 

@@ -1,8 +1,6 @@
 package fss
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 )
@@ -25,58 +23,85 @@ const MaxWidth = 4
 
 // fixedKeys are the fixed AES keys of the PRG, public and derived from
 // their index: H_k is a correlation-robust hash for any public key.
-var fixedKeys = func() [numKeys]cipher.Block {
-	var out [numKeys]cipher.Block
+var fixedKeys = func() [numKeys]*aesKey {
+	var out [numKeys]*aesKey
 	for i := range out {
 		sum := sha256.Sum256([]byte{'g', 'r', 'i', 'd', '-', 'f', 's', 's', '/', '1', byte(i)})
-		b, err := aes.NewCipher(sum[:16])
-		if err != nil {
-			panic("fss: aes: " + err.Error()) // unreachable: a 16-byte key is valid
-		}
-		out[i] = b
+		out[i] = newAESKey(sum[:16])
 	}
 	return out
 }()
 
-// prg is the PRG's scratch space (not safe for concurrent use): the
-// buffers the AES calls read and write, kept off the heap per call.
+// prg evaluates the PRG on a batch of seeds at once (the AES calls
+// batched per fixed key): load the batch (load, or fill sig and call
+// encode), then expand or hash it. Its buffers are reused between calls;
+// it is not safe for concurrent use.
 type prg struct {
-	in, out [16]byte
+	sig     []Seed // sigma of every seed of the batch
+	in, out []byte // sig's bytes, an AES output
 }
 
-// hash returns H_k(s) = AES_k(sigma(s)) XOR sigma(s) with
-// sigma(hi || lo) = (hi XOR lo) || hi.
-func (g *prg) hash(k int, s Seed) Seed {
-	lo, hi := s[1], s[0]^s[1]
-	binary.LittleEndian.PutUint64(g.in[0:], lo)
-	binary.LittleEndian.PutUint64(g.in[8:], hi)
-	fixedKeys[k].Encrypt(g.out[:], g.in[:])
-	return Seed{binary.LittleEndian.Uint64(g.out[0:]) ^ lo, binary.LittleEndian.Uint64(g.out[8:]) ^ hi}
+// sigma is the orthomorphism sigma(hi || lo) = (hi XOR lo) || hi.
+func sigma(s Seed) Seed { return Seed{s[1], s[0] ^ s[1]} }
+
+// load makes seeds the batch.
+func (g *prg) load(seeds []Seed) {
+	g.sig = g.sig[:0]
+	for _, s := range seeds {
+		g.sig = append(g.sig, sigma(s))
+	}
+	g.encode()
+}
+
+// encode writes the batch's bytes (after sig was filled).
+func (g *prg) encode() {
+	n := len(g.sig)
+	if cap(g.in) < 16*n {
+		g.in, g.out = make([]byte, 16*n), make([]byte, 16*n)
+	}
+	g.in, g.out = g.in[:16*n], g.out[:16*n]
+	for i, s := range g.sig {
+		binary.LittleEndian.PutUint64(g.in[16*i:], s[0])
+		binary.LittleEndian.PutUint64(g.in[16*i+8:], s[1])
+	}
+}
+
+// hash computes AES_k of the batch; word h of H_k(seed i) =
+// AES_k(sigma(s)) XOR sigma(s) is then g.word(i, h).
+func (g *prg) hash(k int) { fixedKeys[k].encryptBlocks(g.out, g.in) }
+
+func (g *prg) word(i, h int) uint64 {
+	return binary.LittleEndian.Uint64(g.out[16*i+8*h:]) ^ g.sig[i][h]
 }
 
 // seedMask clears a seed's two low bits (the control bit and the spare bit
 // a correction word uses for the second control-bit correction).
 const seedMask = ^uint64(3)
 
-// expand is one side (0 left, 1 right) of G(s): the child seed, its
-// control bit and, when v is not empty, len(v) value words.
-func (g *prg) expand(s Seed, side int, v []uint64) (Seed, uint64) {
+// expand is one side (0 left, 1 right) of G for every seed of the batch:
+// the child seeds (ns), their control bits (nt) and w value words each
+// (vals[i*w:]).
+func (g *prg) expand(side, w int, ns []Seed, nt, vals []uint64) {
 	k := side * blocksPerSide
-	c := g.hash(k, s)
-	t := c[0] & 1
-	c[0] &= seedMask
-	g.values(k+1, s, v)
-	return c, t
+	g.hash(k)
+	for i := range g.sig {
+		lo := g.word(i, 0)
+		nt[i] = lo & 1
+		ns[i] = Seed{lo & seedMask, g.word(i, 1)}
+	}
+	g.values(k+1, w, vals)
 }
 
-// values fills v with the value words of s from the blocks of keys k,
-// k+1: two words per block.
-func (g *prg) values(k int, s Seed, v []uint64) {
-	for j := 0; j < len(v); j += 2 {
-		b := g.hash(k+j/2, s)
-		v[j] = b[0]
-		if j+1 < len(v) {
-			v[j+1] = b[1]
+// values fills vals[i*w:(i+1)*w] with the value words of seed i of the
+// batch, two words per block, the blocks from keys k, k+1.
+func (g *prg) values(k, w int, vals []uint64) {
+	for j := 0; j < w; j += 2 {
+		g.hash(k + j/2)
+		for i := range g.sig {
+			vals[i*w+j] = g.word(i, 0)
+			if j+1 < w {
+				vals[i*w+j+1] = g.word(i, 1)
+			}
 		}
 	}
 }
