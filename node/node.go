@@ -51,6 +51,7 @@ type Node struct {
 	// moved ("" if none).
 	damagedStore string
 	masks        *maskCache
+	rep          *repairer // holders' repair state (repair.go)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -228,6 +229,7 @@ func (n *Node) registerHandlers() {
 	if n.hasRole(RoleHolder) {
 		n.h.SetStreamHandler(ProtoInfer, serveRequest(n, svcInfer, "holder", n.handleInfer))
 		n.h.SetStreamHandler(ProtoMPC, n.serve(svcMPC, n.handleMPC))
+		n.startRepairs()
 	}
 	if n.hasRole(RoleHolder) || n.hasRole(RoleDealer) {
 		n.h.SetStreamHandler(ProtoDealer, n.serve(svcDealer, n.handleDealer))

@@ -2,4 +2,4 @@
 // protocols (grid.proto) and their generated code.
 package pb
 
-//go:generate protoc --go_out=. --go_opt=paths=source_relative grid.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative grid.proto repair.proto
