@@ -253,7 +253,7 @@ type evaluation struct {
 func newEval(party int, roots []Seed, w int) *evaluation {
 	n := len(roots)
 	e := &evaluation{party: party, w: w, s: append([]Seed(nil), roots...), t: make([]uint64, n),
-		acc: make([]uint64, n*w), idx: make([]int, 0, n), exp: newExpansion(n, w)}
+		acc: make([]uint64, n*w), idx: make([]int, 2*n), exp: newExpansion(n, w)}
 	for i := range e.t {
 		e.t[i] = uint64(party)
 	}
@@ -264,22 +264,29 @@ func newEval(party int, roots []Seed, w int) *evaluation {
 func (e *evaluation) level(y Layout, cws []uint64, lo int, xs []uint64, l int) {
 	w, lw := e.w, levelWords(e.w)
 	shift := y.Bits - 1 - l
+	// partition the keys by the side they take, without a branch (the
+	// side is a random bit): side d's keys at idx[d*n:][:cnt[d]]
+	n := len(xs)
+	var cnt [2]int
+	for i, x := range xs {
+		d := int(x>>shift) & 1
+		e.idx[d*n+cnt[d]] = i
+		cnt[d]++
+	}
 	for d := range 2 {
-		e.idx, e.g.sig = e.idx[:0], e.g.sig[:0]
-		for i, x := range xs {
-			if int(x>>shift)&1 == d {
-				e.idx = append(e.idx, i)
-				e.g.sig = append(e.g.sig, sigma(e.s[i]))
-			}
-		}
-		m := len(e.idx)
+		m := cnt[d]
 		if m == 0 {
 			continue
+		}
+		side := e.idx[d*n : d*n+m]
+		e.g.sig = e.g.sig[:0]
+		for _, i := range side {
+			e.g.sig = append(e.g.sig, sigma(e.s[i]))
 		}
 		x := &e.exp
 		e.g.encode()
 		e.g.expand(d, w, x.s[:m], x.t[:m], x.v[:m*w])
-		for j, i := range e.idx {
+		for j, i := range side {
 			at := y.Level(lo+i, l)
 			c := cws[at : at+lw]
 			ns, nt, t := x.s[j], x.t[j], e.t[i]
