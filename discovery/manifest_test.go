@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,14 @@ import (
 // newKey returns a fresh ed25519 key and its peer ID.
 func newKey(t testing.TB) (crypto.PrivKey, peer.ID) {
 	t.Helper()
-	sk, _, err := crypto.GenerateEd25519Key(nil)
+	return keyFrom(t, nil)
+}
+
+// keyFrom returns the ed25519 key drawn from r (nil: crypto/rand) and its
+// peer ID.
+func keyFrom(t testing.TB, r io.Reader) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	sk, _, err := crypto.GenerateEd25519Key(r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,24 @@ func (e *entry) eff() *Manifest {
 	return e.m
 }
 
+// at returns the manifest after the first n records of the chain, sharing
+// its slices with the entry's manifests: read only.
+func (e *entry) at(n int) *Manifest {
+	if n == 0 {
+		return e.m
+	}
+	return shallowAmend(e.m, e.chain[n-1].r)
+}
+
+// shallowAmend is Amend without Verify and without a deep copy: a copy of
+// m sharing its slices, with r's holders, shares version and seq. Read
+// only; for checking the records after r.
+func shallowAmend(m *Manifest, r *Repair) *Manifest {
+	c := *m
+	c.Holders, c.SharesVersion, c.RepairSeq = r.Holders, r.SharesVersion, r.Seq
+	return &c
+}
+
 // raws returns the chain's records as received, in sequence order.
 func (e *entry) raws() [][]byte {
 	out := make([][]byte, len(e.chain))

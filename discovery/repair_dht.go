@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -91,20 +92,27 @@ func (v chainValidator) parse(key string, value []byte) ([]*Repair, error) {
 		if err := linkChain(key, rs, i); err != nil {
 			return nil, err
 		}
-		if err := rs[i].checkSigs(); err != nil {
-			return nil, err
-		}
 	}
 	e := v.d.reg.get(rs[0].Model)
 	if e != nil && e.m.Owner != rs[0].Owner {
 		return nil, fmt.Errorf("%w: dht chain of %q: owner %s, manifest owner %s", ErrBadRepair, rs[0].Model, rs[0].Owner, e.m.Owner)
 	}
-	if e == nil || e.m.Version != rs[0].Base {
-		return rs, nil // a base this node does not hold: Lookup verifies it
+	known := 0 // records this node's registry holds, verified already
+	for e != nil && e.m.Version == rs[0].Base && known < min(len(raws), len(e.chain)) && bytes.Equal(raws[known], e.chain[known].raw) {
+		known++
 	}
-	m := e.m
-	for _, r := range rs {
-		if m, err = m.Amend(r); err != nil {
+	if e != nil && e.m.Version == rs[0].Base {
+		m := e.at(known)
+		for _, r := range rs[known:] {
+			if err := r.Verify(m); err != nil {
+				return nil, err
+			}
+			m = shallowAmend(m, r)
+		}
+		return rs, nil
+	}
+	for _, r := range rs { // a base this node does not hold: Lookup verifies it
+		if err := r.checkSigs(); err != nil {
 			return nil, err
 		}
 	}

@@ -22,7 +22,10 @@ type repairFixture struct {
 	keys       map[peer.ID]crypto.PrivKey
 }
 
-func newRepairFixture(t testing.TB) *repairFixture {
+func newRepairFixture(t testing.TB) *repairFixture { return newRepairFixtureN(t, 4, 1) }
+
+// newRepairFixtureN is newRepairFixture with n holders tolerating f.
+func newRepairFixtureN(t testing.TB, n, f int) *repairFixture {
 	t.Helper()
 	fx := &repairFixture{keys: make(map[peer.ID]crypto.PrivKey)}
 	gen := func() peer.ID {
@@ -32,13 +35,16 @@ func newRepairFixture(t testing.TB) *repairFixture {
 	}
 	owner := gen()
 	fx.ownerSK = fx.keys[owner]
-	holders := []peer.ID{gen(), gen(), gen(), gen()}
+	holders := make([]peer.ID, n)
+	for i := range holders {
+		holders[i] = gen()
+	}
 	fx.dealer = gen()
 	fx.candidates = []peer.ID{gen(), gen(), gen()}
 	fx.outsider = gen()
 	m := testManifest("repaired", owner, holders, 10)
-	m.Tolerate = 1
-	m.Replicas = ReplicatedShares(4, 1)
+	m.Tolerate = f
+	m.Replicas = ReplicatedShares(n, f)
 	m.Dealers = []peer.ID{fx.dealer}
 	m.Repair = RepairPolicy{Grace: time.Hour, Candidates: slices.Clone(fx.candidates)}
 	if err := m.Validate(); err != nil {

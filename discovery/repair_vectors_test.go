@@ -46,15 +46,7 @@ type vectorRefusal struct {
 func seededKey(t testing.TB, name string) (crypto.PrivKey, peer.ID) {
 	t.Helper()
 	seed := sha256.Sum256([]byte("grid repair vectors " + name))
-	sk, _, err := crypto.GenerateEd25519Key(bytes.NewReader(seed[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sk, id
+	return keyFrom(t, bytes.NewReader(seed[:]))
 }
 
 // vectorFixture is newRepairFixture with deterministic keys and a plan the

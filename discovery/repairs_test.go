@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/discovery/pb"
 )
 
 // newFixtureRegistry is a memory registry holding fx's manifest.
@@ -270,5 +272,63 @@ func TestLookupFetchesRepairChainFromDHT(t *testing.T) {
 	got, err := d.Lookup(s.ctx, fx.m.ID)
 	if err != nil || got.RepairSeq != 1 || got.Holders[0] != fx.candidates[0] {
 		t.Fatalf("lookup through the dht: %+v, %v", got, err)
+	}
+}
+
+func TestChainValidator(t *testing.T) {
+	fx := newRepairFixture(t)
+	d := &Discovery{reg: newRegistry(nil), metrics: NewMetrics(nil), log: testLogger()}
+	v := chainValidator{d}
+	r1 := fx.sign(t, draft(fx.m, map[int]peer.ID{0: fx.candidates[0]}))
+	m1, err := fx.m.Amend(r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := fx.sign(t, draft(m1, map[int]peer.ID{1: fx.candidates[1]}))
+	forged := r2.Clone()
+	forged.Sigs[forged.Holders[0]][3] ^= 1
+	unlinked := fx.sign(t, draft(fx.m, map[int]peer.ID{1: fx.candidates[1]}))
+	unlinked.Seq = 2
+	fx.sign(t, unlinked)
+	chain := func(rs ...*Repair) []byte {
+		raws := make([][]byte, len(rs))
+		for i, r := range rs {
+			raws[i] = mustMarshalRepair(t, r)
+		}
+		return mustProto(t, &pb.SyncEntry{Repairs: raws})
+	}
+	key := DHTRepairKey(fx.m.ID)
+	one, two := chain(r1), chain(r1, r2)
+	for name, c := range map[string]struct {
+		key   string
+		value []byte
+		ok    bool
+	}{
+		"one":            {key, one, true},
+		"two":            {key, two, true},
+		"forged":         {key, chain(r1, forged), false},
+		"unlinked":       {key, chain(r1, unlinked), false},
+		"not from seq 1": {key, chain(r2), false},
+		"wrong key":      {DHTRepairKey("other"), one, false},
+		"empty":          {key, chain(), false},
+		"junk":           {key, []byte("junk"), false},
+	} {
+		if err := v.Validate(c.key, c.value); (err == nil) != c.ok {
+			t.Errorf("%s: err %v, want ok %v", name, err, c.ok)
+		}
+	}
+	if i, err := v.Select(key, [][]byte{one, []byte("junk"), two}); err != nil || i != 2 {
+		t.Fatalf("select: %d, %v; want the longer chain", i, err)
+	}
+	// Once the node holds the owner's manifest, the chain must verify
+	// against it too: a manifest without a policy refuses every chain.
+	noPolicy := fx.m.Clone()
+	noPolicy.Repair = RepairPolicy{}
+	env := mustSeal(t, noPolicy, fx.ownerSK)
+	if vd, err := d.reg.apply(context.Background(), noPolicy, env); vd != verdictAccept {
+		t.Fatal(err)
+	}
+	if err := v.Validate(key, one); !errors.Is(err, ErrBadRepair) {
+		t.Fatalf("chain against a manifest without a policy: %v", err)
 	}
 }
