@@ -44,6 +44,7 @@ func (d *Discovery) Publish(ctx context.Context, m *Manifest, sk crypto.PrivKey)
 	if m.Time.IsZero() {
 		m.Time = now
 	}
+	m.RepairSeq = 0 // a new owner version starts without repairs
 	m.Time = m.Time.UTC().Round(0)
 	known := d.reg.get(m.ID)
 	if known != nil && known.m.Owner != owner {
