@@ -16,6 +16,12 @@
 // values: the corrections that make the shares add up. A Bundle is one
 // party's message from the dealer.
 //
+// With exactly two parties (UsesFSS) comparisons take function secret
+// sharing instead (gate.go): a DCF key pair per comparison (package fss),
+// whose root seeds each party draws from its own stream and whose
+// correction words, the same for both, every bundle carries as its
+// Common words; every party and the dealer derive the choice from N.
+//
 // Use:
 //  1. The dealer calls Deal (or DealWith) and sends bundle i to party i
 //     (Marshal / UnmarshalBundle).

@@ -6,8 +6,9 @@ import (
 	"github.com/gridmpc/grid/mpcproto/dealer"
 )
 
-// relu computes shares of max(x, 0) for every element of x at once, in
-// 2 + SignLevels rounds whatever len(x) (5 rounds):
+// relu computes shares of max(x, 0) for every element of x at once; with
+// two parties it takes a sign gate (reluGate, one round), else the carry
+// circuit, in 2 + SignLevels rounds whatever len(x) (5 rounds):
 //
 //  1. open c = x + r and d = x - a (one round; r, a uniform);
 //  2. x = c - r = c + NOT(r) + 1; with y = NOT(r) XOR-shared (the dealer
@@ -46,7 +47,8 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 }
 
 // truncRelu truncates a product z and applies ReLU to the result, in the
-// rounds of a ReLU alone (8): the first round opens both the truncation's
+// rounds of a ReLU alone (5; one with two parties' sign gates,
+// truncReluGate): the first round opens both the truncation's
 // c_t = z + 2^62 + r_t and the sign test's c = z + r (msb(z) decides
 // relu(trunc(z)): trunc(z) >= 0 iff z >= 0, up to values that truncate to
 // -1 ulp or 0, where both give 0); d = trunc(z) - a is opened with the

@@ -28,22 +28,15 @@ const benchKeys = 256
 func BenchmarkGen(b *testing.B) {
 	for _, tc := range benchCases {
 		b.Run(tc.name, func(b *testing.B) {
-			rng := rand.New(rand.NewPCG(1, 1))
-			kw := KeyWords(tc.bits, tc.width)
-			cws := make([]uint64, benchKeys*kw)
-			betas := make([]uint64, benchKeys*tc.width)
-			alphas, r0, r1 := make([]uint64, benchKeys), make([]Seed, benchKeys), make([]Seed, benchKeys)
-			for i := range alphas {
-				alphas[i], r0[i], r1[i] = rng.Uint64(), randSeed(rng), randSeed(rng)
-			}
+			k := newBenchKeys(tc.bits, tc.width)
 			cpu0 := cpuTime()
 			for b.Loop() {
-				if err := GenBatch(alphas, betas, tc.bits, tc.width, r0, r1, cws); err != nil {
+				if err := GenBatch(k.alphas, k.betas, tc.bits, tc.width, k.r0, k.r1, k.cws); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/benchKeys, "cpu-ns/key")
-			b.ReportMetric(float64(8*kw+16), "keyB/party")
+			b.ReportMetric(float64(8*KeyWords(tc.bits, tc.width)+16), "keyB/party")
 		})
 	}
 }
@@ -51,27 +44,36 @@ func BenchmarkGen(b *testing.B) {
 func BenchmarkEval(b *testing.B) {
 	for _, tc := range benchCases {
 		b.Run(tc.name, func(b *testing.B) {
-			rng := rand.New(rand.NewPCG(1, 1))
-			kw := KeyWords(tc.bits, tc.width)
-			cws := make([]uint64, benchKeys*kw)
-			alphas, r0, r1 := make([]uint64, benchKeys), make([]Seed, benchKeys), make([]Seed, benchKeys)
-			xs := make([]uint64, benchKeys)
-			for i := range alphas {
-				alphas[i], r0[i], r1[i], xs[i] = rng.Uint64(), randSeed(rng), randSeed(rng), rng.Uint64()
-			}
-			if err := GenBatch(alphas, make([]uint64, benchKeys*tc.width), tc.bits, tc.width, r0, r1, cws); err != nil {
+			k := newBenchKeys(tc.bits, tc.width)
+			if err := GenBatch(k.alphas, k.betas, tc.bits, tc.width, k.r0, k.r1, k.cws); err != nil {
 				b.Fatal(err)
 			}
 			out := make([]uint64, benchKeys*tc.width)
 			cpu0 := cpuTime()
 			for b.Loop() {
-				if err := EvalBatch(0, r0, cws, tc.bits, tc.width, xs, out); err != nil {
+				if err := EvalBatch(0, k.r0, k.cws, tc.bits, tc.width, k.xs, out); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/benchKeys, "cpu-ns/key")
 		})
 	}
+}
+
+// benchBatch is a batch of benchKeys random keys' inputs (seeded).
+type benchBatch struct {
+	alphas, betas, xs, cws []uint64
+	r0, r1                 []Seed
+}
+
+func newBenchKeys(bits, width int) benchBatch {
+	rng := rand.New(rand.NewPCG(1, 1))
+	k := benchBatch{alphas: make([]uint64, benchKeys), betas: make([]uint64, benchKeys*width), xs: make([]uint64, benchKeys),
+		cws: make([]uint64, benchKeys*KeyWords(bits, width)), r0: make([]Seed, benchKeys), r1: make([]Seed, benchKeys)}
+	for i := range k.alphas {
+		k.alphas[i], k.r0[i], k.r1[i], k.xs[i] = rng.Uint64(), randSeed(rng), randSeed(rng), rng.Uint64()
+	}
+	return k
 }
 
 var benchCases = []struct {
