@@ -1,7 +1,10 @@
 package dealer
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/gridmpc/grid/mpcproto/fss"
 	"github.com/gridmpc/grid/mpcproto/plan"
@@ -149,7 +152,24 @@ func deriveGate(m *Material, enc uint) error {
 			roots[b][i] = fss.Seed{g.Roots[2*b*n+2*i], g.Roots[2*b*n+2*i+1]}
 		}
 	}
-	return fss.GenBatch(alphas, betas, g.Bits-1, w, roots[0], roots[1], g.CW)
+	return genParallel(fss.Layout{Bits: g.Bits - 1, Width: w, Keys: n}, g.CW, alphas, betas, roots)
+}
+
+// genParallel generates a gate request's keys (fss.GenRange), the
+// elements split among the cores.
+func genParallel(y fss.Layout, cws, alphas, betas []uint64, roots [2][]fss.Seed) error {
+	n, w := y.Keys, y.Width
+	chunks := min(runtime.GOMAXPROCS(0), 1+n/64)
+	errs := make([]error, chunks)
+	var wg sync.WaitGroup
+	for c := range chunks {
+		lo, hi := c*n/chunks, (c+1)*n/chunks
+		wg.Go(func() {
+			errs[c] = fss.GenRange(y, cws, lo, alphas[lo:hi], betas[lo*w:hi*w], roots[0][lo:hi], roots[1][lo:hi])
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // ReluFollows reports whether node i of nodes is a truncating node whose

@@ -83,20 +83,26 @@ func (y Layout) Leaf(i int) int { return y.Bits*y.Keys*levelWords(y.Width) + i*y
 //  5. s_b = s_b^Keep XOR t_b·s_CW, t_b = t_b^Keep XOR t_b·t_CW^Keep;
 //  6. the leaf correction is (-1)^t_1·(Convert(s_1) - Convert(s_0) - V_alpha).
 func GenBatch(alphas, betas []uint64, bits, width int, roots0, roots1 []Seed, cws []uint64) error {
-	n := len(alphas)
-	if err := checkParams(bits, width, KeyWords(bits, width)); err != nil {
+	return GenRange(Layout{Bits: bits, Width: width, Keys: len(alphas)}, cws, 0, alphas, betas, roots0, roots1)
+}
+
+// GenRange is GenBatch for keys lo .. lo+len(alphas)-1 of the batch y
+// (cws holds its y.Words() correction words; the others are left as they
+// are): disjoint ranges of one batch may be generated concurrently.
+func GenRange(y Layout, cws []uint64, lo int, alphas, betas []uint64, roots0, roots1 []Seed) error {
+	n, width := len(alphas), y.Width
+	if err := checkParams(y.Bits, width, KeyWords(y.Bits, width)); err != nil {
 		return err
 	}
-	if len(betas) != n*width || len(roots0) != n || len(roots1) != n || len(cws) != n*KeyWords(bits, width) {
-		return fmt.Errorf("%w: %d keys with %d payload words, %d and %d roots and %d correction words",
-			ErrParams, n, len(betas), len(roots0), len(roots1), len(cws))
+	if len(betas) != n*width || len(roots0) != n || len(roots1) != n || len(cws) != y.Words() || lo < 0 || lo+n > y.Keys {
+		return fmt.Errorf("%w: keys %d..%d of %d with %d payload words, %d and %d roots and %d correction words (want %d)",
+			ErrParams, lo, lo+n, y.Keys, len(betas), len(roots0), len(roots1), len(cws), y.Words())
 	}
 	g := newGen(roots0, roots1, width)
-	y := Layout{Bits: bits, Width: width, Keys: n}
-	for l := range bits {
-		g.level(alphas, betas, y, l, cws)
+	for l := range y.Bits {
+		g.level(alphas, betas, y, lo, l, cws)
 	}
-	g.leaf(y, cws)
+	g.leaf(y, lo, cws)
 	return nil
 }
 
@@ -137,7 +143,7 @@ func newGen(roots0, roots1 []Seed, w int) *gen {
 }
 
 // level is steps 1-5 of GenBatch for level l of every key.
-func (g *gen) level(alphas, betas []uint64, y Layout, l int, cws []uint64) {
+func (g *gen) level(alphas, betas []uint64, y Layout, lo, l int, cws []uint64) {
 	w, lw, bits := g.w, levelWords(g.w), y.Bits
 	for b := range 2 {
 		g.g.load(g.s[b])
@@ -150,7 +156,8 @@ func (g *gen) level(alphas, betas []uint64, y Layout, l int, cws []uint64) {
 		a := int(alpha>>(bits-1-l)) & 1
 		keep, lose := a, 1-a
 		l0, l1 := &g.exp[0][lose], &g.exp[1][lose]
-		c := cws[y.Level(i, l) : y.Level(i, l)+lw]
+		at := y.Level(lo+i, l)
+		c := cws[at : at+lw]
 		scw := Seed{l0.s[i][0] ^ l1.s[i][0], l0.s[i][1] ^ l1.s[i][1]}
 		tl := g.exp[0][0].t[i] ^ g.exp[1][0].t[i] ^ uint64(a) ^ 1
 		tr := g.exp[0][1].t[i] ^ g.exp[1][1].t[i] ^ uint64(a)
@@ -179,7 +186,7 @@ func (g *gen) level(alphas, betas []uint64, y Layout, l int, cws []uint64) {
 }
 
 // leaf is step 6 of GenBatch for every key.
-func (g *gen) leaf(y Layout, cws []uint64) {
+func (g *gen) leaf(y Layout, lo int, cws []uint64) {
 	w := g.w
 	c0, c1 := make([]uint64, len(g.va)), make([]uint64, len(g.va))
 	g.g.load(g.s[0])
@@ -187,7 +194,7 @@ func (g *gen) leaf(y Layout, cws []uint64) {
 	g.g.load(g.s[1])
 	g.g.values(finalKey, w, c1)
 	for i := range g.s[0] {
-		leaf := cws[y.Leaf(i) : y.Leaf(i)+w]
+		leaf := cws[y.Leaf(lo+i) : y.Leaf(lo+i)+w]
 		sg := sign(g.t[1][i])
 		for j := range w {
 			leaf[j] = sg * (c1[i*w+j] - c0[i*w+j] - g.va[i*w+j])

@@ -99,6 +99,16 @@ func TestEvalBatchMatchesEval(t *testing.T) {
 	if err := GenBatch(alphas, betas, bits, width, r0, r1, cws); err != nil {
 		t.Fatal(err)
 	}
+	split := make([]uint64, y.Words()) // the same keys generated in two ranges
+	for _, r := range [][2]int{{0, 6}, {6, n}} {
+		lo, hi := r[0], r[1]
+		if err := GenRange(y, split, lo, alphas[lo:hi], betas[lo*width:hi*width], r0[lo:hi], r1[lo:hi]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(split, cws) {
+		t.Fatal("GenRange over two ranges differs from GenBatch")
+	}
 	var got [2][]uint64
 	for p, roots := range [2][]Seed{r0, r1} {
 		got[p] = make([]uint64, n*width)
