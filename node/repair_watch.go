@@ -112,7 +112,7 @@ func (n *Node) repairWatch() {
 			}
 		}
 		first := slices.IndexFunc(m.Holders, func(h peer.ID) bool { return live[h] })
-		if len(down) == 0 || m.Holders[first] != n.ID() {
+		if len(down) == 0 || m.Holders[first] != n.ID() || n.rep.initiating(storeKey(m.Owner, m.ID)) {
 			continue
 		}
 		if len(down) > m.Tolerate {
@@ -140,6 +140,13 @@ func (r *repairer) downFor(p peer.ID) time.Duration {
 		return 0
 	}
 	return time.Since(t)
+}
+
+// initiating tells whether this node runs a repair of the model now.
+func (r *repairer) initiating(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running[key]
 }
 
 // busy tells whether a repair session of the model is open here.
