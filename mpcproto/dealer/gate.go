@@ -194,11 +194,11 @@ func gateRequests(nodes []plan.Node, i int, reqs []Request) []Request {
 	n := &nodes[i]
 	last := len(reqs) - 1
 	switch {
-	case last >= 0 && reqs[last].Kind == KindTrunc && truncatesIn(*n) && ReluFollows(nodes, i):
+	case last >= 0 && reqs[last].Kind == KindTrunc && Truncates(n) && ReluFollows(nodes, i):
 		return reqs[:last] // the Relu's fused gate truncates
 	case n.Op == plan.Relu && len(reqs) == 1 && reqs[0].Kind == KindSign:
 		kind := KindReluGate
-		if i > 0 && truncatesIn(nodes[i-1]) && ReluFollows(nodes, i-1) {
+		if i > 0 && Truncates(&nodes[i-1]) && ReluFollows(nodes, i-1) {
 			kind = KindTruncReluGate
 		}
 		return []Request{{Kind: kind, Node: n.Name, N: reqs[0].N}}
@@ -213,9 +213,10 @@ func gateRequests(nodes []plan.Node, i int, reqs []Request) []Request {
 	return reqs
 }
 
-// truncatesIn reports whether a node's material ends with a truncation
-// (the engine leaves it pending, to fuse it with a Relu that follows).
-func truncatesIn(n plan.Node) bool {
+// Truncates reports whether a node's evaluation ends with a truncation,
+// the last request of its material: the engine leaves it pending, to fuse
+// it with a Relu (or Clip) that follows.
+func Truncates(n *plan.Node) bool {
 	switch n.Op {
 	case plan.MatMul, plan.Conv, plan.Mul, plan.AveragePool, plan.GlobalAveragePool:
 		return true

@@ -69,16 +69,8 @@ func (p *party) evalFused(n, relu *plan.Node, ins []*shared, out []int) (t, y *s
 }
 
 // truncates reports whether a node's evaluation ends with a truncation
-// (which evalRaw leaves pending).
-func truncates(n *plan.Node) bool {
-	switch n.Op {
-	case plan.MatMul, plan.Conv, plan.Mul, plan.AveragePool, plan.GlobalAveragePool:
-		return true
-	case plan.MulConst:
-		return !dealer.ConstIsInteger(n.Attrs.Const)
-	}
-	return false
-}
+// (which evalRaw leaves pending): the dealer's schedule says the same.
+func truncates(n *plan.Node) bool { return dealer.Truncates(n) }
 
 // evalRaw evaluates one node, leaving out the final truncation of the ops
 // that end with one (pending is then true: the result carries 2f
