@@ -296,6 +296,10 @@ func FuzzUnmarshalBundle(f *testing.F) {
 		}
 		raw, _ := b.Marshal()
 		f.Add(raw)
+		b.Party, b.Parties, b.Common = 0, 2, slices.Clone(b.Explicit) // a two-party bundle's DCF words
+		b.Explicit = nil
+		raw, _ = b.Marshal()
+		f.Add(raw)
 	}
 	f.Add([]byte("GRDB"))
 	f.Fuzz(func(t *testing.T, data []byte) {
