@@ -88,3 +88,29 @@ func mustProto(t testing.TB, m proto.Message) []byte {
 	}
 	return b
 }
+
+// FuzzChainValidator: the DHT validator of repair chains (network bytes:
+// pb.SyncEntry of records) never panics, and accepts only chains that
+// decode within the limits.
+func FuzzChainValidator(f *testing.F) {
+	fx := newRepairFixture(f)
+	r1 := fx.sign(f, draft(fx.m, map[int]peer.ID{0: fx.candidates[0]}))
+	f.Add(mustProto(f, &pb.SyncEntry{Repairs: [][]byte{mustMarshalRepair(f, r1)}}))
+	f.Add(mustProto(f, &pb.SyncEntry{Repairs: [][]byte{{1}, {2}}}))
+	f.Add(mustProto(f, &pb.SyncEntry{Envelope: []byte("e")}))
+	f.Add([]byte{0x1a, 0xff, 0xff, 0x03})
+	v := chainValidator{&Discovery{reg: newRegistry(nil), metrics: NewMetrics(nil), log: testLogger()}}
+	key := DHTRepairKey(fx.m.ID)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := v.Validate(key, b); err != nil {
+			return
+		}
+		raws, err := decodeStoredChain(b)
+		if err != nil || len(raws) == 0 || len(raws) > maxRepairChain {
+			t.Fatalf("accepted a chain of %d records (%v)", len(raws), err)
+		}
+		if _, err := v.Select(key, [][]byte{b, b}); err != nil {
+			t.Fatalf("select of an accepted chain: %v", err)
+		}
+	})
+}
