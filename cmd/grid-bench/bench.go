@@ -35,6 +35,8 @@ type Report struct {
 	// its exit; SteadyMs the median and p90 of the later ones.
 	FirstMs  float64    `json:"first_ms"`
 	SteadyMs [2]float64 `json:"steady_ms"`
+	// FirstOnlineMs is the first query's online time (grid infer --json).
+	FirstOnlineMs float64 `json:"first_online_ms"`
 	// FirstMaskOpens is how many mask sets the holders opened during the
 	// first query (0 when the warm session did it).
 	FirstMaskOpens float64 `json:"first_mask_opens"`
@@ -187,7 +189,7 @@ func queries(ctx context.Context, s *harness.Swarm, client, input string, cfg Co
 			return fmt.Errorf("query %d: %s", k, res)
 		}
 		if k == 0 {
-			rep.FirstMs = wall
+			rep.FirstMs, rep.FirstOnlineMs = wall, out.OnlineMs
 			rep.FirstMaskOpens = holderSum(ctx, s, cfg.Holders, "grid_mask_opens_total") - opens0
 			continue
 		}

@@ -17,7 +17,7 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "first query      %10.1f ms  (%.0f mask sets opened during it)\n", r.FirstMs, r.FirstMaskOpens)
 	fmt.Fprintf(w, "later queries    %10.1f ms median, %.1f ms p90  (first/median %.2f)\n",
 		r.SteadyMs[0], r.SteadyMs[1], r.FirstMs/max(r.SteadyMs[0], 1e-9))
-	fmt.Fprintf(w, "online           %10.1f ms median, %d rounds\n", r.OnlineMs, r.Rounds)
+	fmt.Fprintf(w, "online           %10.1f ms median (first query %.1f ms), %d rounds\n", r.OnlineMs, r.FirstOnlineMs, r.Rounds)
 	for i, b := range r.HolderBytes {
 		fmt.Fprintf(w, "holder %d bytes   %10s sent %10s received per query\n", i, size(b.Sent), size(b.Recv))
 	}
