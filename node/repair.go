@@ -77,6 +77,7 @@ type repairer struct {
 	sessions map[string]*repairSession // by storeKey(owner, model)
 	running  map[string]bool           // models this node initiates a repair of
 	down     map[peer.ID]time.Time     // co-holders unreachable since
+	probed   time.Time                 // when the watcher's last probe ended
 }
 
 // startRepairs serves /grid/repair/1.0.0 and starts the repair watcher
@@ -178,7 +179,15 @@ func (n *Node) AskRepair(ctx context.Context, id string) (*RepairResult, error) 
 	if !m.Repair.Enabled() {
 		return nil, fmt.Errorf("repair %q: %w: its manifest has no repair policy (publish it with --repair-grace)", id, ErrBadInput)
 	}
-	live := n.probeHolders(ctx, m.Holders, nil)
+	// One live holder is enough to ask: it probes the others itself.
+	live := n.probeHolders(ctx, m.Holders, func(live map[peer.ID]bool) bool {
+		for _, ok := range live {
+			if ok {
+				return true
+			}
+		}
+		return false
+	})
 	var first peer.ID
 	var down []peer.ID
 	for _, h := range m.Holders {
@@ -242,13 +251,7 @@ func (n *Node) repairAsked(ctx context.Context, from peer.ID, ask *pb.RepairAsk)
 	if err := checkRepairAsk(ask, m.ID, m.Owner, time.Now()); err != nil {
 		return fail(err)
 	}
-	live := n.probeHolders(ctx, m.Holders, nil)
-	var down []peer.ID
-	for _, h := range m.Holders {
-		if !live[h] {
-			down = append(down, h)
-		}
-	}
+	down := n.downHolders(ctx, m)
 	if len(down) == 0 {
 		return fail(fmt.Errorf("%w: all %d holders of %q are reachable from %s", ErrNothingToRepair, len(m.Holders), m.ID, n.ID()))
 	}
@@ -258,6 +261,30 @@ func (n *Node) repairAsked(ctx context.Context, from peer.ID, ask *pb.RepairAsk)
 	}
 	return &pb.RepairReply{Status: statusOK, Holders: peerBytes(res.Holders), SharesVersion: res.SharesVersion,
 		Millis: res.Duration.Milliseconds(), BytesMoved: uint64(res.BytesMoved)}
+}
+
+// downHolders are the holders of m unreachable from this node: those its
+// watcher found down in its recent probes (within two intervals) and that
+// are not connected now, else those a probe now does not reach.
+func (n *Node) downHolders(ctx context.Context, m *discovery.Manifest) []peer.ID {
+	var down []peer.ID
+	if n.rep.probedWithin(2 * n.watchInterval()) {
+		for _, h := range m.Holders {
+			if n.rep.downFor(h) > 0 && n.h.Network().Connectedness(h) != network.Connected {
+				down = append(down, h)
+			}
+		}
+		if len(down) > 0 {
+			return down
+		}
+	}
+	live := n.probeHolders(ctx, m.Holders, nil)
+	for _, h := range m.Holders {
+		if !live[h] {
+			down = append(down, h)
+		}
+	}
+	return down
 }
 
 // runRepair replaces the holders in down (at most m.Tolerate of them) of

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -46,7 +47,6 @@ type repairSession struct {
 	stored   bool
 	err      error         // a bad transfer or contribution ends the session
 	changed  chan struct{} // signalled on every arrival (capacity 1)
-	received int64         // bytes of transfers and parts received
 }
 
 func (s *repairSession) signal() {
@@ -123,18 +123,33 @@ func (n *Node) checkReplacedDown(ctx context.Context, m *discovery.Manifest, rp 
 	for _, j := range replaced {
 		gone = append(gone, m.Holders[j])
 	}
-	live := n.probeHolders(ctx, gone, nil)
 	for _, p := range gone {
-		if live[p] {
-			return badRequest("holder %s of %q is reachable from %s: it is not replaced", p, m.ID, n.ID())
+		if n.h.Network().Connectedness(p) == network.Connected {
+			return badRequest("holder %s of %q is connected to %s: it is not replaced", p, m.ID, n.ID())
 		}
 	}
 	if rp.ask != nil {
-		return checkRepairAsk(rp.ask, m.ID, m.Owner, time.Now())
+		if err := checkRepairAsk(rp.ask, m.ID, m.Owner, time.Now()); err != nil {
+			return err
+		}
 	}
+	// The watcher's recent probes (within two intervals) stand for a new
+	// one; else probe now.
+	fresh := n.rep.probedWithin(2 * n.watchInterval())
+	var probe []peer.ID
 	for _, p := range gone {
-		if d := n.rep.downFor(p); d < m.Repair.Grace {
+		d := n.rep.downFor(p)
+		if rp.ask == nil && d < m.Repair.Grace {
 			return badRequest("holder %s of %q has been unreachable from %s for %v, the grace is %v", p, m.ID, n.ID(), d.Round(time.Millisecond), m.Repair.Grace)
+		}
+		if d == 0 || !fresh {
+			probe = append(probe, p)
+		}
+	}
+	live := n.probeHolders(ctx, probe, nil)
+	for _, p := range probe {
+		if live[p] {
+			return badRequest("holder %s of %q is reachable from %s: it is not replaced", p, m.ID, n.ID())
 		}
 	}
 	return nil
@@ -219,10 +234,9 @@ func (n *Node) repairStart(ctx context.Context, from peer.ID, id []byte) *pb.Rep
 		return fail(err)
 	}
 	sess.mu.Lock()
-	moved := sent + sess.received
 	sess.done = true
 	sess.mu.Unlock()
-	return &pb.RepairReply{Status: statusOK, Digests: digests, Sig: sig, BytesMoved: uint64(moved)}
+	return &pb.RepairReply{Status: statusOK, Digests: digests, Sig: sig, BytesMoved: uint64(sent)}
 }
 
 // repairSend sends this holder's transfers (the shares it is the source
@@ -374,7 +388,6 @@ func (n *Node) repairTransfer(from peer.ID, t *pb.RepairTransfer) error {
 	}
 	delete(sess.want, i)
 	sess.old[i] = w
-	sess.received += int64(proto.Size(t))
 	sess.signal()
 	return nil
 }
@@ -400,11 +413,6 @@ func (n *Node) repairContribution(from peer.ID, c *pb.RepairContribution) error 
 			return sess.fail(badRequest("contribution of %s: %v", from, err))
 		}
 	}
-	sess.mu.Lock()
-	if from != n.ID() {
-		sess.received += int64(proto.Size(c))
-	}
-	sess.mu.Unlock()
 	sess.signal()
 	return nil
 }

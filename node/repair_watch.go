@@ -92,6 +92,7 @@ func (n *Node) repairWatch() {
 	live := n.probeHolders(ctx, peers, nil)
 	cancel()
 	n.rep.mu.Lock()
+	n.rep.probed = time.Now()
 	for p := range n.rep.down {
 		if !slices.Contains(peers, p) || live[p] {
 			delete(n.rep.down, p)
@@ -140,6 +141,13 @@ func (r *repairer) downFor(p peer.ID) time.Duration {
 		return 0
 	}
 	return time.Since(t)
+}
+
+// probedWithin tells whether the watcher's last probe ended within d.
+func (r *repairer) probedWithin(d time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.probed.IsZero() && time.Since(r.probed) <= d
 }
 
 // initiating tells whether this node runs a repair of the model now.
