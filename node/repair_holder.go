@@ -38,15 +38,15 @@ type repairSession struct {
 	layout    shareLayout
 	deadline  time.Time
 
-	mu       sync.Mutex
-	rs       *share.Resharer
-	old      map[int][]uint64 // this holder's old copies of its shares
-	want     map[int]bool     // shares still to arrive by transfer (a newcomer's)
-	started  bool
-	done     bool // this holder signed: a new session may replace it
-	stored   bool
-	err      error         // a bad transfer or contribution ends the session
-	changed  chan struct{} // signalled on every arrival (capacity 1)
+	mu      sync.Mutex
+	rs      *share.Resharer
+	old     map[int][]uint64 // this holder's old copies of its shares
+	want    map[int]bool     // shares still to arrive by transfer (a newcomer's)
+	started bool
+	done    bool // this holder signed: a new session may replace it
+	stored  bool
+	err     error         // a bad transfer or contribution ends the session
+	changed chan struct{} // signalled on every arrival (capacity 1)
 }
 
 func (s *repairSession) signal() {
