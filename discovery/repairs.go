@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ipfs/go-datastore"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -178,7 +179,7 @@ func (d *Discovery) readRepairs() {
 }
 
 // loadRepairs re-applies the persisted chains (after the envelopes). A
-// chain whose base the owner has superseded is refused and forgotten.
+// chain whose base the owner has superseded is refused and deleted.
 func (d *Discovery) loadRepairs(ctx context.Context) error {
 	items, err := d.reg.loadStored(ctx, repairPrefix)
 	for _, it := range items {
@@ -197,7 +198,10 @@ func (d *Discovery) loadRepairs(ctx context.Context) error {
 				d.refusedRepair(sourceStore, "", r, rerr)
 				break
 			}
-			if v, _ := d.acceptRepair(ctx, sourceStore, "", r, raw); v == verdictRefuse {
+			if v, aerr := d.acceptRepair(ctx, sourceStore, "", r, raw); v == verdictRefuse {
+				if errors.Is(aerr, ErrStaleVersion) && d.reg.ds != nil {
+					_ = d.reg.ds.Delete(ctx, datastore.NewKey(it.key)) // superseded by the owner
+				}
 				break
 			}
 		}

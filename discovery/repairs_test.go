@@ -251,6 +251,15 @@ func TestRepairChainPersisted(t *testing.T) {
 	if has, err := ds.Has(s.ctx, repairPrefix.ChildString(fx.m.ID)); err != nil || has {
 		t.Fatalf("superseded chain still stored: %v, %v", has, err)
 	}
+	// A superseded chain left in the store (a failed delete) is refused
+	// at load and deleted.
+	if err := ds.Put(s.ctx, repairPrefix.ChildString(fx.m.ID), mustProto(t, &pb.SyncEntry{Repairs: [][]byte{mustMarshalRepair(t, r1)}})); err != nil {
+		t.Fatal(err)
+	}
+	d = restart()
+	if has, _ := ds.Has(s.ctx, repairPrefix.ChildString(fx.m.ID)); has || counterValue(d.metrics.RepairsRefused.WithLabelValues(sourceStore, "stale_version")) != 1 {
+		t.Fatalf("stale stored chain: still stored %v", has)
+	}
 }
 
 func TestLookupFetchesRepairChainFromDHT(t *testing.T) {
