@@ -165,20 +165,16 @@ func (g *gen) level(alphas, betas []uint64, y Layout, lo, l int, cws []uint64) {
 		sg := sign(g.t[1][i])
 		k0, k1 := &g.exp[0][keep], &g.exp[1][keep]
 		for j := range w {
-			v := sg * (l1.v[i*w+j] - l0.v[i*w+j] - g.va[i*w+j])
-			if lose == 0 {
-				v += sg * betas[i*w+j]
-			}
+			// plus (-1)^t_1·beta when Lose is left (a = 1)
+			v := sg * (l1.v[i*w+j] - l0.v[i*w+j] - g.va[i*w+j] + uint64(a)*betas[i*w+j])
 			c[2+j] = v
 			g.va[i*w+j] += k0.v[i*w+j] - k1.v[i*w+j] + sg*v
 		}
 		tk := [2]uint64{tl, tr}[keep]
 		for b := range 2 {
-			s := g.exp[b][keep].s[i]
-			if g.t[b][i] == 1 {
-				s[0] ^= scw[0]
-				s[1] ^= scw[1]
-			}
+			s, mask := g.exp[b][keep].s[i], -g.t[b][i]
+			s[0] ^= scw[0] & mask
+			s[1] ^= scw[1] & mask
 			g.s[b][i] = s
 			g.t[b][i] = g.exp[b][keep].t[i] ^ g.t[b][i]&tk
 		}
@@ -293,15 +289,15 @@ func (e *evaluation) level(y Layout, cws []uint64, lo int, xs []uint64, l int) {
 		x := &e.exp
 		e.g.encode()
 		e.g.expand(d, w, x.s[:m], x.t[:m], x.v[:m*w])
+		base := y.Level(lo, l)
 		for j, i := range side {
-			at := y.Level(lo+i, l)
+			at := base + i*lw
 			c := cws[at : at+lw]
 			ns, nt, t := x.s[j], x.t[j], e.t[i]
-			if t == 1 {
-				ns[0] ^= c[0] & seedMask
-				ns[1] ^= c[1]
-				nt ^= (c[0] >> d) & 1
-			}
+			mask := -t // the correction applies when t = 1: no branch on a random bit
+			ns[0] ^= c[0] & seedMask & mask
+			ns[1] ^= c[1] & mask
+			nt ^= (c[0] >> d) & t
 			for q := range w {
 				e.acc[i*w+q] += x.v[j*w+q] + t*c[2+q]
 			}
