@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gridmpc/grid/cmd/internal/faults"
 	"github.com/gridmpc/grid/cmd/internal/harness"
 )
 
@@ -109,32 +110,13 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 }
 
 // startSwarm starts the dealer (daemon 0) and the holders with a long
-// session timeout, and makes the client repo.
+// session timeout, and makes the client repo (cmd/internal/faults' cluster).
 func startSwarm(ctx context.Context, bin, root string, holders int) (*harness.Swarm, string, error) {
-	opts := harness.Options{Bin: bin, ReadyTimeout: time.Minute, StopTimeout: 10 * time.Second}
-	s, err := harness.NewSwarm(ctx, opts, root, harness.SwarmConfig{
-		N:    holders + 1,
-		Args: []string{"--log-level", "info"},
-		ArgsFor: func(i int) []string {
-			if i == 0 {
-				return []string{"--roles", "dealer"}
-			}
-			return []string{"--roles", "holder"}
-		},
-		Prepare: func(_ int, repo string) error {
-			return harness.SetSessions(repo, map[string]any{"Timeout": "10m"})
-		},
-		Timeout: 2 * time.Minute,
-	})
+	c, err := faults.StartCluster(ctx, bin, root, holders, 10*time.Minute)
 	if err != nil {
 		return nil, "", err
 	}
-	client, err := s.NewClient(ctx, "client")
-	if err != nil {
-		s.Close()
-		return nil, "", err
-	}
-	return s, client, nil
+	return c.Swarm, c.Client, nil
 }
 
 // publish publishes the model and waits for the dealer's warm session

@@ -1,7 +1,6 @@
 package onnx
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,18 +35,7 @@ import (
 //
 //	GRID_FULL=DIR go test -run XXX -bench FullFamilies -benchtime 3x ./mpcproto/onnx/
 func BenchmarkFullFamilies(b *testing.B) {
-	dir := os.Getenv("GRID_FULL")
-	if dir == "" {
-		b.Skip("GRID_FULL is not set (scripts/make_fixtures.py --full DIR)")
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "full.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var fs map[string]fullFamily
-	if err := json.Unmarshal(raw, &fs); err != nil {
-		b.Fatal(err)
-	}
+	dir, fs := readFull(b)
 	for _, name := range []string{"resnet18", "mobilenet_v2", "squeezenet1_1"} {
 		f, ok := fs[name]
 		if !ok {
@@ -150,19 +138,30 @@ func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) 
 
 // peakRSS is the process's VmHWM in KiB (0 if unknown).
 func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return v
-		}
+	b, _ := os.ReadFile("/proc/self/status")
+	_, rest, _ := strings.Cut(string(b), "VmHWM:")
+	if f := strings.Fields(rest); len(f) > 0 {
+		v, _ := strconv.ParseInt(f[0], 10, 64)
+		return v
 	}
 	return 0
+}
+
+// readFull reads GRID_FULL's full.json, skipping when GRID_FULL is unset.
+func readFull(tb testing.TB) (string, map[string]fullFamily) {
+	dir := os.Getenv("GRID_FULL")
+	if dir == "" {
+		tb.Skip("GRID_FULL is not set (scripts/make_fixtures.py --full DIR)")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "full.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var fs map[string]fullFamily
+	if err := json.Unmarshal(raw, &fs); err != nil {
+		tb.Fatal(err)
+	}
+	return dir, fs
 }
 
 // torchMS is PyTorch's single-thread CPU time for the model on x, by

@@ -2,7 +2,6 @@ package onnx
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -33,18 +32,7 @@ type fullFamily struct {
 // time, rounds, bytes per party, dealer bytes, the heap's peak, the
 // twin's time and PyTorch's, and the ratios.
 func TestFullFamilies(t *testing.T) {
-	dir := os.Getenv("GRID_FULL")
-	if dir == "" {
-		t.Skip("GRID_FULL is not set (scripts/make_fixtures.py --full DIR)")
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "full.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fs map[string]fullFamily
-	if err := json.Unmarshal(b, &fs); err != nil {
-		t.Fatal(err)
-	}
+	dir, fs := readFull(t)
 	for _, name := range []string{"resnet18", "mobilenet_v2", "squeezenet1_1"} {
 		f, ok := fs[name]
 		if !ok {
