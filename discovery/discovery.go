@@ -205,23 +205,11 @@ func (d *Discovery) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start gossipsub: %w", err)
 	}
-	if err := d.ps.RegisterTopicValidator(Topic, d.validateMessage, pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
-		return fmt.Errorf("register topic validator: %w", err)
+	if d.topic, d.sub, err = d.joinTopic(Topic, d.validateMessage); err != nil {
+		return err
 	}
-	if d.topic, err = d.ps.Join(Topic); err != nil {
-		return fmt.Errorf("join topic %s: %w", Topic, err)
-	}
-	if d.sub, err = d.topic.Subscribe(); err != nil {
-		return fmt.Errorf("subscribe topic %s: %w", Topic, err)
-	}
-	if err := d.ps.RegisterTopicValidator(RepairTopic, d.validateRepairMessage, pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
-		return fmt.Errorf("register topic validator: %w", err)
-	}
-	if d.repairTopic, err = d.ps.Join(RepairTopic); err != nil {
-		return fmt.Errorf("join topic %s: %w", RepairTopic, err)
-	}
-	if d.repairSub, err = d.repairTopic.Subscribe(); err != nil {
-		return fmt.Errorf("subscribe topic %s: %w", RepairTopic, err)
+	if d.repairTopic, d.repairSub, err = d.joinTopic(RepairTopic, d.validateRepairMessage); err != nil {
+		return err
 	}
 	d.evsub, err = d.h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
 	if err != nil {
@@ -237,6 +225,23 @@ func (d *Discovery) start(ctx context.Context) error {
 
 	d.connectBootstrap(ctx)
 	return nil
+}
+
+// joinTopic registers the validator of topic name, joins and subscribes
+// to it. On a subscribe error it still returns the joined topic.
+func (d *Discovery) joinTopic(name string, v pubsub.ValidatorEx) (*pubsub.Topic, *pubsub.Subscription, error) {
+	if err := d.ps.RegisterTopicValidator(name, v, pubsub.WithValidatorTimeout(5*time.Second)); err != nil {
+		return nil, nil, fmt.Errorf("register validator of topic %s: %w", name, err)
+	}
+	t, err := d.ps.Join(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("join topic %s: %w", name, err)
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		return t, nil, fmt.Errorf("subscribe topic %s: %w", name, err) // stop closes t
+	}
+	return t, sub, nil
 }
 
 // DHT returns the node's DHT, for the node's other uses of routing.
