@@ -76,17 +76,43 @@ func Schedule(p *plan.Plan, batch int) ([]Request, error) {
 }
 
 // ScheduleFor is Schedule for n parties: with two (UsesFSS) comparisons
-// take sign gates.
+// take sign gates, unless their keys would exceed MaxGateBytes per party
+// (UsesGates).
 func ScheduleFor(p *plan.Plan, batch, n int) ([]Request, error) {
 	sched, err := cachedSchedule(p, batch, false, n)
 	return slices.Clone(sched), err
 }
 
-// cachedSchedule is scheduleWith for n parties, computed once per (plan
-// hash, batch, masked, gates); the result is shared and must not be
-// modified.
+// UsesGates reports whether a session of n parties evaluating p at the
+// given batch takes sign gates: two parties (UsesFSS) and at most
+// MaxGateBytes of DCF keys per party, else the carry circuit. The dealer
+// and every party derive it from (plan, batch, n) alone.
+func UsesGates(p *plan.Plan, batch, n int) (bool, error) {
+	if !UsesFSS(n) {
+		return false, nil
+	}
+	sched, err := cachedSchedule(p, batch, false, n)
+	if err != nil {
+		return false, err
+	}
+	return gateBytes(sched) > 0, nil
+}
+
+// cachedSchedule is scheduleWith for n parties, with sign gates when
+// UsesFSS(n) and their keys fit in MaxGateBytes per party.
 func cachedSchedule(p *plan.Plan, batch int, masked bool, n int) ([]Request, error) {
-	gates := UsesFSS(n)
+	if UsesFSS(n) {
+		s, err := cachedScheduleWith(p, batch, masked, true)
+		if err != nil || gateBytes(s) <= MaxGateBytes {
+			return s, err
+		}
+	}
+	return cachedScheduleWith(p, batch, masked, false)
+}
+
+// cachedScheduleWith is scheduleWith, computed once per (plan hash, batch,
+// masked, gates); the result is shared and must not be modified.
+func cachedScheduleWith(p *plan.Plan, batch int, masked, gates bool) ([]Request, error) {
 	hash, err := planHash(p)
 	if err != nil {
 		return scheduleWith(p, batch, masked, gates) // not cacheable: let it say what is wrong

@@ -40,10 +40,32 @@ const (
 	TruncReluGateBits = 63
 )
 
-// UsesFSS reports whether a session of n parties compares with function
-// secret sharing (two parties) rather than the carry circuit: a choice
-// the dealer and every party derive from n alone.
+// UsesFSS reports whether a session of n parties may compare with
+// function secret sharing (two parties) rather than the carry circuit: it
+// does when the keys fit (UsesGates), a choice the dealer and every party
+// derive from (plan, batch, n) alone.
 func UsesFSS(n int) bool { return n == 2 && !carryForTwo() }
+
+// MaxGateBytes bounds the DCF keys one party receives for a session
+// (128 MiB: about 53,000 comparisons). The keys grow with the number of
+// comparisons, about 2.5 KB each, where the carry circuit's material is
+// expanded from a seed; a session that would need more (a large model or
+// batch) takes the carry circuit, whose bundles stay far below the
+// network layer's frame limit.
+const MaxGateBytes = 128 << 20
+
+// gateBytes is the bytes of DCF keys (roots and correction words) a party
+// receives for a schedule.
+func gateBytes(sched []Request) int {
+	total := 0
+	for _, r := range sched {
+		if r.Kind == KindReluGate || r.Kind == KindTruncReluGate {
+			bits, w := GateShape(r.Kind)
+			total += 8 * r.N * (2 + fss.KeyWords(bits-1, w))
+		}
+	}
+	return total
+}
 
 // Part indices of gate material: the truncation parts come first in a
 // fused gate (truncR, truncShift, truncMSB), so r is part 0 in both.

@@ -104,3 +104,29 @@ func TestGateSchedule(t *testing.T) {
 		t.Error("ReluFollows past the end")
 	}
 }
+
+// TestGatesBounded: two parties take sign gates while their keys fit in
+// MaxGateBytes per party, the carry circuit beyond (a large batch), and
+// three parties never take them.
+func TestGatesBounded(t *testing.T) {
+	p := testPlan()
+	for _, tc := range []struct {
+		batch, n int
+		want     bool
+	}{{1, 2, true}, {100, 2, true}, {2000, 2, false}, {1, 3, false}} {
+		got, err := UsesGates(p, tc.batch, tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sched, err := ScheduleFor(p, tc.batch, tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want || (gateBytes(sched) > 0) != tc.want {
+			t.Errorf("batch %d N=%d: gates %v (%d key bytes), want %v", tc.batch, tc.n, got, gateBytes(sched), tc.want)
+		}
+		if gateBytes(sched) > MaxGateBytes {
+			t.Errorf("batch %d N=%d: %d key bytes per party", tc.batch, tc.n, gateBytes(sched))
+		}
+	}
+}

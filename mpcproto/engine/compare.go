@@ -27,7 +27,7 @@ import (
 // in step 2 (7 masked variables per quad, 16 + 4 + 1 quads), 1/8 byte in
 // step 4: about 35 bytes.
 func (p *party) relu(x []uint64) ([]uint64, error) {
-	if dealer.UsesFSS(p.n) {
+	if p.gates {
 		return p.reluGate(x)
 	}
 	m, err := p.next(dealer.Request{Kind: dealer.KindSign, N: len(x)})
@@ -54,7 +54,7 @@ func (p *party) relu(x []uint64) ([]uint64, error) {
 // -1 ulp or 0, where both give 0); d = trunc(z) - a is opened with the
 // first AND level. It returns trunc(z) (for other consumers) and its ReLU.
 func (p *party) truncRelu(z []uint64) (t, y []uint64, err error) {
-	if dealer.UsesFSS(p.n) {
+	if p.gates {
 		return p.truncReluGate(z)
 	}
 	mt, err := p.next(dealer.Request{Kind: dealer.KindTrunc, N: len(z)})

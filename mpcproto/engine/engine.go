@@ -159,10 +159,14 @@ func RunPartyWith(ctx context.Context, cfg Config, t transport.Transport,
 	if err != nil {
 		return nil, st, err
 	}
+	gates, err := dealer.UsesGates(cfg.Plan, batch, n)
+	if err != nil {
+		return nil, st, fmt.Errorf("engine: party %d: %w", self, err)
+	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := &party{ctx: pctx, cancel: cancel, t: t, n: n, self: self, enc: cfg.Enc, src: src, masks: cfg.Masks,
-		zs: zs, observe: cfg.observe}
+		zs: zs, observe: cfg.observe, gates: gates}
 	start := time.Now()
 	nodes := cfg.Plan.Nodes
 	for i := 0; i < len(nodes); i++ {

@@ -317,7 +317,7 @@ func (p *party) maxPool(n *plan.Node, x *shared) (*shared, error) {
 		return nil, err
 	}
 	cands := all.Data // [k][size]
-	if dealer.UsesFSS(p.n) {
+	if p.gates {
 		if cands, err = p.maxTree(cands, k, size); err != nil {
 			return nil, err
 		}

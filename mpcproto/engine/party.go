@@ -24,6 +24,8 @@ type party struct {
 	src    dealer.Provider
 	masks  *WeightMasks // nil without weight masks
 	zs     *zeroSharing // output re-randomisation; nil in OpenMasks
+	// gates: comparisons take sign gates (two parties, dealer.UsesGates)
+	gates bool
 	// observe, when set (tests), sees every opened vector after its round
 	observe observer
 

@@ -40,7 +40,8 @@ func runPartiesOn(t *testing.T, nw *transport.Network, sched []dealer.Request, f
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		parties[i] = &party{ctx: ctx, cancel: cancel, t: nw.Transport(i), n: n, self: i, enc: enc, src: srcs[i]}
+		parties[i] = &party{ctx: ctx, cancel: cancel, t: nw.Transport(i), n: n, self: i, enc: enc, src: srcs[i],
+			gates: dealer.UsesFSS(n)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
