@@ -170,7 +170,10 @@ func (n *Node) SetDealers(ctx context.Context, id string, dealers []peer.ID) (*d
 	next := m.Clone()
 	next.Dealers = slices.Clone(dealers)
 	next.SharesVersion = m.Shares()
-	next.Version = max(m.Version+1, uint64(time.Now().UnixMilli()))
+	// A repaired manifest's shares version (set by a holder's clock) may
+	// be newer than the owner's clock: a version is never older than the
+	// shares it serves.
+	next.Version = max(m.Version+1, m.Shares(), uint64(time.Now().UnixMilli()))
 	next.Time = time.Time{}
 	if err := n.disc.Publish(ctx, next, n.sk); err != nil {
 		return nil, fmt.Errorf("set dealers of %q: %w", id, err)
