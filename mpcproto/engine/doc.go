@@ -7,9 +7,10 @@
 // collude; the dealer must not collude with a holder. With three or more
 // parties comparisons (ReLU, MaxPool, piecewise ops) run a carry circuit
 // on XOR-shared bits (compare.go, max.go); with exactly two, ReLU and
-// MaxPool take the dealer's sign gates instead, DCF keys by function
-// secret sharing (gate.go, package fss): one round per ReLU, fused with
-// the truncation of the product before it. Every value a party
+// MaxPool take the dealer's sign gates instead (while their keys fit,
+// dealer.UsesGates), DCF keys by function secret sharing (gate.go, package
+// fss): one round per ReLU, fused with the truncation of the product
+// before it. Every value a party
 // receives online is masked by fresh uniform dealer randomness, and every
 // output share a holder returns is re-randomised with a fresh sharing of
 // zero agreed among the holders only (rerand.go), so the client, even

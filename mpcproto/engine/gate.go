@@ -8,7 +8,7 @@ import (
 	"github.com/gridmpc/grid/mpcproto/fss"
 )
 
-// Comparisons of two parties by function secret sharing (dealer.UsesFSS):
+// Comparisons of two parties by function secret sharing (dealer.UsesGates):
 // the dealer's sign gates (dealer/gate.go, package fss) replace the carry
 // circuit, and a ReLU costs the one round that opens its masked input.
 
