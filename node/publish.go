@@ -191,7 +191,9 @@ func (n *Node) nextVersion(ctx context.Context, id string) (*discovery.Manifest,
 	case err == nil && known.Owner != n.ID():
 		return nil, 0, fmt.Errorf("publish %q: owned by %s: %w", id, known.Owner, discovery.ErrNameTaken)
 	case err == nil:
-		return known, max(version, known.Version+1), nil
+		// Newer than the known version and than its shares, which a repair
+		// (a holder's clock) may have numbered past it.
+		return known, max(version, known.Version+1, known.Shares()+1), nil
 	case !errors.Is(err, discovery.ErrNotFound):
 		n.log.Debug("publish: lookup of the previous version", "id", id, "err", err)
 	}
