@@ -264,11 +264,11 @@ func (n *Node) repairAsked(ctx context.Context, from peer.ID, ask *pb.RepairAsk)
 }
 
 // downHolders are the holders of m unreachable from this node: those its
-// watcher found down in its recent probes (within two intervals) and that
+// watcher found down in its recent probes (probeFresh) and that
 // are not connected now, else those a probe now does not reach.
 func (n *Node) downHolders(ctx context.Context, m *discovery.Manifest) []peer.ID {
 	var down []peer.ID
-	if n.rep.probedWithin(2 * n.watchInterval()) {
+	if n.rep.probedWithin(n.probeFresh()) {
 		for _, h := range m.Holders {
 			if n.rep.downFor(h) > 0 && n.h.Network().Connectedness(h) != network.Connected {
 				down = append(down, h)
@@ -311,12 +311,15 @@ func (n *Node) runRepair(ctx context.Context, m *discovery.Manifest, down []peer
 	if err != nil {
 		return nil, fmt.Errorf("repair %q: %w", m.ID, err)
 	}
-	rp, err := buildRepairPlan(m, n.ID(), down, newcomers, time.Now())
+	if containsPeer(down, n.ID()) || !containsPeer(m.Holders, n.ID()) {
+		return nil, fmt.Errorf("repair %q: the initiator %s is not a live holder", m.ID, n.ID())
+	}
+	rp, err := buildRepairPlan(m, down, newcomers, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("repair %q: %w", m.ID, err)
 	}
 	rp.ask = ask
-	moved, err := n.repairSession(ctx, m, rp)
+	moved, err := n.repairSession(ctx, m, rp, n.disc.PublishRepair)
 	if err != nil {
 		return nil, fmt.Errorf("repair %q: %w", m.ID, err)
 	}
@@ -328,9 +331,10 @@ func (n *Node) runRepair(ctx context.Context, m *discovery.Manifest, down []peer
 }
 
 // repairSession runs the plan's session with every holder of the new list
-// (prepare, start, digests) and publishes the signed record; on failure it
-// aborts the session everywhere. It returns the bytes moved.
-func (n *Node) repairSession(ctx context.Context, m *discovery.Manifest, rp *repairPlan) (int64, error) {
+// (prepare, start, digests) and hands the signed record to finish
+// (PublishRepair; a re-sharing publishes a new manifest instead); on
+// failure it aborts the session everywhere. It returns the bytes moved.
+func (n *Node) repairSession(ctx context.Context, m *discovery.Manifest, rp *repairPlan, finish func(context.Context, *discovery.Repair) error) (int64, error) {
 	rp.session = make([]byte, repairSessionSize)
 	if _, err := rand.Read(rp.session); err != nil {
 		return 0, fmt.Errorf("session id: %w", err)
@@ -376,7 +380,7 @@ func (n *Node) repairSession(ctx context.Context, m *discovery.Manifest, rp *rep
 		}
 	}
 	if err == nil {
-		err = n.disc.PublishRepair(ctx, rec)
+		err = finish(ctx, rec)
 	}
 	if err != nil {
 		abort()

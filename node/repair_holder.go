@@ -71,7 +71,7 @@ func (n *Node) repairPrepare(ctx context.Context, from peer.ID, msg *pb.RepairPl
 		return err
 	}
 	newcomer := slices.Contains(replaced, self)
-	if !newcomer {
+	if !newcomer && from != m.Owner {
 		if err := n.checkReplacedDown(ctx, m, rp, replaced); err != nil {
 			return err
 		}
@@ -133,9 +133,9 @@ func (n *Node) checkReplacedDown(ctx context.Context, m *discovery.Manifest, rp 
 			return err
 		}
 	}
-	// The watcher's recent probes (within two intervals) stand for a new
+	// The watcher's recent probes (probeFresh) stand for a new
 	// one; else probe now.
-	fresh := n.rep.probedWithin(2 * n.watchInterval())
+	fresh := n.rep.probedWithin(n.probeFresh())
 	var probe []peer.ID
 	for _, p := range gone {
 		d := n.rep.downFor(p)

@@ -16,9 +16,9 @@ import (
 // share, and the checks every holder makes of a plan it is sent.
 
 // buildRepairPlan replaces the holders down of the effective manifest m by
-// newcomers (same order), initiated by self, and picks each moving share's
-// source: its least loaded carried-over holder.
-func buildRepairPlan(m *discovery.Manifest, self peer.ID, down, newcomers []peer.ID, now time.Time) (*repairPlan, error) {
+// newcomers (same order) and picks each moving share's source: its least
+// loaded carried-over holder.
+func buildRepairPlan(m *discovery.Manifest, down, newcomers []peer.ID, now time.Time) (*repairPlan, error) {
 	if len(down) != len(newcomers) || len(down) == 0 {
 		return nil, fmt.Errorf("%d holders down, %d newcomers", len(down), len(newcomers))
 	}
@@ -30,9 +30,6 @@ func buildRepairPlan(m *discovery.Manifest, self peer.ID, down, newcomers []peer
 			return nil, fmt.Errorf("%s is not a holder", d)
 		}
 		holders[j], replaced[j] = newcomers[k], true
-	}
-	if j := slices.Index(m.Holders, self); j < 0 || replaced[j] {
-		return nil, fmt.Errorf("the initiator %s is not a live holder", self)
 	}
 	assign := m.ShareHolders()
 	sources := make([]peer.ID, len(assign))
@@ -66,14 +63,18 @@ func buildRepairPlan(m *discovery.Manifest, self peer.ID, down, newcomers []peer
 // it follows m (model, owner, base, seq, holders, a newer shares version),
 // m allows repairs, it replaces 1 to Tolerate holders by peers the policy
 // allows, each moving share comes from a carried-over holder of it and
-// no other share moves, and from is a carried-over holder. It returns
-// this node's (self's) index in the new list and the replaced indices.
+// no other share moves, and from is a carried-over holder. A plan from
+// the owner (a re-sharing, Reshare) needs no policy and may replace any
+// number of holders by any peers but the owner, a dealer or a holder. It
+// returns this node's (self's) index in the new list and the replaced
+// indices.
 func checkRepairPlan(m *discovery.Manifest, rp *repairPlan, self, from peer.ID, now time.Time) (int, []int, error) {
 	r := rp.rec
+	owner := from == m.Owner
 	switch {
 	case m.Deleted || m.Mode != discovery.ModeMPC || !m.Replicated():
 		return 0, nil, badRequest("model %q is not a replicated mpc model", m.ID)
-	case !m.Repair.Enabled():
+	case !owner && !m.Repair.Enabled():
 		return 0, nil, badRequest("model %q's manifest allows no repair", m.ID)
 	case r.Model != m.ID || r.Owner != m.Owner || r.Base != m.Version || r.Seq != m.RepairSeq+1:
 		return 0, nil, badRequest("the repair of %q (base %d, seq %d) does not follow its manifest (version %d, seq %d)", r.Model, r.Base, r.Seq, m.Version, m.RepairSeq)
@@ -90,14 +91,15 @@ func checkRepairPlan(m *discovery.Manifest, rp *repairPlan, self, from peer.ID, 
 			continue
 		}
 		replaced = append(replaced, j)
-		if err := repairNewcomerAllowed(m, h); err != nil {
+		if err := repairNewcomerAllowed(m, h, owner); err != nil {
 			return 0, nil, err
 		}
 	}
-	if len(replaced) == 0 || len(replaced) > m.Tolerate {
+	switch {
+	case len(replaced) == 0 || !owner && len(replaced) > m.Tolerate:
 		return 0, nil, badRequest("the repair replaces %d holders, model %q tolerates 1 to %d", len(replaced), m.ID, m.Tolerate)
-	}
-	if j := slices.Index(r.Holders, from); j < 0 || slices.Contains(replaced, j) {
+	case owner:
+	case !slices.Contains(r.Holders, from) || slices.Contains(replaced, slices.Index(r.Holders, from)):
 		return 0, nil, badRequest("%s, which sent the repair, is not a carried-over holder", from)
 	}
 	if err := checkRepairSources(m.ShareHolders(), r.Holders, replaced, rp.sources); err != nil {
@@ -110,13 +112,14 @@ func checkRepairPlan(m *discovery.Manifest, rp *repairPlan, self, from peer.ID, 
 	return self0, replaced, nil
 }
 
-// repairNewcomerAllowed checks that m's policy lets h be brought in: not
-// the owner, a dealer or a holder; a candidate if the policy names any.
-func repairNewcomerAllowed(m *discovery.Manifest, h peer.ID) error {
+// repairNewcomerAllowed checks that h may be brought in: not the owner, a
+// dealer or a holder; a candidate if the policy names any (unless the
+// owner chose it).
+func repairNewcomerAllowed(m *discovery.Manifest, h peer.ID, byOwner bool) error {
 	switch {
 	case h == m.Owner || slices.Contains(m.Dealers, h) || slices.Contains(m.Holders, h):
 		return badRequest("%s is the owner, a dealer or a holder of %q: it cannot be brought in", h, m.ID)
-	case len(m.Repair.Candidates) > 0 && !slices.Contains(m.Repair.Candidates, h):
+	case !byOwner && len(m.Repair.Candidates) > 0 && !slices.Contains(m.Repair.Candidates, h):
 		return badRequest("%s is not one of %q's repair candidates", h, m.ID)
 	}
 	return nil

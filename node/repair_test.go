@@ -238,3 +238,53 @@ func TestRepairFailsCleanly(t *testing.T) {
 	s.amended(t, 1)
 	s.query(t, ctx)
 }
+
+func TestReshareByOwner(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	s := newRepairSwarm(t, ctx, time.Hour)
+	m := s.m
+	old := s.stored(t, s.byID[m.Holders[2]], m.Shares())
+	spare := s.holders[s.spare].ID()
+	next := slices.Clone(m.Holders)
+	next[2] = spare
+	if _, err := s.client.Reshare(ctx, "rep", m.Holders); !errors.Is(err, ErrBadInput) {
+		t.Fatalf("the current list: err %v, want ErrBadInput", err)
+	}
+	res, err := s.client.Reshare(ctx, "rep", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("re-shared in %v, %d bytes moved", res.Duration, res.BytesMoved)
+	var nm *discovery.Manifest
+	eventually(t, 30*time.Second, "the new manifest reaches the client", func() bool {
+		l, ok := s.client.disc.Latest("rep")
+		nm = l
+		return ok && l.Version > m.Version && l.RepairSeq == 0
+	})
+	if !slices.Equal(nm.Holders, next) || nm.Shares() != res.SharesVersion || nm.Shares() > nm.Version {
+		t.Fatalf("new manifest: holders %v, shares %d, version %d", nm.Holders, nm.Shares(), nm.Version)
+	}
+	s.query(t, ctx)
+	gone := s.byID[m.Holders[2]]
+	eventually(t, 20*time.Second, "the replaced holder drops its shares", func() bool {
+		return len(s.holders[gone].store.versions(s.client.ID(), "rep")) == 0
+	})
+	// The replaced holder's old shares plus the new ones of the rest.
+	want := sumWeights(t, m, func(i int) map[string]*tensor.Dense[uint64] {
+		return s.stored(t, s.byID[nm.Holders[nm.ShareHolders()[i][0]]], nm.Shares())
+	})
+	mixed := sumWeights(t, m, func(i int) map[string]*tensor.Dense[uint64] {
+		if slices.Contains(m.HeldShares(2), i) {
+			return old
+		}
+		return s.stored(t, s.byID[nm.Holders[nm.ShareHolders()[i][0]]], nm.Shares())
+	})
+	for name, ws := range mixed {
+		for k, v := range ws {
+			if v == want[name][k] {
+				t.Fatalf("weight %q word %d: the replaced holder's shares combine with the new ones", name, k)
+			}
+		}
+	}
+}

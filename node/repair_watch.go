@@ -143,6 +143,12 @@ func (r *repairer) downFor(p peer.ID) time.Duration {
 	return time.Since(t)
 }
 
+// probeFresh is how old the watcher's last probe may be to stand for a
+// new one: two intervals and a probe's length.
+func (n *Node) probeFresh() time.Duration {
+	return 2*n.watchInterval() + probeTimeout + time.Second
+}
+
 // probedWithin tells whether the watcher's last probe ended within d.
 func (r *repairer) probedWithin(d time.Duration) bool {
 	r.mu.Lock()

@@ -42,7 +42,7 @@ func repairFixture(t testing.TB) (*discovery.Manifest, *repairPlan, crypto.PrivK
 		ID: "rep", Owner: owner, Mode: discovery.ModeMPC, Holders: ps[:4], Version: 10, Tolerate: 1,
 		Replicas: discovery.CNFShares(4, 1), Dealers: []peer.ID{ps[5]}, Repair: discovery.RepairPolicy{Grace: time.Minute},
 	}
-	rp, err := buildRepairPlan(m, ps[0], []peer.ID{ps[1]}, []peer.ID{ps[4]}, time.Now())
+	rp, err := buildRepairPlan(m, []peer.ID{ps[1]}, []peer.ID{ps[4]}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +114,19 @@ func TestCheckRepairPlan(t *testing.T) {
 			return ps[2], ps[0]
 		}, "too far"},
 		{"not in the list", func(m *discovery.Manifest, rp *repairPlan, ps []peer.ID) (peer.ID, peer.ID) { return ps[6], ps[0] }, "not in the repair's holder list"},
+		{"owner: no policy, not a candidate", func(m *discovery.Manifest, rp *repairPlan, ps []peer.ID) (peer.ID, peer.ID) {
+			m.Repair = discovery.RepairPolicy{}
+			m.Repair.Candidates = []peer.ID{ps[6]}
+			return ps[2], m.Owner
+		}, ""},
+		{"owner: both holders of a share", func(m *discovery.Manifest, rp *repairPlan, ps []peer.ID) (peer.ID, peer.ID) {
+			rp.rec.Holders[3] = ps[6]
+			return ps[2], m.Owner
+		}, "not a carried-over holder of it"},
+		{"owner: a dealer brought in", func(m *discovery.Manifest, rp *repairPlan, ps []peer.ID) (peer.ID, peer.ID) {
+			rp.rec.Holders[1] = ps[5]
+			return ps[2], m.Owner
+		}, "cannot be brought in"},
 	}
 	for _, tc := range tests {
 		m, rp, _, ps := repairFixture(t)
@@ -144,12 +157,9 @@ func TestBuildRepairPlanSources(t *testing.T) {
 			t.Errorf("share %d: source %s", i, src)
 		}
 	}
-	if _, err := buildRepairPlan(m, ps[1], []peer.ID{ps[1]}, []peer.ID{ps[4]}, time.Now()); err == nil {
-		t.Error("the replaced holder as initiator: accepted")
-	}
 	two := m.Clone()
 	two.Tolerate = 2
-	if _, err := buildRepairPlan(two, ps[0], []peer.ID{ps[1], ps[2]}, []peer.ID{ps[4], ps[6]}, time.Now()); err == nil {
+	if _, err := buildRepairPlan(two, []peer.ID{ps[1], ps[2]}, []peer.ID{ps[4], ps[6]}, time.Now()); err == nil {
 		t.Error("both holders of share {1,2} down: a plan")
 	}
 }

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/spf13/cobra"
 )
 
@@ -43,15 +40,7 @@ with the reason when every holder is reachable or too few are.`,
 			if asJSON {
 				return writeJSON(c.stdout, res)
 			}
-			fmt.Fprintf(c.stdout, "repaired %s in %v (repair %d, shares version %d, %d bytes moved between holders)\n",
-				res.Model, res.Duration.Round(time.Millisecond), res.Seq, res.SharesVersion, res.BytesMoved)
-			for i := range res.Replaced {
-				fmt.Fprintf(c.stdout, "  replaced %s by %s\n", res.Replaced[i], res.Newcomers[i])
-			}
-			fmt.Fprintf(c.stdout, "holders now (%d):\n", len(res.Holders))
-			for _, h := range res.Holders {
-				fmt.Fprintf(c.stdout, "  %s\n", h)
-			}
+			writeRepair(c, "repaired", res)
 			return nil
 		}),
 	}
