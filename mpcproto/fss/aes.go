@@ -3,6 +3,8 @@ package fss
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"encoding/binary"
+	"unsafe"
 )
 
 // aesKey is a fixed AES-128 key of the PRG, expanded once: the round keys
@@ -25,18 +27,24 @@ func newAESKey(key []byte) *aesKey {
 	return k
 }
 
-// encryptBlocks encrypts the len(src)/16 blocks of src into dst (same
-// length, a multiple of 16 bytes).
-func (k *aesKey) encryptBlocks(dst, src []byte) {
+// encryptSeeds encrypts the blocks src into dst (same length), a seed's
+// block being its two words little-endian, low word first. On amd64 with
+// AES-NI that is the seeds' memory as it is (encryptBlocksAsm reads and
+// writes it in place); elsewhere each block goes through crypto/aes.
+func (k *aesKey) encryptSeeds(dst, src []Seed) {
 	if len(src) == 0 {
 		return
 	}
 	if useAsm {
-		encryptBlocksAsm(&k.rk[0], &dst[0], &src[0], len(src)/16)
+		encryptBlocksAsm(&k.rk[0], (*byte)(unsafe.Pointer(&dst[0])), (*byte)(unsafe.Pointer(&src[0])), len(src))
 		return
 	}
-	for i := 0; i+16 <= len(src); i += 16 {
-		k.block.Encrypt(dst[i:i+16], src[i:i+16])
+	var in, out [16]byte
+	for i, s := range src {
+		binary.LittleEndian.PutUint64(in[:], s[0])
+		binary.LittleEndian.PutUint64(in[8:], s[1])
+		k.block.Encrypt(out[:], in[:])
+		dst[i] = Seed{binary.LittleEndian.Uint64(out[:]), binary.LittleEndian.Uint64(out[8:])}
 	}
 }
 

@@ -287,7 +287,6 @@ func (e *evaluation) level(y Layout, cws []uint64, lo int, xs []uint64, l int) {
 			e.g.sig = append(e.g.sig, sigma(e.s[i]))
 		}
 		x := &e.exp
-		e.g.encode()
 		e.g.expand(d, w, x.s[:m], x.t[:m], x.v[:m*w])
 		base := y.Level(lo, l)
 		for j, i := range side {

@@ -1,9 +1,6 @@
 package fss
 
-import (
-	"crypto/sha256"
-	"encoding/binary"
-)
+import "crypto/sha256"
 
 // Seed is a 128-bit PRG seed, little-endian words (low word first).
 type Seed [2]uint64
@@ -33,12 +30,12 @@ var fixedKeys = func() [numKeys]*aesKey {
 }()
 
 // prg evaluates the PRG on a batch of seeds at once (the AES calls
-// batched per fixed key): load the batch (load, or fill sig and call
-// encode), then expand or hash it. Its buffers are reused between calls;
-// it is not safe for concurrent use.
+// batched per fixed key): load the batch (load, or fill sig), then expand
+// or hash it. Its buffers are reused between calls; it is not safe for
+// concurrent use.
 type prg struct {
-	sig     []Seed // sigma of every seed of the batch
-	in, out []byte // sig's bytes, an AES output
+	sig []Seed // sigma of every seed of the batch: the AES inputs
+	out []Seed // an AES output
 }
 
 // sigma is the orthomorphism sigma(hi || lo) = (hi XOR lo) || hi.
@@ -50,29 +47,19 @@ func (g *prg) load(seeds []Seed) {
 	for _, s := range seeds {
 		g.sig = append(g.sig, sigma(s))
 	}
-	g.encode()
-}
-
-// encode writes the batch's bytes (after sig was filled).
-func (g *prg) encode() {
-	n := len(g.sig)
-	if cap(g.in) < 16*n {
-		g.in, g.out = make([]byte, 16*n), make([]byte, 16*n)
-	}
-	g.in, g.out = g.in[:16*n], g.out[:16*n]
-	for i, s := range g.sig {
-		binary.LittleEndian.PutUint64(g.in[16*i:], s[0])
-		binary.LittleEndian.PutUint64(g.in[16*i+8:], s[1])
-	}
 }
 
 // hash computes AES_k of the batch; word h of H_k(seed i) =
 // AES_k(sigma(s)) XOR sigma(s) is then g.word(i, h).
-func (g *prg) hash(k int) { fixedKeys[k].encryptBlocks(g.out, g.in) }
-
-func (g *prg) word(i, h int) uint64 {
-	return binary.LittleEndian.Uint64(g.out[16*i+8*h:]) ^ g.sig[i][h]
+func (g *prg) hash(k int) {
+	if cap(g.out) < len(g.sig) {
+		g.out = make([]Seed, len(g.sig), cap(g.sig))
+	}
+	g.out = g.out[:len(g.sig)]
+	fixedKeys[k].encryptSeeds(g.out, g.sig)
 }
+
+func (g *prg) word(i, h int) uint64 { return g.out[i][h] ^ g.sig[i][h] }
 
 // seedMask clears a seed's two low bits (the control bit and the spare bit
 // a correction word uses for the second control-bit correction).
