@@ -289,7 +289,7 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession) (*tensor.Dens
 		return nil, engine.Stats{}, err
 	}
 	if sess.isWarm() {
-		st, err := n.runWarm(ctx, t, sess, sb.mb)
+		st, err := n.runWarm(ctx, t, sess, sb)
 		return nil, st, err
 	}
 	cfg := engine.Config{Plan: sess.plan, Batch: sess.batch, Enc: fixed.Default()}

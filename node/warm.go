@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"github.com/gridmpc/grid/discovery"
 	"github.com/gridmpc/grid/mpcproto/dealer"
 	"github.com/gridmpc/grid/mpcproto/engine"
+	"github.com/gridmpc/grid/mpcproto/fixed"
+	"github.com/gridmpc/grid/mpcproto/tensor"
 	"github.com/gridmpc/grid/node/pb"
 )
 
@@ -38,12 +41,18 @@ import (
 //     checkReplicaChoice, it holds the shares) and also that the requester
 //     is the session's dealer; it serves at most maxHolderWarms warm
 //     sessions at once, each in one of its ordinary session slots.
-//  4. The dealer delivers each holder its mask bundle alone (a
-//     BundleDelivery without a bundle); the holders build their mesh and
+//  4. The dealer delivers each holder its mask bundle and a bundle dealt
+//     with those masks for one sample; the holders build their mesh and
 //     run holderMasks exactly as in a session: agree on whether all have
-//     the masks, else bind the seed (bindMaskSeed) and open them
-//     (engine.OpenMasks), and cache them. Each answers an InferResult
-//     without output.
+//     the masks, else bind every party's seed (bindMaskSet) and open them
+//     (engine.OpenMasks), and cache them. Then they evaluate the plan once
+//     on an input of zeros (every holder's share is zero, so the input is
+//     public) and drop the output shares: a dry run that grows their
+//     memory and caches to what a query needs, so that the first query
+//     does not pay for it (on resnet18 its online phase took about twice
+//     a later one's). The openings are masked by the dealer's material as
+//     in any session and no output leaves a holder. Each answers an
+//     InferResult without output.
 //  5. A failed warm is retried with a backoff (warmBackoffMin doubling to
 //     warmBackoffMax); a warm that worked is not repeated for the same
 //     shares and replica choice until warmRecheck has passed, when the
@@ -59,7 +68,7 @@ const (
 	warmTick = time.Second
 	// warmBackoffMin and warmBackoffMax bound the wait before a failed
 	// warm is tried again (doubling).
-	warmBackoffMin = time.Second
+	warmBackoffMin = 250 * time.Millisecond
 	warmBackoffMax = time.Minute
 	// warmRecheck is how long a successful warm stands before the dealer
 	// checks again that the holders still have the masks.
@@ -278,7 +287,15 @@ func (n *Node) warmWith(ctx context.Context, m *discovery.Manifest, reps []peer.
 		}
 		cs.calls[i] = c
 	}
-	if err := n.deliverMaskBundles(ctx, sid, m.PlanHash, parties, masks.Bundles()); err != nil {
+	p, err := n.plans.get(m)
+	if err != nil {
+		return engine.Stats{}, err
+	}
+	bundles, err := dealer.DealMasked(p, 1, fixed.Default(), masks, crand.Reader)
+	if err != nil {
+		return engine.Stats{}, fmt.Errorf("deal: %w", err)
+	}
+	if err := n.deliverWarmBundles(ctx, sid, m.PlanHash, parties, masks.Bundles(), bundles); err != nil {
 		cs.abort()
 		return engine.Stats{}, err
 	}
@@ -295,18 +312,22 @@ func (n *Node) warmWith(ctx context.Context, m *discovery.Manifest, reps []peer.
 	return st, nil
 }
 
-// deliverMaskBundles sends each holder of a warm session its mask bundle,
-// alone (no dealer bundle), all at once.
-func (n *Node) deliverMaskBundles(ctx context.Context, sid []byte, hash string, parties []peer.ID, mbs []*dealer.MaskBundle) error {
+// deliverWarmBundles sends each holder of a warm session its mask bundle
+// and its bundle for the dry run, all at once.
+func (n *Node) deliverWarmBundles(ctx context.Context, sid []byte, hash string, parties []peer.ID, mbs []*dealer.MaskBundle, bs []*dealer.Bundle) error {
 	errs := make([]error, len(parties))
 	var wg sync.WaitGroup
 	for i, h := range parties {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			raw, err := mbs[i].Marshal()
+			rawMask, err := mbs[i].Marshal()
+			var raw []byte
 			if err == nil {
-				err = n.deliverBundle(ctx, h, &pb.BundleDelivery{Session: sid, Party: uint32(i), PlanHash: hash, MaskBundle: raw})
+				raw, err = bs[i].Marshal()
+			}
+			if err == nil {
+				err = n.deliverBundle(ctx, h, &pb.BundleDelivery{Session: sid, Party: uint32(i), PlanHash: hash, Bundle: raw, MaskBundle: rawMask})
 			}
 			if err != nil {
 				errs[i] = &PeerError{Peer: h, Role: fmt.Sprintf("holder %d", i), Err: fmt.Errorf("deliver mask bundle: %w", err)}
@@ -329,14 +350,23 @@ func (c *maskCache) takeWarm() (release func(), err error) {
 }
 
 // runWarm is a holder's part of a warm session once its mesh is up: the
-// mask agreement and, if needed, the opening (holderMasks), nothing else.
-func (n *Node) runWarm(ctx context.Context, t *streamTransport, sess *holderSession, mb *dealer.MaskBundle) (engine.Stats, error) {
-	_, rounds, err := n.holderMasks(ctx, t, sess, mb)
+// mask agreement and, if needed, the opening (holderMasks), then the dry
+// run on a zero input whose output is dropped.
+func (n *Node) runWarm(ctx context.Context, t *streamTransport, sess *holderSession, sb *sessionBundle) (engine.Stats, error) {
+	wm, rounds, err := n.holderMasks(ctx, t, sess, sb.mb)
+	var st engine.Stats
+	if err == nil {
+		cfg := engine.Config{Plan: sess.plan, Batch: sb.b.Batch, Enc: fixed.Default(), Masks: wm}
+		var shape []int
+		if shape, err = sess.plan.InputShape(sb.b.Batch); err == nil {
+			_, st, err = engine.RunParty(ctx, cfg, t, sess.weights, tensor.New[uint64](shape...), sb.b)
+		}
+	}
 	t.close(err == nil)
 	if err != nil {
 		return engine.Stats{}, fmt.Errorf("holder %d: warm: %w", sess.party, err)
 	}
-	return engine.Stats{Rounds: rounds, BytesSent: t.sent.Load(), BytesRecv: t.recv.Load()}, nil
+	return engine.Stats{Rounds: rounds + st.Rounds, BytesSent: t.sent.Load(), BytesRecv: t.recv.Load()}, nil
 }
 
 // counterValue reads a Prometheus counter.
@@ -366,11 +396,12 @@ func checkWarmRequest(from, dealerID peer.ID, req *pb.InferRequest) error {
 	return nil
 }
 
-// acceptWarmBundle hands a warm session its mask bundle, delivered alone
-// (a warm session has no dealer bundle), after checking it fits.
+// acceptWarmBundle hands a warm session its mask bundle and its bundle
+// for the dry run (one sample, dealt with those masks), after checking
+// they fit the session.
 func acceptWarmBundle(sess *holderSession, b *pb.BundleDelivery) error {
-	if len(b.Bundle) != 0 || len(b.MaskBundle) == 0 {
-		return badRequest("a warm session takes a mask bundle alone")
+	if len(b.MaskBundle) == 0 {
+		return badRequest("a warm session without a mask bundle")
 	}
 	mb, err := dealer.UnmarshalMaskBundle(b.MaskBundle)
 	if err != nil {
@@ -379,5 +410,12 @@ func acceptWarmBundle(sess *holderSession, b *pb.BundleDelivery) error {
 	if mb.Party != sess.party || mb.Parties != len(sess.holders) {
 		return badRequest("mask bundle for party %d of %d, this is party %d of %d", mb.Party, mb.Parties, sess.party, len(sess.holders))
 	}
-	return sess.deliverBundle(&sessionBundle{mb: mb})
+	bundle, err := dealer.UnmarshalBundle(b.Bundle)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if bundle.Batch != 1 || bundle.Masks != mb.ID {
+		return badRequest("a warm session's bundle is dealt for one sample with its mask set")
+	}
+	return sess.deliverBundle(&sessionBundle{b: bundle, mb: mb})
 }

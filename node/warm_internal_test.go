@@ -1,8 +1,8 @@
 package node
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/gridmpc/grid/mpcproto/dealer"
+	"github.com/gridmpc/grid/mpcproto/fixed"
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/node/pb"
 )
@@ -136,5 +140,55 @@ func waitWarmed(t testing.TB, ctx context.Context, d *Node, ids ...string) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+}
+
+// TestAcceptWarmBundle checks what a holder takes as a warm session's
+// delivery: its mask bundle and a one-sample bundle dealt with that mask
+// set, for its party.
+func TestAcceptWarmBundle(t *testing.T) {
+	p := &plan.Plan{Version: plan.Version, Input: plan.Value{Name: "x", Shape: []int{-1, 2}}, Output: "y",
+		Weights: []plan.Value{{Name: "W", Shape: []int{2, 1}}, {Name: "B", Shape: []int{1}}},
+		Nodes:   []plan.Node{{Name: "fc", Op: plan.MatMul, Inputs: []string{"x", "W", "B"}, Output: "y"}}}
+	masks, err := dealer.NewMasks(p, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := dealer.NewMasks(p, 2, nil)
+	marshal := func(v interface{ Marshal() ([]byte, error) }) []byte {
+		b, err := v.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	deal := func(batch int, m *dealer.Masks) []byte {
+		bs, err := dealer.DealMasked(p, batch, fixed.Default(), m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return marshal(bs[0])
+	}
+	mb := marshal(masks.Bundles()[0])
+	for _, tc := range []struct {
+		name     string
+		delivery *pb.BundleDelivery
+		ok       bool
+	}{
+		{"mask bundle and one-sample bundle", &pb.BundleDelivery{MaskBundle: mb, Bundle: deal(1, masks)}, true},
+		{"no mask bundle", &pb.BundleDelivery{Bundle: deal(1, masks)}, false},
+		{"another party's mask bundle", &pb.BundleDelivery{MaskBundle: marshal(masks.Bundles()[1]), Bundle: deal(1, masks)}, false},
+		{"no bundle", &pb.BundleDelivery{MaskBundle: mb}, false},
+		{"a bundle of two samples", &pb.BundleDelivery{MaskBundle: mb, Bundle: deal(2, masks)}, false},
+		{"a bundle of another mask set", &pb.BundleDelivery{MaskBundle: mb, Bundle: deal(1, other)}, false},
+		{"garbage", &pb.BundleDelivery{MaskBundle: []byte("x"), Bundle: []byte("y")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := &holderSession{party: 0, holders: make([]peer.ID, 2), bundle: make(chan *sessionBundle, 1)}
+			err := acceptWarmBundle(sess, tc.delivery)
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errBadRequest)) {
+				t.Fatalf("err = %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }
