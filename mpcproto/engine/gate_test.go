@@ -10,33 +10,11 @@ import (
 // TestTruncReluGate: with two parties the fused gate returns t =
 // trunc(z) (floor(z/2^f) or one more) and relu(t), exactly t where z >= 0
 // and 0 where z < 0, in one round, for z over the truncation's whole range
-// |z| < 2^62 (its edges, around 0, and random magnitudes), and agrees
-// with the carry circuit's truncRelu (N = 3) on the same values up to the
-// truncations' rounding.
+// |z| < 2^62 (truncInputs: its edges, around 0 below one unit, random
+// magnitudes), as the carry circuit's truncRelu (N = 3) does.
 func TestTruncReluGate(t *testing.T) {
-	r := rand.New(rand.NewPCG(14, 2))
-	const size = 600
-	z := make([]int64, size)
-	for i := range z {
-		switch i % 6 {
-		case 0:
-			z[i] = r.Int64N(1<<62) - 1<<61
-		case 1:
-			z[i] = r.Int64N(1<<36) - 1<<35
-		case 2:
-			z[i] = int64(i/6) - 50 // around 0, below one unit (2^16)
-		case 3:
-			z[i] = (1<<62 - 1) - int64(i) // the top of the range
-		case 4:
-			z[i] = -(1<<62 - 1) + int64(i) // the bottom
-		default:
-			z[i] = (int64(i) - 300) << 16 // exact multiples of a unit
-		}
-	}
-	raw := make([]uint64, size)
-	for i, v := range z {
-		raw[i] = uint64(v)
-	}
+	const size = 800
+	z, raw := truncInputs(rand.New(rand.NewPCG(14, 2)), size)
 	for _, n := range []int{2, 3} {
 		sched := []dealer.Request{{Kind: dealer.KindTrunc, N: size}, {Kind: dealer.KindSign, N: size}}
 		if dealer.UsesFSS(n) {

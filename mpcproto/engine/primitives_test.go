@@ -79,28 +79,8 @@ func sum(vs [][]uint64) []uint64 {
 // TestTruncErrorBound: for |x| < 2^62 the truncation gives floor(x/2^f) or
 // floor(x/2^f) + 1, for N = 2, 3, 4, including values near the edges.
 func TestTruncErrorBound(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
 	const size = 4000
-	x := make([]int64, size)
-	for i := range x {
-		switch i % 4 {
-		case 0:
-			x[i] = r.Int64N(1<<40) - 1<<39
-		case 1:
-			x[i] = r.Int64N(1<<62) - 1<<61
-		case 2:
-			x[i] = int64(i) - 100
-		default:
-			x[i] = (1<<62 - 1) - int64(i) // near the top of the range
-			if i%8 == 7 {
-				x[i] = -x[i]
-			}
-		}
-	}
-	raw := make([]uint64, size)
-	for i, v := range x {
-		raw[i] = uint64(v)
-	}
+	x, raw := truncInputs(rand.New(rand.NewPCG(5, 6)), size)
 	for _, n := range []int{2, 3, 4} {
 		shares := splitRaw(t, raw, n)
 		outs := make([][]uint64, n)
@@ -120,6 +100,30 @@ func TestTruncErrorBound(t *testing.T) {
 			t.Errorf("N=%d: truncation took %d rounds, want 1", n, ps[0].round)
 		}
 	}
+}
+
+// truncInputs are size values over the truncation's range |x| < 2^62:
+// random ones of 40 and 62 bits, small ones around 0 and the range's
+// edges, as int64 and as ring elements.
+func truncInputs(r *rand.Rand, size int) ([]int64, []uint64) {
+	x, raw := make([]int64, size), make([]uint64, size)
+	for i := range x {
+		switch i % 4 {
+		case 0:
+			x[i] = r.Int64N(1<<40) - 1<<39
+		case 1:
+			x[i] = r.Int64N(1<<62) - 1<<61
+		case 2:
+			x[i] = int64(i) - 100
+		default:
+			x[i] = (1<<62 - 1) - int64(i) // near the top of the range
+			if i%8 == 7 {
+				x[i] = -x[i]
+			}
+		}
+		raw[i] = uint64(x[i])
+	}
+	return x, raw
 }
 
 // TestReluExact: relu on shares equals max(x, 0) exactly for values over
