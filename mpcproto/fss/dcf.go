@@ -250,13 +250,12 @@ type evaluation struct {
 	t     []uint64
 	acc   []uint64
 	idx   []int
-	exp   expansion
 }
 
 func newEval(party int, roots []Seed, w int) *evaluation {
 	n := len(roots)
 	e := &evaluation{party: party, w: w, s: append([]Seed(nil), roots...), t: make([]uint64, n),
-		acc: make([]uint64, n*w), idx: make([]int, 2*n), exp: newExpansion(n, w)}
+		acc: make([]uint64, n*w), idx: make([]int, 2*n)}
 	for i := range e.t {
 		e.t[i] = uint64(party)
 	}
@@ -265,7 +264,6 @@ func newEval(party int, roots []Seed, w int) *evaluation {
 
 // level evaluates level l of every key, one side at a time.
 func (e *evaluation) level(y Layout, cws []uint64, lo int, xs []uint64, l int) {
-	w, lw := e.w, levelWords(e.w)
 	shift := y.Bits - 1 - l
 	// partition the keys by the side they take, without a branch (the
 	// side is a random bit): side d's keys at idx[d*n:][:cnt[d]]
@@ -286,29 +284,47 @@ func (e *evaluation) level(y Layout, cws []uint64, lo int, xs []uint64, l int) {
 		for _, i := range side {
 			e.g.sig = append(e.g.sig, sigma(e.s[i]))
 		}
-		x := &e.exp
-		e.g.expand(d, w, x.s[:m], x.t[:m], x.v[:m*w])
-		base := y.Level(lo, l)
-		for j, i := range side {
-			at := base + i*lw
-			c := cws[at : at+lw]
-			ns, nt, t := x.s[j], x.t[j], e.t[i]
-			mask := -t // the correction applies when t = 1: no branch on a random bit
-			ns[0] ^= c[0] & seedMask & mask
-			ns[1] ^= c[1] & mask
-			nt ^= (c[0] >> d) & t
-			for q := range w {
-				e.acc[i*w+q] += x.v[j*w+q] + t*c[2+q]
-			}
-			e.s[i], e.t[i] = ns, nt
+		e.step(y.Level(lo, l), d, side, cws)
+	}
+}
+
+// step is level l of the keys side (all going side d) from the level's
+// first correction word, base: expand each key's seed on side d (the seed
+// block and the value blocks, AES over the batch), correct it with
+// t·(s_CW, t_CW^d) and add v + t·V_CW to the share, in one pass.
+func (e *evaluation) step(base, d int, side []int, cws []uint64) {
+	w, lw := e.w, levelWords(e.w)
+	e.g.blocks(d*blocksPerSide, 1+(w+1)/2)
+	sig, b0, b1, b2 := e.g.sig, e.g.blk[0], e.g.blk[1], e.g.blk[2]
+	for j, i := range side {
+		sg := sig[j]
+		s0 := b0[j][0] ^ sg[0]
+		ns, nt := Seed{s0 & seedMask, b0[j][1] ^ sg[1]}, s0&1
+		c := cws[base+i*lw : base+(i+1)*lw]
+		t := e.t[i]
+		mask := -t // the correction applies when t = 1: no branch on a random bit
+		ns[0] ^= c[0] & seedMask & mask
+		ns[1] ^= c[1] & mask
+		nt ^= (c[0] >> d) & t
+		acc := e.acc[i*w : (i+1)*w]
+		acc[0] += (b1[j][0] ^ sg[0]) + t*c[2]
+		if w > 1 {
+			acc[1] += (b1[j][1] ^ sg[1]) + t*c[3]
 		}
+		if w > 2 {
+			acc[2] += (b2[j][0] ^ sg[0]) + t*c[4]
+		}
+		if w > 3 {
+			acc[3] += (b2[j][1] ^ sg[1]) + t*c[5]
+		}
+		e.s[i], e.t[i] = ns, nt
 	}
 }
 
 // leaf adds every key's leaf term and writes the shares.
 func (e *evaluation) leaf(y Layout, cws []uint64, lo int, out []uint64) {
 	w := e.w
-	v := e.exp.v[:len(e.s)*w]
+	v := make([]uint64, len(e.s)*w)
 	e.g.load(e.s)
 	e.g.values(finalKey, w, v)
 	sg := sign(uint64(e.party))

@@ -34,8 +34,9 @@ var fixedKeys = func() [numKeys]*aesKey {
 // or hash it. Its buffers are reused between calls; it is not safe for
 // concurrent use.
 type prg struct {
-	sig []Seed // sigma of every seed of the batch: the AES inputs
-	out []Seed // an AES output
+	sig []Seed                // sigma of every seed of the batch: the AES inputs
+	out []Seed                // an AES output
+	blk [blocksPerSide][]Seed // the AES outputs of one side's blocks (blocks)
 }
 
 // sigma is the orthomorphism sigma(hi || lo) = (hi XOR lo) || hi.
@@ -60,6 +61,19 @@ func (g *prg) hash(k int) {
 }
 
 func (g *prg) word(i, h int) uint64 { return g.out[i][h] ^ g.sig[i][h] }
+
+// blocks computes AES under the keys k .. k+nb-1 of the batch into
+// g.blk[0 .. nb-1]: word h of H_(k+b)(seed i) is g.blk[b][i][h] XOR
+// g.sig[i][h] (the caller applies the feed-forward).
+func (g *prg) blocks(k, nb int) {
+	for b := range nb {
+		if cap(g.blk[b]) < len(g.sig) {
+			g.blk[b] = make([]Seed, len(g.sig), cap(g.sig))
+		}
+		g.blk[b] = g.blk[b][:len(g.sig)]
+		fixedKeys[k+b].encryptSeeds(g.blk[b], g.sig)
+	}
+}
 
 // seedMask clears a seed's two low bits (the control bit and the spare bit
 // a correction word uses for the second control-bit correction).
