@@ -80,7 +80,8 @@ func InitProfile(repoDir string, bootstrap []string, name string) (peer.ID, erro
 }
 
 // natOptions are the go-libp2p options for Config.NAT and the relay role:
-// AutoNAT v2 (is this address reachable from outside?), the circuit relay
+// AutoNAT v2 (is this address reachable from outside?) and the AutoNAT v1
+// service (answering other peers' reachability probes), the circuit relay
 // v2 client with autorelay (reserve a slot on a relay among the connected
 // peers when private), hole punching (DCUtR: upgrade a relayed connection
 // to a direct one) and UPnP/NAT-PMP port mapping; with the relay role, a
@@ -100,6 +101,11 @@ func natOptions(cfg Config, h *atomic.Pointer[host.Host]) []libp2p.Option {
 	if cfg.NAT {
 		opts = append(opts,
 			libp2p.EnableAutoNATv2(),
+			// The AutoNAT v1 service for the peers: a NATed peer's
+			// autorelay starts on v1's reachability verdict (v2 alone never
+			// gives one), so without it no peer behind a NAT ever reserves
+			// a relay slot (TestNATRelay).
+			libp2p.EnableNATService(),
 			libp2p.EnableHolePunching(),
 			libp2p.NATPortMap(),
 			libp2p.EnableAutoRelayWithPeerSource(connectedPeers(h), autorelay.WithMinCandidates(1)),

@@ -49,8 +49,8 @@ func TestRelayRoleOnLoopback(t *testing.T) {
 	if got := len(natOptions(Config{}, &hp)); got != 1 {
 		t.Errorf("no NAT, no relay: %d options, want 1 (DisableRelay)", got)
 	}
-	if got := len(natOptions(Config{NAT: true}, &hp)); got != 5 {
-		t.Errorf("NAT: %d options, want 5 (relay client, AutoNAT v2, hole punching, port mapping, autorelay)", got)
+	if got := len(natOptions(Config{NAT: true}, &hp)); got != 6 {
+		t.Errorf("NAT: %d options, want 6 (relay client, AutoNAT v2, AutoNAT v1 service, hole punching, port mapping, autorelay)", got)
 	}
 	if ch := connectedPeers(&hp)(context.Background(), 3); len(ch) != 0 {
 		t.Errorf("peer source before the host exists: %d peers", len(ch))
