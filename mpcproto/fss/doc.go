@@ -19,11 +19,18 @@
 // and 1 of a seed correction word carry the two control-bit corrections.
 //
 // Use:
-//  1. The dealer draws two root seeds, calls Gen with the secret alpha and
-//     beta, and gives party b its root and the correction words (the same
-//     words for both parties); KeyWords is their count.
-//  2. Party b calls Eval (or EvalBatch) with its root, the correction
-//     words and the public x.
+//  1. The dealer draws two root seeds per key, calls GenBatch (Gen for one
+//     key; GenRange for part of a batch, concurrently) with the secret
+//     alphas and betas, and gives party b its roots and the correction
+//     words (the same words for both parties, laid out by Layout;
+//     KeyWords per key).
+//  2. Party b calls EvalBatch (Eval for one key, EvalRange for part of a
+//     batch) with its roots, the correction words and the public inputs.
+//
+// Both run level by level over the whole batch, so that the AES blocks of
+// a level are encrypted together (AES-NI assembly on amd64, four blocks in
+// flight; crypto/aes elsewhere, or with the purego build tag: the same
+// function, TestBlocksMatchCryptoAES and TestGoldenKey).
 //
 // The sign gate (SignAlpha, SignInput) turns a DCF on k-1 bits into shares
 // of [x >= 0] for |x| < 2^(k-1), from the opened x + r: see SignInput.
