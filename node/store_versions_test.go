@@ -48,6 +48,23 @@ func testOwner(t *testing.T) peer.ID {
 	return id
 }
 
+// memStore opens a store on a new in-memory datastore.
+func memStore(t *testing.T) (*shareStore, ds.Batching) {
+	t.Helper()
+	d := dssync.MutexWrap(ds.NewMapDatastore())
+	return reopenStore(t, d), d
+}
+
+// reopenStore opens a store on d, as a restarted daemon does.
+func reopenStore(t *testing.T, d ds.Batching) *shareStore {
+	t.Helper()
+	s, err := openStore(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func putVersion(t *testing.T, s *shareStore, owner peer.ID, model string, version uint64) {
 	t.Helper()
 	meta, blob, w := versionFixture(t, owner, model, version)
@@ -60,11 +77,7 @@ func putVersion(t *testing.T, s *shareStore, owner peer.ID, model string, versio
 // on the same datastore, and that each one's weights are its own.
 func checkVersions(t *testing.T, s *shareStore, d ds.Batching, owner peer.ID, model string, want []uint64) {
 	t.Helper()
-	reopened, err := openStore(context.Background(), d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range []*shareStore{s, reopened} {
+	for _, st := range []*shareStore{s, reopenStore(t, d)} {
 		if got := st.versions(owner, model); !slices.Equal(got, want) {
 			t.Fatalf("versions %v, want %v", got, want)
 		}
@@ -92,11 +105,7 @@ func TestStoreKeepsTwoVersions(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := dssync.MutexWrap(ds.NewMapDatastore())
-			s, err := openStore(context.Background(), d)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, d := memStore(t)
 			owner := testOwner(t)
 			s.serves = func(o peer.ID, m string) (uint64, bool) { return tc.served, tc.served != 0 && o == owner }
 			putVersion(t, s, owner, "m", 1)
@@ -116,11 +125,7 @@ func TestStoreKeepsTwoVersions(t *testing.T) {
 
 func TestStorePruneAndRemoveVersion(t *testing.T) {
 	ctx := context.Background()
-	d := dssync.MutexWrap(ds.NewMapDatastore())
-	s, err := openStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, d := memStore(t)
 	owner := testOwner(t)
 	putVersion(t, s, owner, "m", 4)
 	putVersion(t, s, owner, "m", 5)
@@ -186,10 +191,7 @@ func TestStoreReadsLegacyLayout(t *testing.T) {
 	d := dssync.MutexWrap(ds.NewMapDatastore())
 	owner := testOwner(t)
 	putLegacy(t, d, owner, "m", 7)
-	s, err := openStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := reopenStore(t, d)
 	if errs := s.damaged(); len(errs) != 0 {
 		t.Fatalf("legacy version damaged: %v", errs)
 	}
@@ -211,11 +213,7 @@ func TestStoreReadsLegacyLayout(t *testing.T) {
 	if err := d.Put(ctx, modelPrefix(owner, "n").ChildString("done"), []byte("bad")); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := openStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s2.getVersion(owner, "n", 3); !errors.Is(err, ErrDamaged) {
+	if _, err := reopenStore(t, d).getVersion(owner, "n", 3); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("damaged legacy version: %v", err)
 	}
 }
@@ -224,11 +222,7 @@ func TestStoreReadsLegacyLayout(t *testing.T) {
 // it is stored under is damage, not another version.
 func TestStoreVersionKeyMismatch(t *testing.T) {
 	ctx := context.Background()
-	d := dssync.MutexWrap(ds.NewMapDatastore())
-	s, err := openStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, d := memStore(t)
 	owner := testOwner(t)
 	putVersion(t, s, owner, "m", 2)
 	meta, _, _ := versionFixture(t, owner, "m", 2)
@@ -237,11 +231,7 @@ func TestStoreVersionKeyMismatch(t *testing.T) {
 	if err := d.Put(ctx, versionPrefix(owner, "m", 2).ChildString("meta"), mb); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := openStore(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s2.getVersion(owner, "m", 2); !errors.Is(err, ErrDamaged) {
+	if _, err := reopenStore(t, d).getVersion(owner, "m", 2); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("mismatched version: %v", err)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/gridmpc/grid/node/nodetest"
 )
 
 // TestRoundsCountedAlike: the demo and grid infer --json count a query's
@@ -27,13 +25,7 @@ func TestRoundsCountedAlike(t *testing.T) {
 	if demo.Rounds < 1 {
 		t.Fatalf("demo: %d rounds", demo.Rounds)
 	}
-	c, err := nodetest.MakeCluster(ctx, t.TempDir(), nodetest.Config{Holders: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	repo, _ := initRepo(t)
-	env := map[string]string{"GRID_BOOTSTRAP": c.Bootstrap()}
+	env, repo := clientCluster(t, ctx, 2)
 	seed := filepath.Join("..", "..", "testdata", "seed.onnx")
 	if code, _, stderr := runCLI(t, env, "publish", seed, "--id", "convnet", "--holders", "2", "--repo", repo); code != 0 {
 		t.Fatalf("publish: exit %d: %s", code, stderr)

@@ -17,13 +17,7 @@ import (
 func TestPublishUpdate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := nodetest.MakeCluster(ctx, t.TempDir(), nodetest.Config{Holders: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	repo, _ := initRepo(t)
-	env := map[string]string{"GRID_BOOTSTRAP": c.Bootstrap()}
+	env, repo := clientCluster(t, ctx, 2)
 	seed := filepath.Join("..", "..", "testdata", "seed.onnx")
 	mlp := filepath.Join("..", "..", "testdata", "digits_mlp.onnx")
 	publish := func(file string, args ...string) (int, string, string) {
@@ -59,6 +53,20 @@ func TestPublishUpdate(t *testing.T) {
 	if code != 0 || stderr != "" || len(stdout) < len(want) || stdout[:len(want)] != want {
 		t.Fatalf("publish --update: exit %d, stdout %q, stderr %q; want a first line %q...", code, stdout, stderr, want)
 	}
+}
+
+// clientCluster starts an in-process cluster (a dealer and holders, closed
+// when the test ends) and a client repo; it returns the environment that
+// joins the CLI to the cluster, and the repo.
+func clientCluster(t *testing.T, ctx context.Context, holders int) (map[string]string, string) {
+	t.Helper()
+	c, err := nodetest.MakeCluster(ctx, t.TempDir(), nodetest.Config{Holders: holders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	repo, _ := initRepo(t)
+	return map[string]string{"GRID_BOOTSTRAP": c.Bootstrap()}, repo
 }
 
 func TestDescribeUpdate(t *testing.T) {
