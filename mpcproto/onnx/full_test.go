@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,22 +59,7 @@ func TestFullFamilies(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
-			var peak atomic.Uint64
-			stop := make(chan struct{})
-			go func() {
-				var ms runtime.MemStats
-				for {
-					runtime.ReadMemStats(&ms)
-					if ms.HeapInuse > peak.Load() {
-						peak.Store(ms.HeapInuse)
-					}
-					select {
-					case <-stop:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-				}
-			}()
+			peak, stop := heapPeak()
 			l, err := engine.NewLocal(ctx, p, w, 3, engine.WithWeightMasks())
 			if err != nil {
 				t.Fatal(err)
@@ -85,7 +69,7 @@ func TestFullFamilies(t *testing.T) {
 			start = time.Now()
 			got, st, err := l.Infer(ctx, x)
 			total := time.Since(start)
-			close(stop)
+			stop()
 			if err != nil {
 				t.Fatal(err)
 			}
