@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/gridmpc/grid/discovery"
 	"github.com/gridmpc/grid/mpcproto/plan"
 	"github.com/gridmpc/grid/mpcproto/tensor"
+	"github.com/gridmpc/grid/node/pb"
 )
 
 // eventually polls cond every 100 ms until it holds or d has passed.
@@ -286,5 +288,53 @@ func TestReshareByOwner(t *testing.T) {
 				t.Fatalf("weight %q word %d: the replaced holder's shares combine with the new ones", name, k)
 			}
 		}
+	}
+}
+
+// A repair message from a peer with no part in the repair is refused:
+// a plan from a non-holder (the dealer), a start, transfer or contribution for a
+// session that does not exist (or from the wrong peer), a request to
+// repair from a peer that is not the owner.
+func TestRepairRefusesStrangers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	s := newRepairSwarm(t, ctx, time.Hour)
+	m := s.m
+	target, spare := s.holders[s.byID[m.Holders[0]]], s.holders[s.spare]
+	rp, err := buildRepairPlan(m, []peer.ID{m.Holders[1]}, []peer.ID{spare.ID()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.session = []byte("0123456789abcdef")
+	ask, err := signRepairAsk(s.client.sk, "rep", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []struct {
+		name string
+		from *Node
+		msg  *pb.RepairMessage
+		want string
+	}{
+		{"a plan from a non-holder", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "not a carried-over holder"},
+		{"a plan from the newcomer", spare, &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "not a carried-over holder"},
+		{"a plan while every holder is up", s.holders[s.byID[m.Holders[2]]], &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "connected"},
+		{"a start of no session", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Start{Start: rp.session}}, "no repair session"},
+		{"a transfer of no session", spare, &pb.RepairMessage{Kind: &pb.RepairMessage_Transfer{Transfer: &pb.RepairTransfer{Session: rp.session}}}, "no repair session"},
+		{"a contribution of no session", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Contribution{Contribution: &pb.RepairContribution{Session: rp.session}}}, "no repair session"},
+		{"a repair request from a holder", s.holders[s.byID[m.Holders[3]]], &pb.RepairMessage{Kind: &pb.RepairMessage_Ask{Ask: ask}}, "only the owner"},
+		{"a short session id", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Start{Start: []byte{1}}}, "session id"},
+	}
+	for _, tc := range msgs {
+		_, err := tc.from.repairCall(ctx, target.ID(), tc.msg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	target.rep.mu.Lock()
+	open := len(target.rep.sessions)
+	target.rep.mu.Unlock()
+	if l, _ := target.disc.Latest("rep"); l.RepairSeq != 0 || open != 0 {
+		t.Fatalf("after the refusals: repair seq %d, %d sessions open", l.RepairSeq, open)
 	}
 }
