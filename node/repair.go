@@ -54,6 +54,10 @@ import (
 // holder for a request).
 const ProtoRepair protocol.ID = "/grid/repair/1.0.0"
 
+// repairAskTimeout bounds a repair run at the owner's request (and the
+// watcher's).
+const repairAskTimeout = 5 * time.Minute
+
 // ErrNothingToRepair: every holder of the model is reachable.
 var ErrNothingToRepair = errors.New("nothing to repair")
 
@@ -101,12 +105,14 @@ func (n *Node) handleRepair(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
 	var msg pb.RepairMessage
 	err := n.readReserved(newFrameReader(s), svcShares, from, maxMPCFrame, &msg)
-	var reply *pb.RepairReply
-	if err == nil {
+	if err != nil {
+		err = badRequest("read repair message: %v", err)
+	} else {
 		err = checkRepairMessage(&msg)
 	}
+	var reply *pb.RepairReply
 	if err != nil {
-		reply = &pb.RepairReply{Status: statusFromError(fmt.Errorf("%w: %v", errBadRequest, err))}
+		reply = &pb.RepairReply{Status: statusFromError(err)}
 	} else {
 		_ = s.SetDeadline(time.Now().Add(n.repairTimeout(maxMPCFrame / 8)))
 		reply = n.repairDispatch(n.ctx, from, &msg)
@@ -142,6 +148,8 @@ func (n *Node) repairDispatch(ctx context.Context, from peer.ID, msg *pb.RepairM
 	case *pb.RepairMessage_Abort:
 		n.repairAbort(from, k.Abort)
 	case *pb.RepairMessage_Ask:
+		ctx, cancel := context.WithTimeout(ctx, repairAskTimeout)
+		defer cancel()
 		return n.repairAsked(ctx, from, k.Ask)
 	}
 	return &pb.RepairReply{Status: statusFromError(err)}

@@ -122,7 +122,7 @@ func (n *Node) repairWatch() {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
+			ctx, cancel := context.WithTimeout(n.ctx, repairAskTimeout)
 			defer cancel()
 			if _, err := n.runRepair(ctx, m, down, nil); err != nil {
 				n.log.Warn("repair failed", "model", m.ID, "down", down, "err", err)
