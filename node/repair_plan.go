@@ -82,6 +82,10 @@ func checkRepairPlan(m *discovery.Manifest, rp *repairPlan, self, from peer.ID, 
 		return 0, nil, badRequest("the repair of %q does not start from its manifest's holders", m.ID)
 	case r.SharesVersion <= m.Shares():
 		return 0, nil, badRequest("the repair's shares version %d is not newer than %d", r.SharesVersion, m.Shares())
+	case r.SharesVersion > max(m.Shares()+1, uint64(now.Add(repairAskMaxAge).UnixMilli())):
+		// A version far ahead of the clock would leave the owner no newer
+		// version to publish.
+		return 0, nil, badRequest("the repair's shares version %d is ahead of the clock", r.SharesVersion)
 	case now.Sub(r.Time) > repairAskMaxAge || r.Time.Sub(now) > repairAskMaxAge:
 		return 0, nil, badRequest("the repair's time %v is too far from now", r.Time)
 	}

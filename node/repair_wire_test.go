@@ -69,6 +69,10 @@ func TestCheckRepairPlan(t *testing.T) {
 			rp.rec.SharesVersion = m.Version
 			return ps[2], ps[0]
 		}, "not newer"},
+		{"shares version ahead of the clock", func(m *discovery.Manifest, rp *repairPlan, ps []peer.ID) (peer.ID, peer.ID) {
+			rp.rec.SharesVersion = 1 << 62
+			return ps[2], ps[0]
+		}, "ahead of the clock"},
 		{"policy off", func(m *discovery.Manifest, rp *repairPlan, ps []peer.ID) (peer.ID, peer.ID) {
 			m.Repair = discovery.RepairPolicy{}
 			return ps[2], ps[0]
