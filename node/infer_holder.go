@@ -309,7 +309,7 @@ func (n *Node) runHolder(ctx context.Context, sess *holderSession) (*tensor.Dens
 	// rounds (weight mask agreement, and opening on first use) are not
 	// counted, so a query's rounds do not depend on what was set up before
 	// it. Bytes are everything this holder exchanged with the others.
-	n.log.Debug("weight mask set-up", "session", sess.id, "rounds", extra)
+	n.log.Debug("weight mask set-up", "session", hex.EncodeToString(sess.id), "rounds", extra)
 	st.BytesSent, st.BytesRecv = t.sent.Load(), t.recv.Load()
 	return out, st, nil
 }
