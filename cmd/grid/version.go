@@ -38,6 +38,7 @@ func buildVersion() versionView {
 			"mpc":       string(node.ProtoMPC),
 			"dealer":    string(node.ProtoDealer),
 			"plain":     string(node.ProtoPlain),
+			"repair":    string(node.ProtoRepair),
 			"manifests": discovery.SyncProtocol,
 			"dht":       string(discovery.DHTPrefix) + "/kad/1.0.0",
 			"topic":     discovery.Topic,
@@ -58,7 +59,7 @@ func buildVersion() versionView {
 }
 
 // protocolOrder is the order grid version lists the protocols in.
-var protocolOrder = []string{"shares", "infer", "mpc", "dealer", "plain", "manifests", "dht", "topic", "manifest"}
+var protocolOrder = []string{"shares", "infer", "mpc", "dealer", "plain", "repair", "manifests", "dht", "topic", "manifest"}
 
 func writeVersion(w io.Writer, v versionView) {
 	commit := v.Commit
