@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -110,7 +111,8 @@ func (b *warmBook) succeeded(k string) bool {
 }
 
 // done records a warm's outcome at now: a success stands for warmRecheck,
-// a failure waits a doubled backoff.
+// a refusal that will not change by itself (warmRefused) waits as long, any
+// other failure a doubled backoff.
 func (b *warmBook) done(k string, now time.Time, err error) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -123,9 +125,21 @@ func (b *warmBook) done(k string, now time.Time, err error) time.Duration {
 	}
 	e := b.m[k]
 	e.backoff = min(max(2*e.backoff, warmBackoffMin), warmBackoffMax)
+	if warmRefused(err) {
+		e.backoff = warmRecheck
+	}
 	e.next = now.Add(e.backoff)
 	b.m[k] = e
 	return e.backoff
+}
+
+// warmRefused tells whether a warm failed on a refusal that retrying soon
+// will not change: a holder found the request bad (e.g. a bundle over its
+// frame limit) or the dealer untrusted, or the model refuses remote
+// inference. An unknown model is not one: a holder may not have the
+// manifest yet.
+func warmRefused(err error) bool {
+	return errors.Is(err, errBadRequest) || errors.Is(err, ErrUntrustedDealer) || errors.Is(err, ErrRemoteInferenceDisabled)
 }
 
 // MaskStats are a node's weight-mask counters.

@@ -192,3 +192,32 @@ func TestAcceptWarmBundle(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmBook checks the dealer's record of warms: due at first, not
+// after a success until warmRecheck, after a failure by a doubling
+// backoff, and after a refusal only at warmRecheck.
+func TestWarmBook(t *testing.T) {
+	b := warmBook{m: map[string]warmEntry{}}
+	t0 := time.Unix(1000, 0)
+	if !b.due("k", t0) {
+		t.Fatal("a new warm is not due")
+	}
+	for i, want := range []time.Duration{warmBackoffMin, 2 * warmBackoffMin, 4 * warmBackoffMin} {
+		if got := b.done("k", t0, errors.New("holder unreachable")); got != want {
+			t.Fatalf("failure %d: backoff %v, want %v", i, got, want)
+		}
+	}
+	if b.due("k", t0) || !b.due("k", t0.Add(4*warmBackoffMin)) || b.succeeded("k") {
+		t.Fatal("a failed warm's next try is wrong")
+	}
+	if got := b.done("k", t0, badRequest("frame too large")); got != warmRecheck {
+		t.Fatalf("refusal: backoff %v, want %v", got, warmRecheck)
+	}
+	b.done("k", t0, nil)
+	if !b.succeeded("k") || b.due("k", t0.Add(warmRecheck-time.Second)) || !b.due("k", t0.Add(warmRecheck)) {
+		t.Fatal("a warm that worked is not rechecked after warmRecheck")
+	}
+	if got := b.done("k", t0, errors.New("again")); got != warmBackoffMin {
+		t.Fatalf("a failure after a success: backoff %v, want %v", got, warmBackoffMin)
+	}
+}
