@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gridmpc/grid/cmd/internal/faults"
@@ -30,8 +31,10 @@ type Report struct {
 
 	PublishMs float64 `json:"publish_ms"`
 	// WarmMs is how long after publish returned the dealer's warm session
-	// had opened the weight masks (-1: not waited for, --no-wait-warm).
-	WarmMs float64 `json:"warm_ms"`
+	// had opened the weight masks (-1: not waited for, --no-wait-warm, or
+	// failed: WarmNote says why).
+	WarmMs   float64 `json:"warm_ms"`
+	WarmNote string  `json:"warm_note,omitempty"`
 	// FirstMs is the first query's time from the start of grid infer to
 	// its exit; SteadyMs the median and p90 of the later ones.
 	FirstMs  float64    `json:"first_ms"`
@@ -136,11 +139,36 @@ func publish(ctx context.Context, s *harness.Swarm, client, file string, cfg Con
 		return nil
 	}
 	start = time.Now()
-	if _, err := s.WaitMetric(ctx, 0, `grid_warms_total{result="ok"}`, func(v float64) bool { return v >= 1 }); err != nil {
-		return fmt.Errorf("wait for the dealer's warm session: %w", err)
+	for {
+		ok, err := s.Metric(ctx, 0, `grid_warms_total{result="ok"}`)
+		if err != nil {
+			return fmt.Errorf("wait for the dealer's warm session: %w", err)
+		}
+		if ok >= 1 {
+			rep.WarmMs = ms(time.Since(start))
+			return nil
+		}
+		if failed, _ := s.Metric(ctx, 0, `grid_warms_total{result="failed"}`); failed >= 1 {
+			rep.WarmMs, rep.WarmNote = -1, "the dealer's warm session failed: "+lastLine(s.Daemon(0).LogTail(4096), "warm failed")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the dealer's warm session: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	rep.WarmMs = ms(time.Since(start))
-	return nil
+}
+
+// lastLine is the last line of text containing sub ("" if none).
+func lastLine(text, sub string) string {
+	lines := strings.Split(text, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], sub) {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return ""
 }
 
 // inferJSON is what grid infer --json prints that the benchmark reads.

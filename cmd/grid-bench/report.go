@@ -14,6 +14,9 @@ func (r *Report) Print(w io.Writer) {
 	if r.WarmMs >= 0 {
 		fmt.Fprintf(w, "warm (masks)     %10.1f ms after publish\n", r.WarmMs)
 	}
+	if r.WarmNote != "" {
+		fmt.Fprintf(w, "warm (masks)     none: %s\n", r.WarmNote)
+	}
 	fmt.Fprintf(w, "first query      %10.1f ms  (%.0f mask sets opened during it)\n", r.FirstMs, r.FirstMaskOpens)
 	fmt.Fprintf(w, "later queries    %10.1f ms median, %.1f ms p90  (first/median %.2f)\n",
 		r.SteadyMs[0], r.SteadyMs[1], r.FirstMs/max(r.SteadyMs[0], 1e-9))
