@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,7 +26,9 @@ const (
 // remaining holders repair the model onto the spare on their own within
 // the grace plus a bounded margin, and it answers exactly with the new
 // holder set; then `grid repair` with every holder up exits 1 naming the
-// reason. Time to repair and bytes moved are logged.
+// reason; `grid repair` replaces a holder killed just before (no grace)
+// and `grid reshare` moves a live holder's place to a new peer. Times and
+// bytes moved are logged.
 func TestRepair(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end repair test with real processes; skipped with -short")
@@ -75,6 +78,60 @@ func TestRepair(t *testing.T) {
 	if res.Code != 1 || !strings.Contains(res.Stderr, "nothing to repair") || strings.Count(strings.TrimSpace(res.Stderr), "\n") != 0 {
 		t.Fatalf("grid repair with every holder up: %v", res)
 	}
+	// Not subtests: their cleanup restarts every stopped daemon, and the
+	// first victim's repo is gone.
+	f.repairByOwner(m.ID)
+	f.reshareByOwner(m.ID)
+}
+
+// addSpare starts one more holder daemon and waits until everyone sees it.
+func (f *fixture) addSpare() int {
+	f.t.Helper()
+	i, _, err := f.Add(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	if err := f.WaitPeers(ctx, len(f.Up())-1); err != nil {
+		f.t.Fatal(err)
+	}
+	return i
+}
+
+// repairByOwner: a new spare joins, holder 2 is SIGKILLed, and the owner's
+// grid repair replaces it at once (before the grace): its output names
+// the replaced and the new holder; queries answer exactly.
+func (f *fixture) repairByOwner(id string) {
+	spare := f.addSpare()
+	victim := f.holderIndex(id, 2)
+	f.Kill(victim)
+	res := f.grid("repair", id)
+	want := fmt.Sprintf("replaced %s by %s", f.IDs[victim], f.IDs[spare])
+	if res.Code != 0 || !strings.Contains(res.Stdout, want) {
+		f.t.Fatalf("grid repair with holder 2 killed: %v; want %q", res, want)
+	}
+	f.t.Logf("grid repair: %s", strings.SplitN(res.Stdout, "\n", 2)[0])
+	f.holders[id] = f.waitHolders(id, func(hs []string) bool { return hs[2] == f.IDs[spare] }, 30*time.Second)
+	f.tolQueries(id, victim)
+}
+
+// reshareByOwner: a new spare joins and the owner re-shares holder 0's
+// place onto it with grid reshare; the new manifest names it and queries
+// answer exactly.
+func (f *fixture) reshareByOwner(id string) {
+	spare := f.addSpare()
+	next := slices.Clone(f.holders[id])
+	old := next[0]
+	next[0] = f.IDs[spare]
+	res := f.grid("reshare", id, "--holders", strings.Join(next, ","))
+	want := fmt.Sprintf("replaced %s by %s", old, f.IDs[spare])
+	if res.Code != 0 || !strings.Contains(res.Stdout, want) {
+		f.t.Fatalf("grid reshare: %v; want %q", res, want)
+	}
+	f.t.Logf("grid reshare: %s", strings.SplitN(res.Stdout, "\n", 2)[0])
+	f.holders[id] = f.waitHolders(id, func(hs []string) bool { return slices.Equal(hs, next) }, 30*time.Second)
+	f.tolQueries(id, f.Index(old))
 }
 
 // waitHolders polls `grid models --json` until model id's holders satisfy
