@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -24,8 +25,8 @@ import (
 // and contributions it receives (see repair.go).
 
 // repairHook, when set by a test, is called at each stage of a holder's
-// repair session ("start"); nil in production.
-var repairHook func(n *Node, stage string)
+// repair session ("start"); unset in production.
+var repairHook atomic.Pointer[func(n *Node, stage string)]
 
 // repairSession is one holder's state in a repair.
 type repairSession struct {
@@ -212,8 +213,8 @@ func (n *Node) repairStart(ctx context.Context, from peer.ID, id []byte) *pb.Rep
 	if again {
 		return fail(badRequest("repair session %x started twice", id))
 	}
-	if repairHook != nil {
-		repairHook(n, "start")
+	if h := repairHook.Load(); h != nil {
+		(*h)(n, "start")
 	}
 	ctx, cancel := context.WithDeadline(ctx, sess.deadline)
 	defer cancel()

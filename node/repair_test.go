@@ -212,17 +212,20 @@ func TestRepairFailsCleanly(t *testing.T) {
 	lost := s.byID[s.m.Holders[0]]
 	s.holders[lost].Close()
 	spare := s.holders[s.spare].ID()
-	// The newcomer dies once its session started.
-	repairHook = func(n *Node, stage string) {
+	// The newcomer dies once its session started (its context is done
+	// before the session goes on).
+	hook := func(n *Node, stage string) {
 		if n.ID() == spare && stage == "start" {
 			go n.Close()
+			<-n.ctx.Done()
 		}
 	}
-	defer func() { repairHook = nil }()
+	repairHook.Store(&hook)
+	defer repairHook.Store(nil)
 	if _, err := s.client.AskRepair(ctx, "rep"); err == nil {
 		t.Fatal("the newcomer died mid-repair: the repair succeeded")
 	}
-	repairHook = nil
+	repairHook.Store(nil)
 	for _, h := range s.m.Holders[1:] {
 		i := s.byID[h]
 		if l, _ := s.holders[i].disc.Latest("rep"); l.RepairSeq != 0 {
