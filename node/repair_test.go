@@ -321,7 +321,7 @@ func TestRepairRefusesStrangers(t *testing.T) {
 	}{
 		{"a plan from a non-holder", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "not a carried-over holder"},
 		{"a plan from the newcomer", spare, &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "not a carried-over holder"},
-		{"a plan while every holder is up", s.holders[s.byID[m.Holders[2]]], &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "connected"},
+		{"a plan while every holder is up", s.holders[s.byID[m.Holders[2]]], &pb.RepairMessage{Kind: &pb.RepairMessage_Prepare{Prepare: encodeRepairPlan(rp)}}, "it is not replaced"},
 		{"a start of no session", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Start{Start: rp.session}}, "no repair session"},
 		{"a transfer of no session", spare, &pb.RepairMessage{Kind: &pb.RepairMessage_Transfer{Transfer: &pb.RepairTransfer{Session: rp.session}}}, "no repair session"},
 		{"a contribution of no session", s.boot, &pb.RepairMessage{Kind: &pb.RepairMessage_Contribution{Contribution: &pb.RepairContribution{Session: rp.session}}}, "no repair session"},
