@@ -150,7 +150,7 @@ func (n *Node) holderMasks(ctx context.Context, t *streamTransport, sess *holder
 			return nil, 2, &PeerError{Peer: sess.holders[j], Role: fmt.Sprintf("holder %d", j), Err: fmt.Errorf("mask binding: %w", err)}
 		}
 	}
-	if err := n.bindMaskSet(ctx, mb.ID, bound); err != nil {
+	if err := n.bindMaskSet(ctx, mb.ID, bound, t.Self(), sess.legacyBinding()); err != nil {
 		return nil, 2, err
 	}
 	n.masks.opened.Inc()
@@ -238,31 +238,46 @@ const maskSeedPrefix = "/node/maskseed/"
 // bindMaskSeed binds the mask bundle's seed to the session's own shares
 // (bindSeed).
 func (n *Node) bindMaskSeed(ctx context.Context, mb *dealer.MaskBundle, sess *holderSession) error {
-	return n.bindSeed(ctx, mb.ID, seedHash(mb.Seed), sess.binding(sess.party))
+	return n.bindSeed(ctx, mb.ID, seedHash(mb.Seed), sess.binding(sess.party), sess.legacyBinding())
 }
 
 // bindMaskSet binds every party's seed of a mask set to that party's
-// shares (bindSeed), as the agreement round declared them.
-func (n *Node) bindMaskSet(ctx context.Context, id [32]byte, bound []maskBinding) error {
-	for _, a := range bound {
-		if err := n.bindSeed(ctx, id, a.seed, a.binding); err != nil {
+// shares (bindSeed), as the agreement round declared them; legacy is this
+// party's (self's) binding in the earlier record format.
+func (n *Node) bindMaskSet(ctx context.Context, id [32]byte, bound []maskBinding, self int, legacy []byte) error {
+	for j, a := range bound {
+		var old []byte
+		if j == self {
+			old = legacy
+		}
+		if err := n.bindSeed(ctx, id, a.seed, a.binding, old); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// legacyBinding is what a holder recorded for its own seed before every
+// party's seed was bound (the record held the binding itself, not its
+// hash): a record in that format for these shares is the same binding.
+func (s *holderSession) legacyBinding() []byte {
+	return []byte(fmt.Sprintf("%s/%d", s.modelKey, s.party))
+}
+
 // bindSeed records that the seed named seed is opened against the shares
 // named binding and refuses a seed already opened against other shares:
 // opening one mask B with two weight sets would reveal their difference
-// (F - F' = W - W'). The record is persistent, so a restart does not
+// (F - F' = W - W'). legacy, if set, is the same binding in the record
+// format of earlier versions. The record is persistent, so a restart does not
 // forget it.
-func (n *Node) bindSeed(ctx context.Context, id, seed, binding [32]byte) error {
+func (n *Node) bindSeed(ctx context.Context, id, seed, binding [32]byte, legacy []byte) error {
 	key := ds.NewKey(maskSeedPrefix + hex.EncodeToString(seed[:]))
 	n.masks.bind.Lock()
 	defer n.masks.bind.Unlock()
 	old, err := n.store.ds.Get(ctx, key)
 	switch {
+	case err == nil && legacy != nil && bytes.Equal(old, legacy):
+		// The earlier format's record of the same binding: rewritten below.
 	case err == nil && !bytes.Equal(old, binding[:]):
 		return fmt.Errorf("%w: %w: the dealer's mask set %x was already opened against other shares; opening it again would reveal the difference of two weight sets",
 			errBadRequest, ErrMaskReuse, id[:8])

@@ -58,7 +58,8 @@ import (
 //     warmBackoffMax); a warm that worked is not repeated for the same
 //     shares and replica choice until warmRecheck has passed, when the
 //     dealer checks again (a holder that restarted lost its opened masks;
-//     the check costs one round of one byte when all still have them).
+//     the check costs one round of one byte, and no dry run, when all
+//     still have them).
 //
 // A query during a warm answers: its holders either find the masks opened
 // or open them themselves, as without warm sessions.
@@ -364,12 +365,12 @@ func (c *maskCache) takeWarm() (release func(), err error) {
 }
 
 // runWarm is a holder's part of a warm session once its mesh is up: the
-// mask agreement and, if needed, the opening (holderMasks), then the dry
-// run on a zero input whose output is dropped.
+// mask agreement and, if needed, the opening (holderMasks), then, when the
+// masks were opened, the dry run on a zero input whose output is dropped.
 func (n *Node) runWarm(ctx context.Context, t *streamTransport, sess *holderSession, sb *sessionBundle) (engine.Stats, error) {
 	wm, rounds, err := n.holderMasks(ctx, t, sess, sb.mb)
 	var st engine.Stats
-	if err == nil {
+	if err == nil && rounds > 1 { // every holder had the masks: no dry run (a recheck)
 		cfg := engine.Config{Plan: sess.plan, Batch: sb.b.Batch, Enc: fixed.Default(), Masks: wm}
 		var shape []int
 		if shape, err = sess.plan.InputShape(sb.b.Batch); err == nil {

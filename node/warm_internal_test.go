@@ -3,13 +3,16 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gridmpc/grid/mpcproto/dealer"
@@ -219,5 +222,32 @@ func TestWarmBook(t *testing.T) {
 	}
 	if got := b.done("k", t0, errors.New("again")); got != warmBackoffMin {
 		t.Fatalf("a failure after a success: backoff %v, want %v", got, warmBackoffMin)
+	}
+}
+
+// TestMaskSeedLegacyRecord checks that a seed record of the earlier format
+// (the holder's own binding as text) counts as the same binding, and is
+// rewritten, while other shares are still refused.
+func TestMaskSeedLegacyRecord(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "holder"), true, func(c *Config) { c.Roles = []string{RoleHolder} })
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	mb := &dealer.MaskBundle{Party: 1, Parties: 2, Seed: [32]byte{7}}
+	sess := &holderSession{party: 1, modelKey: "owner/m/1/plan/h0,h1/checksum-a"}
+	h := seedHash(mb.Seed)
+	key := ds.NewKey(maskSeedPrefix + hex.EncodeToString(h[:]))
+	if err := n.store.ds.Put(ctx, key, []byte(sess.modelKey+"/1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.bindMaskSeed(ctx, mb, sess); err != nil {
+		t.Fatalf("the same shares in the earlier format: %v", err)
+	}
+	if rec, err := n.store.ds.Get(ctx, key); err != nil || len(rec) != 32 {
+		t.Fatalf("record %q, %v: not rewritten", rec, err)
+	}
+	other := &holderSession{party: 1, modelKey: "owner/m/1/plan/h0,h1/checksum-b"}
+	if err := n.bindMaskSeed(ctx, mb, other); !errors.Is(err, ErrMaskReuse) {
+		t.Fatalf("other shares: err = %v, want ErrMaskReuse", err)
 	}
 }
