@@ -59,6 +59,13 @@ type Config struct {
 	// CLI peers, which also push their own publishes to their peers
 	// directly, since they may exit before gossip leaves).
 	Server bool
+	// AutoServer (with Server) lets the DHT drop to client mode while the
+	// host's reachability is private (dht.ModeAutoServer: a server until
+	// AutoNAT says the node is behind a NAT), so that peers do not put an
+	// unreachable node in their routing tables and stall their queries
+	// dialling it. Nodes that know they are reachable (loopback test
+	// swarms, where AutoNAT gives no verdict) keep Server alone.
+	AutoServer bool
 	// Bootstrap peers are connected at start and retried by WaitReady.
 	Bootstrap []peer.AddrInfo
 	// Datastore, if set, persists the registry (under
@@ -171,7 +178,10 @@ func New(ctx context.Context, cfg Config) (*Discovery, error) {
 
 func (d *Discovery) start(ctx context.Context) error {
 	mode := dht.ModeClient
-	if d.cfg.Server {
+	switch {
+	case d.cfg.Server && d.cfg.AutoServer:
+		mode = dht.ModeAutoServer
+	case d.cfg.Server:
 		mode = dht.ModeServer
 	}
 	opts := []dht.Option{

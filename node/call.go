@@ -61,7 +61,10 @@ func (n *Node) openStream(ctx context.Context, p peer.ID, proto protocol.ID, wha
 	if err := n.ensureAddrs(ctx, p); err != nil {
 		return nil, err
 	}
-	s, err := n.h.NewStream(ctx, p, proto)
+	// A peer behind a NAT may be reachable only through a relay (a
+	// limited connection, within the relay's data and time limits) until
+	// hole punching gives a direct one: every grid protocol may use it.
+	s, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, what), p, proto)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -232,7 +232,7 @@ func (n *Node) connectMesh(ctx context.Context, sess *holderSession) (*streamTra
 
 // dialMPC opens the stream to holder j and sends the hello.
 func (n *Node) dialMPC(ctx context.Context, sess *holderSession, j int) (*framedStream, error) {
-	s, err := n.openStream(network.WithAllowLimitedConn(ctx, "mpc"), sess.holders[j], ProtoMPC, "open mpc stream")
+	s, err := n.openStream(ctx, sess.holders[j], ProtoMPC, "open mpc stream")
 	if err != nil {
 		return nil, err
 	}

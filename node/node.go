@@ -119,12 +119,15 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.disc, err = discovery.New(ctx, discovery.Config{
-		Host:      n.h,
-		Server:    !cfg.Client,
-		Bootstrap: boot,
-		Datastore: n.ds,
-		Logger:    n.log,
-		Metrics:   discovery.NewMetrics(n.met.reg),
+		Host:   n.h,
+		Server: !cfg.Client,
+		// Behind a NAT a daemon is a DHT client until AutoNAT finds it
+		// reachable; a relay declares itself reachable.
+		AutoServer: cfg.NAT && !slices.Contains(cfg.Roles, RoleRelay),
+		Bootstrap:  boot,
+		Datastore:  n.ds,
+		Logger:     n.log,
+		Metrics:    discovery.NewMetrics(n.met.reg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)

@@ -49,10 +49,7 @@ func (n *Node) reachable(ctx context.Context, role string, limit int, exclude []
 	}
 	var out []peer.ID
 	for _, ai := range candidates(ais, n.ID(), exclude) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.h.Connect(cctx, ai)
-		cancel()
-		if err != nil {
+		if err := n.connectProvider(ctx, ai); err != nil {
 			n.log.Debug("skip unreachable peer", "role", role, "peer", ai.ID, "err", err)
 			continue
 		}
@@ -60,6 +57,34 @@ func (n *Node) reachable(ctx context.Context, role string, limit int, exclude []
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out, nil
+}
+
+// connected tells whether this node has a connection to p, direct or
+// relayed (network.Limited: through a circuit relay, within its limits).
+func (n *Node) connected(p peer.ID) bool {
+	c := n.h.Network().Connectedness(p)
+	return c == network.Connected || c == network.Limited
+}
+
+// connectProvider connects to a peer found in a provider record: at the
+// record's addresses, else at those a DHT lookup gives now (a peer behind
+// a NAT advertised before it had its relay address; its neighbours know
+// that address since).
+func (n *Node) connectProvider(ctx context.Context, ai peer.AddrInfo) error {
+	ctx = network.WithAllowLimitedConn(ctx, "grid")
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := n.h.Connect(cctx, ai)
+	if err == nil {
+		return nil
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer fcancel()
+	found, ferr := n.disc.DHT().FindPeer(fctx, ai.ID)
+	if ferr != nil {
+		return fmt.Errorf("%w (lookup: %v)", err, ferr)
+	}
+	return n.h.Connect(fctx, found)
 }
 
 // candidates are the advertised peers worth dialling, in the order found:
@@ -83,9 +108,13 @@ func containsPeer(ps []peer.ID, p peer.ID) bool { return slices.Contains(ps, p) 
 // its known addresses, or else looked up in the DHT (a restarted peer may
 // listen elsewhere) and dialled there.
 func (n *Node) ensureAddrs(ctx context.Context, p peer.ID) error {
-	if n.h.Network().Connectedness(p) == network.Connected {
+	if n.connected(p) {
 		return nil
 	}
+	// A relayed connection will do: a peer behind a NAT may have no
+	// other until hole punching gives one (go-libp2p would otherwise wait
+	// for a direct connection it may never get).
+	ctx = network.WithAllowLimitedConn(ctx, "grid")
 	if len(n.h.Peerstore().Addrs(p)) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := n.h.Connect(cctx, peer.AddrInfo{ID: p})

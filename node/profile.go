@@ -85,13 +85,14 @@ func InitProfile(repoDir string, bootstrap []string, name string) (peer.ID, erro
 // v2 client with autorelay (reserve a slot on a relay among the connected
 // peers when private), hole punching (DCUtR: upgrade a relayed connection
 // to a direct one) and UPnP/NAT-PMP port mapping; with the relay role, a
-// relay service, the node declared publicly reachable. Without either, relaying is off. h is set once the host
+// relay service, the node declared publicly reachable. Without either, the
+// node can still dial relay addresses (the relay transport). h is set once the host
 // exists (autorelay asks for candidates only after that).
 func natOptions(cfg Config, h *atomic.Pointer[host.Host]) []libp2p.Option {
 	relay := slices.Contains(cfg.Roles, RoleRelay)
-	if !cfg.NAT && !relay {
-		return []libp2p.Option{libp2p.DisableRelay()}
-	}
+	// The circuit relay transport is always on, so that any node (a
+	// one-shot client of the test profile too) can dial a peer behind a
+	// NAT at its relay address; it relays nothing by itself.
 	opts := []libp2p.Option{libp2p.EnableRelay()}
 	if relay {
 		// go-libp2p serves relaying only once the node is known to be

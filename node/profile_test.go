@@ -47,7 +47,7 @@ func TestRelayRoleOnLoopback(t *testing.T) {
 
 	var hp atomic.Pointer[host.Host]
 	if got := len(natOptions(Config{}, &hp)); got != 1 {
-		t.Errorf("no NAT, no relay: %d options, want 1 (DisableRelay)", got)
+		t.Errorf("no NAT, no relay: %d options, want 1 (the relay transport, to dial relay addresses)", got)
 	}
 	if got := len(natOptions(Config{NAT: true}, &hp)); got != 6 {
 		t.Errorf("NAT: %d options, want 6 (relay client, AutoNAT v2, AutoNAT v1 service, hole punching, port mapping, autorelay)", got)

@@ -278,7 +278,7 @@ func (n *Node) downHolders(ctx context.Context, m *discovery.Manifest) []peer.ID
 	var down []peer.ID
 	if n.rep.probedWithin(n.probeFresh()) {
 		for _, h := range m.Holders {
-			if n.rep.downFor(h) > 0 && n.h.Network().Connectedness(h) != network.Connected {
+			if n.rep.downFor(h) > 0 && !n.connected(h) {
 				down = append(down, h)
 			}
 		}

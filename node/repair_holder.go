@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
@@ -125,7 +124,7 @@ func (n *Node) checkReplacedDown(ctx context.Context, m *discovery.Manifest, rp 
 		gone = append(gone, m.Holders[j])
 	}
 	for _, p := range gone {
-		if n.h.Network().Connectedness(p) == network.Connected {
+		if n.connected(p) {
 			return badRequest("holder %s of %q is connected to %s: it is not replaced", p, m.ID, n.ID())
 		}
 	}

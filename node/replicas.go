@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/gridmpc/grid/discovery"
@@ -163,7 +162,7 @@ func (n *Node) probeHolders(ctx context.Context, peers []peer.ID, enough func(li
 	results := make(chan probe, len(peers))
 	for _, p := range peers {
 		go func() {
-			ok := p == n.ID() || n.h.Network().Connectedness(p) == network.Connected
+			ok := p == n.ID() || n.connected(p)
 			if !ok {
 				cctx, cancel := context.WithTimeout(ctx, probeTimeout)
 				ok = n.ensureAddrs(cctx, p) == nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,11 +163,16 @@ func (l *natLab) wrap(t *testing.T, bin, ns string) string {
 	return path
 }
 
-// TestNATRelay puts a holder behind a NAT (masquerading, no port mapping)
-// and four public nodes in the lab's internet, one of them with the relay
-// role, and checks that the holder, unreachable from outside, learns so
-// (its observed address fails AutoNAT) and reserves a slot on the relay:
-// it announces a /p2p-circuit address through it.
+// TestNATRelay puts two holders behind separate NATs (masquerading, no
+// port mapping; HA and HB) and four public nodes in the lab's internet,
+// one of them with the relay role, and checks that each holder,
+// unreachable from outside, learns so (its observed address fails
+// AutoNAT) and reserves a slot on the relay: it announces a /p2p-circuit
+// address through it. Then an owner in the internet publishes the seed
+// over those two holders and a client queries it: the upload, the
+// dealer's material, the client's session and the holders' MPC streams
+// all reach the NATed holders, through the relay or a hole-punched
+// direct connection, and the answer is exact.
 func TestNATRelay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("NAT lab with real processes; skipped with -short")
@@ -182,11 +188,60 @@ func TestNATRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	public := harness.Options{Bin: lab.wrap(t, bin, "T"), ReadyTimeout: 20 * time.Second, StopTimeout: 10 * time.Second}
-	natted := public
-	natted.Bin = lab.wrap(t, bin, "HB")
+	boot := startPublicNodes(ctx, t, bin, dir, public)
+	var holders []natHolder
+	for _, ns := range []string{"HB"} {
+		natted := public
+		natted.Bin = lab.wrap(t, bin, ns)
+		repo := filepath.Join(dir, "holder-"+ns)
+		if _, err := harness.Init(ctx, bin, repo, "--profile", "default"); err != nil {
+			t.Fatal(err)
+		}
+		h, err := harness.StartDaemon(ctx, natted, repo, "--roles", "holder", "--bootstrap", boot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Stop() })
+		holders = append(holders, natHolder{ns: ns, bin: natted.Bin, repo: repo, d: h})
+	}
+	for _, h := range holders {
+		h.waitCircuit(ctx, t, boot)
+	}
+	natQuery(ctx, t, bin, dir, public.Bin, lab.wrap(t, bin, "HA"), boot, holders)
+}
+
+// natHolder is a holder daemon running behind one of the lab's NATs.
+type natHolder struct {
+	ns, bin, repo string
+	d             *harness.Daemon
+}
+
+// waitCircuit waits (bounded, 90 s) until the holder announces a
+// /p2p-circuit address through the relay at boot.
+func (h natHolder) waitCircuit(ctx context.Context, t *testing.T, boot string) {
+	t.Helper()
+	circuit := boot + "/p2p-circuit/p2p/" + h.d.ID
+	var addrs []string
+	for range 90 {
+		addrs = natIDAddrs(t, ctx, h.bin, h.repo)
+		for _, a := range addrs {
+			if a == circuit {
+				return
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("the holder behind NAT %s never announced %s; its addresses: %v\nits log:\n%s", h.ns, circuit, addrs, h.d.LogTail(3000))
+}
+
+// startPublicNodes starts the lab's four public daemons (the first one a
+// relay and the bootstrap peer, the second a holder, the others dealers)
+// and returns the bootstrap address.
+func startPublicNodes(ctx context.Context, t *testing.T, bin, dir string, public harness.Options) string {
+	t.Helper()
 	roles := []string{"relay,dealer", "holder", "dealer", "dealer"}
 	var boot string
 	for k, r := range roles {
@@ -207,27 +262,57 @@ func TestNATRelay(t *testing.T) {
 			boot = fmt.Sprintf("/ip4/11.0.9.1/tcp/4301/p2p/%s", d.ID)
 		}
 	}
-	repo := filepath.Join(dir, "holder")
-	if _, err := harness.Init(ctx, bin, repo, "--profile", "default"); err != nil {
-		t.Fatal(err)
+	return boot
+}
+
+// natQuery publishes the seed from an owner in the lab's internet over
+// the two NATed holders and queries it from a client there: both one-shot
+// commands, on repos of the test profile (they only dial out).
+func natQuery(ctx context.Context, t *testing.T, bin, dir, tbin, abin, boot string, holders []natHolder) {
+	t.Helper()
+	run := func(repo string, args ...string) harness.Result {
+		t.Helper()
+		in := tbin
+		if strings.HasSuffix(repo, "user") {
+			in = abin // the client runs behind the other NAT
+		}
+		args = append(args, "--repo", repo, "--bootstrap", boot, "--timeout", "60s")
+		res, err := harness.Run(ctx, in, nil, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("grid %s: exit %d", strings.Join(args, " "), res.Code)
+		return res
 	}
-	h, err := harness.StartDaemon(ctx, natted, repo, "--roles", "holder", "--bootstrap", boot)
+	owner, user := filepath.Join(dir, "owner"), filepath.Join(dir, "user")
+	for _, r := range []string{owner, user} {
+		if _, err := harness.Init(ctx, bin, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed, err := filepath.Abs("seed.onnx")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = h.Stop() })
-	circuit := boot + "/p2p-circuit/p2p/" + h.ID
-	var addrs []string
-	for range 90 {
-		addrs = natIDAddrs(t, ctx, natted.Bin, repo)
-		for _, a := range addrs {
-			if a == circuit {
-				return
-			}
-		}
-		time.Sleep(time.Second)
+	res := run(owner, "publish", seed, "--id", "natseed", "--holders", "2", "--json")
+	var m struct {
+		Holders []string `json:"holders"`
 	}
-	t.Fatalf("the holder behind the NAT never announced %s; its addresses: %v\nits log:\n%s", circuit, addrs, h.LogTail(3000))
+	if res.Code != 0 || json.Unmarshal([]byte(res.Stdout), &m) != nil {
+		t.Fatalf("publish over the NATed holder: %+v\nits log:\n%s", res, holders[0].d.LogTail(3000))
+	}
+	for _, h := range holders {
+		if !slices.Contains(m.Holders, h.d.ID) {
+			t.Fatalf("holders %v, want the NATed %s among them", m.Holders, h.d.ID)
+		}
+	}
+	res = run(user, "infer", "natseed", "--values", "5,3", "--json")
+	var out struct {
+		Output []float64 `json:"output"`
+	}
+	if res.Code != 0 || json.Unmarshal([]byte(res.Stdout), &out) != nil || len(out.Output) != 1 || out.Output[0] != 1022 {
+		t.Fatalf("query of the NATed holder: %+v\nits log:\n%s", res, holders[0].d.LogTail(3000))
+	}
 }
 
 // natIDAddrs returns the addresses grid id --json lists for a running
