@@ -215,10 +215,32 @@ func prepare(ctx context.Context, c *cluster, cfg Config) (string, string, error
 		}
 	}
 	dealer := dealerOption(cfg.Dealer, c.dealerID)
-	if _, err := c.clients[0].Infer(ctx, m.ID, vec(5, 3), node.InferOptions{Dealer: dealer}); err != nil {
-		return "", "", fmt.Errorf("warm-up query: %w", err)
+	if err := warmUp(ctx, c.clients[0], m.ID, dealer); err != nil {
+		return "", "", err
 	}
 	return m.ID, dealer, nil
+}
+
+// warmUp runs the warm-up query. The dealer's warm session (it opens its
+// weight masks right after the publish) takes a session slot at every
+// holder, so with a small --max-sessions the query may be refused as busy
+// until it ends: busy is retried, every 100 ms for up to 30 s.
+func warmUp(ctx context.Context, cl *node.Node, model, dealer string) error {
+	var err error
+	for range 300 {
+		if _, err = cl.Infer(ctx, model, vec(5, 3), node.InferOptions{Dealer: dealer}); !errors.Is(err, node.ErrBusy) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("warm-up query: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("warm-up query: %w", err)
+	}
+	return nil
 }
 
 // runSessions runs cfg.Sessions sessions, cfg.Concurrency at a time, over
