@@ -212,12 +212,20 @@ func TestRepairFailsCleanly(t *testing.T) {
 	lost := s.byID[s.m.Holders[0]]
 	s.holders[lost].Close()
 	spare := s.holders[s.spare].ID()
-	// The newcomer dies once its session started (its context is done
-	// before the session goes on).
+	// The newcomer dies once its session started: the session goes on
+	// only once its host is closed (bounded, in case Close waits for the
+	// session), so it can no longer sign the repair. With only its context
+	// done it could still sign, the repair then being published (and a
+	// client already amended querying a dealer not yet amended).
 	hook := func(n *Node, stage string) {
 		if n.ID() == spare && stage == "start" {
-			go n.Close()
+			closed := make(chan struct{})
+			go func() { n.Close(); close(closed) }()
 			<-n.ctx.Done()
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+			}
 		}
 	}
 	repairHook.Store(&hook)
