@@ -148,9 +148,16 @@ func publish(ctx context.Context, s *harness.Swarm, client, file string, cfg Con
 			rep.WarmMs = ms(time.Since(start))
 			return nil
 		}
+		// A warm that fails because a holder has not seen the manifest yet
+		// is retried after 250 ms, doubling: give up after a few failures,
+		// or at once when the dealer backs off for its 5-minute recheck
+		// (a refusal that will not pass by itself).
 		if failed, _ := s.Metric(ctx, 0, `grid_warms_total{result="failed"}`); failed >= 1 {
-			rep.WarmMs, rep.WarmNote = -1, "the dealer's warm session failed: "+lastLine(s.Daemon(0).LogTail(4096), "warm failed")
-			return nil
+			line := lastLine(s.Daemon(0).LogTail(4096), "warm failed")
+			if failed >= warmGiveUp || strings.Contains(line, "retry_in=5m") {
+				rep.WarmMs, rep.WarmNote = -1, "the dealer's warm session failed: "+line
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -159,6 +166,10 @@ func publish(ctx context.Context, s *harness.Swarm, client, file string, cfg Con
 		}
 	}
 }
+
+// warmGiveUp is how many failed warm sessions publish waits through
+// (retried after 0.25, 0.5, 1 and 2 s) before it reports none.
+const warmGiveUp = 5
 
 // lastLine is the last line of text containing sub ("" if none).
 func lastLine(text, sub string) string {
