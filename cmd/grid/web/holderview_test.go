@@ -115,8 +115,17 @@ func TestBrowserHolderView(t *testing.T) {
 	if _, err := c.Clients[0].Publish(ctx, "seed", p, w, node.PublishOptions{Holders: 3}); err != nil {
 		t.Fatal(err)
 	}
+	// The dealer opens its weight masks with the holders right after the
+	// publish (a warm session, no input): wait for it, bounded, so that
+	// its messages are not taken for the first query's.
+	for i := 0; c.Dealer.MaskStats().Warmed < 1; i++ {
+		if i == 300 {
+			t.Fatal("the dealer never warmed the model's masks")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, r := range recs {
-		r.take() // the upload
+		r.take() // the upload and the warm session
 	}
 	d.must(map[string]any{"do": "open", "url": "http://" + c.Dealer.APIAddr() + "/"}, nil)
 
