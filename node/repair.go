@@ -82,12 +82,13 @@ type repairer struct {
 	running  map[string]bool           // models this node initiates a repair of
 	down     map[peer.ID]time.Time     // co-holders unreachable since
 	probed   time.Time                 // when the watcher's last probe ended
+	backoff  map[string]watchBackoff   // the watcher's failed repairs, by storeKey
 }
 
 // startRepairs serves /grid/repair/1.0.0 and starts the repair watcher
 // (holders only).
 func (n *Node) startRepairs() {
-	n.rep = &repairer{sessions: map[string]*repairSession{}, running: map[string]bool{}, down: map[peer.ID]time.Time{}}
+	n.rep = &repairer{sessions: map[string]*repairSession{}, running: map[string]bool{}, down: map[peer.ID]time.Time{}, backoff: map[string]watchBackoff{}}
 	n.h.SetStreamHandler(ProtoRepair, n.serve(svcShares, n.handleRepair))
 	n.wg.Add(1)
 	go n.repairLoop()

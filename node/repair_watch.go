@@ -113,7 +113,8 @@ func (n *Node) repairWatch() {
 			}
 		}
 		first := slices.IndexFunc(m.Holders, func(h peer.ID) bool { return live[h] })
-		if len(down) == 0 || m.Holders[first] != n.ID() || n.rep.initiating(storeKey(m.Owner, m.ID)) {
+		key := storeKey(m.Owner, m.ID)
+		if len(down) == 0 || m.Holders[first] != n.ID() || n.rep.initiating(key) || n.rep.backingOff(key) {
 			continue
 		}
 		if len(down) > m.Tolerate {
@@ -124,11 +125,51 @@ func (n *Node) repairWatch() {
 			defer n.wg.Done()
 			ctx, cancel := context.WithTimeout(n.ctx, repairAskTimeout)
 			defer cancel()
-			if _, err := n.runRepair(ctx, m, down, nil); err != nil {
-				n.log.Warn("repair failed", "model", m.ID, "down", down, "err", err)
+			_, err := n.runRepair(ctx, m, down, nil)
+			wait := n.rep.repaired(key, err, n.watchInterval())
+			if err != nil {
+				n.log.Warn("repair failed", "model", m.ID, "down", down, "retry_in", wait, "err", err)
 			}
 		}()
 	}
+}
+
+// watchBackoff is the watcher's wait after failed repairs of a model: the
+// next attempt is not before next; fails counts the failures in a row.
+type watchBackoff struct {
+	fails int
+	next  time.Time
+}
+
+// maxWatchBackoff bounds the wait between two failed repairs of a model.
+const maxWatchBackoff = 10 * time.Minute
+
+// repaired records the outcome of a watcher's repair of the model key and
+// returns the wait before the next attempt: none after a success, else the
+// watch interval doubled per failure in a row, at most maxWatchBackoff (a
+// repair with no peer to bring in would otherwise be retried, with its
+// probes and plans, every interval).
+func (r *repairer) repaired(key string, err error, interval time.Duration) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		delete(r.backoff, key)
+		return 0
+	}
+	b := r.backoff[key]
+	b.fails++
+	wait := min(interval<<min(b.fails, 20), maxWatchBackoff)
+	b.next = time.Now().Add(wait)
+	r.backoff[key] = b
+	return wait
+}
+
+// backingOff tells whether the watcher waits before repairing key again.
+func (r *repairer) backingOff(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.backoff[key]
+	return ok && time.Now().Before(b.next)
 }
 
 // downFor is how long p has been unreachable for this node's watcher (0
