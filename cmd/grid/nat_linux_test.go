@@ -169,10 +169,11 @@ func (l *natLab) wrap(t *testing.T, bin, ns string) string {
 // unreachable from outside, learns so (its observed address fails
 // AutoNAT) and reserves a slot on the relay: it announces a /p2p-circuit
 // address through it. Then an owner in the internet publishes the seed
-// over those two holders and a client queries it: the upload, the
-// dealer's material, the client's session and the holders' MPC streams
-// all reach the NATed holders, through the relay or a hole-punched
-// direct connection, and the answer is exact.
+// over the two NATed holders and a client behind NAT A queries it: the
+// upload, the dealer's material, the client's session with the holder
+// behind the other NAT and the holders' MPC between the two NATs all go
+// through the relay (or a hole-punched connection), and the answer is
+// exact.
 func TestNATRelay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("NAT lab with real processes; skipped with -short")
@@ -193,7 +194,7 @@ func TestNATRelay(t *testing.T) {
 	public := harness.Options{Bin: lab.wrap(t, bin, "T"), ReadyTimeout: 20 * time.Second, StopTimeout: 10 * time.Second}
 	boot := startPublicNodes(ctx, t, bin, dir, public)
 	var holders []natHolder
-	for _, ns := range []string{"HB"} {
+	for _, ns := range []string{"HA", "HB"} {
 		natted := public
 		natted.Bin = lab.wrap(t, bin, ns)
 		repo := filepath.Join(dir, "holder-"+ns)
@@ -238,11 +239,11 @@ func (h natHolder) waitCircuit(ctx context.Context, t *testing.T, boot string) {
 }
 
 // startPublicNodes starts the lab's four public daemons (the first one a
-// relay and the bootstrap peer, the second a holder, the others dealers)
-// and returns the bootstrap address.
+// relay and the bootstrap peer, all dealers, none a holder) and returns
+// the bootstrap address.
 func startPublicNodes(ctx context.Context, t *testing.T, bin, dir string, public harness.Options) string {
 	t.Helper()
-	roles := []string{"relay,dealer", "holder", "dealer", "dealer"}
+	roles := []string{"relay,dealer", "dealer", "dealer", "dealer"}
 	var boot string
 	for k, r := range roles {
 		repo := filepath.Join(dir, fmt.Sprintf("p%d", k+1))
@@ -265,9 +266,10 @@ func startPublicNodes(ctx context.Context, t *testing.T, bin, dir string, public
 	return boot
 }
 
-// natQuery publishes the seed from an owner in the lab's internet over
-// the two NATed holders and queries it from a client there: both one-shot
-// commands, on repos of the test profile (they only dial out).
+// natQuery publishes the seed from an owner in the lab's internet (tbin)
+// over the NATed holders and queries it from a client behind NAT A (abin):
+// both one-shot commands, on repos of the test profile (they only dial
+// out).
 func natQuery(ctx context.Context, t *testing.T, bin, dir, tbin, abin, boot string, holders []natHolder) {
 	t.Helper()
 	run := func(repo string, args ...string) harness.Result {
