@@ -67,24 +67,11 @@ func (n *Node) connected(p peer.ID) bool {
 }
 
 // connectProvider connects to a peer found in a provider record: at the
-// record's addresses, else at those a DHT lookup gives now (a peer behind
-// a NAT advertised before it had its relay address; its neighbours know
-// that address since).
+// record's addresses, else at those a DHT lookup gives now, for up to 3 s
+// (a peer behind a NAT advertised before it had its relay address; its
+// neighbours know that address since).
 func (n *Node) connectProvider(ctx context.Context, ai peer.AddrInfo) error {
-	ctx = network.WithAllowLimitedConn(ctx, "grid")
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	err := n.h.Connect(cctx, ai)
-	if err == nil {
-		return nil
-	}
-	fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
-	defer fcancel()
-	found, ferr := n.disc.DHT().FindPeer(fctx, ai.ID)
-	if ferr != nil {
-		return fmt.Errorf("%w (lookup: %v)", err, ferr)
-	}
-	return n.h.Connect(fctx, found)
+	return n.dial(ctx, ai, 3*time.Second)
 }
 
 // candidates are the advertised peers worth dialling, in the order found:
@@ -111,27 +98,34 @@ func (n *Node) ensureAddrs(ctx context.Context, p peer.ID) error {
 	if n.connected(p) {
 		return nil
 	}
-	// A relayed connection will do: a peer behind a NAT may have no
-	// other until hole punching gives one (go-libp2p would otherwise wait
-	// for a direct connection it may never get).
+	// A peer that just (re)started may not be in its neighbours' routing
+	// tables yet: the lookup is retried for a few seconds.
+	return n.dial(ctx, peer.AddrInfo{ID: p}, 10*time.Second)
+}
+
+// dial connects to ai.ID at ai.Addrs and the addresses the peerstore
+// knows (5 s), else looks it up in the DHT and dials what it finds,
+// retrying the lookup every 200 ms for up to lookup. A relayed connection
+// will do: a peer behind a NAT may have no other until hole punching
+// gives one (go-libp2p would otherwise wait for a direct connection it
+// may never get).
+func (n *Node) dial(ctx context.Context, ai peer.AddrInfo, lookup time.Duration) error {
 	ctx = network.WithAllowLimitedConn(ctx, "grid")
-	if len(n.h.Peerstore().Addrs(p)) > 0 {
+	if len(ai.Addrs) > 0 || len(n.h.Peerstore().Addrs(ai.ID)) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.h.Connect(cctx, peer.AddrInfo{ID: p})
+		err := n.h.Connect(cctx, ai)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		n.log.Debug("dial known addresses", "peer", p, "err", err)
+		n.log.Debug("dial known addresses", "peer", ai.ID, "err", err)
 	}
-	// A peer that just (re)started may not be in its neighbours' routing
-	// tables yet: retry the lookup for a few seconds.
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, lookup)
 	defer cancel()
 	for {
-		ai, err := n.disc.DHT().FindPeer(fctx, p)
+		found, err := n.disc.DHT().FindPeer(fctx, ai.ID)
 		if err == nil {
-			if err = n.h.Connect(fctx, ai); err == nil {
+			if err = n.h.Connect(fctx, found); err == nil {
 				return nil
 			}
 		}
