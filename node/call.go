@@ -153,10 +153,13 @@ func (n *Node) serve(svc string, h network.StreamHandler) network.StreamHandler 
 // serveRequest is serve for a session request (infer, plain) served in
 // role: the stream is accepted (acceptRequest) before h gets the request
 // and the stream's reader, and the serving slot is freed when h returns.
+// The session is counted as started in roleOf(req) once the request is
+// read (a holder's part in a dealer's warm session is not an inference),
+// in role when it is refused before.
 func serveRequest[R any, PR interface {
 	*R
 	proto.Message
-}](n *Node, svc, role string, h func(s network.Stream, fr *frameReader, req PR)) network.StreamHandler {
+}](n *Node, svc, role string, roleOf func(PR) string, h func(s network.Stream, fr *frameReader, req PR)) network.StreamHandler {
 	return n.serve(svc, func(s network.Stream) {
 		req := PR(new(R))
 		fr, release, ok := n.acceptRequest(s, svc, role, req)
@@ -164,6 +167,7 @@ func serveRequest[R any, PR interface {
 			return
 		}
 		defer release()
+		n.met.sessionsStarted.WithLabelValues(roleOf(req)).Inc()
 		h(s, fr, req)
 	})
 }
@@ -173,15 +177,16 @@ func serveRequest[R any, PR interface {
 // beyond MaxSessions) and the request read into req within the service's
 // and the sender's memory (readReserved). ok is false when the request was
 // refused or unreadable (the stream is answered or reset and counted);
-// otherwise release frees the slot and fr reads what follows.
+// otherwise release frees the slot and fr reads what follows. A refused
+// or unreadable request counts as a session started and failed in role.
 func (n *Node) acceptRequest(s network.Stream, svc, role string, req proto.Message) (fr *frameReader, release func(), ok bool) {
 	_ = s.SetDeadline(time.Now().Add(n.cfg.SessionTimeout))
-	n.met.sessionsStarted.WithLabelValues(role).Inc()
 	// The slot is taken before the request is read, so at most MaxSessions
 	// requests are buffered, each within the service's memory limit and
 	// the sender's share of it.
 	release, err := n.takeSlot()
 	if err != nil {
+		n.met.sessionsStarted.WithLabelValues(role).Inc()
 		n.refuse(s, role, err)
 		return nil, nil, false
 	}
@@ -189,6 +194,7 @@ func (n *Node) acceptRequest(s network.Stream, svc, role string, req proto.Messa
 	if err := n.readReserved(fr, svc, s.Conn().RemotePeer(), maxTensorFrame, req); err != nil {
 		n.log.Debug("session request", "remote", s.Conn().RemotePeer(), "protocol", s.Protocol(), "err", err)
 		n.met.errors.WithLabelValues("bad_request").Inc()
+		n.met.sessionsStarted.WithLabelValues(role).Inc()
 		n.met.sessionsFailed.WithLabelValues(role).Inc()
 		release()
 		s.Reset()

@@ -31,6 +31,7 @@ import (
 func (n *Node) handleInfer(s network.Stream, fr *frameReader, req *pb.InferRequest) {
 	n.met.bytesRecv.WithLabelValues("infer").Add(float64(len(req.Input.GetData())))
 	n.record("infer", req.Input.GetData())
+	role := inferRole(req)
 	sess, err := n.checkInferRequest(s.Conn().RemotePeer(), req)
 	if err == nil && sess.isWarm() {
 		var release func()
@@ -39,20 +40,20 @@ func (n *Node) handleInfer(s network.Stream, fr *frameReader, req *pb.InferReque
 		}
 	}
 	if err != nil {
-		n.refuse(s, "holder", err)
+		n.refuse(s, role, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTimeout)
 	defer cancel()
 	sess.ctx, sess.cancel = ctx, cancel
 	if err := n.sessions.add(sess); err != nil {
-		n.refuse(s, "holder", err)
+		n.refuse(s, role, err)
 		return
 	}
 	defer n.sessions.remove(sess)
 	if err := writeMsg(s, statusOK); err != nil {
 		s.Reset()
-		n.met.sessionsFailed.WithLabelValues("holder").Inc()
+		n.met.sessionsFailed.WithLabelValues(role).Inc()
 		return
 	}
 	// The client keeps its write side open until it has our result: any
@@ -94,10 +95,10 @@ func (n *Node) sendResult(s network.Stream, sess *holderSession, out *tensor.Den
 	}
 	if err != nil {
 		n.log.Info("session failed", "session", hex.EncodeToString(sess.id), "model", sess.model, "party", sess.party, "err", err)
-		n.met.sessionsFailed.WithLabelValues("holder").Inc()
+		n.met.sessionsFailed.WithLabelValues(holderRole(sess.batch)).Inc()
 		n.met.errors.WithLabelValues(errorKind(err)).Inc()
 	} else {
-		n.met.sessionsOK.WithLabelValues("holder").Inc()
+		n.met.sessionsOK.WithLabelValues(holderRole(sess.batch)).Inc()
 	}
 	if werr != nil {
 		s.Reset()

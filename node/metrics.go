@@ -10,7 +10,7 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	sessionsStarted *prometheus.CounterVec // by role: client, holder, dealer, host
+	sessionsStarted *prometheus.CounterVec // by role: client, holder, warm (a holder in a dealer's warm session), dealer, host
 	sessionsOK      *prometheus.CounterVec
 	sessionsFailed  *prometheus.CounterVec
 	sessionsActive  prometheus.Gauge

@@ -230,7 +230,7 @@ func (n *Node) registerHandlers() {
 		n.h.SetStreamHandler(ProtoShares, n.serve(svcShares, n.handleShares))
 	}
 	if n.hasRole(RoleHolder) {
-		n.h.SetStreamHandler(ProtoInfer, serveRequest(n, svcInfer, "holder", n.handleInfer))
+		n.h.SetStreamHandler(ProtoInfer, serveRequest(n, svcInfer, "holder", inferRole, n.handleInfer))
 		n.h.SetStreamHandler(ProtoMPC, n.serve(svcMPC, n.handleMPC))
 		n.startRepairs()
 	}
@@ -238,7 +238,7 @@ func (n *Node) registerHandlers() {
 		n.h.SetStreamHandler(ProtoDealer, n.serve(svcDealer, n.handleDealer))
 	}
 	if n.hasRole(RoleHost) {
-		n.h.SetStreamHandler(ProtoPlain, serveRequest(n, svcPlain, "host", n.handlePlain))
+		n.h.SetStreamHandler(ProtoPlain, serveRequest(n, svcPlain, "host", plainRole, n.handlePlain))
 	}
 }
 

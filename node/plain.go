@@ -38,6 +38,9 @@ func (n *Node) inferPlain(ctx context.Context, m *discovery.Manifest, x *tensor.
 	return &Result{Shape: out.Shape, Output: out.Data, Holders: m.Holders, Online: time.Since(start)}, nil
 }
 
+// plainRole is the metrics role of a plain query (serveRequest's roleOf).
+func plainRole(*pb.PlainRequest) string { return "host" }
+
 // handlePlain serves a plain-mode query as the model's host (its request
 // accepted by serveRequest).
 func (n *Node) handlePlain(s network.Stream, _ *frameReader, req *pb.PlainRequest) {

@@ -396,6 +396,19 @@ func counterValue(c prometheus.Counter) float64 {
 // isWarm tells whether the session is a warm session (batch 0).
 func (s *holderSession) isWarm() bool { return s.batch == 0 }
 
+// holderRole is the metrics role of a holder's session of the batch:
+// "warm" for its part in a dealer's warm session (batch 0, no inference),
+// "holder" otherwise.
+func holderRole(batch int) string {
+	if batch == 0 {
+		return "warm"
+	}
+	return "holder"
+}
+
+// inferRole is holderRole of an infer request (serveRequest's roleOf).
+func inferRole(req *pb.InferRequest) string { return holderRole(int(req.GetBatch())) }
+
 // checkWarmRequest checks a warm request's own fields (batch 0): only the
 // session's dealer, the peer on the stream, may send one, and it carries
 // no input. A request of another batch passes.
